@@ -1,0 +1,23 @@
+"""taskq: a crash-safe background job queue on Redis.
+
+    from taskq_cli import TaskQueue, Retry, Fail
+"""
+
+from taskq_cli.errors import Fail, Retry, TaskqError, UsageError, ValidationFailed
+from taskq_cli.queue import TaskHandle, TaskQueue
+from taskq_cli.registry import TaskContext, current_task
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Fail",
+    "Retry",
+    "TaskContext",
+    "TaskHandle",
+    "TaskQueue",
+    "TaskqError",
+    "UsageError",
+    "ValidationFailed",
+    "__version__",
+    "current_task",
+]

@@ -1,0 +1,3 @@
+from taskq_cli.cli.app import main
+
+main()

@@ -1,0 +1,98 @@
+"""`taskq enqueue`: one task from arguments, or a JSON Lines batch with --file."""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Annotated, Any
+
+import typer
+
+from taskq_cli.cli import output
+from taskq_cli.cli.common import App, JsonFlag, Namespace, RedisUrl, open_queue
+from taskq_cli.errors import UsageError
+from taskq_cli.producer import UNSET, EnqueueRequest, parse_json_lines
+
+
+def enqueue(
+    ctx: typer.Context,
+    name: Annotated[str | None, typer.Argument(help="Task name.", show_default=False)] = None,
+    payload: Annotated[
+        str | None, typer.Argument(help="JSON object ('-' reads stdin; omitted = {}).",
+                                   show_default=False)
+    ] = None,
+    queue: Annotated[str | None, typer.Option("--queue", "-q", help="Queue [default: default].",
+                                              show_default=False)] = None,
+    delay: Annotated[str | None, typer.Option(help="Run after this duration (30s, 5m, 1h30m).",
+                                              show_default=False)] = None,
+    at: Annotated[str | None, typer.Option(help="Run at this ISO 8601 time (no zone = local).",
+                                           show_default=False)] = None,
+    max_retries: Annotated[int | None, typer.Option(help="Retries after the first attempt.",
+                                                    show_default=False)] = None,
+    timeout: Annotated[str | None, typer.Option(help="Execution time limit ('0' = none).",
+                                                show_default=False)] = None,
+    task_id: Annotated[str | None, typer.Option("--id", help="Custom id: enqueue is idempotent "
+                                                "while a task with it is unfinished.",
+                                                show_default=False)] = None,
+    file: Annotated[str | None, typer.Option("--file", help="JSON Lines of {name, payload, ...}; "
+                                             "'-' = stdin.", show_default=False)] = None,
+    as_json: JsonFlag = False,
+    redis_url: RedisUrl = None,
+    namespace: Namespace = None,
+    app: App = None,
+) -> None:
+    """Enqueue a task; prints its id."""
+    if file is not None:
+        if name is not None or payload is not None:
+            raise UsageError("--file takes no NAME or PAYLOAD arguments")
+        if any(v is not None for v in (delay, at, max_retries, timeout, task_id)):
+            raise UsageError("--file takes options per line; only --queue applies to every line")
+        requests = parse_json_lines(_read_lines(file), default_queue=queue)
+    elif name is None:
+        raise UsageError("missing task NAME (or --file)")
+    else:
+        requests = [EnqueueRequest(
+            name=name, payload=_parse_payload(payload), queue=queue, delay=delay, at=at,
+            task_id=task_id, max_retries=max_retries,
+            timeout=UNSET if timeout is None else _timeout(timeout),
+        )]
+    if not requests:
+        return
+    tq = open_queue(ctx, redis_url, namespace, app)
+    results = tq.submit(requests)
+    for result in results:
+        if as_json:
+            output.json_out({"id": result.id, "queue": result.queue, "state": result.state,
+                             "duplicate": result.duplicate})
+        else:
+            output.line(result.id)
+
+
+def _parse_payload(text: str | None) -> Any:
+    if text is None:
+        return {}
+    if text == "-":
+        text = sys.stdin.read()
+    try:
+        value = json.loads(text)
+    except ValueError as exc:
+        raise UsageError(f"invalid JSON payload: {exc}") from None
+    if not isinstance(value, dict):
+        raise UsageError(f"payload must be a JSON object, got {type(value).__name__}")
+    return value
+
+
+def _timeout(text: str) -> str | None:
+    return None if text.strip().lower() in ("0", "none", "off") else text
+
+
+def _read_lines(path: str) -> list[str]:
+    if path == "-":
+        return sys.stdin.read().splitlines()
+    try:
+        with open(path, encoding="utf-8") as handle:
+            return handle.read().splitlines()
+    except OSError as exc:
+        raise UsageError(f"cannot read {path}: {exc.strerror}") from None
+    except UnicodeDecodeError:
+        raise UsageError(f"{path} is not UTF-8 text") from None

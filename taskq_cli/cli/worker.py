@@ -1,0 +1,82 @@
+"""`taskq worker` and `taskq scheduler`: the long-running processes."""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import sys
+from typing import Annotated
+
+import typer
+
+from taskq_cli.cli import output
+from taskq_cli.cli.common import App, Namespace, RedisUrl, open_queue
+from taskq_cli.timeparse import parse_duration
+
+LogLevel = Annotated[str, typer.Option("--log-level", help="debug, info, warning or error.")]
+
+
+def worker(
+    ctx: typer.Context,
+    queues: Annotated[str, typer.Option("--queues", help="a,b,c (strict priority) or a:5,b:1 "
+                                        "(weighted).")] = "default",
+    concurrency: Annotated[int | None, typer.Option(help="Tasks at once [default: CPU count].",
+                                                    show_default=False)] = None,
+    burst: Annotated[bool, typer.Option("--burst", help="Exit once nothing is pending or due "
+                                        "and nothing is in flight.")] = False,
+    grace: Annotated[str, typer.Option(help="On SIGTERM/SIGINT, time given to running tasks.")] = "30s",
+    lease: Annotated[str, typer.Option(help="How long a dead worker's tasks wait for recovery.")] = "30s",
+    log_level: LogLevel = "info",
+    redis_url: RedisUrl = None,
+    namespace: Namespace = None,
+    app: App = None,
+) -> int:
+    """Run tasks from the given queues."""
+    from taskq_cli.worker import QueuePlan, Worker
+
+    plan = QueuePlan.parse(queues)
+    grace_s, lease_s = parse_duration(grace), parse_duration(lease)
+    _configure_logging(log_level)
+    tq = open_queue(ctx, redis_url, namespace, app)
+    if not tq.registry:
+        output.warn("no --app given (or it registers no task): every task will fail as unknown")
+    runner = Worker(tq, plan, concurrency or os.cpu_count() or 1, burst=burst, grace=grace_s,
+                    lease=lease_s)
+    return runner.run()
+
+
+def scheduler(
+    ctx: typer.Context,
+    log_level: LogLevel = "info",
+    redis_url: RedisUrl = None,
+    namespace: Namespace = None,
+    app: App = None,
+) -> int:
+    """Promote due scheduled tasks and recover lost workers' tasks, for every queue."""
+    from taskq_cli.scheduler import Scheduler
+
+    _configure_logging(log_level)
+    tq = open_queue(ctx, redis_url, namespace, app)
+    runner = Scheduler(tq.broker, tq.settings.defaults)
+
+    def on_signal(signum: int, frame: object) -> None:
+        if runner.stop_event.is_set():
+            os._exit(1)
+        runner.stop_event.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    logging.getLogger("taskq.scheduler").info("scheduler started (namespace %s)",
+                                              tq.settings.namespace)
+    return runner.run()
+
+
+def _configure_logging(level: str) -> None:
+    from taskq_cli.errors import UsageError
+
+    number = logging.getLevelName(level.upper())
+    if not isinstance(number, int):
+        raise UsageError(f"invalid --log-level {level!r}: use debug, info, warning or error")
+    logging.basicConfig(level=number, stream=sys.stderr,
+                        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s")

@@ -1,0 +1,151 @@
+"""Turning enqueue requests (library, CLI, JSON Lines) into validated tasks. Nothing here writes:
+a batch is validated whole before the broker sees any of it."""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from taskq_cli.config import DEFAULT_QUEUE, check_name
+from taskq_cli.errors import UsageError
+from taskq_cli.protocol import NewTask, new_id
+from taskq_cli.registry import TaskDef
+from taskq_cli.timeparse import parse_datetime, parse_duration
+
+
+class _Unset:
+    def __repr__(self) -> str:
+        return "UNSET"
+
+
+UNSET: Any = _Unset()  # "not given", where None has a meaning (timeout=None disables the timeout)
+
+MAX_ID_LENGTH = 200
+
+
+@dataclass(frozen=True)
+class EnqueueRequest:
+    name: str
+    payload: Any = None
+    queue: str | None = None
+    delay: float | str | None = None
+    at: datetime | str | float | None = None
+    task_id: str | None = None
+    max_retries: int | None = None
+    timeout: Any = UNSET  # seconds, a duration string, None/0 = no timeout
+
+
+def prepare(request: EnqueueRequest, registry: Mapping[str, TaskDef]) -> NewTask:
+    """Validate one request; raises UsageError (with a clear message) and never writes."""
+    if not isinstance(request.name, str) or not request.name.strip():
+        raise UsageError("task name must be a non-empty string")
+    payload = {} if request.payload is None else request.payload
+    if not isinstance(payload, dict):
+        raise UsageError(f"payload must be a JSON object, got {type(payload).__name__}")
+    handler = registry.get(request.name)
+    if handler is not None:
+        handler.validate(payload)
+    try:
+        payload_json = json.dumps(payload, separators=(",", ":"), allow_nan=False)
+    except (TypeError, ValueError) as exc:
+        raise UsageError(f"payload is not JSON-serialisable: {exc}") from None
+    queue = check_name("queue", request.queue or (handler.queue if handler else DEFAULT_QUEUE))
+    meta: dict[str, Any] = {"name": request.name, "queue": queue}
+    meta.update(_options(request, handler))
+    delay_ms, at_ms = _timing(request)
+    task_id = request.task_id
+    if task_id is not None:
+        _check_id(task_id)
+    return NewTask(
+        id=task_id or new_id(), queue=queue, meta=meta, payload_json=payload_json,
+        delay_ms=delay_ms, at_ms=at_ms, custom_id=task_id is not None,
+    )
+
+
+def _options(request: EnqueueRequest, handler: TaskDef | None) -> dict[str, Any]:
+    """Explicit options, plus the handler's own retry policy when the producer knows the task, so a
+    recovery after a crash (which runs without the handler) follows it."""
+    options: dict[str, Any] = {}
+    if handler is not None:
+        options["max_retries"] = handler.retry.max_retries
+        options["backoff_base"] = handler.retry.backoff_base
+        options["backoff_max"] = handler.retry.backoff_max
+    if request.max_retries is not None:
+        if isinstance(request.max_retries, bool) or not isinstance(request.max_retries, int) \
+                or request.max_retries < 0:
+            raise UsageError(f"max_retries must be a whole number >= 0, got {request.max_retries!r}")
+        options["max_retries"] = request.max_retries
+    if request.timeout is not UNSET:
+        options["timeout"] = 0.0 if request.timeout is None else parse_duration(request.timeout)
+    return options
+
+
+def _timing(request: EnqueueRequest) -> tuple[int | None, int | None]:
+    if request.delay is not None and request.at is not None:
+        raise UsageError("give either a delay or an 'at' time, not both")
+    if request.delay is not None:
+        return int(parse_duration(request.delay) * 1000), None
+    if request.at is None:
+        return None, None
+    if isinstance(request.at, datetime):
+        moment = request.at if request.at.tzinfo else request.at.astimezone()
+        return None, int(moment.timestamp() * 1000)
+    if isinstance(request.at, int | float) and not isinstance(request.at, bool):
+        if not math.isfinite(request.at):
+            raise UsageError(f"invalid 'at' time {request.at!r}")
+        return None, int(request.at * 1000)
+    if isinstance(request.at, str):
+        return None, int(parse_datetime(request.at).timestamp() * 1000)
+    raise UsageError(f"invalid 'at' time {request.at!r}")
+
+
+def _check_id(task_id: object) -> None:
+    if not isinstance(task_id, str) or not task_id or len(task_id) > MAX_ID_LENGTH \
+            or not task_id.isprintable():
+        raise UsageError(f"task id must be 1-{MAX_ID_LENGTH} printable characters, got {task_id!r}")
+
+
+_LINE_FIELDS = {"name", "payload", "queue", "delay", "at", "max_retries", "timeout", "id"}
+
+
+def parse_json_lines(lines: Iterable[str], default_queue: str | None = None) -> list[EnqueueRequest]:
+    """Requests from JSON Lines; a bad line raises UsageError naming its line number."""
+    requests: list[EnqueueRequest] = []
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            requests.append(request_from_object(json.loads(line), default_queue))
+        except ValueError as exc:
+            raise UsageError(f"line {number}: invalid JSON: {exc}") from None
+        except UsageError as exc:
+            raise UsageError(f"line {number}: {exc}") from None
+    return requests
+
+
+def request_from_object(obj: Any, default_queue: str | None = None) -> EnqueueRequest:
+    """An EnqueueRequest from `{"name", "payload", "queue"?, "delay"?, "at"?, "max_retries"?,
+    "timeout"?, "id"?}` (JSON Lines and the HTTP API)."""
+    if not isinstance(obj, dict):
+        raise UsageError(f"expected a JSON object, got {type(obj).__name__}")
+    unknown = set(obj) - _LINE_FIELDS
+    if unknown:
+        raise UsageError(f"unknown field(s): {', '.join(sorted(unknown))}")
+    if "name" not in obj:
+        raise UsageError("missing field 'name'")
+    for key in ("queue", "id"):
+        if obj.get(key) is not None and not isinstance(obj[key], str):
+            raise UsageError(f"field {key!r} must be a string")
+    at = obj.get("at")
+    if at is not None and (isinstance(at, bool) or not isinstance(at, str | int | float)):
+        raise UsageError("field 'at' must be an ISO 8601 string or epoch seconds")
+    return EnqueueRequest(
+        name=obj["name"], payload=obj.get("payload"), queue=obj.get("queue") or default_queue,
+        delay=obj.get("delay"), at=obj.get("at"), task_id=obj.get("id"),
+        max_retries=obj.get("max_retries"),
+        timeout=obj["timeout"] if "timeout" in obj else UNSET,
+    )

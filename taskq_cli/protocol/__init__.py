@@ -1,0 +1,373 @@
+"""The Redis protocol: the only code that sends commands to Redis.
+
+One typed method per operation. Every state change is one Lua script over one queue's keys
+(see keys.py for the layout and lua/ for the scripts); reads are pipelined.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import secrets
+import uuid
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry as RedisRetry
+
+from taskq_cli.config import RetryDefaults, Settings
+from taskq_cli.protocol.keys import NamespaceKeys, QueueKeys
+from taskq_cli.protocol.scripts import ScriptArg, execute_with_scripts, load_scripts
+
+# Tasks per script call when enqueueing a batch: keeps each script short so Redis stays responsive.
+ENQUEUE_CHUNK = 500
+PROMOTE_BATCH = 500
+RECOVER_BATCH = 500
+
+__all__ = [
+    "Broker",
+    "EnqueueResult",
+    "Fetched",
+    "Malformed",
+    "NewTask",
+    "QueueStats",
+    "TaskRecord",
+    "connect",
+]
+
+
+def connect(url: str, *, socket_timeout: float | None = 10.0) -> redis.Redis:
+    """A client that fails fast: callers decide themselves whether and how to retry."""
+    return redis.Redis.from_url(
+        url,
+        decode_responses=True,
+        encoding_errors="replace",  # malformed bytes become visible text instead of a crash
+        socket_connect_timeout=5.0,
+        socket_timeout=socket_timeout,
+        socket_keepalive=True,
+        health_check_interval=30,
+        retry=RedisRetry(NoBackoff(), 0),
+    )
+
+
+@dataclass(frozen=True)
+class NewTask:
+    """A validated task ready to be written; `meta` holds name, queue and explicit options."""
+
+    id: str
+    queue: str
+    meta: dict[str, Any]
+    payload_json: str
+    delay_ms: int | None = None
+    at_ms: int | None = None
+    custom_id: bool = False
+
+
+@dataclass(frozen=True)
+class EnqueueResult:
+    id: str
+    queue: str
+    state: str
+    duplicate: bool
+
+
+@dataclass(frozen=True)
+class Fetched:
+    """One attempt handed to this worker: `token` fences every later report of it."""
+
+    queue: str
+    id: str
+    meta: dict[str, Any]
+    payload_json: str
+    token: str
+
+
+@dataclass(frozen=True)
+class Malformed:
+    queue: str
+    dead_id: str
+
+
+@dataclass(frozen=True)
+class TaskRecord:
+    meta: dict[str, Any]
+    payload_json: str | None
+    result_json: str | None
+
+
+@dataclass(frozen=True)
+class QueueStats:
+    queue: str
+    pending: int
+    scheduled: int
+    active: int
+    dead: int
+    processed: int
+    failed: int
+    oldest_pending_ms: int | None = None  # when the oldest pending task became ready
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class Broker:
+    """Typed access to one namespace. `clock` returns a fixed time in ms for tests, else None
+    (scripts then read Redis's own clock, one clock for every worker)."""
+
+    def __init__(self, client: redis.Redis, settings: Settings) -> None:
+        self.client = client
+        self.settings = settings
+        self.ns = NamespaceKeys(settings.namespace)
+        self.clock: Callable[[], int | None] = lambda: None
+        self._scripts = load_scripts()
+        self._keys: dict[str, QueueKeys] = {}
+
+    # -- keys -------------------------------------------------------------------------------
+
+    def keys(self, queue: str) -> QueueKeys:
+        found = self._keys.get(queue)
+        if found is None:
+            found = self._keys[queue] = QueueKeys(self.settings.namespace, queue)
+        return found
+
+    def _now(self) -> ScriptArg:
+        now = self.clock()
+        return "" if now is None else now
+
+    def _run(self, name: str, queue: str, *args: ScriptArg) -> Any:
+        return self._scripts[name](self.client, self.keys(queue).script_keys(), args)
+
+    @property
+    def _dead_limits(self) -> tuple[int, int]:
+        return self.settings.dead_max, int(self.settings.dead_ttl * 1000)
+
+    # -- producing --------------------------------------------------------------------------
+
+    def enqueue(self, tasks: Sequence[NewTask]) -> list[EnqueueResult]:
+        """Write tasks in one round trip and one transaction; results come back in input order."""
+        if not tasks:
+            return []
+        by_queue: dict[str, list[int]] = {}
+        for index, task in enumerate(tasks):
+            by_queue.setdefault(task.queue, []).append(index)
+        pipe = self.client.pipeline(transaction=True)
+        pipe.sadd(self.ns.queues, *by_queue)
+        chunks: list[list[int]] = []
+        for queue, indexes in by_queue.items():
+            for start in range(0, len(indexes), ENQUEUE_CHUNK):
+                chunk = indexes[start : start + ENQUEUE_CHUNK]
+                chunks.append(chunk)
+                self._scripts["enqueue"].queue(
+                    pipe, self.keys(queue).script_keys(), self._enqueue_args([tasks[i] for i in chunk])
+                )
+        replies = execute_with_scripts(pipe, self.client)[1:]
+        results: list[EnqueueResult | None] = [None] * len(tasks)
+        for chunk, reply in zip(chunks, replies, strict=True):
+            for offset, index in enumerate(chunk):
+                task_id, state, duplicate = reply[offset * 3 : offset * 3 + 3]
+                results[index] = EnqueueResult(task_id, tasks[index].queue, state, duplicate == 1)
+        return [r for r in results if r is not None]
+
+    def _enqueue_args(self, tasks: Sequence[NewTask]) -> list[ScriptArg]:
+        args: list[ScriptArg] = [self._now(), len(tasks)]
+        for t in tasks:
+            args += [
+                t.id,
+                json.dumps(t.meta, separators=(",", ":")),
+                t.payload_json,
+                "" if t.delay_ms is None else t.delay_ms,
+                "" if t.at_ms is None else t.at_ms,
+                "1" if t.custom_id else "0",
+            ]
+        return args
+
+    # -- consuming --------------------------------------------------------------------------
+
+    def fetch(self, queue: str, lease: float, worker_id: str) -> Fetched | Malformed | None:
+        token = random_token()
+        reply = self._run(
+            "fetch", queue, self._now(), int(lease * 1000), token, worker_id, queue,
+            new_id(), *self._dead_limits,
+        )
+        if reply is None:
+            return None
+        if reply[0] == "malformed":
+            return Malformed(queue, reply[1])
+        return Fetched(queue, reply[1], json.loads(reply[2]), reply[3], token)
+
+    def wait_for_work(self, queues: Sequence[str], timeout: float) -> bool:
+        """Block until a producer or a promotion wakes an idle worker, or the timeout passes."""
+        reply = self.client.blpop([self.keys(q).wake for q in queues], timeout=max(timeout, 0.01))
+        return reply is not None
+
+    def renew(self, leases: dict[str, list[tuple[str, str]]], lease: float) -> list[str]:
+        """Extend the leases of running attempts ({queue: [(id, token)]}); returns the lost ids."""
+        if not leases:
+            return []
+        pipe = self.client.pipeline(transaction=False)
+        for queue, held in leases.items():
+            args: list[ScriptArg] = [self._now(), int(lease * 1000)]
+            for task_id, token in held:
+                args += [task_id, token]
+            self._scripts["renew"].queue(pipe, self.keys(queue).script_keys(), args)
+        return [task_id for lost in execute_with_scripts(pipe, self.client) for task_id in lost]
+
+    def ack(self, job: Fetched, result_json: str | None, result_ttl: float) -> bool:
+        return self._run(
+            "ack", job.queue, self._now(), job.id, job.token, result_json or "",
+            int(result_ttl * 1000),
+        ) == 1
+
+    def fail(
+        self, job: Fetched, error: dict[str, str], *, final: bool, delay: float, max_retries: int
+    ) -> str:
+        """Report a failed attempt; returns the new state, or '' when the lease was lost."""
+        return str(
+            self._run(
+                "fail", job.queue, self._now(), job.id, job.token,
+                json.dumps(error), "dead" if final else "retry", int(delay * 1000), max_retries,
+                *self._dead_limits,
+            )
+        )
+
+    def requeue(self, job: Fetched) -> bool:
+        return self._run("requeue", job.queue, job.id, job.token) == 1
+
+    def pin_options(self, job: Fetched, max_retries: int, backoff_base: float,
+                    backoff_max: float) -> bool:
+        return self._run(
+            "pin", job.queue, job.id, job.token, max_retries, backoff_base, backoff_max
+        ) == 1
+
+    # -- maintenance ------------------------------------------------------------------------
+
+    def promote(self, queue: str) -> tuple[int, float | None]:
+        """Move due scheduled tasks to pending; returns (moved, seconds until the next is due)."""
+        moved, next_due, now = self._run(
+            "promote", queue, self._now(), PROMOTE_BATCH, *self._dead_limits
+        )
+        wait = None if int(next_due) < 0 else max(int(next_due) - int(now), 0) / 1000
+        return int(moved), wait
+
+    def recover(self, queue: str, defaults: RetryDefaults) -> tuple[int, int]:
+        """Expired leases back to scheduled (or dead); returns (retried, buried)."""
+        retried, buried = self._run(
+            "recover", queue, self._now(), RECOVER_BATCH, random.random(),
+            defaults.max_retries, defaults.backoff_base, defaults.backoff_max, *self._dead_limits,
+        )
+        return int(retried), int(buried)
+
+    # -- registry and inspection ------------------------------------------------------------
+
+    def known_queues(self) -> list[str]:
+        return sorted(self.client.smembers(self.ns.queues))
+
+    def register_worker(self, worker_id: str, info: dict[str, Any], ttl: float) -> None:
+        pipe = self.client.pipeline(transaction=False)
+        pipe.set(self.ns.worker(worker_id), json.dumps(info), px=int(ttl * 1000))
+        pipe.zadd(self.ns.workers, {worker_id: int(info["heartbeat_at"])})
+        pipe.execute()
+
+    def unregister_worker(self, worker_id: str) -> None:
+        pipe = self.client.pipeline(transaction=False)
+        pipe.delete(self.ns.worker(worker_id))
+        pipe.zrem(self.ns.workers, worker_id)
+        pipe.execute()
+
+    def live_workers(self) -> list[dict[str, Any]]:
+        ids = self.client.zrange(self.ns.workers, 0, -1)
+        if not ids:
+            return []
+        infos = self.client.mget([self.ns.worker(i) for i in ids])
+        gone = [i for i, info in zip(ids, infos, strict=True) if info is None]
+        if gone:
+            self.client.zrem(self.ns.workers, *gone)  # their description expired: they are dead
+        return [json.loads(info) for info in infos if info is not None]
+
+    def find_task(self, task_id: str, queue: str | None = None) -> TaskRecord | None:
+        """A task by id, in the given queue or in any known queue."""
+        queues = [queue] if queue else self.known_queues()
+        pipe = self.client.pipeline(transaction=False)
+        for q in queues:
+            k = self.keys(q)
+            pipe.hget(k.tasks, task_id)
+            pipe.hget(k.payloads, task_id)
+            pipe.hget(k.results, task_id)
+        replies = pipe.execute()
+        for i in range(len(queues)):
+            raw, payload, result = replies[i * 3 : i * 3 + 3]
+            if raw is not None:
+                return TaskRecord(_parse_meta(raw, task_id, queues[i]), payload, result)
+        return None
+
+    def queue_stats(self, queues: Iterable[str]) -> list[QueueStats]:
+        names = list(queues)
+        pipe = self.client.pipeline(transaction=False)
+        for q in names:
+            k = self.keys(q)
+            pipe.llen(k.pending)
+            pipe.zcard(k.scheduled)
+            pipe.zcard(k.active)
+            pipe.zcard(k.dead)
+            pipe.hgetall(k.counters)
+            pipe.lindex(k.pending, -1)
+        replies = pipe.execute()
+        stats: list[QueueStats] = []
+        oldest_ids: list[tuple[str, str]] = []
+        for i, q in enumerate(names):
+            pending, scheduled, active, dead, counters, oldest = replies[i * 6 : i * 6 + 6]
+            stats.append(QueueStats(q, pending, scheduled, active, dead,
+                                    int(counters.get("processed", 0)),
+                                    int(counters.get("failed", 0))))
+            if oldest is not None:
+                oldest_ids.append((q, oldest))
+        return _with_oldest(stats, self._oldest_ready(oldest_ids))
+
+    def _oldest_ready(self, heads: list[tuple[str, str]]) -> dict[str, int]:
+        if not heads:
+            return {}
+        pipe = self.client.pipeline(transaction=False)
+        for q, task_id in heads:
+            pipe.hget(self.keys(q).tasks, task_id)
+        ready: dict[str, int] = {}
+        for (q, task_id), raw in zip(heads, pipe.execute(), strict=True):
+            if raw is not None:
+                meta = _parse_meta(raw, task_id, q)
+                ready[q] = int(meta.get("run_at") or meta.get("enqueued_at") or 0)
+        return ready
+
+    def redis_time_ms(self) -> int:
+        fixed = self.clock()
+        if fixed is not None:
+            return fixed
+        seconds, micros = self.client.time()
+        return int(seconds) * 1000 + int(micros) // 1000
+
+
+def _with_oldest(stats: list[QueueStats], ready: dict[str, int]) -> list[QueueStats]:
+    return [
+        QueueStats(s.queue, s.pending, s.scheduled, s.active, s.dead, s.processed, s.failed,
+                   ready.get(s.queue))
+        for s in stats
+    ]
+
+
+def _parse_meta(raw: str, task_id: str, queue: str) -> dict[str, Any]:
+    try:
+        meta = json.loads(raw)
+    except ValueError:
+        meta = None
+    if not isinstance(meta, dict):
+        return {"id": task_id, "queue": queue, "name": "<malformed>", "state": "dead", "raw": raw}
+    meta.setdefault("id", task_id)
+    meta.setdefault("queue", queue)
+    return meta
+
+
+def new_id() -> str:
+    return uuid.uuid4().hex
+
+
+def random_token() -> str:
+    return secrets.token_hex(8)

@@ -1,0 +1,111 @@
+"""Every Redis key taskq uses, and nothing else spells them.
+
+Per queue (all share the hash tag `{queue}`, so one queue lives in one Redis Cluster slot and
+every script touches one slot):
+
+    <ns>:{<q>}:tasks      hash    id -> task metadata (JSON: state, attempts, options, times, error)
+    <ns>:{<q>}:payloads   hash    id -> payload (JSON text, never parsed by Lua)
+    <ns>:{<q>}:results    hash    id -> handler result (JSON text) of done tasks
+    <ns>:{<q>}:pending    list    ids waiting; producers LPUSH, workers RPOP (RPUSH = head of line)
+    <ns>:{<q>}:active     zset    id -> lease deadline (ms)
+    <ns>:{<q>}:leases     hash    id -> lease token of the current attempt
+    <ns>:{<q>}:scheduled  zset    id -> due time (ms): delayed tasks and retries
+    <ns>:{<q>}:dead       zset    id -> time of death (ms), trimmed by count and age
+    <ns>:{<q>}:done       zset    id -> expiry time (ms) of a done record
+    <ns>:{<q>}:counters   hash    processed, failed
+    <ns>:{<q>}:wake       list    at most one token: wakes one idle worker blocked on BLPOP
+
+Per namespace:
+
+    <ns>:queues           set     every queue name ever enqueued to
+    <ns>:workers          zset    worker id -> last heartbeat (ms)
+    <ns>:worker:<id>      string  worker description (JSON), expires when the worker stops beating
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+# The order in which every Lua script receives a queue's keys (see lua/_lib.lua).
+QUEUE_KEY_ORDER = (
+    "tasks",
+    "payloads",
+    "results",
+    "pending",
+    "active",
+    "leases",
+    "scheduled",
+    "dead",
+    "done",
+    "counters",
+    "wake",
+)
+
+
+@dataclass(frozen=True)
+class QueueKeys:
+    namespace: str
+    queue: str
+
+    def key(self, part: str) -> str:
+        return f"{self.namespace}:{{{self.queue}}}:{part}"
+
+    @property
+    def tasks(self) -> str:
+        return self.key("tasks")
+
+    @property
+    def payloads(self) -> str:
+        return self.key("payloads")
+
+    @property
+    def results(self) -> str:
+        return self.key("results")
+
+    @property
+    def pending(self) -> str:
+        return self.key("pending")
+
+    @property
+    def active(self) -> str:
+        return self.key("active")
+
+    @property
+    def scheduled(self) -> str:
+        return self.key("scheduled")
+
+    @property
+    def dead(self) -> str:
+        return self.key("dead")
+
+    @property
+    def counters(self) -> str:
+        return self.key("counters")
+
+    @property
+    def wake(self) -> str:
+        return self.key("wake")
+
+    def script_keys(self) -> list[str]:
+        """All of the queue's keys in the order the scripts expect them."""
+        return [self.key(part) for part in QUEUE_KEY_ORDER]
+
+
+@dataclass(frozen=True)
+class NamespaceKeys:
+    namespace: str
+
+    @property
+    def queues(self) -> str:
+        return f"{self.namespace}:queues"
+
+    @property
+    def workers(self) -> str:
+        return f"{self.namespace}:workers"
+
+    def worker(self, worker_id: str) -> str:
+        return f"{self.namespace}:worker:{worker_id}"
+
+    def pattern(self) -> str:
+        """Every key of the namespace (for tests and `queue clear`-style tooling)."""
+        return f"{self.namespace}:*"

@@ -1,0 +1,122 @@
+-- _lib.lua: helpers prepended to every taskq script (scripts.py joins them before loading).
+--
+-- KEYS, the same for every script: one queue's keys, all sharing the queue's hash tag
+-- (order fixed by protocol/keys.py QUEUE_KEY_ORDER).
+--   KEYS[1] tasks      hash  id -> metadata JSON
+--   KEYS[2] payloads   hash  id -> payload JSON text
+--   KEYS[3] results    hash  id -> result JSON text
+--   KEYS[4] pending    list  ids; LPUSH to enqueue, RPOP to fetch
+--   KEYS[5] active     zset  id -> lease deadline (ms)
+--   KEYS[6] leases     hash  id -> lease token of the current attempt
+--   KEYS[7] scheduled  zset  id -> due time (ms)
+--   KEYS[8] dead       zset  id -> time of death (ms)
+--   KEYS[9] done       zset  id -> expiry of the done record (ms)
+--   KEYS[10] counters  hash  processed, failed
+--   KEYS[11] wake      list  at most one wake-up token for idle workers
+-- Times are milliseconds on Redis's clock (TIME) unless a test passes `now` explicitly.
+
+local K_TASKS, K_PAYLOADS, K_RESULTS, K_PENDING = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
+local K_ACTIVE, K_LEASES, K_SCHEDULED, K_DEAD = KEYS[5], KEYS[6], KEYS[7], KEYS[8]
+local K_DONE, K_COUNTERS, K_WAKE = KEYS[9], KEYS[10], KEYS[11]
+
+local function now_ms(arg)
+  if arg ~= nil and arg ~= '' then return tonumber(arg) end
+  local t = redis.call('TIME')
+  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
+
+-- Wake one idle worker; the list never holds more than one token.
+local function wake()
+  if redis.call('LLEN', K_WAKE) == 0 then redis.call('LPUSH', K_WAKE, '1') end
+end
+
+-- The task's metadata as a table, or nil and the raw text when it is missing or not JSON.
+local function load(id)
+  local raw = redis.call('HGET', K_TASKS, id)
+  if not raw then return nil, nil end
+  local ok, meta = pcall(cjson.decode, raw)
+  if not ok or type(meta) ~= 'table' then return nil, raw end
+  return meta, raw
+end
+
+local function save(id, meta)
+  redis.call('HSET', K_TASKS, id, cjson.encode(meta))
+end
+
+-- Remove every trace of a task (finished records only: never called on a task in a list).
+local function forget(id)
+  redis.call('HDEL', K_TASKS, id)
+  redis.call('HDEL', K_PAYLOADS, id)
+  redis.call('HDEL', K_RESULTS, id)
+  redis.call('HDEL', K_LEASES, id)
+  redis.call('ZREM', K_DEAD, id)
+  redis.call('ZREM', K_DONE, id)
+end
+
+-- Keep the dead set within dead_max entries and dead_ttl ms (bounded work per call).
+local function trim_dead(now, dead_max, dead_ttl)
+  for _, id in ipairs(redis.call('ZRANGEBYSCORE', K_DEAD, '-inf', now - dead_ttl, 'LIMIT', 0, 100)) do
+    forget(id)
+  end
+  local excess = redis.call('ZCARD', K_DEAD) - dead_max
+  if excess > 0 then
+    for _, id in ipairs(redis.call('ZRANGE', K_DEAD, 0, math.min(excess, 100) - 1)) do
+      forget(id)
+    end
+  end
+end
+
+local function to_dead(id, meta, now, dead_max, dead_ttl)
+  meta.state = 'dead'
+  meta.died_at = now
+  meta.run_at = nil
+  save(id, meta)
+  redis.call('ZADD', K_DEAD, now, id)
+  trim_dead(now, dead_max, dead_ttl)
+end
+
+-- Drop expired done records (bounded work per call).
+local function sweep_done(now, limit)
+  for _, id in ipairs(redis.call('ZRANGEBYSCORE', K_DONE, '-inf', now, 'LIMIT', 0, limit)) do
+    forget(id)
+  end
+end
+
+local function holds_lease(id, token)
+  return redis.call('HGET', K_LEASES, id) == token
+end
+
+-- End the current attempt's lease.
+local function release(id)
+  redis.call('ZREM', K_ACTIVE, id)
+  redis.call('HDEL', K_LEASES, id)
+end
+
+local function count_execution(failed)
+  redis.call('HINCRBY', K_COUNTERS, 'processed', 1)
+  if failed then redis.call('HINCRBY', K_COUNTERS, 'failed', 1) end
+end
+
+-- Schedule another attempt after delay_ms, or bury the task when its attempts are spent.
+local function retry_or_bury(id, meta, now, delay_ms, max_retries, dead_max, dead_ttl)
+  if (meta.attempts or 0) >= max_retries + 1 then
+    to_dead(id, meta, now, dead_max, dead_ttl)
+    return 'dead'
+  end
+  meta.state = 'scheduled'
+  meta.run_at = now + delay_ms
+  save(id, meta)
+  redis.call('ZADD', K_SCHEDULED, meta.run_at, id)
+  return 'scheduled'
+end
+
+-- Uniform in [d/2, d] with d = min(max, base * 2^(attempt-1)); u in [0, 1) comes from the caller.
+local function backoff_ms(attempt, base_ms, max_ms, u)
+  local d = math.min(max_ms, base_ms * 2 ^ (math.max(attempt, 1) - 1))
+  return math.floor(d / 2 + u * d / 2)
+end
+
+local function error_table(kind, message)
+  return {type = kind, message = message, traceback = ''}
+end
+

@@ -1,0 +1,176 @@
+"""`TaskQueue`: the library's front door (define handlers, enqueue, look tasks up)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+from datetime import datetime
+from typing import TYPE_CHECKING, Any, overload
+
+from taskq_cli.config import DEFAULT_QUEUE, RetryDefaults, Settings, check_name
+from taskq_cli.errors import UsageError
+from taskq_cli.producer import UNSET, EnqueueRequest, prepare
+from taskq_cli.registry import TaskDef
+
+if TYPE_CHECKING:
+    from taskq_cli.models import Task
+    from taskq_cli.protocol import Broker, EnqueueResult
+
+# Keyword arguments of `handler.enqueue(...)` that are options, not payload fields.
+ENQUEUE_OPTIONS = ("delay", "at", "queue", "task_id", "max_retries", "timeout")
+
+
+class TaskHandle:
+    """What `@tq.task` returns: the function itself (callable as before) plus `.enqueue(...)`."""
+
+    def __init__(self, tq: TaskQueue, definition: TaskDef) -> None:
+        self.tq = tq
+        self.definition = definition
+        self.__wrapped__ = definition.fn
+        self.__name__ = getattr(definition.fn, "__name__", definition.name)
+        self.__doc__ = definition.fn.__doc__
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return self.definition.fn(*args, **kwargs)
+
+    def enqueue(self, **kwargs: Any) -> str:
+        """Enqueue with the payload as keyword arguments; `delay`, `at`, `queue`, `task_id`,
+        `max_retries` and `timeout` are options (use `tq.enqueue` for fields with those names)."""
+        options = {k: kwargs.pop(k) for k in ENQUEUE_OPTIONS if k in kwargs}
+        return self.tq.enqueue(self.definition.name, kwargs, **options)
+
+
+class TaskQueue:
+    def __init__(
+        self,
+        redis_url: str | None = None,
+        namespace: str | None = None,
+        *,
+        max_retries: int | None = None,
+        timeout: float | None = UNSET,
+        backoff_base: float | None = None,
+        backoff_max: float | None = None,
+        result_ttl: float | None = None,
+        dead_max: int | None = None,
+        dead_ttl: float | None = None,
+    ) -> None:
+        settings = Settings.from_env(
+            redis_url=redis_url, namespace=namespace, dead_max=dead_max, dead_ttl=dead_ttl
+        )
+        changes: dict[str, Any] = {"max_retries": max_retries, "backoff_base": backoff_base,
+                                   "backoff_max": backoff_max, "result_ttl": result_ttl}
+        settings = settings.with_defaults(**changes)
+        if timeout is not UNSET:
+            settings = settings.with_defaults(timeout=timeout or 0.0)
+        self.settings = settings
+        self.registry: dict[str, TaskDef] = {}
+        self._broker: Broker | None = None
+
+    # -- configuration ----------------------------------------------------------------------
+
+    def configure(self, *, redis_url: str | None = None, namespace: str | None = None) -> None:
+        """Point at another Redis or namespace (CLI options beat what the app's code said)."""
+        if redis_url is None and namespace is None:
+            return
+        self.settings = Settings.from_env(
+            redis_url=redis_url or self.settings.redis_url,
+            namespace=namespace or self.settings.namespace,
+            dead_max=self.settings.dead_max, dead_ttl=self.settings.dead_ttl,
+            defaults=self.settings.defaults,
+        )
+        self.close()
+
+    @property
+    def broker(self) -> Broker:
+        if self._broker is None:
+            from taskq_cli.protocol import Broker, connect
+
+            self._broker = Broker(connect(self.settings.redis_url), self.settings)
+        return self._broker
+
+    def close(self) -> None:
+        if self._broker is not None:
+            self._broker.client.close()
+            self._broker = None
+
+    # -- handlers ---------------------------------------------------------------------------
+
+    @overload
+    def task(self, fn: Callable[..., Any], /) -> TaskHandle: ...
+
+    @overload
+    def task(
+        self, fn: None = None, /, *, name: str | None = None, queue: str = DEFAULT_QUEUE,
+        max_retries: int | None = None, timeout: float | None = UNSET,
+        backoff_base: float | None = None, backoff_max: float | None = None,
+        result_ttl: float | None = None,
+    ) -> Callable[[Callable[..., Any]], TaskHandle]: ...
+
+    def task(
+        self, fn: Callable[..., Any] | None = None, /, *, name: str | None = None,
+        queue: str = DEFAULT_QUEUE, max_retries: int | None = None, timeout: float | None = UNSET,
+        backoff_base: float | None = None, backoff_max: float | None = None,
+        result_ttl: float | None = None,
+    ) -> TaskHandle | Callable[[Callable[..., Any]], TaskHandle]:
+        """Register a handler (sync or `async def`); its parameters are the payload's fields."""
+        given: dict[str, Any] = {"max_retries": max_retries, "backoff_base": backoff_base,
+                                 "backoff_max": backoff_max, "result_ttl": result_ttl}
+        if timeout is not UNSET:
+            given["timeout"] = timeout or 0.0
+        given = {k: v for k, v in given.items() if v is not None}
+
+        def register(func: Callable[..., Any]) -> TaskHandle:
+            task_name = name or f"{func.__module__}.{func.__qualname__}"
+            definition = TaskDef(
+                name=task_name, fn=func, queue=check_name("queue", queue),
+                retry=_merge(self.settings.defaults, given), explicit=frozenset(given),
+            )
+            self.registry[task_name] = definition
+            return TaskHandle(self, definition)
+
+        return register(fn) if fn is not None else register
+
+    # -- producing --------------------------------------------------------------------------
+
+    def enqueue(
+        self, name: str, payload: dict[str, Any] | None = None, *, queue: str | None = None,
+        delay: float | str | None = None, at: datetime | str | float | None = None,
+        task_id: str | None = None, max_retries: int | None = None, timeout: Any = UNSET,
+    ) -> str:
+        """Enqueue one task; returns its id (the existing task's id for a duplicate custom id)."""
+        request = EnqueueRequest(name, payload, queue, delay, at, task_id, max_retries, timeout)
+        return self.submit([request])[0].id
+
+    def enqueue_many(self, items: Iterable[Sequence[Any]]) -> list[str]:
+        """Enqueue `(name, payload)` pairs or `(name, payload, options)` triples in one round trip;
+        every item is validated before anything is written. Returns the ids in order."""
+        requests: list[EnqueueRequest] = []
+        for index, item in enumerate(items):
+            if len(item) not in (2, 3):
+                raise UsageError(f"item {index}: expected (name, payload) or (name, payload, options)")
+            options = dict(item[2]) if len(item) == 3 else {}
+            unknown = set(options) - set(ENQUEUE_OPTIONS)
+            if unknown:
+                raise UsageError(f"item {index}: unknown option(s) {', '.join(sorted(unknown))}")
+            requests.append(EnqueueRequest(item[0], item[1], **options))
+        return [result.id for result in self.submit(requests)]
+
+    def submit(self, requests: Sequence[EnqueueRequest]) -> list[EnqueueResult]:
+        """Validate every request, then write them all (one round trip, one transaction)."""
+        tasks = [prepare(request, self.registry) for request in requests]
+        return self.broker.enqueue(tasks)
+
+    # -- inspection -------------------------------------------------------------------------
+
+    def get_task(self, task_id: str, queue: str | None = None) -> Task | None:
+        from taskq_cli.models import Task
+
+        record = self.broker.find_task(task_id, queue)
+        if record is None:
+            return None
+        return Task.from_record(record.meta, record.payload_json, record.result_json)
+
+
+def _merge(defaults: RetryDefaults, given: dict[str, Any]) -> RetryDefaults:
+    from dataclasses import replace
+
+    return replace(defaults, **given)

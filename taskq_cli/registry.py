@@ -1,0 +1,135 @@
+"""Task handlers: the `@tq.task` definition, payload validation from the signature, `--app` loading."""
+
+from __future__ import annotations
+
+import contextvars
+import importlib
+import inspect
+import os
+import sys
+import typing
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from taskq_cli.config import RetryDefaults
+from taskq_cli.errors import UsageError, ValidationFailed
+
+if TYPE_CHECKING:
+    from pydantic import BaseModel
+
+    from taskq_cli.queue import TaskQueue
+
+
+@dataclass(frozen=True)
+class TaskContext:
+    """What a running handler may learn about itself (`taskq_cli.current_task()`)."""
+
+    id: str
+    name: str
+    queue: str
+    attempt: int
+    max_retries: int
+
+
+_current: contextvars.ContextVar[TaskContext | None] = contextvars.ContextVar(
+    "taskq_current_task", default=None
+)
+
+
+def current_task() -> TaskContext | None:
+    """The task this handler is running, or None outside a worker."""
+    return _current.get()
+
+
+def set_current_task(ctx: TaskContext | None) -> contextvars.Token[TaskContext | None]:
+    return _current.set(ctx)
+
+
+@dataclass
+class TaskDef:
+    """A registered handler and its own defaults (decorator values over the queue's defaults)."""
+
+    name: str
+    fn: Callable[..., Any]
+    queue: str
+    retry: RetryDefaults
+    explicit: frozenset[str] = frozenset()  # option names the decorator set itself
+    _validator: tuple[type[BaseModel], dict[str, str]] | None = field(default=None, repr=False)
+
+    @property
+    def is_async(self) -> bool:
+        return inspect.iscoroutinefunction(self.fn)
+
+    def validate(self, payload: dict[str, Any]) -> dict[str, Any]:
+        """The handler's keyword arguments from a payload; ValidationFailed names every problem."""
+        from pydantic import ValidationError
+
+        model, names = self._model()
+        try:
+            parsed = model.model_validate(payload)
+        except ValidationError as exc:
+            problems = "; ".join(
+                f"{'.'.join(str(p) for p in err['loc']) or 'payload'}: {err['msg']}"
+                for err in exc.errors()
+            )
+            raise ValidationFailed(f"invalid payload for task {self.name!r}: {problems}") from None
+        kwargs = {param: getattr(parsed, attr) for attr, param in names.items()}
+        kwargs.update(parsed.model_extra or {})
+        return kwargs
+
+    def _model(self) -> tuple[type[BaseModel], dict[str, str]]:
+        if self._validator is None:
+            self._validator = build_validator(self.name, self.fn)
+        return self._validator
+
+
+def build_validator(name: str, fn: Callable[..., Any]) -> tuple[type[BaseModel], dict[str, str]]:
+    """A pydantic model of the handler's keyword parameters. Fields are aliased (`p_0` <- `to`) so
+    a parameter may be called anything, even a BaseModel attribute such as `json`."""
+    from pydantic import ConfigDict, Field, create_model
+
+    signature = inspect.signature(fn)
+    try:
+        hints = typing.get_type_hints(fn)
+    except Exception:  # unresolvable annotations: validate the shape, not the types
+        hints = {}
+    fields: dict[str, Any] = {}
+    names: dict[str, str] = {}
+    takes_extra = False
+    for index, param in enumerate(signature.parameters.values()):
+        if param.kind is param.VAR_KEYWORD:
+            takes_extra = True
+            continue
+        if param.kind in (param.VAR_POSITIONAL, param.POSITIONAL_ONLY):
+            raise UsageError(f"task {name!r}: handlers take keyword parameters only ({param})")
+        default = ... if param.default is param.empty else param.default
+        attr = f"p_{index}"
+        fields[attr] = (hints.get(param.name, Any), Field(default, alias=param.name))
+        names[attr] = param.name
+    config = ConfigDict(extra="allow" if takes_extra else "forbid", arbitrary_types_allowed=True)
+    model = create_model(f"Payload_{abs(hash(name))}", __config__=config, **fields)
+    return model, names
+
+
+def load_app(spec: str) -> TaskQueue:
+    """The TaskQueue named by `module` or `module:attribute`; the current directory is importable."""
+    from taskq_cli.queue import TaskQueue
+
+    module_name, _, attribute = spec.partition(":")
+    if os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise UsageError(f"cannot import app {spec!r}: {exc}") from None
+    if attribute:
+        found = getattr(module, attribute, None)
+        if not isinstance(found, TaskQueue):
+            raise UsageError(f"app {spec!r}: {attribute!r} is not a TaskQueue")
+        return found
+    queues = [v for v in vars(module).values() if isinstance(v, TaskQueue)]
+    if len(queues) != 1:
+        what = "no TaskQueue" if not queues else "several TaskQueue instances"
+        raise UsageError(f"app {spec!r} has {what}; name one as module:attribute")
+    return queues[0]
