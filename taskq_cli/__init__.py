@@ -1,6 +1,6 @@
 """taskq: a crash-safe background job queue on Redis.
 
-    from taskq_cli import TaskQueue, Retry, Fail
+from taskq_cli import TaskQueue, Retry, Fail
 """
 
 from taskq_cli.errors import Fail, Retry, TaskqError, UsageError, ValidationFailed

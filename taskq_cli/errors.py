@@ -23,7 +23,7 @@ class BrokerUnavailable(TaskqError):
     """Redis cannot be reached (CLI exit 1)."""
 
 
-class Retry(Exception):  # noqa: N818 - public name fixed by the SPEC
+class Retry(Exception):
     """Raise from a handler to run the task again after `delay` seconds (counts as an attempt)."""
 
     def __init__(self, delay: float | None = None, message: str = "") -> None:
@@ -31,5 +31,5 @@ class Retry(Exception):  # noqa: N818 - public name fixed by the SPEC
         self.delay = delay
 
 
-class Fail(Exception):  # noqa: N818 - public name fixed by the SPEC
+class Fail(Exception):
     """Raise from a handler to give up at once: the task goes straight to the dead-letter queue."""

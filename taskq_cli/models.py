@@ -59,9 +59,7 @@ class Task(BaseModel):
     raw: str | None = None
 
     @classmethod
-    def from_record(
-        cls, meta: dict[str, Any], payload_json: str | None, result_json: str | None
-    ) -> Task:
+    def from_record(cls, meta: dict[str, Any], payload_json: str | None, result_json: str | None) -> Task:
         data = dict(meta)
         data["payload"] = _loads_or_text(payload_json)
         data["result"] = _loads_or_text(result_json)
@@ -106,9 +104,7 @@ class Options:
     result_ttl: float
 
     @classmethod
-    def resolve(
-        cls, meta: dict[str, Any], handler: RetryDefaults | None, defaults: RetryDefaults
-    ) -> Options:
+    def resolve(cls, meta: dict[str, Any], handler: RetryDefaults | None, defaults: RetryDefaults) -> Options:
         base = handler or defaults
         timeout = meta.get("timeout", base.timeout)
         return cls(
@@ -140,8 +136,11 @@ class Outcome:
 
     @classmethod
     def failure(
-        cls, kind: OutcomeKind, error_type: str, message: str, traceback: str = "",
+        cls,
+        kind: OutcomeKind,
+        error_type: str,
+        message: str,
+        traceback: str = "",
         delay: float | None = None,
     ) -> Outcome:
-        return cls(kind, error={"type": error_type, "message": message, "traceback": traceback},
-                   delay=delay)
+        return cls(kind, error={"type": error_type, "message": message, "traceback": traceback}, delay=delay)

@@ -14,8 +14,7 @@ class ThreadPool:
     def __init__(self, size: int, name: str = "taskq-slot") -> None:
         self._jobs: queue.SimpleQueue[Callable[[], None] | None] = queue.SimpleQueue()
         self._threads = [
-            threading.Thread(target=self._serve, name=f"{name}-{i}", daemon=True)
-            for i in range(size)
+            threading.Thread(target=self._serve, name=f"{name}-{i}", daemon=True) for i in range(size)
         ]
         for thread in self._threads:
             thread.start()

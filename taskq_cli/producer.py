@@ -61,8 +61,13 @@ def prepare(request: EnqueueRequest, registry: Mapping[str, TaskDef]) -> NewTask
     if task_id is not None:
         _check_id(task_id)
     return NewTask(
-        id=task_id or new_id(), queue=queue, meta=meta, payload_json=payload_json,
-        delay_ms=delay_ms, at_ms=at_ms, custom_id=task_id is not None,
+        id=task_id or new_id(),
+        queue=queue,
+        meta=meta,
+        payload_json=payload_json,
+        delay_ms=delay_ms,
+        at_ms=at_ms,
+        custom_id=task_id is not None,
     )
 
 
@@ -75,8 +80,11 @@ def _options(request: EnqueueRequest, handler: TaskDef | None) -> dict[str, Any]
         options["backoff_base"] = handler.retry.backoff_base
         options["backoff_max"] = handler.retry.backoff_max
     if request.max_retries is not None:
-        if isinstance(request.max_retries, bool) or not isinstance(request.max_retries, int) \
-                or request.max_retries < 0:
+        if (
+            isinstance(request.max_retries, bool)
+            or not isinstance(request.max_retries, int)
+            or request.max_retries < 0
+        ):
             raise UsageError(f"max_retries must be a whole number >= 0, got {request.max_retries!r}")
         options["max_retries"] = request.max_retries
     if request.timeout is not UNSET:
@@ -104,8 +112,12 @@ def _timing(request: EnqueueRequest) -> tuple[int | None, int | None]:
 
 
 def _check_id(task_id: object) -> None:
-    if not isinstance(task_id, str) or not task_id or len(task_id) > MAX_ID_LENGTH \
-            or not task_id.isprintable():
+    if (
+        not isinstance(task_id, str)
+        or not task_id
+        or len(task_id) > MAX_ID_LENGTH
+        or not task_id.isprintable()
+    ):
         raise UsageError(f"task id must be 1-{MAX_ID_LENGTH} printable characters, got {task_id!r}")
 
 
@@ -144,8 +156,12 @@ def request_from_object(obj: Any, default_queue: str | None = None) -> EnqueueRe
     if at is not None and (isinstance(at, bool) or not isinstance(at, str | int | float)):
         raise UsageError("field 'at' must be an ISO 8601 string or epoch seconds")
     return EnqueueRequest(
-        name=obj["name"], payload=obj.get("payload"), queue=obj.get("queue") or default_queue,
-        delay=obj.get("delay"), at=obj.get("at"), task_id=obj.get("id"),
+        name=obj["name"],
+        payload=obj.get("payload"),
+        queue=obj.get("queue") or default_queue,
+        delay=obj.get("delay"),
+        at=obj.get("at"),
+        task_id=obj.get("id"),
         max_retries=obj.get("max_retries"),
-        timeout=obj["timeout"] if "timeout" in obj else UNSET,
+        timeout=obj.get("timeout", UNSET),
     )

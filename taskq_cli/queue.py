@@ -56,8 +56,12 @@ class TaskQueue:
         settings = Settings.from_env(
             redis_url=redis_url, namespace=namespace, dead_max=dead_max, dead_ttl=dead_ttl
         )
-        changes: dict[str, Any] = {"max_retries": max_retries, "backoff_base": backoff_base,
-                                   "backoff_max": backoff_max, "result_ttl": result_ttl}
+        changes: dict[str, Any] = {
+            "max_retries": max_retries,
+            "backoff_base": backoff_base,
+            "backoff_max": backoff_max,
+            "result_ttl": result_ttl,
+        }
         settings = settings.with_defaults(**changes)
         if timeout is not UNSET:
             settings = settings.with_defaults(timeout=timeout or 0.0)
@@ -74,7 +78,8 @@ class TaskQueue:
         self.settings = Settings.from_env(
             redis_url=redis_url or self.settings.redis_url,
             namespace=namespace or self.settings.namespace,
-            dead_max=self.settings.dead_max, dead_ttl=self.settings.dead_ttl,
+            dead_max=self.settings.dead_max,
+            dead_ttl=self.settings.dead_ttl,
             defaults=self.settings.defaults,
         )
         self.close()
@@ -99,21 +104,39 @@ class TaskQueue:
 
     @overload
     def task(
-        self, fn: None = None, /, *, name: str | None = None, queue: str = DEFAULT_QUEUE,
-        max_retries: int | None = None, timeout: float | None = UNSET,
-        backoff_base: float | None = None, backoff_max: float | None = None,
+        self,
+        fn: None = None,
+        /,
+        *,
+        name: str | None = None,
+        queue: str = DEFAULT_QUEUE,
+        max_retries: int | None = None,
+        timeout: float | None = UNSET,
+        backoff_base: float | None = None,
+        backoff_max: float | None = None,
         result_ttl: float | None = None,
     ) -> Callable[[Callable[..., Any]], TaskHandle]: ...
 
     def task(
-        self, fn: Callable[..., Any] | None = None, /, *, name: str | None = None,
-        queue: str = DEFAULT_QUEUE, max_retries: int | None = None, timeout: float | None = UNSET,
-        backoff_base: float | None = None, backoff_max: float | None = None,
+        self,
+        fn: Callable[..., Any] | None = None,
+        /,
+        *,
+        name: str | None = None,
+        queue: str = DEFAULT_QUEUE,
+        max_retries: int | None = None,
+        timeout: float | None = UNSET,
+        backoff_base: float | None = None,
+        backoff_max: float | None = None,
         result_ttl: float | None = None,
     ) -> TaskHandle | Callable[[Callable[..., Any]], TaskHandle]:
         """Register a handler (sync or `async def`); its parameters are the payload's fields."""
-        given: dict[str, Any] = {"max_retries": max_retries, "backoff_base": backoff_base,
-                                 "backoff_max": backoff_max, "result_ttl": result_ttl}
+        given: dict[str, Any] = {
+            "max_retries": max_retries,
+            "backoff_base": backoff_base,
+            "backoff_max": backoff_max,
+            "result_ttl": result_ttl,
+        }
         if timeout is not UNSET:
             given["timeout"] = timeout or 0.0
         given = {k: v for k, v in given.items() if v is not None}
@@ -121,8 +144,11 @@ class TaskQueue:
         def register(func: Callable[..., Any]) -> TaskHandle:
             task_name = name or f"{func.__module__}.{func.__qualname__}"
             definition = TaskDef(
-                name=task_name, fn=func, queue=check_name("queue", queue),
-                retry=_merge(self.settings.defaults, given), explicit=frozenset(given),
+                name=task_name,
+                fn=func,
+                queue=check_name("queue", queue),
+                retry=_merge(self.settings.defaults, given),
+                explicit=frozenset(given),
             )
             self.registry[task_name] = definition
             return TaskHandle(self, definition)
@@ -132,9 +158,16 @@ class TaskQueue:
     # -- producing --------------------------------------------------------------------------
 
     def enqueue(
-        self, name: str, payload: dict[str, Any] | None = None, *, queue: str | None = None,
-        delay: float | str | None = None, at: datetime | str | float | None = None,
-        task_id: str | None = None, max_retries: int | None = None, timeout: Any = UNSET,
+        self,
+        name: str,
+        payload: dict[str, Any] | None = None,
+        *,
+        queue: str | None = None,
+        delay: float | str | None = None,
+        at: datetime | str | float | None = None,
+        task_id: str | None = None,
+        max_retries: int | None = None,
+        timeout: Any = UNSET,
     ) -> str:
         """Enqueue one task; returns its id (the existing task's id for a duplicate custom id)."""
         request = EnqueueRequest(name, payload, queue, delay, at, task_id, max_retries, timeout)

@@ -70,8 +70,7 @@ class TaskDef:
             parsed = model.model_validate(payload)
         except ValidationError as exc:
             problems = "; ".join(
-                f"{'.'.join(str(p) for p in err['loc']) or 'payload'}: {err['msg']}"
-                for err in exc.errors()
+                f"{'.'.join(str(p) for p in err['loc']) or 'payload'}: {err['msg']}" for err in exc.errors()
             )
             raise ValidationFailed(f"invalid payload for task {self.name!r}: {problems}") from None
         kwargs = {param: getattr(parsed, attr) for attr, param in names.items()}

@@ -14,7 +14,7 @@ from taskq_cli.models import Outcome, OutcomeKind
 from taskq_cli.registry import TaskContext, TaskDef, set_current_task
 
 
-class TaskTimeout(Exception):  # noqa: N818 - reads better in `last_error.type`
+class TaskTimeout(Exception):
     pass
 
 
@@ -22,8 +22,9 @@ def run_task(
     handler: TaskDef | None, name: str, payload_json: str, ctx: TaskContext, timeout: float | None
 ) -> Outcome:
     if handler is None:
-        return Outcome.failure(OutcomeKind.ERROR, "UnknownTask",
-                               f"no handler named {name!r} is registered in this worker")
+        return Outcome.failure(
+            OutcomeKind.ERROR, "UnknownTask", f"no handler named {name!r} is registered in this worker"
+        )
     try:
         payload = json.loads(payload_json) if payload_json else {}
     except ValueError as exc:
@@ -42,7 +43,7 @@ def run_task(
         return Outcome.failure(OutcomeKind.FAIL, type(exc).__name__, str(exc), _traceback(exc))
     except TaskTimeout as exc:
         return Outcome.failure(OutcomeKind.ERROR, "TaskTimeout", str(exc))
-    except BaseException as exc:  # noqa: BLE001 - user code may raise anything, SystemExit included
+    except BaseException as exc:
         return Outcome.failure(OutcomeKind.ERROR, type(exc).__name__, str(exc), _traceback(exc))
     return Outcome.success(result_to_json(value))
 
@@ -61,7 +62,7 @@ def call_with_timeout(
     def target() -> None:
         try:
             box["value"] = _call_sync(handler, kwargs, ctx)
-        except BaseException as exc:  # noqa: BLE001 - handed back to the caller below
+        except BaseException as exc:
             box["error"] = exc
 
     thread = threading.Thread(target=target, name=f"task-{ctx.id}", daemon=True)

@@ -34,8 +34,13 @@ class Maintenance:
             if moved:
                 log.debug("queue %s: promoted %d due tasks", queue, moved)
             if retried or buried:
-                log.warning("queue %s: recovered %d tasks of lost workers (%d retried, %d dead)",
-                            queue, retried + buried, retried, buried)
+                log.warning(
+                    "queue %s: recovered %d tasks of lost workers (%d retried, %d dead)",
+                    queue,
+                    retried + buried,
+                    retried,
+                    buried,
+                )
             if next_due is not None:
                 wait = min(wait, next_due)
         return wait

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 from datetime import UTC, datetime
 
@@ -15,11 +16,8 @@ def parse_duration(text: str | float | int) -> float:
     """Seconds from a duration: a plain number means seconds; units ms, s, m, h, d may be chained."""
     if isinstance(text, bool):
         raise UsageError(f"invalid duration {text!r}")
-    if isinstance(text, int | float):
-        seconds = float(text)
-    else:
-        seconds = _parse_duration_text(text.strip().lower())
-    if seconds < 0 or seconds != seconds or seconds == float("inf"):
+    seconds = float(text) if isinstance(text, int | float) else _parse_duration_text(text.strip().lower())
+    if not math.isfinite(seconds) or seconds < 0:
         raise UsageError(f"invalid duration {text!r}: must be a finite number of seconds >= 0")
     return seconds
 
@@ -37,9 +35,7 @@ def _parse_duration_text(text: str) -> float:
         total += float(match.group(1)) * _UNITS[match.group(2)]
         pos = match.end()
     if pos == 0 or pos != len(text):
-        raise UsageError(
-            f"invalid duration {text!r} (examples: 30, 30s, 1.5s, 500ms, 5m, 2h, 1d, 1h30m)"
-        )
+        raise UsageError(f"invalid duration {text!r} (examples: 30, 30s, 1.5s, 500ms, 5m, 2h, 1d, 1h30m)")
     return total
 
 
@@ -51,8 +47,9 @@ def parse_datetime(text: str) -> datetime:
     try:
         value = datetime.fromisoformat(raw)
     except ValueError:
-        raise UsageError(f"invalid date/time {text!r} (expected ISO 8601, e.g. 2026-12-01T09:00:00Z)")\
-            from None
+        raise UsageError(
+            f"invalid date/time {text!r} (expected ISO 8601, e.g. 2026-12-01T09:00:00Z)"
+        ) from None
     if value.tzinfo is None:
         value = value.astimezone()  # naive = local time
     return value

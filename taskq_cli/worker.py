@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import random
@@ -61,11 +62,11 @@ class QueuePlan:
         non-empty queue is chosen with probability proportional to its weight among non-empty ones."""
         if self.weights is None:
             return list(self.names)
-        rng = rng or random
+        choose = rng.uniform if rng is not None else random.uniform
         pool = list(zip(self.names, self.weights, strict=True))
         ordered: list[str] = []
         while pool:
-            pick = rng.uniform(0, sum(w for _, w in pool))
+            pick = choose(0, sum(w for _, w in pool))
             for index, (name, weight) in enumerate(pool):
                 pick -= weight
                 if pick <= 0 or index == len(pool) - 1:
@@ -87,8 +88,14 @@ def _weight(part: str, text: str) -> float:
 
 class Worker:
     def __init__(
-        self, tq: TaskQueue, plan: QueuePlan, concurrency: int, *, burst: bool = False,
-        grace: float = 30.0, lease: float = 30.0,
+        self,
+        tq: TaskQueue,
+        plan: QueuePlan,
+        concurrency: int,
+        *,
+        burst: bool = False,
+        grace: float = 30.0,
+        lease: float = 30.0,
     ) -> None:
         if concurrency < 1:
             raise UsageError("--concurrency must be at least 1")
@@ -119,8 +126,13 @@ class Worker:
         self._pool = ThreadPool(self.concurrency)
         heartbeat = threading.Thread(target=self._heartbeat_loop, name="taskq-heartbeat", daemon=True)
         heartbeat.start()
-        log.info("worker %s serving %s (concurrency %d, lease %gs)", self.id,
-                 ",".join(self.plan.names), self.concurrency, self.lease)
+        log.info(
+            "worker %s serving %s (concurrency %d, lease %gs)",
+            self.id,
+            ",".join(self.plan.names),
+            self.concurrency,
+            self.lease,
+        )
         try:
             code = self._dispatch_loop()
         finally:
@@ -143,8 +155,11 @@ class Worker:
             if self.stopping.is_set():
                 log.warning("second signal: stopping at once; running tasks return through leases")
                 os._exit(1)
-            log.info("stopping: no new tasks; waiting up to %gs for %d running (signal again to "
-                     "stop at once)", self.grace, len(self._inflight))
+            log.info(
+                "stopping: no new tasks; waiting up to %gs for %d running (signal again to stop at once)",
+                self.grace,
+                len(self._inflight),
+            )
             self.stopping.set()
 
         signal.signal(signal.SIGTERM, on_signal)
@@ -185,8 +200,9 @@ class Worker:
                 got = self.broker.fetch(queue, self.lease, self.id)
                 if not isinstance(got, Malformed):
                     break
-                log.error("queue %s: malformed message moved to the dead-letter queue as %s",
-                          queue, got.dead_id)
+                log.error(
+                    "queue %s: malformed message moved to the dead-letter queue as %s", queue, got.dead_id
+                )
             if isinstance(got, Fetched):
                 return got
         return None
@@ -214,8 +230,7 @@ class Worker:
         try:
             name = str(job.meta.get("name", ""))
             handler = self.tq.registry.get(name)
-            options = Options.resolve(job.meta, handler.retry if handler else None,
-                                      self.tq.settings.defaults)
+            options = Options.resolve(job.meta, handler.retry if handler else None, self.tq.settings.defaults)
             if handler is not None and "max_retries" not in job.meta:
                 self._pin(job, options)
             attempt = int(job.meta.get("attempts", 1))
@@ -235,16 +250,20 @@ class Worker:
         """The producer did not know this handler: record its retry policy for crash recovery."""
         d = self.tq.settings.defaults
         if (options.max_retries, options.backoff_base, options.backoff_max) != (
-            d.max_retries, d.backoff_base, d.backoff_max
+            d.max_retries,
+            d.backoff_base,
+            d.backoff_max,
         ):
-            self._with_redis(lambda: self.broker.pin_options(
-                job, options.max_retries, options.backoff_base, options.backoff_max))
+            self._with_redis(
+                lambda: self.broker.pin_options(
+                    job, options.max_retries, options.backoff_base, options.backoff_max
+                )
+            )
 
     def _report(self, job: Fetched, outcome: Outcome, options: Options, seconds: float) -> None:
         name, attempt = job.meta.get("name"), job.meta.get("attempts")
         if outcome.kind is OutcomeKind.SUCCESS:
-            if self._with_redis(lambda: self.broker.ack(job, outcome.result_json,
-                                                        options.result_ttl)):
+            if self._with_redis(lambda: self.broker.ack(job, outcome.result_json, options.result_ttl)):
                 log.info("task %s %s attempt %s: done in %.3fs", job.id, name, attempt, seconds)
             else:
                 log.warning("task %s: finished but its lease was lost; not recorded", job.id)
@@ -254,14 +273,22 @@ class Worker:
         if delay is None:
             delay = backoff_delay(int(attempt or 1), options.backoff_base, options.backoff_max)
         final = outcome.kind is OutcomeKind.FAIL
-        state = self._with_redis(lambda: self.broker.fail(
-            job, error, final=final, delay=delay, max_retries=options.max_retries))
+        state = self._with_redis(
+            lambda: self.broker.fail(job, error, final=final, delay=delay, max_retries=options.max_retries)
+        )
         if not state:
             log.warning("task %s: failed but its lease was lost; not recorded", job.id)
             return
         then = "dead" if state == "dead" else f"retry in {delay:.1f}s"
-        log.warning("task %s %s attempt %s: %s: %s (%s)", job.id, name, attempt, error["type"],
-                    error["message"].splitlines()[0] if error["message"] else "", then)
+        log.warning(
+            "task %s %s attempt %s: %s: %s (%s)",
+            job.id,
+            name,
+            attempt,
+            error["type"],
+            error["message"].splitlines()[0] if error["message"] else "",
+            then,
+        )
 
     def _with_redis(self, call: Callable[[], T]) -> T | None:
         """Run a report until Redis answers: a finished attempt's outcome is worth waiting for.
@@ -305,11 +332,22 @@ class Worker:
             log.warning("task %s: lease lost (recovered elsewhere); its outcome will be ignored", lost)
         now = int(time.time() * 1000)
         info = {
-            "id": self.id, "host": socket.gethostname(), "pid": os.getpid(),
-            "queues": list(self.plan.names), "concurrency": self.concurrency,
-            "started_at": self._started_at, "heartbeat_at": now,
-            "active": [{"id": j.id, "name": j.meta.get("name"), "queue": j.queue,
-                        "started_at": j.meta.get("started_at")} for j in running],
+            "id": self.id,
+            "host": socket.gethostname(),
+            "pid": os.getpid(),
+            "queues": list(self.plan.names),
+            "concurrency": self.concurrency,
+            "started_at": self._started_at,
+            "heartbeat_at": now,
+            "active": [
+                {
+                    "id": j.id,
+                    "name": j.meta.get("name"),
+                    "queue": j.queue,
+                    "started_at": j.meta.get("started_at"),
+                }
+                for j in running
+            ],
         }
         self.broker.register_worker(self.id, info, ttl=max(self.lease, 3.0))
 
@@ -331,11 +369,10 @@ class Worker:
             except REDIS_DOWN as exc:
                 log.error("could not return task %s (%s); its lease will bring it back", job.id, exc)
         if unfinished:
-            log.warning("grace over: returned %d of %d unfinished tasks to their queues",
-                        returned, len(unfinished))
+            log.warning(
+                "grace over: returned %d of %d unfinished tasks to their queues", returned, len(unfinished)
+            )
 
     def _unregister(self) -> None:
-        try:
+        with contextlib.suppress(*REDIS_DOWN):
             self.broker.unregister_worker(self.id)
-        except REDIS_DOWN:
-            pass

@@ -29,15 +29,26 @@ app = typer.Typer(
 @app.callback()
 def root(
     ctx: typer.Context,
-    redis_url: Annotated[str | None, typer.Option(
-        "--redis-url", help="redis://, rediss:// or unix:// URL [env TASKQ_REDIS_URL]",
-        show_default=False)] = None,
-    namespace: Annotated[str | None, typer.Option(
-        "--namespace", help="Prefix of every key [env TASKQ_NAMESPACE; default taskq]",
-        show_default=False)] = None,
-    app_spec: Annotated[str | None, typer.Option(
-        "--app", help="module or module:attribute naming the task registry [env TASKQ_APP]",
-        show_default=False)] = None,
+    redis_url: Annotated[
+        str | None,
+        typer.Option(
+            "--redis-url", help="redis://, rediss:// or unix:// URL [env TASKQ_REDIS_URL]", show_default=False
+        ),
+    ] = None,
+    namespace: Annotated[
+        str | None,
+        typer.Option(
+            "--namespace", help="Prefix of every key [env TASKQ_NAMESPACE; default taskq]", show_default=False
+        ),
+    ] = None,
+    app_spec: Annotated[
+        str | None,
+        typer.Option(
+            "--app",
+            help="module or module:attribute naming the task registry [env TASKQ_APP]",
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
     ctx.obj = GlobalOptions(redis_url, namespace, app_spec)
 

@@ -13,18 +13,23 @@ if TYPE_CHECKING:
 
 RedisUrl = Annotated[
     str | None,
-    typer.Option("--redis-url", help="redis://, rediss:// or unix:// URL [env TASKQ_REDIS_URL]",
-                 show_default=False),
+    typer.Option(
+        "--redis-url", help="redis://, rediss:// or unix:// URL [env TASKQ_REDIS_URL]", show_default=False
+    ),
 ]
 Namespace = Annotated[
     str | None,
-    typer.Option("--namespace", help="Prefix of every key [env TASKQ_NAMESPACE; default taskq]",
-                 show_default=False),
+    typer.Option(
+        "--namespace", help="Prefix of every key [env TASKQ_NAMESPACE; default taskq]", show_default=False
+    ),
 ]
 App = Annotated[
     str | None,
-    typer.Option("--app", help="module or module:attribute naming the task registry [env TASKQ_APP]",
-                 show_default=False),
+    typer.Option(
+        "--app",
+        help="module or module:attribute naming the task registry [env TASKQ_APP]",
+        show_default=False,
+    ),
 ]
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")]
 
@@ -37,8 +42,12 @@ class GlobalOptions:
 
 
 def open_queue(
-    ctx: typer.Context, redis_url: str | None, namespace: str | None, app: str | None,
-    *, need_app: bool = False,
+    ctx: typer.Context,
+    redis_url: str | None,
+    namespace: str | None,
+    app: str | None,
+    *,
+    need_app: bool = False,
 ) -> TaskQueue:
     """The TaskQueue a command works with: the app's own (with --app) or a plain one."""
     import os

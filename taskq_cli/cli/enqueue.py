@@ -18,24 +18,35 @@ def enqueue(
     ctx: typer.Context,
     name: Annotated[str | None, typer.Argument(help="Task name.", show_default=False)] = None,
     payload: Annotated[
-        str | None, typer.Argument(help="JSON object ('-' reads stdin; omitted = {}).",
-                                   show_default=False)
+        str | None, typer.Argument(help="JSON object ('-' reads stdin; omitted = {}).", show_default=False)
     ] = None,
-    queue: Annotated[str | None, typer.Option("--queue", "-q", help="Queue [default: default].",
-                                              show_default=False)] = None,
-    delay: Annotated[str | None, typer.Option(help="Run after this duration (30s, 5m, 1h30m).",
-                                              show_default=False)] = None,
-    at: Annotated[str | None, typer.Option(help="Run at this ISO 8601 time (no zone = local).",
-                                           show_default=False)] = None,
-    max_retries: Annotated[int | None, typer.Option(help="Retries after the first attempt.",
-                                                    show_default=False)] = None,
-    timeout: Annotated[str | None, typer.Option(help="Execution time limit ('0' = none).",
-                                                show_default=False)] = None,
-    task_id: Annotated[str | None, typer.Option("--id", help="Custom id: enqueue is idempotent "
-                                                "while a task with it is unfinished.",
-                                                show_default=False)] = None,
-    file: Annotated[str | None, typer.Option("--file", help="JSON Lines of {name, payload, ...}; "
-                                             "'-' = stdin.", show_default=False)] = None,
+    queue: Annotated[
+        str | None, typer.Option("--queue", "-q", help="Queue [default: default].", show_default=False)
+    ] = None,
+    delay: Annotated[
+        str | None, typer.Option(help="Run after this duration (30s, 5m, 1h30m).", show_default=False)
+    ] = None,
+    at: Annotated[
+        str | None, typer.Option(help="Run at this ISO 8601 time (no zone = local).", show_default=False)
+    ] = None,
+    max_retries: Annotated[
+        int | None, typer.Option(help="Retries after the first attempt.", show_default=False)
+    ] = None,
+    timeout: Annotated[
+        str | None, typer.Option(help="Execution time limit ('0' = none).", show_default=False)
+    ] = None,
+    task_id: Annotated[
+        str | None,
+        typer.Option(
+            "--id",
+            help="Custom id: enqueue is idempotent while a task with it is unfinished.",
+            show_default=False,
+        ),
+    ] = None,
+    file: Annotated[
+        str | None,
+        typer.Option("--file", help="JSON Lines of {name, payload, ...}; '-' = stdin.", show_default=False),
+    ] = None,
     as_json: JsonFlag = False,
     redis_url: RedisUrl = None,
     namespace: Namespace = None,
@@ -51,19 +62,27 @@ def enqueue(
     elif name is None:
         raise UsageError("missing task NAME (or --file)")
     else:
-        requests = [EnqueueRequest(
-            name=name, payload=_parse_payload(payload), queue=queue, delay=delay, at=at,
-            task_id=task_id, max_retries=max_retries,
-            timeout=UNSET if timeout is None else _timeout(timeout),
-        )]
+        requests = [
+            EnqueueRequest(
+                name=name,
+                payload=_parse_payload(payload),
+                queue=queue,
+                delay=delay,
+                at=at,
+                task_id=task_id,
+                max_retries=max_retries,
+                timeout=UNSET if timeout is None else _timeout(timeout),
+            )
+        ]
     if not requests:
         return
     tq = open_queue(ctx, redis_url, namespace, app)
     results = tq.submit(requests)
     for result in results:
         if as_json:
-            output.json_out({"id": result.id, "queue": result.queue, "state": result.state,
-                             "duplicate": result.duplicate})
+            output.json_out(
+                {"id": result.id, "queue": result.queue, "state": result.state, "duplicate": result.duplicate}
+            )
         else:
             output.line(result.id)
 

@@ -17,8 +17,9 @@ task_app = typer.Typer(help="Look at one task.", no_args_is_help=True)
 
 def stats(
     ctx: typer.Context,
-    queue: Annotated[str | None, typer.Option("--queue", "-q", help="Only this queue.",
-                                              show_default=False)] = None,
+    queue: Annotated[
+        str | None, typer.Option("--queue", "-q", help="Only this queue.", show_default=False)
+    ] = None,
     as_json: JsonFlag = False,
     redis_url: RedisUrl = None,
     namespace: Namespace = None,
@@ -31,23 +32,32 @@ def stats(
     queues: dict[str, dict[str, Any]] = {}
     for s in broker.queue_stats(names):
         age = None if s.oldest_pending_ms is None else max(now_ms - s.oldest_pending_ms, 0) / 1000
-        queues[s.queue] = {"pending": s.pending, "scheduled": s.scheduled, "active": s.active,
-                           "dead": s.dead, "processed": s.processed, "failed": s.failed,
-                           "oldest_pending_age": age}
+        queues[s.queue] = {
+            "pending": s.pending,
+            "scheduled": s.scheduled,
+            "active": s.active,
+            "dead": s.dead,
+            "processed": s.processed,
+            "failed": s.failed,
+            "oldest_pending_age": age,
+        }
     workers = [_worker_json(w) for w in broker.live_workers()]
     if as_json:
         limits = {"dead_max": tq.settings.dead_max, "dead_ttl": tq.settings.dead_ttl}
         output.json_out({"queues": queues, "workers": workers, "limits": limits})
         return
-    columns = ("queue", "pending", "scheduled", "active", "dead", "processed", "failed",
-               "oldest pending")
-    rows = [(name, *(v[c] for c in columns[1:7]), _age(v["oldest_pending_age"]))
-            for name, v in queues.items()]
+    columns = ("queue", "pending", "scheduled", "active", "dead", "processed", "failed", "oldest pending")
+    rows = [
+        (name, *(v[c] for c in columns[1:7]), _age(v["oldest_pending_age"])) for name, v in queues.items()
+    ]
     output.show_table("queues", columns, rows)
     output.show_table(
-        f"workers ({len(workers)})", ("id", "queues", "concurrency", "active", "heartbeat"),
-        [(w["id"], ",".join(w["queues"]), w["concurrency"], len(w["active"]), w["heartbeat_at"])
-         for w in workers],
+        f"workers ({len(workers)})",
+        ("id", "queues", "concurrency", "active", "heartbeat"),
+        [
+            (w["id"], ",".join(w["queues"]), w["concurrency"], len(w["active"]), w["heartbeat_at"])
+            for w in workers
+        ],
     )
 
 
@@ -55,8 +65,9 @@ def stats(
 def task_show(
     ctx: typer.Context,
     task_id: Annotated[str, typer.Argument(metavar="ID", help="Task id.")],
-    queue: Annotated[str | None, typer.Option("--queue", "-q", help="Look only in this queue.",
-                                              show_default=False)] = None,
+    queue: Annotated[
+        str | None, typer.Option("--queue", "-q", help="Look only in this queue.", show_default=False)
+    ] = None,
     as_json: JsonFlag = False,
     redis_url: RedisUrl = None,
     namespace: Namespace = None,

@@ -19,12 +19,15 @@ LogLevel = Annotated[str, typer.Option("--log-level", help="debug, info, warning
 
 def worker(
     ctx: typer.Context,
-    queues: Annotated[str, typer.Option("--queues", help="a,b,c (strict priority) or a:5,b:1 "
-                                        "(weighted).")] = "default",
-    concurrency: Annotated[int | None, typer.Option(help="Tasks at once [default: CPU count].",
-                                                    show_default=False)] = None,
-    burst: Annotated[bool, typer.Option("--burst", help="Exit once nothing is pending or due "
-                                        "and nothing is in flight.")] = False,
+    queues: Annotated[
+        str, typer.Option("--queues", help="a,b,c (strict priority) or a:5,b:1 (weighted).")
+    ] = "default",
+    concurrency: Annotated[
+        int | None, typer.Option(help="Tasks at once [default: CPU count].", show_default=False)
+    ] = None,
+    burst: Annotated[
+        bool, typer.Option("--burst", help="Exit once nothing is pending or due and nothing is in flight.")
+    ] = False,
     grace: Annotated[str, typer.Option(help="On SIGTERM/SIGINT, time given to running tasks.")] = "30s",
     lease: Annotated[str, typer.Option(help="How long a dead worker's tasks wait for recovery.")] = "30s",
     log_level: LogLevel = "info",
@@ -41,8 +44,7 @@ def worker(
     tq = open_queue(ctx, redis_url, namespace, app)
     if not tq.registry:
         output.warn("no --app given (or it registers no task): every task will fail as unknown")
-    runner = Worker(tq, plan, concurrency or os.cpu_count() or 1, burst=burst, grace=grace_s,
-                    lease=lease_s)
+    runner = Worker(tq, plan, concurrency or os.cpu_count() or 1, burst=burst, grace=grace_s, lease=lease_s)
     return runner.run()
 
 
@@ -67,8 +69,7 @@ def scheduler(
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
-    logging.getLogger("taskq.scheduler").info("scheduler started (namespace %s)",
-                                              tq.settings.namespace)
+    logging.getLogger("taskq.scheduler").info("scheduler started (namespace %s)", tq.settings.namespace)
     return runner.run()
 
 
@@ -78,5 +79,6 @@ def _configure_logging(level: str) -> None:
     number = logging.getLevelName(level.upper())
     if not isinstance(number, int):
         raise UsageError(f"invalid --log-level {level!r}: use debug, info, warning or error")
-    logging.basicConfig(level=number, stream=sys.stderr,
-                        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=number, stream=sys.stderr, format="%(asctime)s %(levelname)-7s %(name)s: %(message)s"
+    )

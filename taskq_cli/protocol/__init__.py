@@ -187,8 +187,15 @@ class Broker:
     def fetch(self, queue: str, lease: float, worker_id: str) -> Fetched | Malformed | None:
         token = random_token()
         reply = self._run(
-            "fetch", queue, self._now(), int(lease * 1000), token, worker_id, queue,
-            new_id(), *self._dead_limits,
+            "fetch",
+            queue,
+            self._now(),
+            int(lease * 1000),
+            token,
+            worker_id,
+            queue,
+            new_id(),
+            *self._dead_limits,
         )
         if reply is None:
             return None
@@ -214,10 +221,16 @@ class Broker:
         return [task_id for lost in execute_with_scripts(pipe, self.client) for task_id in lost]
 
     def ack(self, job: Fetched, result_json: str | None, result_ttl: float) -> bool:
-        return self._run(
-            "ack", job.queue, self._now(), job.id, job.token, result_json or "",
+        reply = self._run(
+            "ack",
+            job.queue,
+            self._now(),
+            job.id,
+            job.token,
+            result_json or "",
             int(result_ttl * 1000),
-        ) == 1
+        )
+        return bool(reply == 1)
 
     def fail(
         self, job: Fetched, error: dict[str, str], *, final: bool, delay: float, max_retries: int
@@ -225,43 +238,53 @@ class Broker:
         """Report a failed attempt; returns the new state, or '' when the lease was lost."""
         return str(
             self._run(
-                "fail", job.queue, self._now(), job.id, job.token,
-                json.dumps(error), "dead" if final else "retry", int(delay * 1000), max_retries,
+                "fail",
+                job.queue,
+                self._now(),
+                job.id,
+                job.token,
+                json.dumps(error),
+                "dead" if final else "retry",
+                int(delay * 1000),
+                max_retries,
                 *self._dead_limits,
             )
         )
 
     def requeue(self, job: Fetched) -> bool:
-        return self._run("requeue", job.queue, job.id, job.token) == 1
+        return bool(self._run("requeue", job.queue, job.id, job.token) == 1)
 
-    def pin_options(self, job: Fetched, max_retries: int, backoff_base: float,
-                    backoff_max: float) -> bool:
-        return self._run(
-            "pin", job.queue, job.id, job.token, max_retries, backoff_base, backoff_max
-        ) == 1
+    def pin_options(self, job: Fetched, max_retries: int, backoff_base: float, backoff_max: float) -> bool:
+        reply = self._run("pin", job.queue, job.id, job.token, max_retries, backoff_base, backoff_max)
+        return bool(reply == 1)
 
     # -- maintenance ------------------------------------------------------------------------
 
     def promote(self, queue: str) -> tuple[int, float | None]:
         """Move due scheduled tasks to pending; returns (moved, seconds until the next is due)."""
-        moved, next_due, now = self._run(
-            "promote", queue, self._now(), PROMOTE_BATCH, *self._dead_limits
-        )
+        moved, next_due, now = self._run("promote", queue, self._now(), PROMOTE_BATCH, *self._dead_limits)
         wait = None if int(next_due) < 0 else max(int(next_due) - int(now), 0) / 1000
         return int(moved), wait
 
     def recover(self, queue: str, defaults: RetryDefaults) -> tuple[int, int]:
         """Expired leases back to scheduled (or dead); returns (retried, buried)."""
         retried, buried = self._run(
-            "recover", queue, self._now(), RECOVER_BATCH, random.random(),
-            defaults.max_retries, defaults.backoff_base, defaults.backoff_max, *self._dead_limits,
+            "recover",
+            queue,
+            self._now(),
+            RECOVER_BATCH,
+            random.random(),
+            defaults.max_retries,
+            defaults.backoff_base,
+            defaults.backoff_max,
+            *self._dead_limits,
         )
         return int(retried), int(buried)
 
     # -- registry and inspection ------------------------------------------------------------
 
     def known_queues(self) -> list[str]:
-        return sorted(self.client.smembers(self.ns.queues))
+        return sorted(str(q) for q in self.client.smembers(self.ns.queues))
 
     def register_worker(self, worker_id: str, info: dict[str, Any], ttl: float) -> None:
         pipe = self.client.pipeline(transaction=False)
@@ -276,7 +299,7 @@ class Broker:
         pipe.execute()
 
     def live_workers(self) -> list[dict[str, Any]]:
-        ids = self.client.zrange(self.ns.workers, 0, -1)
+        ids = [str(i) for i in self.client.zrange(self.ns.workers, 0, -1)]
         if not ids:
             return []
         infos = self.client.mget([self.ns.worker(i) for i in ids])
@@ -317,9 +340,17 @@ class Broker:
         oldest_ids: list[tuple[str, str]] = []
         for i, q in enumerate(names):
             pending, scheduled, active, dead, counters, oldest = replies[i * 6 : i * 6 + 6]
-            stats.append(QueueStats(q, pending, scheduled, active, dead,
-                                    int(counters.get("processed", 0)),
-                                    int(counters.get("failed", 0))))
+            stats.append(
+                QueueStats(
+                    q,
+                    pending,
+                    scheduled,
+                    active,
+                    dead,
+                    int(counters.get("processed", 0)),
+                    int(counters.get("failed", 0)),
+                )
+            )
             if oldest is not None:
                 oldest_ids.append((q, oldest))
         return _with_oldest(stats, self._oldest_ready(oldest_ids))
@@ -347,8 +378,9 @@ class Broker:
 
 def _with_oldest(stats: list[QueueStats], ready: dict[str, int]) -> list[QueueStats]:
     return [
-        QueueStats(s.queue, s.pending, s.scheduled, s.active, s.dead, s.processed, s.failed,
-                   ready.get(s.queue))
+        QueueStats(
+            s.queue, s.pending, s.scheduled, s.active, s.dead, s.processed, s.failed, ready.get(s.queue)
+        )
         for s in stats
     ]
 
