@@ -86,8 +86,12 @@ def clock(broker: Broker) -> Clock:
 
 def cli_env(redis_url: str, namespace: str, **extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("TASKQ_")}
-    env.update(TASKQ_REDIS_URL=redis_url, TASKQ_NAMESPACE=namespace, NO_COLOR="1",
-               PYTHONPATH=os.pathsep.join([str(ROOT), env.get("PYTHONPATH", "")]))
+    env.update(
+        TASKQ_REDIS_URL=redis_url,
+        TASKQ_NAMESPACE=namespace,
+        NO_COLOR="1",
+        PYTHONPATH=os.pathsep.join([str(ROOT), env.get("PYTHONPATH", "")]),
+    )
     env.update(extra)
     return env
 
@@ -96,11 +100,16 @@ def cli_env(redis_url: str, namespace: str, **extra: str) -> dict[str, str]:
 def run_cli(redis_url: str, namespace: str) -> Callable[..., subprocess.CompletedProcess[str]]:
     """Run `taskq ARGS` as a real process in the test's namespace."""
 
-    def run(*args: str, input: str | None = None, timeout: float = 30,
-            env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    def run(
+        *args: str, input: str | None = None, timeout: float = 30, env: dict[str, str] | None = None
+    ) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
-            [sys.executable, "-m", "taskq_cli", *args], input=input, capture_output=True,
-            text=True, timeout=timeout, cwd=ROOT,
+            [sys.executable, "-m", "taskq_cli", *args],
+            input=input,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            cwd=ROOT,
             env=env or cli_env(redis_url, namespace),
         )
 
@@ -114,8 +123,12 @@ def spawn(redis_url: str, namespace: str) -> Iterator[Callable[..., subprocess.P
 
     def start(*args: str, env: dict[str, str] | None = None) -> subprocess.Popen[str]:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "taskq_cli", *args], stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE, text=True, cwd=ROOT, env=env or cli_env(redis_url, namespace),
+            [sys.executable, "-m", "taskq_cli", *args],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            cwd=ROOT,
+            env=env or cli_env(redis_url, namespace),
             start_new_session=True,
         )
         procs.append(proc)

@@ -1,0 +1,391 @@
+"""The Redis protocol, step by step, against a real Redis with the scripts' clock driven by the test."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import redis
+
+from taskq_cli.config import RetryDefaults
+from taskq_cli.protocol import Broker, Fetched, Malformed, NewTask
+from taskq_cli.protocol.keys import QUEUE_KEY_ORDER, QueueKeys
+
+from .conftest import Clock
+
+DEFAULTS = RetryDefaults(max_retries=3, backoff_base=5.0, backoff_max=3600.0)
+
+
+def new(
+    task_id: str, queue: str = "default", *, delay_ms: int | None = None, custom: bool = False, **meta: object
+) -> NewTask:
+    return NewTask(
+        id=task_id,
+        queue=queue,
+        meta={"name": "t", "queue": queue, **meta},
+        payload_json=json.dumps({"n": task_id}),
+        delay_ms=delay_ms,
+        custom_id=custom,
+    )
+
+
+def fetch(broker: Broker, queue: str = "default", lease: float = 30.0) -> Fetched:
+    got = broker.fetch(queue, lease, "w1")
+    assert isinstance(got, Fetched), got
+    return got
+
+
+def meta(raw: redis.Redis, ns: str, task_id: str, queue: str = "default") -> dict[str, object]:
+    text = raw.hget(QueueKeys(ns, queue).tasks, task_id)
+    assert text is not None, f"no record for {task_id}"
+    return dict(json.loads(text))
+
+
+def test_every_key_of_a_queue_shares_one_hash_tag() -> None:
+    keys = QueueKeys("taskq", "emails").script_keys()
+    assert len(keys) == len(QUEUE_KEY_ORDER)
+    assert all(k.startswith("taskq:{emails}:") for k in keys)
+
+
+def test_enqueue_then_fetch_leases_the_task_and_counts_the_attempt(
+    broker: Broker, raw: redis.Redis, namespace: str, clock: Clock
+) -> None:
+    [result] = broker.enqueue([new("a")])
+    assert (result.state, result.duplicate) == ("pending", False)
+    job = fetch(broker, lease=30)
+    assert job.id == "a" and json.loads(job.payload_json) == {"n": "a"}
+    assert job.meta["attempts"] == 1 and job.meta["state"] == "active"
+    k = QueueKeys(namespace, "default")
+    assert raw.zscore(k.active, "a") == clock.ms + 30_000
+    assert raw.llen(k.pending) == 0
+    assert broker.fetch("default", 30, "w1") is None
+
+
+def test_fetch_is_first_in_first_out(broker: Broker, clock: Clock) -> None:
+    broker.enqueue([new("1"), new("2")])
+    broker.enqueue([new("3")])
+    assert [fetch(broker).id for _ in range(3)] == ["1", "2", "3"]
+
+
+def test_ack_marks_done_keeps_result_and_counts(
+    broker: Broker, raw: redis.Redis, namespace: str, clock: Clock
+) -> None:
+    broker.enqueue([new("a")])
+    job = fetch(broker)
+    assert broker.ack(job, '{"ok":1}', result_ttl=600)
+    record = broker.find_task("a")
+    assert record is not None and record.meta["state"] == "done"
+    assert record.result_json == '{"ok":1}'
+    k = QueueKeys(namespace, "default")
+    assert raw.zcard(k.active) == 0 and raw.hget(k.counters, "processed") == "1"
+    assert broker.ack(job, '{"ok":1}', result_ttl=600), "a repeated ack of the same attempt is fine"
+
+
+def test_done_records_expire_after_result_ttl(broker: Broker, clock: Clock) -> None:
+    broker.enqueue([new("a")])
+    broker.ack(fetch(broker), None, result_ttl=10)
+    clock.advance(9)
+    broker.promote("default")
+    assert broker.find_task("a") is not None
+    clock.advance(2)
+    broker.promote("default")
+    assert broker.find_task("a") is None
+
+
+def test_failed_attempt_is_scheduled_after_the_delay_then_promoted(
+    broker: Broker, raw: redis.Redis, namespace: str, clock: Clock
+) -> None:
+    broker.enqueue([new("a")])
+    job = fetch(broker)
+    error = {"type": "ValueError", "message": "bad", "traceback": "tb"}
+    assert broker.fail(job, error, final=False, delay=7, max_retries=3) == "scheduled"
+    m = meta(raw, namespace, "a")
+    assert m["state"] == "scheduled" and m["run_at"] == clock.ms + 7000
+    assert m["last_error"] == error
+    clock.advance(6.9)
+    assert broker.promote("default")[0] == 0
+    clock.advance(0.2)
+    moved, _ = broker.promote("default")
+    assert moved == 1
+    assert fetch(broker).meta["attempts"] == 2
+    counters = raw.hgetall(QueueKeys(namespace, "default").counters)
+    assert counters == {"processed": "1", "failed": "1"}
+
+
+def test_attempts_are_bounded_by_max_retries_plus_one(
+    broker: Broker, raw: redis.Redis, namespace: str, clock: Clock
+) -> None:
+    broker.enqueue([new("a")])
+    states = []
+    for _ in range(3):
+        job = fetch(broker)
+        states.append(
+            broker.fail(
+                job, {"type": "E", "message": "", "traceback": ""}, final=False, delay=0, max_retries=2
+            )
+        )
+        broker.promote("default")
+    assert states == ["scheduled", "scheduled", "dead"]
+    m = meta(raw, namespace, "a")
+    assert m["attempts"] == 3 and m["state"] == "dead"
+    assert raw.zscore(QueueKeys(namespace, "default").dead, "a") == clock.ms
+
+
+def test_a_final_failure_goes_dead_at_once(broker: Broker, clock: Clock) -> None:
+    broker.enqueue([new("a")])
+    job = fetch(broker)
+    assert (
+        broker.fail(
+            job, {"type": "Fail", "message": "no", "traceback": ""}, final=True, delay=0, max_retries=3
+        )
+        == "dead"
+    )
+
+
+def test_delayed_tasks_are_not_fetched_before_they_are_due(broker: Broker, clock: Clock) -> None:
+    [result] = broker.enqueue([new("a", delay_ms=5000)])
+    assert result.state == "scheduled"
+    broker.promote("default")
+    assert broker.fetch("default", 30, "w1") is None
+    clock.advance(4.999)
+    broker.promote("default")
+    assert broker.fetch("default", 30, "w1") is None
+    clock.advance(0.001)
+    assert broker.promote("default") == (1, None)
+    assert fetch(broker).id == "a"
+
+
+def test_promote_reports_when_the_next_task_is_due(broker: Broker, clock: Clock) -> None:
+    broker.enqueue([new("a", delay_ms=5000), new("b", delay_ms=2000)])
+    assert broker.promote("default") == (0, 2.0)
+
+
+def test_promote_moves_at_most_one_batch_per_call(
+    broker: Broker, clock: Clock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("taskq_cli.protocol.PROMOTE_BATCH", 3)
+    broker.enqueue([new(str(i), delay_ms=1) for i in range(5)])
+    clock.advance(1)
+    assert broker.promote("default")[0] == 3
+    assert broker.promote("default")[0] == 2
+
+
+def test_an_expired_lease_is_recovered_as_a_failed_attempt(
+    broker: Broker, raw: redis.Redis, namespace: str, clock: Clock
+) -> None:
+    broker.enqueue([new("a")])
+    fetch(broker, lease=10)
+    clock.advance(9.9)
+    assert broker.recover("default", DEFAULTS) == (0, 0), "a live lease is never recovered"
+    clock.advance(0.2)
+    assert broker.recover("default", DEFAULTS) == (1, 0)
+    m = meta(raw, namespace, "a")
+    assert m["state"] == "scheduled"
+    assert isinstance(m["last_error"], dict) and m["last_error"]["type"] == "WorkerLost"
+    delay = int(m["run_at"]) - clock.ms  # type: ignore[call-overload]
+    assert 2500 <= delay <= 5000, "first retry backoff is in [base/2, base]"
+    assert raw.hgetall(QueueKeys(namespace, "default").counters) == {"processed": "1", "failed": "1"}
+
+
+def test_a_task_that_keeps_losing_its_worker_ends_dead(
+    broker: Broker, raw: redis.Redis, namespace: str, clock: Clock
+) -> None:
+    broker.enqueue([new("a", max_retries=1, backoff_base=1, backoff_max=1)])
+    results = []
+    for _ in range(2):
+        fetch(broker, lease=1)
+        clock.advance(2)
+        results.append(broker.recover("default", DEFAULTS))
+        clock.advance(2)
+        broker.promote("default")
+    assert results == [(1, 0), (0, 1)]
+    assert meta(raw, namespace, "a")["state"] == "dead"
+
+
+def test_renewal_keeps_a_long_task_from_being_recovered(broker: Broker, clock: Clock) -> None:
+    broker.enqueue([new("a")])
+    job = fetch(broker, lease=10)
+    for _ in range(10):
+        clock.advance(5)
+        assert broker.renew({"default": [(job.id, job.token)]}, 10) == []
+        assert broker.recover("default", DEFAULTS) == (0, 0)
+    assert broker.ack(job, None, 600)
+
+
+def test_a_late_worker_cannot_finish_or_fail_a_recovered_attempt(broker: Broker, clock: Clock) -> None:
+    broker.enqueue([new("a")])
+    old = fetch(broker, lease=1)
+    clock.advance(2)
+    broker.recover("default", DEFAULTS)
+    clock.advance(10)
+    broker.promote("default")
+    new_attempt = fetch(broker, lease=30)
+    assert new_attempt.token != old.token
+    assert not broker.ack(old, None, 600)
+    assert (
+        broker.fail(old, {"type": "E", "message": "", "traceback": ""}, final=True, delay=0, max_retries=3)
+        == ""
+    )
+    assert broker.renew({"default": [(old.id, old.token)]}, 30) == ["a"]
+    assert not broker.requeue(old)
+    assert broker.ack(new_attempt, None, 600), "the current attempt is untouched"
+
+
+def test_requeue_returns_the_task_to_the_head_without_using_an_attempt(
+    broker: Broker, raw: redis.Redis, namespace: str, clock: Clock
+) -> None:
+    broker.enqueue([new("a"), new("b")])
+    job = fetch(broker)
+    assert job.id == "a"
+    assert broker.requeue(job)
+    m = meta(raw, namespace, "a")
+    assert m["state"] == "pending" and m["attempts"] == 0
+    again = fetch(broker)
+    assert again.id == "a" and again.meta["attempts"] == 1
+
+
+def test_custom_id_is_idempotent_while_unfinished(
+    broker: Broker, raw: redis.Redis, namespace: str, clock: Clock
+) -> None:
+    first = broker.enqueue([new("order-1", custom=True)])[0]
+    again = broker.enqueue([new("order-1", custom=True)])[0]
+    assert (again.id, again.state, again.duplicate) == ("order-1", "pending", True)
+    job = fetch(broker)
+    assert broker.enqueue([new("order-1", custom=True)])[0].state == "active"
+    assert raw.llen(QueueKeys(namespace, "default").pending) == 0
+    broker.ack(job, None, 600)
+    reborn = broker.enqueue([new("order-1", custom=True)])[0]
+    assert (reborn.state, reborn.duplicate) == ("pending", False)
+    assert first.duplicate is False
+
+
+def test_a_dead_custom_id_is_replaced_and_leaves_the_dead_set(
+    broker: Broker, raw: redis.Redis, namespace: str, clock: Clock
+) -> None:
+    broker.enqueue([new("x", custom=True)])
+    broker.fail(
+        fetch(broker), {"type": "E", "message": "", "traceback": ""}, final=True, delay=0, max_retries=3
+    )
+    k = QueueKeys(namespace, "default")
+    assert raw.zcard(k.dead) == 1
+    assert broker.enqueue([new("x", custom=True)])[0].duplicate is False
+    assert raw.zcard(k.dead) == 0
+    assert meta(raw, namespace, "x")["attempts"] == 0
+
+
+def test_duplicates_inside_one_batch_are_added_once(broker: Broker, raw: redis.Redis, namespace: str) -> None:
+    results = broker.enqueue([new("same", custom=True), new("same", custom=True)])
+    assert [r.duplicate for r in results] == [False, True]
+    assert raw.llen(QueueKeys(namespace, "default").pending) == 1
+
+
+def test_a_batch_across_queues_keeps_input_order(broker: Broker, raw: redis.Redis, namespace: str) -> None:
+    tasks = [new(f"t{i}", "a" if i % 2 else "b") for i in range(1203)]
+    results = broker.enqueue(tasks)
+    assert [r.id for r in results] == [t.id for t in tasks]
+    assert [r.queue for r in results] == [t.queue for t in tasks]
+    assert raw.llen(QueueKeys(namespace, "a").pending) == 601
+    assert sorted(broker.known_queues()) == ["a", "b"]
+
+
+def test_a_pending_entry_without_a_record_is_buried_as_malformed(
+    broker: Broker, raw: redis.Redis, namespace: str, clock: Clock
+) -> None:
+    k = QueueKeys(namespace, "default")
+    raw.lpush(k.pending, '{"legacy": "body"}')
+    broker.enqueue([new("good")])
+    got = broker.fetch("default", 30, "w1")
+    assert isinstance(got, Malformed)
+    record = broker.find_task(got.dead_id)
+    assert record is not None
+    assert record.meta["name"] == "<malformed>" and record.meta["raw"] == '{"legacy": "body"}'
+    assert record.meta["state"] == "dead" and record.meta["last_error"]["type"] == "MalformedMessage"
+    assert fetch(broker).id == "good", "the queue keeps serving"
+
+
+def test_a_corrupt_record_is_buried_with_its_raw_text(
+    broker: Broker, raw: redis.Redis, namespace: str, clock: Clock
+) -> None:
+    broker.enqueue([new("a")])
+    raw.hset(QueueKeys(namespace, "default").tasks, "a", "{not json")
+    got = broker.fetch("default", 30, "w1")
+    assert isinstance(got, Malformed) and got.dead_id == "a"
+    assert meta(raw, namespace, "a")["raw"] == "{not json"
+
+
+def test_the_dead_set_is_trimmed_by_count(
+    tq_small_dead: Broker, raw: redis.Redis, namespace: str, clock_small: Clock
+) -> None:
+    broker = tq_small_dead
+    broker.enqueue([new(str(i)) for i in range(5)])
+    for _ in range(5):
+        broker.fail(
+            fetch(broker), {"type": "E", "message": "", "traceback": ""}, final=True, delay=0, max_retries=0
+        )
+        clock_small.advance(1)
+    k = QueueKeys(namespace, "default")
+    assert raw.zrange(k.dead, 0, -1) == ["2", "3", "4"]
+    assert raw.hexists(k.tasks, "0") is False, "trimmed records are deleted"
+    assert raw.hexists(k.payloads, "0") is False
+
+
+def test_the_dead_set_is_trimmed_by_age(
+    tq_small_dead: Broker, raw: redis.Redis, namespace: str, clock_small: Clock
+) -> None:
+    broker = tq_small_dead
+    broker.enqueue([new("old"), new("young")])
+    broker.fail(
+        fetch(broker), {"type": "E", "message": "", "traceback": ""}, final=True, delay=0, max_retries=0
+    )
+    clock_small.advance(3601)
+    broker.fail(
+        fetch(broker), {"type": "E", "message": "", "traceback": ""}, final=True, delay=0, max_retries=0
+    )
+    assert raw.zrange(QueueKeys(namespace, "default").dead, 0, -1) == ["young"]
+
+
+def test_scripts_are_reloaded_after_the_script_cache_is_flushed(broker: Broker, raw: redis.Redis) -> None:
+    broker.enqueue([new("a")])
+    raw.script_flush()
+    broker.enqueue([new("b")])
+    raw.script_flush()
+    assert broker.fetch("default", 30, "w1") is not None
+
+
+def test_stats_count_each_state_and_the_oldest_pending(broker: Broker, clock: Clock) -> None:
+    broker.enqueue([new("a"), new("b"), new("c", delay_ms=60_000)])
+    clock.advance(5)
+    job = fetch(broker)
+    broker.fail(job, {"type": "E", "message": "", "traceback": ""}, final=True, delay=0, max_retries=0)
+    [s] = broker.queue_stats(["default"])
+    assert (s.pending, s.scheduled, s.active, s.dead, s.processed, s.failed) == (1, 1, 0, 1, 1, 1)
+    assert s.oldest_pending_ms == clock.ms - 5000
+
+
+def test_two_namespaces_never_see_each_other(redis_url: str, namespace: str) -> None:
+    from taskq_cli import TaskQueue
+
+    a = TaskQueue(redis_url=redis_url, namespace=namespace)
+    b = TaskQueue(redis_url=redis_url, namespace=namespace + "-other")
+    try:
+        a.enqueue("t", {})
+        assert b.broker.fetch("default", 30, "w") is None
+        assert b.broker.known_queues() == []
+    finally:
+        b.broker.client.delete(*b.broker.client.keys(f"{namespace}-other:*") or ["-"])
+        a.close()
+        b.close()
+
+
+@pytest.fixture
+def tq_small_dead(redis_url: str, namespace: str) -> Broker:
+    from taskq_cli import TaskQueue
+
+    return TaskQueue(redis_url=redis_url, namespace=namespace, dead_max=3, dead_ttl=3600).broker
+
+
+@pytest.fixture
+def clock_small(tq_small_dead: Broker) -> Clock:
+    fake = Clock(tq_small_dead.redis_time_ms())
+    tq_small_dead.clock = fake
+    return fake
