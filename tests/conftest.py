@@ -105,6 +105,7 @@ def run_cli(redis_url: str, namespace: str) -> Callable[..., subprocess.Complete
     ) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
             [sys.executable, "-m", "taskq_cli", *args],
+            check=False,
             input=input,
             capture_output=True,
             text=True,
