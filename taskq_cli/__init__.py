@@ -6,6 +6,7 @@ from taskq_cli import TaskQueue, Retry, Fail
 from taskq_cli.errors import Fail, Retry, TaskqError, UsageError, ValidationFailed
 from taskq_cli.queue import TaskHandle, TaskQueue
 from taskq_cli.registry import TaskContext, current_task
+from taskq_cli.states import TaskState
 
 __version__ = "0.1.0"
 
@@ -15,6 +16,7 @@ __all__ = [
     "TaskContext",
     "TaskHandle",
     "TaskQueue",
+    "TaskState",
     "TaskqError",
     "UsageError",
     "ValidationFailed",

@@ -11,22 +11,8 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict
 
 from taskq_cli.config import RetryDefaults
+from taskq_cli.states import TaskState
 from taskq_cli.timeparse import iso_ms
-
-
-class TaskState(StrEnum):
-    """The same strings in Python, Lua and `--json` output."""
-
-    PENDING = "pending"
-    SCHEDULED = "scheduled"
-    ACTIVE = "active"
-    DONE = "done"
-    DEAD = "dead"
-
-
-WAITING_STATES = frozenset({TaskState.PENDING, TaskState.SCHEDULED})
-UNFINISHED_STATES = frozenset({TaskState.PENDING, TaskState.SCHEDULED, TaskState.ACTIVE})
-FINISHED_STATES = frozenset({TaskState.DONE, TaskState.DEAD})
 
 
 class TaskError(BaseModel):
