@@ -1,34 +1,128 @@
-"""Execution slots: where a worker runs its tasks. The worker hands a pool a callable per task; a pool
-decides where it runs. This pool runs tasks in threads of the worker process."""
+"""Where tasks run. A worker submits Executions to a pool; the pool runs them and hands each Outcome to
+the worker's callback. Three pools:
+
+- `processes` (default, prefork.py): supervised child processes; hard timeouts, crash isolation.
+- `threads`: threads of the worker process; cheapest for I/O-bound sync handlers, no hard timeout.
+- `asyncio`: one event loop running many `async def` handlers at once (sync ones go to threads).
+"""
 
 from __future__ import annotations
 
+import asyncio
 import queue
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Collection, Mapping
+from typing import Protocol
+
+from taskq_cli.models import Outcome
+from taskq_cli.registry import TaskDef
+from taskq_cli.runner import Execution, run_task, run_task_async
+
+OnDone = Callable[[Execution, Outcome], None]
+POOL_KINDS = ("processes", "threads", "asyncio")
+
+
+class Pool(Protocol):
+    def start(self, on_done: OnDone) -> None:
+        """Get ready; `on_done` is called once per execution that was not aborted."""
+
+    def submit(self, execution: Execution) -> None: ...
+
+    def abort(self, task_ids: Collection[str]) -> None:
+        """Stop these executions now (the worker is shutting down); their outcomes are dropped."""
+
+    def close(self) -> None:
+        """Release everything (after all executions ended or were aborted)."""
 
 
 class ThreadPool:
-    """`size` daemon threads; a task whose handler never returns cannot block the worker's exit."""
+    """`size` daemon threads; a handler that never returns cannot block the worker's exit."""
 
-    def __init__(self, size: int, name: str = "taskq-slot") -> None:
-        self._jobs: queue.SimpleQueue[Callable[[], None] | None] = queue.SimpleQueue()
-        self._threads = [
-            threading.Thread(target=self._serve, name=f"{name}-{i}", daemon=True) for i in range(size)
-        ]
-        for thread in self._threads:
-            thread.start()
+    def __init__(self, size: int, registry: Mapping[str, TaskDef]) -> None:
+        self.size = size
+        self.registry = registry
+        self._jobs: queue.SimpleQueue[Execution | None] = queue.SimpleQueue()
+        self._aborted: set[str] = set()
+        self._on_done: OnDone | None = None
 
-    def submit(self, job: Callable[[], None]) -> None:
-        self._jobs.put(job)
+    def start(self, on_done: OnDone) -> None:
+        self._on_done = on_done
+        for i in range(self.size):
+            threading.Thread(target=self._serve, name=f"taskq-thread-{i}", daemon=True).start()
 
-    def shutdown(self) -> None:
-        for _ in self._threads:
+    def submit(self, execution: Execution) -> None:
+        self._jobs.put(execution)
+
+    def abort(self, task_ids: Collection[str]) -> None:
+        self._aborted.update(task_ids)  # threads cannot be killed: their results are ignored
+
+    def close(self) -> None:
+        for _ in range(self.size):
             self._jobs.put(None)
 
     def _serve(self) -> None:
-        while True:
-            job = self._jobs.get()
-            if job is None:
-                return
-            job()
+        while (execution := self._jobs.get()) is not None:
+            outcome = run_task(self.registry.get(execution.name), execution)
+            if execution.task_id not in self._aborted and self._on_done is not None:
+                self._on_done(execution, outcome)
+
+
+class AsyncPool:
+    """One event loop in its own thread; up to the worker's concurrency tasks run on it at once."""
+
+    def __init__(self, registry: Mapping[str, TaskDef]) -> None:
+        self.registry = registry
+        self._loop = asyncio.new_event_loop()
+        self._running: dict[str, asyncio.Task[None]] = {}
+        self._on_done: OnDone | None = None
+        self._thread = threading.Thread(target=self._loop.run_forever, name="taskq-asyncio", daemon=True)
+
+    def start(self, on_done: OnDone) -> None:
+        self._on_done = on_done
+        self._thread.start()
+
+    def submit(self, execution: Execution) -> None:
+        self._loop.call_soon_threadsafe(self._begin, execution)
+
+    def abort(self, task_ids: Collection[str]) -> None:
+        def cancel() -> None:
+            for task_id in task_ids:
+                running = self._running.pop(task_id, None)
+                if running is not None:
+                    running.cancel()
+
+        if self._loop.is_running():
+            asyncio.run_coroutine_threadsafe(_call(cancel), self._loop).result(timeout=5)
+
+    def close(self) -> None:
+        if self._loop.is_running():
+            self._loop.call_soon_threadsafe(self._loop.stop)
+            self._thread.join(timeout=5)
+
+    def _begin(self, execution: Execution) -> None:
+        self._running[execution.task_id] = self._loop.create_task(self._run(execution))
+
+    async def _run(self, execution: Execution) -> None:
+        outcome = await run_task_async(self.registry.get(execution.name), execution)
+        if self._running.pop(execution.task_id, None) is not None and self._on_done is not None:
+            self._on_done(execution, outcome)
+
+
+async def _call(fn: Callable[[], None]) -> None:
+    fn()
+
+
+def make_pool(
+    kind: str,
+    concurrency: int,
+    registry: Mapping[str, TaskDef],
+    app_spec: str | None,
+    **process_options: float | int | None,
+) -> Pool:
+    if kind == "threads":
+        return ThreadPool(concurrency, registry)
+    if kind == "asyncio":
+        return AsyncPool(registry)
+    from taskq_cli.prefork import ProcessPool
+
+    return ProcessPool(concurrency, registry, app_spec, **process_options)  # type: ignore[arg-type]

@@ -37,10 +37,20 @@ class EnqueueRequest:
     task_id: str | None = None
     max_retries: int | None = None
     timeout: Any = UNSET  # seconds, a duration string, None/0 = no timeout
+    label: str | None = None  # where the request came from, for errors ("line 3", "item 0")
 
 
 def prepare(request: EnqueueRequest, registry: Mapping[str, TaskDef]) -> NewTask:
     """Validate one request; raises UsageError (with a clear message) and never writes."""
+    try:
+        return _prepare(request, registry)
+    except UsageError as exc:
+        if request.label is None:
+            raise
+        raise type(exc)(f"{request.label}: {exc}") from None
+
+
+def _prepare(request: EnqueueRequest, registry: Mapping[str, TaskDef]) -> NewTask:
     if not isinstance(request.name, str) or not request.name.strip():
         raise UsageError("task name must be a non-empty string")
     payload = {} if request.payload is None else request.payload
@@ -131,7 +141,7 @@ def parse_json_lines(lines: Iterable[str], default_queue: str | None = None) -> 
         if not line.strip():
             continue
         try:
-            requests.append(request_from_object(json.loads(line), default_queue))
+            requests.append(request_from_object(json.loads(line), default_queue, f"line {number}"))
         except ValueError as exc:
             raise UsageError(f"line {number}: invalid JSON: {exc}") from None
         except UsageError as exc:
@@ -139,7 +149,9 @@ def parse_json_lines(lines: Iterable[str], default_queue: str | None = None) -> 
     return requests
 
 
-def request_from_object(obj: Any, default_queue: str | None = None) -> EnqueueRequest:
+def request_from_object(
+    obj: Any, default_queue: str | None = None, label: str | None = None
+) -> EnqueueRequest:
     """An EnqueueRequest from `{"name", "payload", "queue"?, "delay"?, "at"?, "max_retries"?,
     "timeout"?, "id"?}` (JSON Lines and the HTTP API)."""
     if not isinstance(obj, dict):
@@ -164,4 +176,5 @@ def request_from_object(obj: Any, default_queue: str | None = None) -> EnqueueRe
         task_id=obj.get("id"),
         max_retries=obj.get("max_retries"),
         timeout=obj.get("timeout", UNSET),
+        label=label,
     )

@@ -67,6 +67,7 @@ class TaskQueue:
             settings = settings.with_defaults(timeout=timeout or 0.0)
         self.settings = settings
         self.registry: dict[str, TaskDef] = {}
+        self.app_spec: str | None = None  # set by --app loading: how child processes find handlers
         self._broker: Broker | None = None
 
     # -- configuration ----------------------------------------------------------------------
@@ -184,7 +185,7 @@ class TaskQueue:
             unknown = set(options) - set(ENQUEUE_OPTIONS)
             if unknown:
                 raise UsageError(f"item {index}: unknown option(s) {', '.join(sorted(unknown))}")
-            requests.append(EnqueueRequest(item[0], item[1], **options))
+            requests.append(EnqueueRequest(item[0], item[1], **options, label=f"item {index}"))
         return [result.id for result in self.submit(requests)]
 
     def submit(self, requests: Sequence[EnqueueRequest]) -> list[EnqueueResult]:

@@ -126,9 +126,11 @@ def load_app(spec: str) -> TaskQueue:
         found = getattr(module, attribute, None)
         if not isinstance(found, TaskQueue):
             raise UsageError(f"app {spec!r}: {attribute!r} is not a TaskQueue")
-        return found
-    queues = [v for v in vars(module).values() if isinstance(v, TaskQueue)]
-    if len(queues) != 1:
-        what = "no TaskQueue" if not queues else "several TaskQueue instances"
-        raise UsageError(f"app {spec!r} has {what}; name one as module:attribute")
-    return queues[0]
+    else:
+        queues = [v for v in vars(module).values() if isinstance(v, TaskQueue)]
+        if len(queues) != 1:
+            what = "no TaskQueue" if not queues else "several TaskQueue instances"
+            raise UsageError(f"app {spec!r} has {what}; name one as module:attribute")
+        found = queues[0]
+    found.app_spec = spec
+    return found

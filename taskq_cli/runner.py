@@ -1,12 +1,15 @@
-"""Run ONE task and say how it went: payload validation, the call (sync or async), its timeout, and
-the exception-to-outcome rules. No Redis here."""
+"""Run ONE task and say how it went: payload validation, the call (sync or async) under its timeout,
+and the exception-to-outcome rules. No Redis here; pools decide where this runs."""
 
 from __future__ import annotations
 
 import asyncio
 import json
+import signal
 import threading
 import traceback
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from taskq_cli.errors import Fail, Retry, ValidationFailed
@@ -14,47 +17,100 @@ from taskq_cli.models import Outcome, OutcomeKind
 from taskq_cli.registry import TaskContext, TaskDef, set_current_task
 
 
-class TaskTimeout(Exception):
+class TaskTimeout(BaseException):  # a handler's `except Exception` must not swallow it
     pass
 
 
-def run_task(
-    handler: TaskDef | None, name: str, payload_json: str, ctx: TaskContext, timeout: float | None
-) -> Outcome:
+@dataclass(frozen=True)
+class Execution:
+    """What a pool needs to run one attempt (picklable: it crosses into child processes)."""
+
+    task_id: str
+    name: str
+    queue: str
+    attempt: int
+    max_retries: int
+    payload_json: str
+    timeout: float | None
+
+    @property
+    def context(self) -> TaskContext:
+        return TaskContext(self.task_id, self.name, self.queue, self.attempt, self.max_retries)
+
+
+# How a sync handler is called under its timeout: in a watched thread, or under SIGALRM.
+Caller = Callable[[TaskDef, dict[str, Any], TaskContext, float | None], Any]
+
+
+def run_task(handler: TaskDef | None, execution: Execution, call: Caller | None = None) -> Outcome:
+    prepared = _prepare(handler, execution)
+    if isinstance(prepared, Outcome):
+        return prepared
+    assert handler is not None
+    try:
+        value = (call or call_in_thread)(handler, prepared, execution.context, execution.timeout)
+    except BaseException as exc:  # user code may raise anything, SystemExit included
+        return outcome_of(exc)
+    return Outcome.success(result_to_json(value))
+
+
+async def run_task_async(handler: TaskDef | None, execution: Execution) -> Outcome:
+    """The same rules on an event loop: async handlers run on it, sync ones in a thread."""
+    prepared = _prepare(handler, execution)
+    if isinstance(prepared, Outcome):
+        return prepared
+    assert handler is not None
+    ctx, timeout = execution.context, execution.timeout
+    try:
+        if handler.is_async:
+            value = await _await_with_timeout(handler, prepared, ctx, timeout)
+        else:
+            value = await asyncio.wait_for(asyncio.to_thread(_call_sync, handler, prepared, ctx), timeout)
+    except TimeoutError:
+        return outcome_of(TaskTimeout(f"timed out after {timeout:g}s"))
+    except BaseException as exc:  # CancelledError is handled by the pool
+        if isinstance(exc, asyncio.CancelledError):
+            raise
+        return outcome_of(exc)
+    return Outcome.success(result_to_json(value))
+
+
+def _prepare(handler: TaskDef | None, execution: Execution) -> dict[str, Any] | Outcome:
+    """The handler's keyword arguments, or the outcome that makes running it pointless."""
     if handler is None:
         return Outcome.failure(
-            OutcomeKind.ERROR, "UnknownTask", f"no handler named {name!r} is registered in this worker"
+            OutcomeKind.ERROR,
+            "UnknownTask",
+            f"no handler named {execution.name!r} is registered in this worker",
         )
     try:
-        payload = json.loads(payload_json) if payload_json else {}
+        payload = json.loads(execution.payload_json) if execution.payload_json else {}
     except ValueError as exc:
         return Outcome.failure(OutcomeKind.FAIL, "MalformedPayload", f"payload is not JSON: {exc}")
     if not isinstance(payload, dict):
         return Outcome.failure(OutcomeKind.FAIL, "MalformedPayload", "payload is not a JSON object")
     try:
-        kwargs = handler.validate(payload)
+        return handler.validate(payload)
     except ValidationFailed as exc:
         return Outcome.failure(OutcomeKind.FAIL, "ValidationError", str(exc))
-    try:
-        value = call_with_timeout(handler, kwargs, ctx, timeout)
-    except Retry as exc:
+
+
+def outcome_of(exc: BaseException) -> Outcome:
+    """The SPEC's rules: Retry → after its delay; Fail → dead; anything else → retried with backoff."""
+    if isinstance(exc, Retry):
         return Outcome.failure(OutcomeKind.RETRY, "Retry", str(exc), delay=exc.delay)
-    except Fail as exc:
-        return Outcome.failure(OutcomeKind.FAIL, type(exc).__name__, str(exc), _traceback(exc))
-    except TaskTimeout as exc:
+    if isinstance(exc, Fail):
+        return Outcome.failure(OutcomeKind.FAIL, type(exc).__name__, str(exc), format_traceback(exc))
+    if isinstance(exc, TaskTimeout):
         return Outcome.failure(OutcomeKind.ERROR, "TaskTimeout", str(exc))
-    except BaseException as exc:
-        return Outcome.failure(OutcomeKind.ERROR, type(exc).__name__, str(exc), _traceback(exc))
-    return Outcome.success(result_to_json(value))
+    return Outcome.failure(OutcomeKind.ERROR, type(exc).__name__, str(exc), format_traceback(exc))
 
 
-def call_with_timeout(
-    handler: TaskDef, kwargs: dict[str, Any], ctx: TaskContext, timeout: float | None
-) -> Any:
-    """Call the handler under its timeout. Async handlers are cancelled at the timeout; a sync
-    handler is abandoned (its thread keeps running: the process pool is what stops it hard)."""
+def call_in_thread(handler: TaskDef, kwargs: dict[str, Any], ctx: TaskContext, timeout: float | None) -> Any:
+    """Thread pools: async handlers are cancelled at the timeout; a sync handler is abandoned at it
+    (its thread cannot be killed: only the process pool stops such code hard)."""
     if handler.is_async:
-        return asyncio.run(_run_async(handler, kwargs, ctx, timeout))
+        return asyncio.run(_await_with_timeout(handler, kwargs, ctx, timeout))
     if timeout is None:
         return _call_sync(handler, kwargs, ctx)
     box: dict[str, Any] = {}
@@ -62,7 +118,7 @@ def call_with_timeout(
     def target() -> None:
         try:
             box["value"] = _call_sync(handler, kwargs, ctx)
-        except BaseException as exc:
+        except BaseException as exc:  # handed back to the caller below
             box["error"] = exc
 
     thread = threading.Thread(target=target, name=f"task-{ctx.id}", daemon=True)
@@ -75,12 +131,32 @@ def call_with_timeout(
     return box.get("value")
 
 
+def call_with_alarm(handler: TaskDef, kwargs: dict[str, Any], ctx: TaskContext, timeout: float | None) -> Any:
+    """Child processes (main thread): the soft timeout raises TaskTimeout inside the handler via
+    SIGALRM; code that never returns to Python is killed by the supervisor shortly after."""
+    if handler.is_async:
+        return asyncio.run(_await_with_timeout(handler, kwargs, ctx, timeout))
+    if timeout is None:
+        return _call_sync(handler, kwargs, ctx)
+
+    def on_alarm(signum: int, frame: object) -> None:
+        raise TaskTimeout(f"timed out after {timeout:g}s")
+
+    previous = signal.signal(signal.SIGALRM, on_alarm)
+    signal.setitimer(signal.ITIMER_REAL, timeout)
+    try:
+        return _call_sync(handler, kwargs, ctx)
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+
+
 def _call_sync(handler: TaskDef, kwargs: dict[str, Any], ctx: TaskContext) -> Any:
     set_current_task(ctx)  # each task runs in a thread or event loop of its own context
     return handler.fn(**kwargs)
 
 
-async def _run_async(
+async def _await_with_timeout(
     handler: TaskDef, kwargs: dict[str, Any], ctx: TaskContext, timeout: float | None
 ) -> Any:
     set_current_task(ctx)
@@ -100,5 +176,5 @@ def result_to_json(value: Any) -> str | None:
         return None
 
 
-def _traceback(exc: BaseException) -> str:
+def format_traceback(exc: BaseException) -> str:
     return "".join(traceback.format_exception(exc))[-20_000:]

@@ -1,10 +1,20 @@
-"""The worker: fetch -> run -> ack/fail, under leases renewed by a heartbeat; drains on SIGTERM."""
+"""The worker: fetch -> run -> report, under leases renewed by a heartbeat; drains on SIGTERM.
+
+Threads of the worker process:
+- the dispatcher (main thread) fetches as many tasks as there are free slots, in one round trip, and
+  submits them to the pool; it never holds more leased tasks than it has slots;
+- the pool (pool.py / prefork.py) runs them and hands back outcomes;
+- the reporter sends the outcomes that have piled up to Redis in one pipelined round trip, then frees
+  their slots;
+- the heartbeat renews leases, registers the worker, promotes due tasks and recovers lost ones.
+"""
 
 from __future__ import annotations
 
 import contextlib
 import logging
 import os
+import queue
 import random
 import secrets
 import signal
@@ -19,10 +29,9 @@ from typing import TYPE_CHECKING, TypeVar
 from taskq_cli.config import check_name
 from taskq_cli.errors import UsageError
 from taskq_cli.models import Options, Outcome, OutcomeKind, backoff_delay
-from taskq_cli.pool import ThreadPool
-from taskq_cli.protocol import Fetched, Malformed
-from taskq_cli.registry import TaskContext
-from taskq_cli.runner import run_task
+from taskq_cli.pool import POOL_KINDS, Pool, make_pool
+from taskq_cli.protocol import Ack, Failure, Fetched, Malformed
+from taskq_cli.runner import Execution
 from taskq_cli.scheduler import REDIS_DOWN, Maintenance, redis_backoff
 
 if TYPE_CHECKING:
@@ -86,6 +95,13 @@ def _weight(part: str, text: str) -> float:
     return weight
 
 
+@dataclass
+class Running:
+    job: Fetched
+    options: Options
+    started: float
+
+
 class Worker:
     def __init__(
         self,
@@ -96,11 +112,22 @@ class Worker:
         burst: bool = False,
         grace: float = 30.0,
         lease: float = 30.0,
+        pool: str = "processes",
+        max_tasks_per_child: int | None = None,
+        max_memory_per_child: int | None = None,
     ) -> None:
         if concurrency < 1:
             raise UsageError("--concurrency must be at least 1")
         if lease < 0.3:
             raise UsageError("--lease must be at least 300ms")
+        if pool not in POOL_KINDS:
+            raise UsageError(f"invalid --pool {pool!r}: use {', '.join(POOL_KINDS)}")
+        for name, value in (
+            ("--max-tasks-per-child", max_tasks_per_child),
+            ("--max-memory-per-child", max_memory_per_child),
+        ):
+            if value is not None and value < 1:
+                raise UsageError(f"{name} must be at least 1")
         self.tq = tq
         self.broker = tq.broker
         self.plan = plan
@@ -108,28 +135,41 @@ class Worker:
         self.burst = burst
         self.grace = grace
         self.lease = lease
+        self.pool_kind = pool
+        self.pool: Pool = make_pool(
+            pool,
+            concurrency,
+            tq.registry,
+            tq.app_spec,
+            max_tasks_per_child=max_tasks_per_child,
+            max_memory_per_child=max_memory_per_child,
+        )
         self.id = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
         self.maintenance = Maintenance(self.broker, tq.settings.defaults)
         self.stopping = threading.Event()  # no new tasks
         self._halted = threading.Event()  # heartbeat off: the worker is gone
-        self._finished = threading.Event()  # a task just finished
-        self._slots = threading.Semaphore(concurrency)
-        self._lock = threading.Lock()
-        self._inflight: dict[str, Fetched] = {}
+        self._slots = threading.Condition()  # guards _free and _running
+        self._free = concurrency
+        self._running: dict[str, Running] = {}
+        self._outcomes: queue.SimpleQueue[tuple[Execution, Outcome] | None] = queue.SimpleQueue()
         self._started_at = int(time.time() * 1000)
-        self._pool: ThreadPool | None = None
 
     # -- lifecycle --------------------------------------------------------------------------
 
     def run(self) -> int:
         self._install_signal_handlers()
-        self._pool = ThreadPool(self.concurrency)
-        heartbeat = threading.Thread(target=self._heartbeat_loop, name="taskq-heartbeat", daemon=True)
-        heartbeat.start()
+        self.pool.start(self._on_done)  # children first, while this process has one thread
+        threads = [
+            threading.Thread(target=self._report_loop, name="taskq-reporter", daemon=True),
+            threading.Thread(target=self._heartbeat_loop, name="taskq-heartbeat", daemon=True),
+        ]
+        for thread in threads:
+            thread.start()
         log.info(
-            "worker %s serving %s (concurrency %d, lease %gs)",
+            "worker %s serving %s (%s pool, concurrency %d, lease %gs)",
             self.id,
             ",".join(self.plan.names),
+            self.pool_kind,
             self.concurrency,
             self.lease,
         )
@@ -137,15 +177,19 @@ class Worker:
             code = self._dispatch_loop()
         finally:
             self._drain()
+            self._outcomes.put(None)
             self._halted.set()
-            heartbeat.join(timeout=2)
-            self._pool.shutdown()
+            for thread in threads:
+                thread.join(timeout=5)
+            self.pool.close()
             self._unregister()
         return code
 
     def stop(self) -> None:
         """Take no new tasks; `run` returns once in-flight tasks finish or the grace runs out."""
         self.stopping.set()
+        with self._slots:
+            self._slots.notify_all()
 
     def _install_signal_handlers(self) -> None:
         if threading.current_thread() is not threading.main_thread():
@@ -158,7 +202,7 @@ class Worker:
             log.info(
                 "stopping: no new tasks; waiting up to %gs for %d running (signal again to stop at once)",
                 self.grace,
-                len(self._inflight),
+                len(self._running),
             )
             self.stopping.set()
 
@@ -170,14 +214,18 @@ class Worker:
     def _dispatch_loop(self) -> int:
         failures = 0
         while not self.stopping.is_set():
-            if not self._slots.acquire(timeout=0.5):
-                continue
+            with self._slots:
+                if self._free == 0:
+                    self._slots.wait(0.5)
+                    continue
+                wanted = self._free
             try:
-                job = self._fetch_next()
+                jobs = self._fetch(wanted)
                 failures = 0
-                idle_done = job is None and self._wait_for_work()
+                if not jobs and self._idle():
+                    log.info("burst: nothing left to do")
+                    return 0
             except REDIS_DOWN as exc:
-                self._slots.release()
                 failures += 1
                 if self.burst:
                     log.error("Redis unreachable: %s", exc)
@@ -185,66 +233,68 @@ class Worker:
                 log.error("Redis unreachable (%s); retrying in %.1fs", exc, redis_backoff(failures))
                 self.stopping.wait(redis_backoff(failures))
                 continue
-            if job is None:
-                self._slots.release()
-                if idle_done:
-                    log.info("burst: nothing left to do")
-                    return 0
-                continue
-            self._start(job)
+            for job in jobs:
+                self._start(job)
         return 0
 
-    def _fetch_next(self) -> Fetched | None:
-        for queue in self.plan.order():
-            for _ in range(100):  # malformed entries are buried on the way; keep fetching
-                got = self.broker.fetch(queue, self.lease, self.id)
-                if not isinstance(got, Malformed):
-                    break
-                log.error(
-                    "queue %s: malformed message moved to the dead-letter queue as %s", queue, got.dead_id
-                )
-            if isinstance(got, Fetched):
-                return got
-        return None
+    def _fetch(self, wanted: int) -> list[Fetched]:
+        """Up to `wanted` tasks, taking queues in the plan's order for this round."""
+        jobs: list[Fetched] = []
+        for name in self.plan.order():
+            for got in self.broker.fetch_many(name, wanted - len(jobs), self.lease, self.id):
+                if isinstance(got, Malformed):
+                    log.error(
+                        "queue %s: malformed message moved to the dead-letter queue as %s", name, got.dead_id
+                    )
+                else:
+                    jobs.append(got)
+            if len(jobs) >= wanted:
+                break
+        return jobs
 
-    def _wait_for_work(self) -> bool:
+    def _idle(self) -> bool:
         """Nothing was pending. Returns True when a burst worker is done."""
         if not self.burst:
             self.broker.wait_for_work(self.plan.names, IDLE_BLOCK)
             return False
-        if self._inflight:
-            self._finished.wait(0.05)
-            self._finished.clear()
-            return False
+        with self._slots:
+            if self._running:
+                self._slots.wait(0.05)
+                return False
         return sum(self.broker.promote(q)[0] for q in self.plan.names) == 0
 
     # -- executing --------------------------------------------------------------------------
 
     def _start(self, job: Fetched) -> None:
-        with self._lock:
-            self._inflight[job.id] = job
-        assert self._pool is not None
-        self._pool.submit(lambda: self._execute(job))
-
-    def _execute(self, job: Fetched) -> None:
-        try:
-            name = str(job.meta.get("name", ""))
-            handler = self.tq.registry.get(name)
-            options = Options.resolve(job.meta, handler.retry if handler else None, self.tq.settings.defaults)
-            if handler is not None and "max_retries" not in job.meta:
-                self._pin(job, options)
-            attempt = int(job.meta.get("attempts", 1))
-            ctx = TaskContext(job.id, name, job.queue, attempt, options.max_retries)
-            started = time.monotonic()
-            outcome = run_task(handler, name, job.payload_json, ctx, options.timeout)
-            self._report(job, outcome, options, time.monotonic() - started)
-        except Exception:  # never let a slot thread die: the lease brings the task back
-            log.exception("task %s: internal error while running it", job.id)
-        finally:
-            with self._lock:
-                self._inflight.pop(job.id, None)
-            self._slots.release()
-            self._finished.set()
+        name = str(job.meta.get("name", ""))
+        handler = self.tq.registry.get(name)
+        options = Options.resolve(job.meta, handler.retry if handler else None, self.tq.settings.defaults)
+        if handler is not None and "max_retries" not in job.meta:
+            self._pin(job, options)
+        attempt = int(job.meta.get("attempts", 1))
+        with self._slots:
+            self._free -= 1
+            self._running[job.id] = Running(job, options, time.monotonic())
+        log.info(
+            "task %s %s attempt %d: started",
+            job.id,
+            name,
+            attempt,
+            extra={
+                "fields": {
+                    "event": "started",
+                    "task_id": job.id,
+                    "task": name,
+                    "queue": job.queue,
+                    "attempt": attempt,
+                }
+            },
+        )
+        self.pool.submit(
+            Execution(
+                job.id, name, job.queue, attempt, options.max_retries, job.payload_json, options.timeout
+            )
+        )
 
     def _pin(self, job: Fetched, options: Options) -> None:
         """The producer did not know this handler: record its retry policy for crash recovery."""
@@ -260,35 +310,102 @@ class Worker:
                 )
             )
 
-    def _report(self, job: Fetched, outcome: Outcome, options: Options, seconds: float) -> None:
-        name, attempt = job.meta.get("name"), job.meta.get("attempts")
+    def _on_done(self, execution: Execution, outcome: Outcome) -> None:
+        """Called by the pool from its own thread: never blocks."""
+        self._outcomes.put((execution, outcome))
+
+    # -- reporting --------------------------------------------------------------------------
+
+    def _report_loop(self) -> None:
+        while True:
+            first = self._outcomes.get()
+            if first is None:
+                return
+            batch = [first]
+            while len(batch) < 256:
+                try:
+                    more = self._outcomes.get_nowait()
+                except queue.Empty:
+                    break
+                if more is None:
+                    self._outcomes.put(None)
+                    break
+                batch.append(more)
+            self._report(batch)
+
+    def _report(self, batch: list[tuple[Execution, Outcome]]) -> None:
+        with self._slots:
+            items = [(self._running[e.task_id], o) for e, o in batch if e.task_id in self._running]
+        reports = [self._report_for(running, outcome) for running, outcome in items]
+        results = self._with_redis(lambda: self.broker.report(reports)) if reports else []
+        for (running, outcome), report, result in zip(
+            items, reports, results or [""] * len(items), strict=True
+        ):
+            self._log_outcome(running, outcome, report, result)
+        with self._slots:
+            for running, _ in items:
+                if self._running.pop(running.job.id, None) is not None:
+                    self._free += 1
+            self._slots.notify_all()
+
+    def _report_for(self, running: Running, outcome: Outcome) -> Ack | Failure:
+        job, options = running.job, running.options
         if outcome.kind is OutcomeKind.SUCCESS:
-            if self._with_redis(lambda: self.broker.ack(job, outcome.result_json, options.result_ttl)):
-                log.info("task %s %s attempt %s: done in %.3fs", job.id, name, attempt, seconds)
-            else:
-                log.warning("task %s: finished but its lease was lost; not recorded", job.id)
-            return
+            return Ack(job, outcome.result_json, options.result_ttl)
         error = outcome.error or {"type": "Error", "message": "", "traceback": ""}
         delay = outcome.delay
         if delay is None:
-            delay = backoff_delay(int(attempt or 1), options.backoff_base, options.backoff_max)
-        final = outcome.kind is OutcomeKind.FAIL
-        state = self._with_redis(
-            lambda: self.broker.fail(job, error, final=final, delay=delay, max_retries=options.max_retries)
-        )
-        if not state:
-            log.warning("task %s: failed but its lease was lost; not recorded", job.id)
-            return
-        then = "dead" if state == "dead" else f"retry in {delay:.1f}s"
-        log.warning(
-            "task %s %s attempt %s: %s: %s (%s)",
-            job.id,
-            name,
-            attempt,
-            error["type"],
-            error["message"].splitlines()[0] if error["message"] else "",
-            then,
-        )
+            delay = backoff_delay(int(job.meta.get("attempts", 1)), options.backoff_base, options.backoff_max)
+        return Failure(job, error, outcome.kind is OutcomeKind.FAIL, delay, options.max_retries)
+
+    def _log_outcome(
+        self, running: Running, outcome: Outcome, report: Ack | Failure, result: bool | str | None
+    ) -> None:
+        job = running.job
+        name, attempt = job.meta.get("name"), job.meta.get("attempts")
+        fields: dict[str, object] = {
+            "task_id": job.id,
+            "task": name,
+            "queue": job.queue,
+            "attempt": attempt,
+            "duration": round(time.monotonic() - running.started, 6),
+        }
+        if not result:
+            log.warning(
+                "task %s: outcome not recorded: its lease was lost",
+                job.id,
+                extra={"fields": {**fields, "event": "lease_lost"}},
+            )
+        elif isinstance(report, Ack):
+            log.info(
+                "task %s %s attempt %s: done in %.3fs",
+                job.id,
+                name,
+                attempt,
+                fields["duration"],
+                extra={"fields": {**fields, "event": "done"}},
+            )
+        else:
+            then = "dead" if result == "dead" else f"retry in {report.delay:.1f}s"
+            first_line = (report.error.get("message") or "").splitlines()[:1]
+            log.warning(
+                "task %s %s attempt %s: %s: %s (%s)",
+                job.id,
+                name,
+                attempt,
+                report.error.get("type"),
+                first_line[0] if first_line else "",
+                then,
+                extra={
+                    "fields": {
+                        **fields,
+                        "event": "failed",
+                        "error": report.error.get("type"),
+                        "message": report.error.get("message"),
+                        "then": result,
+                    }
+                },
+            )
 
     def _with_redis(self, call: Callable[[], T]) -> T | None:
         """Run a report until Redis answers: a finished attempt's outcome is worth waiting for.
@@ -323,8 +440,8 @@ class Worker:
             self._halted.wait(max(min(next_beat, next_maintenance) - time.monotonic(), 0.005))
 
     def _beat(self) -> None:
-        with self._lock:
-            running = list(self._inflight.values())
+        with self._slots:
+            running = [r.job for r in self._running.values()]
         by_queue: dict[str, list[tuple[str, str]]] = {}
         for job in running:
             by_queue.setdefault(job.queue, []).append((job.id, job.token))
@@ -337,6 +454,7 @@ class Worker:
             "pid": os.getpid(),
             "queues": list(self.plan.names),
             "concurrency": self.concurrency,
+            "pool": self.pool_kind,
             "started_at": self._started_at,
             "heartbeat_at": now,
             "active": [
@@ -354,24 +472,28 @@ class Worker:
     # -- stopping ---------------------------------------------------------------------------
 
     def _drain(self) -> None:
-        """Give running tasks the grace period, then put the rest back at the head of their
-        queues without using up an attempt."""
+        """Give running tasks the grace period, then stop the rest and put them back at the head of
+        their queues without using up an attempt."""
         deadline = time.monotonic() + self.grace
-        while self._inflight and time.monotonic() < deadline:
-            self._finished.wait(min(0.1, max(deadline - time.monotonic(), 0)))
-            self._finished.clear()
-        with self._lock:
-            unfinished = list(self._inflight.values())
+        with self._slots:
+            while self._running and time.monotonic() < deadline:
+                self._slots.wait(min(0.1, max(deadline - time.monotonic(), 0)))
+            unfinished = list(self._running.values())
+        if not unfinished:
+            return
+        self.pool.abort([r.job.id for r in unfinished])
         returned = 0
-        for job in unfinished:
+        for running in unfinished:
             try:
-                returned += bool(self.broker.requeue(job))
+                returned += bool(self.broker.requeue(running.job))
             except REDIS_DOWN as exc:
-                log.error("could not return task %s (%s); its lease will bring it back", job.id, exc)
-        if unfinished:
-            log.warning(
-                "grace over: returned %d of %d unfinished tasks to their queues", returned, len(unfinished)
-            )
+                log.error("could not return task %s (%s); its lease will bring it back", running.job.id, exc)
+        with self._slots:
+            for running in unfinished:
+                self._running.pop(running.job.id, None)
+        log.warning(
+            "grace over: returned %d of %d unfinished tasks to their queues", returned, len(unfinished)
+        )
 
     def _unregister(self) -> None:
         with contextlib.suppress(*REDIS_DOWN):

@@ -6,7 +6,6 @@ from __future__ import annotations
 import sys
 from typing import Annotated
 
-import click
 import typer
 
 from taskq_cli.cli import output
@@ -72,14 +71,12 @@ def run(argv: list[str] | None = None) -> int:
 
     try:
         result = app(args=argv, prog_name="taskq", standalone_mode=False)
-    except click.UsageError as exc:
-        hint = f" (see '{exc.ctx.command_path} --help')" if exc.ctx else ""
-        output.error(exc.format_message() + hint)
-        return 2
-    except click.ClickException as exc:
-        output.error(exc.format_message())
-        return exc.exit_code
-    except (click.Abort, KeyboardInterrupt):
+    except typer.Abort:
+        output.error("interrupted")
+        return 130
+    except typer.TyperException as exc:  # Typer's own usage errors: bad option, value, command
+        return _typer_error(exc)
+    except KeyboardInterrupt:
         output.error("interrupted")
         return 130
     except UsageError as exc:
@@ -95,3 +92,15 @@ def run(argv: list[str] | None = None) -> int:
         output.error(f"Redis error: {exc}")
         return 1
     return result if isinstance(result, int) else 0
+
+
+def _typer_error(exc: typer.TyperException) -> int:
+    code = int(getattr(exc, "exit_code", 1))
+    message = exc.format_message() if hasattr(exc, "format_message") else str(exc)
+    if type(exc).__name__ == "NoArgsIsHelpError":  # `taskq` or `taskq task` alone: show the help
+        output.line(message)
+        return 0
+    ctx = getattr(exc, "ctx", None)
+    hint = f" (see '{ctx.command_path} --help')" if code == 2 and ctx is not None else ""
+    output.error(message + hint)
+    return code

@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 import os
 import signal
-import sys
 from typing import Annotated
 
 import typer
@@ -15,6 +14,7 @@ from taskq_cli.cli.common import App, Namespace, RedisUrl, open_queue
 from taskq_cli.timeparse import parse_duration
 
 LogLevel = Annotated[str, typer.Option("--log-level", help="debug, info, warning or error.")]
+LogFormat = Annotated[str, typer.Option("--log-format", help="text, or json (one object per line).")]
 
 
 def worker(
@@ -30,35 +30,62 @@ def worker(
     ] = False,
     grace: Annotated[str, typer.Option(help="On SIGTERM/SIGINT, time given to running tasks.")] = "30s",
     lease: Annotated[str, typer.Option(help="How long a dead worker's tasks wait for recovery.")] = "30s",
+    pool: Annotated[
+        str,
+        typer.Option(
+            help="processes (isolated, hard timeouts), threads (I/O-bound sync handlers) "
+            "or asyncio (async def handlers)."
+        ),
+    ] = "processes",
+    max_tasks_per_child: Annotated[
+        int | None, typer.Option(help="Replace a child process after N tasks.", show_default=False)
+    ] = None,
+    max_memory_per_child: Annotated[
+        int | None, typer.Option(help="Replace a child process using more than N MB.", show_default=False)
+    ] = None,
     log_level: LogLevel = "info",
+    log_format: LogFormat = "text",
     redis_url: RedisUrl = None,
     namespace: Namespace = None,
     app: App = None,
 ) -> int:
     """Run tasks from the given queues."""
+    from taskq_cli import logs
     from taskq_cli.worker import QueuePlan, Worker
 
     plan = QueuePlan.parse(queues)
     grace_s, lease_s = parse_duration(grace), parse_duration(lease)
-    _configure_logging(log_level)
+    logs.configure(log_level, log_format)
     tq = open_queue(ctx, redis_url, namespace, app)
     if not tq.registry:
         output.warn("no --app given (or it registers no task): every task will fail as unknown")
-    runner = Worker(tq, plan, concurrency or os.cpu_count() or 1, burst=burst, grace=grace_s, lease=lease_s)
+    runner = Worker(
+        tq,
+        plan,
+        concurrency or os.cpu_count() or 1,
+        burst=burst,
+        grace=grace_s,
+        lease=lease_s,
+        pool=pool,
+        max_tasks_per_child=max_tasks_per_child,
+        max_memory_per_child=max_memory_per_child,
+    )
     return runner.run()
 
 
 def scheduler(
     ctx: typer.Context,
     log_level: LogLevel = "info",
+    log_format: LogFormat = "text",
     redis_url: RedisUrl = None,
     namespace: Namespace = None,
     app: App = None,
 ) -> int:
     """Promote due scheduled tasks and recover lost workers' tasks, for every queue."""
+    from taskq_cli import logs
     from taskq_cli.scheduler import Scheduler
 
-    _configure_logging(log_level)
+    logs.configure(log_level, log_format)
     tq = open_queue(ctx, redis_url, namespace, app)
     runner = Scheduler(tq.broker, tq.settings.defaults)
 
@@ -71,14 +98,3 @@ def scheduler(
     signal.signal(signal.SIGINT, on_signal)
     logging.getLogger("taskq.scheduler").info("scheduler started (namespace %s)", tq.settings.namespace)
     return runner.run()
-
-
-def _configure_logging(level: str) -> None:
-    from taskq_cli.errors import UsageError
-
-    number = logging.getLevelName(level.upper())
-    if not isinstance(number, int):
-        raise UsageError(f"invalid --log-level {level!r}: use debug, info, warning or error")
-    logging.basicConfig(
-        level=number, stream=sys.stderr, format="%(asctime)s %(levelname)-7s %(name)s: %(message)s"
-    )

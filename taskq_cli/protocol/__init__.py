@@ -28,8 +28,10 @@ PROMOTE_BATCH = 500
 RECOVER_BATCH = 500
 
 __all__ = [
+    "Ack",
     "Broker",
     "EnqueueResult",
+    "Failure",
     "Fetched",
     "Malformed",
     "NewTask",
@@ -83,6 +85,26 @@ class Fetched:
     meta: dict[str, Any]
     payload_json: str
     token: str
+
+
+@dataclass(frozen=True)
+class Ack:
+    """Report: the attempt succeeded."""
+
+    job: Fetched
+    result_json: str | None
+    result_ttl: float
+
+
+@dataclass(frozen=True)
+class Failure:
+    """Report: the attempt failed; `final` buries it, otherwise retry after `delay` if attempts remain."""
+
+    job: Fetched
+    error: dict[str, str]
+    final: bool
+    delay: float
+    max_retries: int
 
 
 @dataclass(frozen=True)
@@ -186,22 +208,25 @@ class Broker:
 
     def fetch(self, queue: str, lease: float, worker_id: str) -> Fetched | Malformed | None:
         token = random_token()
-        reply = self._run(
-            "fetch",
-            queue,
-            self._now(),
-            int(lease * 1000),
-            token,
-            worker_id,
-            queue,
-            new_id(),
-            *self._dead_limits,
-        )
-        if reply is None:
-            return None
-        if reply[0] == "malformed":
-            return Malformed(queue, reply[1])
-        return Fetched(queue, reply[1], json.loads(reply[2]), reply[3], token)
+        reply = self._run("fetch", queue, *self._fetch_args(queue, lease, worker_id, token))
+        return _fetched(queue, reply, token)
+
+    def fetch_many(self, queue: str, count: int, lease: float, worker_id: str) -> list[Fetched | Malformed]:
+        """Up to `count` tasks of one queue in one round trip (one script call each, pipelined)."""
+        if count == 1:
+            got = self.fetch(queue, lease, worker_id)
+            return [] if got is None else [got]
+        tokens = [random_token() for _ in range(count)]
+        pipe = self.client.pipeline(transaction=False)
+        keys = self.keys(queue).script_keys()
+        for token in tokens:
+            self._scripts["fetch"].queue(pipe, keys, self._fetch_args(queue, lease, worker_id, token))
+        replies = execute_with_scripts(pipe, self.client)
+        found = [_fetched(queue, reply, token) for reply, token in zip(replies, tokens, strict=True)]
+        return [f for f in found if f is not None]
+
+    def _fetch_args(self, queue: str, lease: float, worker_id: str, token: str) -> list[ScriptArg]:
+        return [self._now(), int(lease * 1000), token, worker_id, queue, new_id(), *self._dead_limits]
 
     def wait_for_work(self, queues: Sequence[str], timeout: float) -> bool:
         """Block until a producer or a promotion wakes an idle worker, or the timeout passes."""
@@ -221,35 +246,46 @@ class Broker:
         return [task_id for lost in execute_with_scripts(pipe, self.client) for task_id in lost]
 
     def ack(self, job: Fetched, result_json: str | None, result_ttl: float) -> bool:
-        reply = self._run(
-            "ack",
-            job.queue,
-            self._now(),
-            job.id,
-            job.token,
-            result_json or "",
-            int(result_ttl * 1000),
-        )
-        return bool(reply == 1)
+        return bool(self.report([Ack(job, result_json, result_ttl)])[0])
 
     def fail(
         self, job: Fetched, error: dict[str, str], *, final: bool, delay: float, max_retries: int
     ) -> str:
         """Report a failed attempt; returns the new state, or '' when the lease was lost."""
-        return str(
-            self._run(
-                "fail",
-                job.queue,
-                self._now(),
-                job.id,
-                job.token,
-                json.dumps(error),
-                "dead" if final else "retry",
-                int(delay * 1000),
-                max_retries,
-                *self._dead_limits,
-            )
-        )
+        return str(self.report([Failure(job, error, final, delay, max_retries)])[0])
+
+    def report(self, reports: Sequence[Ack | Failure]) -> list[bool | str]:
+        """Outcomes of attempts, in one round trip. Per report: an Ack answers True (False when the
+        lease was lost), a Failure the new state ('scheduled' or 'dead'; '' when the lease was lost)."""
+        pipe = self.client.pipeline(transaction=False)
+        for item in reports:
+            job = item.job
+            if isinstance(item, Ack):
+                args: list[ScriptArg] = [
+                    self._now(),
+                    job.id,
+                    job.token,
+                    item.result_json or "",
+                    int(item.result_ttl * 1000),
+                ]
+                self._scripts["ack"].queue(pipe, self.keys(job.queue).script_keys(), args)
+            else:
+                args = [
+                    self._now(),
+                    job.id,
+                    job.token,
+                    json.dumps(item.error),
+                    "dead" if item.final else "retry",
+                    int(item.delay * 1000),
+                    item.max_retries,
+                    *self._dead_limits,
+                ]
+                self._scripts["fail"].queue(pipe, self.keys(job.queue).script_keys(), args)
+        replies = execute_with_scripts(pipe, self.client)
+        return [
+            reply == 1 if isinstance(item, Ack) else str(reply)
+            for item, reply in zip(reports, replies, strict=True)
+        ]
 
     def requeue(self, job: Fetched) -> bool:
         return bool(self._run("requeue", job.queue, job.id, job.token) == 1)
@@ -374,6 +410,14 @@ class Broker:
             return fixed
         seconds, micros = self.client.time()
         return int(seconds) * 1000 + int(micros) // 1000
+
+
+def _fetched(queue: str, reply: Any, token: str) -> Fetched | Malformed | None:
+    if reply is None:
+        return None
+    if reply[0] == "malformed":
+        return Malformed(queue, reply[1])
+    return Fetched(queue, reply[1], json.loads(reply[2]), reply[3], token)
 
 
 def _with_oldest(stats: list[QueueStats], ready: dict[str, int]) -> list[QueueStats]:
