@@ -11,12 +11,13 @@ from __future__ import annotations
 import asyncio
 import queue
 import threading
+import time
 from collections.abc import Callable, Collection, Mapping
 from typing import Protocol
 
 from taskq_cli.models import Outcome
 from taskq_cli.registry import TaskDef
-from taskq_cli.runner import Execution, run_task, run_task_async
+from taskq_cli.runner import Execution, TaskTimeout, call_here, outcome_of, run_task, run_task_async
 
 OnDone = Callable[[Execution, Outcome], None]
 POOL_KINDS = ("processes", "threads", "asyncio")
@@ -36,35 +37,70 @@ class Pool(Protocol):
 
 
 class ThreadPool:
-    """`size` daemon threads; a handler that never returns cannot block the worker's exit."""
+    """`size` daemon threads. A sync handler past its timeout cannot be killed: the pool reports it as
+    timed out, abandons its thread (dropping whatever it returns later) and starts a replacement."""
 
     def __init__(self, size: int, registry: Mapping[str, TaskDef]) -> None:
         self.size = size
         self.registry = registry
         self._jobs: queue.SimpleQueue[Execution | None] = queue.SimpleQueue()
-        self._aborted: set[str] = set()
+        self._lock = threading.Lock()
+        self._deadlines: dict[str, tuple[float, Execution]] = {}
+        self._dropped: set[str] = set()  # aborted or timed out: outcomes are not delivered
         self._on_done: OnDone | None = None
+        self._closed = threading.Event()
+        self._threads = 0
 
     def start(self, on_done: OnDone) -> None:
         self._on_done = on_done
-        for i in range(self.size):
-            threading.Thread(target=self._serve, name=f"taskq-thread-{i}", daemon=True).start()
+        for _ in range(self.size):
+            self._add_thread()
+        threading.Thread(target=self._watch, name="taskq-thread-watchdog", daemon=True).start()
 
     def submit(self, execution: Execution) -> None:
         self._jobs.put(execution)
 
     def abort(self, task_ids: Collection[str]) -> None:
-        self._aborted.update(task_ids)  # threads cannot be killed: their results are ignored
+        with self._lock:
+            self._dropped.update(task_ids)
 
     def close(self) -> None:
-        for _ in range(self.size):
+        self._closed.set()
+        for _ in range(self._threads):
             self._jobs.put(None)
+
+    def _add_thread(self) -> None:
+        self._threads += 1
+        threading.Thread(target=self._serve, name=f"taskq-thread-{self._threads}", daemon=True).start()
 
     def _serve(self) -> None:
         while (execution := self._jobs.get()) is not None:
-            outcome = run_task(self.registry.get(execution.name), execution)
-            if execution.task_id not in self._aborted and self._on_done is not None:
+            if execution.timeout is not None:
+                with self._lock:
+                    self._deadlines[execution.task_id] = (time.monotonic() + execution.timeout, execution)
+            outcome = run_task(self.registry.get(execution.name), execution, call=call_here)
+            with self._lock:
+                self._deadlines.pop(execution.task_id, None)
+                abandoned = execution.task_id in self._dropped
+            if abandoned:
+                return  # this thread was replaced when its task timed out or was aborted
+            if self._on_done is not None:
                 self._on_done(execution, outcome)
+
+    def _watch(self) -> None:
+        while not self._closed.wait(0.05):
+            now = time.monotonic()
+            with self._lock:
+                late = [e for deadline, e in self._deadlines.values() if deadline <= now]
+                for execution in late:
+                    del self._deadlines[execution.task_id]
+                    self._dropped.add(execution.task_id)
+            for execution in late:
+                self._add_thread()
+                if self._on_done is not None:
+                    self._on_done(
+                        execution, outcome_of(TaskTimeout(f"timed out after {execution.timeout:g}s"))
+                    )
 
 
 class AsyncPool:

@@ -15,14 +15,16 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import logging
+import marshal
 import multiprocessing
 import os
+import selectors
 import signal
 import threading
 import time
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
-from multiprocessing.connection import Connection, wait
+from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
 from typing import Any
 
@@ -72,6 +74,7 @@ class ProcessPool:
         self._dropped: set[str] = set()
         self._closing = threading.Event()
         self._on_done: Any = None
+        self._selector = selectors.DefaultSelector()
         self._supervisor = threading.Thread(target=self._supervise, name="taskq-supervisor", daemon=True)
 
     # -- Pool interface ---------------------------------------------------------------------
@@ -81,6 +84,8 @@ class ProcessPool:
         with self._idle:
             for _ in range(self.size):
                 self._children.append(self._spawn())
+        for child in self._children:
+            self._watch(child)
         self._supervisor.start()
 
     def submit(self, execution: Execution) -> None:
@@ -93,7 +98,7 @@ class ProcessPool:
             child.execution = execution
             if execution.timeout is not None:
                 child.hard_deadline = time.monotonic() + execution.timeout + KILL_AFTER
-            child.conn.send(execution)
+            child.conn.send_bytes(marshal.dumps(astuple_execution(execution)))
 
     def abort(self, task_ids: Collection[str]) -> None:
         with self._idle:
@@ -108,7 +113,7 @@ class ProcessPool:
             children = list(self._children)
         for child in children:
             with contextlib.suppress(OSError):
-                child.conn.send(None)
+                child.conn.send_bytes(b"")
         deadline = time.monotonic() + 3
         for child in children:
             child.process.join(max(deadline - time.monotonic(), 0))
@@ -136,17 +141,21 @@ class ProcessPool:
         child_end.close()
         return Child(process, parent_end)
 
+    def _watch(self, child: Child) -> None:
+        self._selector.register(child.conn, selectors.EVENT_READ, (child, "conn"))
+        self._selector.register(child.process.sentinel, selectors.EVENT_READ, (child, "exit"))
+
+    def _unwatch(self, child: Child) -> None:
+        for handle in (child.conn, child.process.sentinel):
+            with contextlib.suppress(KeyError, ValueError):
+                self._selector.unregister(handle)
+
     def _supervise(self) -> None:
+        """One loop waits on every child's pipe and exit sentinel (registered once per child)."""
         while not self._closing.is_set():
-            with self._idle:
-                by_handle: dict[Any, Child] = {}
-                for child in self._children:
-                    by_handle[child.conn] = child
-                    by_handle[child.process.sentinel] = child
-            ready = wait(list(by_handle), timeout=SUPERVISOR_TICK)
-            for handle in ready:
-                child = by_handle[handle]
-                if handle is child.conn:
+            for key, _ in self._selector.select(timeout=SUPERVISOR_TICK):
+                child, kind = key.data
+                if kind == "conn":
                     self._receive(child)
                 else:
                     self._reap(child)
@@ -154,10 +163,10 @@ class ProcessPool:
 
     def _receive(self, child: Child) -> None:
         try:
-            message = child.conn.recv()
+            task_id, kind, result_json, error, delay, retire = marshal.loads(child.conn.recv_bytes())
         except (EOFError, OSError):
             return  # the child died; its sentinel tells
-        _, task_id, outcome, retire = message
+        outcome = Outcome(OutcomeKind(kind), result_json, error, delay)
         with self._idle:
             execution, child.execution, child.hard_deadline = child.execution, None, None
             child.retiring = bool(retire)
@@ -175,13 +184,17 @@ class ProcessPool:
             if child.execution is before:
                 break
         child.process.join(0.5)
+        self._unwatch(child)
+        replacement = None if self._closing.is_set() else self._spawn()
         with self._idle:
             if child in self._children:
                 self._children.remove(child)
             execution = child.execution
-            if not self._closing.is_set():
-                self._children.append(self._spawn())
+            if replacement is not None:
+                self._children.append(replacement)
             self._idle.notify()
+        if replacement is not None:
+            self._watch(replacement)
         child.conn.close()
         if execution is not None:
             reason = describe_exit(child.process.exitcode)
@@ -228,6 +241,11 @@ class ProcessPool:
         self._on_done(execution, outcome)
 
 
+def astuple_execution(e: Execution) -> tuple[str, str, str, int, int, str, float | None]:
+    """The Execution as a plain tuple (marshal is the cheapest codec for it; order = fields)."""
+    return (e.task_id, e.name, e.queue, e.attempt, e.max_retries, e.payload_json, e.timeout)
+
+
 def describe_exit(code: int | None) -> str:
     if code is None:
         return "disappeared"
@@ -267,15 +285,27 @@ def child_main(
     done = 0
     while True:
         try:
-            execution = conn.recv()
+            message = conn.recv_bytes()
         except (EOFError, OSError):
             return
-        if execution is None:
+        if not message:  # the supervisor asks us to stop
             return
+        execution = Execution(*marshal.loads(message))
         outcome = run_task(registry.get(execution.name), execution, call=call_with_alarm)
         done += 1
         retire = _retire_reason(done, max_tasks, max_memory_mb)
-        conn.send(("done", execution.task_id, outcome, retire))
+        conn.send_bytes(
+            marshal.dumps(
+                (
+                    execution.task_id,
+                    outcome.kind.value,
+                    outcome.result_json,
+                    outcome.error,
+                    outcome.delay,
+                    retire,
+                )
+            )
+        )
         if retire:
             return
 

@@ -106,6 +106,14 @@ def outcome_of(exc: BaseException) -> Outcome:
     return Outcome.failure(OutcomeKind.ERROR, type(exc).__name__, str(exc), format_traceback(exc))
 
 
+def call_here(handler: TaskDef, kwargs: dict[str, Any], ctx: TaskContext, timeout: float | None) -> Any:
+    """Call in this thread; async handlers are cancelled at their timeout, a sync handler's timeout is
+    the caller's to watch (the thread pool's watchdog)."""
+    if handler.is_async:
+        return asyncio.run(_await_with_timeout(handler, kwargs, ctx, timeout))
+    return _call_sync(handler, kwargs, ctx)
+
+
 def call_in_thread(handler: TaskDef, kwargs: dict[str, Any], ctx: TaskContext, timeout: float | None) -> Any:
     """Thread pools: async handlers are cancelled at the timeout; a sync handler is abandoned at it
     (its thread cannot be killed: only the process pool stops such code hard)."""

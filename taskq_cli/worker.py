@@ -100,6 +100,7 @@ class Running:
     job: Fetched
     options: Options
     started: float
+    finished: bool = False  # the outcome is known; only its report may still be in flight
 
 
 class Worker:
@@ -153,6 +154,8 @@ class Worker:
         self._running: dict[str, Running] = {}
         self._outcomes: queue.SimpleQueue[tuple[Execution, Outcome] | None] = queue.SimpleQueue()
         self._started_at = int(time.time() * 1000)
+        self._next_maintenance = 0.0  # monotonic time of the next promote/recover pass
+        self._poked = threading.Event()  # wakes the heartbeat thread early
 
     # -- lifecycle --------------------------------------------------------------------------
 
@@ -179,6 +182,7 @@ class Worker:
             self._drain()
             self._outcomes.put(None)
             self._halted.set()
+            self._poked.set()
             for thread in threads:
                 thread.join(timeout=5)
             self.pool.close()
@@ -220,9 +224,9 @@ class Worker:
                     continue
                 wanted = self._free
             try:
-                jobs = self._fetch(wanted)
+                jobs, buried = self._fetch(wanted)
                 failures = 0
-                if not jobs and self._idle():
+                if not jobs and not buried and self._idle():
                     log.info("burst: nothing left to do")
                     return 0
             except REDIS_DOWN as exc:
@@ -237,12 +241,15 @@ class Worker:
                 self._start(job)
         return 0
 
-    def _fetch(self, wanted: int) -> list[Fetched]:
-        """Up to `wanted` tasks, taking queues in the plan's order for this round."""
+    def _fetch(self, wanted: int) -> tuple[list[Fetched], int]:
+        """Up to `wanted` tasks, taking queues in the plan's order for this round; also returns how
+        many malformed entries were buried on the way (more may wait behind them)."""
         jobs: list[Fetched] = []
+        buried = 0
         for name in self.plan.order():
             for got in self.broker.fetch_many(name, wanted - len(jobs), self.lease, self.id):
                 if isinstance(got, Malformed):
+                    buried += 1
                     log.error(
                         "queue %s: malformed message moved to the dead-letter queue as %s", name, got.dead_id
                     )
@@ -250,12 +257,13 @@ class Worker:
                     jobs.append(got)
             if len(jobs) >= wanted:
                 break
-        return jobs
+        return jobs, buried
 
     def _idle(self) -> bool:
         """Nothing was pending. Returns True when a burst worker is done."""
         if not self.burst:
-            self.broker.wait_for_work(self.plan.names, IDLE_BLOCK)
+            if self.broker.wait_for_work(self.plan.names, IDLE_BLOCK):
+                self.poke_maintenance(0)  # woken: maybe by a task scheduled sooner than we knew
             return False
         with self._slots:
             if self._running:
@@ -311,8 +319,15 @@ class Worker:
             )
 
     def _on_done(self, execution: Execution, outcome: Outcome) -> None:
-        """Called by the pool from its own thread: never blocks."""
+        """Called by the pool from its own thread, never blocks. The slot is free again at once: the
+        next fetch overlaps with this report (the task is finished; only its report is in flight)."""
         self._outcomes.put((execution, outcome))
+        with self._slots:
+            running = self._running.get(execution.task_id)
+            if running is not None:
+                running.finished = True
+            self._free += 1
+            self._slots.notify_all()
 
     # -- reporting --------------------------------------------------------------------------
 
@@ -342,10 +357,11 @@ class Worker:
             items, reports, results or [""] * len(items), strict=True
         ):
             self._log_outcome(running, outcome, report, result)
+            if isinstance(report, Failure) and result == "scheduled":
+                self.poke_maintenance(report.delay)
         with self._slots:
             for running, _ in items:
-                if self._running.pop(running.job.id, None) is not None:
-                    self._free += 1
+                self._running.pop(running.job.id, None)
             self._slots.notify_all()
 
     def _report_for(self, running: Running, outcome: Outcome) -> Ack | Failure:
@@ -423,30 +439,48 @@ class Worker:
 
     # -- heartbeat and maintenance ----------------------------------------------------------
 
+    def poke_maintenance(self, delay: float) -> None:
+        """Run the promote/recover pass within `delay` seconds (a retry or delay just became due
+        sooner than the pass planned)."""
+        with self._slots:
+            self._next_maintenance = min(self._next_maintenance, time.monotonic() + delay)
+        self._poked.set()
+
     def _heartbeat_loop(self) -> None:
-        next_beat = next_maintenance = 0.0
+        next_beat = 0.0
         while not self._halted.is_set():
             now = time.monotonic()
+            with self._slots:
+                maintenance_due = self._next_maintenance <= now
             try:
                 if now >= next_beat:
                     self._beat()
                     next_beat = now + self.lease / 3
-                if now >= next_maintenance and not self.stopping.is_set():
+                if maintenance_due and not self.stopping.is_set():
+                    with self._slots:
+                        self._next_maintenance = now + self.lease / 3
                     wait = self.maintenance.tick(self.plan.names)
-                    next_maintenance = now + min(wait, self.lease / 3)
+                    self.poke_maintenance(wait)
             except REDIS_DOWN as exc:
                 log.error("heartbeat: Redis unreachable (%s)", exc)
-                next_beat = next_maintenance = now + 0.5
-            self._halted.wait(max(min(next_beat, next_maintenance) - time.monotonic(), 0.005))
+                next_beat = now + 0.5
+                self.poke_maintenance(0.5)
+            with self._slots:
+                wake_at = min(next_beat, self._next_maintenance)
+            self._poked.wait(max(wake_at - time.monotonic(), 0.005))
+            self._poked.clear()
 
     def _beat(self) -> None:
         with self._slots:
-            running = [r.job for r in self._running.values()]
+            running = [r.job for r in self._running.values() if not r.finished]
         by_queue: dict[str, list[tuple[str, str]]] = {}
         for job in running:
             by_queue.setdefault(job.queue, []).append((job.id, job.token))
-        for lost in self.broker.renew(by_queue, self.lease):
-            log.warning("task %s: lease lost (recovered elsewhere); its outcome will be ignored", lost)
+        lost = self.broker.renew(by_queue, self.lease)
+        with self._slots:  # a task that finished meanwhile was acked, not lost
+            lost = [i for i in lost if i in self._running and not self._running[i].finished]
+        for task_id in lost:
+            log.warning("task %s: lease lost (recovered elsewhere); its outcome will be ignored", task_id)
         now = int(time.time() * 1000)
         info = {
             "id": self.id,

@@ -389,3 +389,15 @@ def clock_small(tq_small_dead: Broker) -> Clock:
     fake = Clock(tq_small_dead.redis_time_ms())
     tq_small_dead.clock = fake
     return fake
+
+
+def test_a_task_due_sooner_than_any_other_wakes_an_idle_worker(
+    broker: Broker, raw: redis.Redis, namespace: str, clock: Clock
+) -> None:
+    wake = QueueKeys(namespace, "default").wake
+    broker.enqueue([new("later", delay_ms=10_000)])
+    assert raw.lpop(wake) == "1", "the first scheduled task wakes a worker to re-plan"
+    broker.enqueue([new("even-later", delay_ms=20_000)])
+    assert raw.llen(wake) == 0, "a task due after the earliest one changes no plan"
+    broker.enqueue([new("sooner", delay_ms=1_000)])
+    assert raw.llen(wake) == 1

@@ -226,7 +226,16 @@ class Broker:
         return [f for f in found if f is not None]
 
     def _fetch_args(self, queue: str, lease: float, worker_id: str, token: str) -> list[ScriptArg]:
-        return [self._now(), int(lease * 1000), token, worker_id, queue, new_id(), *self._dead_limits]
+        # a malformed entry's dead id only needs to be unique: this fetch's random token is
+        return [
+            self._now(),
+            int(lease * 1000),
+            token,
+            worker_id,
+            queue,
+            f"malformed-{token}",
+            *self._dead_limits,
+        ]
 
     def wait_for_work(self, queues: Sequence[str], timeout: float) -> bool:
         """Block until a producer or a promotion wakes an idle worker, or the timeout passes."""

@@ -30,6 +30,14 @@ local function wake()
   if redis.call('LLEN', K_WAKE) == 0 then redis.call('LPUSH', K_WAKE, '1') end
 end
 
+-- Add to the scheduled set; when it is due before everything else there, wake an idle worker so
+-- that workers re-plan their next promote pass (they otherwise learn of it within a second).
+local function schedule(id, run_at)
+  local first = redis.call('ZRANGE', K_SCHEDULED, 0, 0, 'WITHSCORES')
+  redis.call('ZADD', K_SCHEDULED, run_at, id)
+  if #first == 0 or run_at < tonumber(first[2]) then wake() end
+end
+
 -- The task's metadata as a table, or nil and the raw text when it is missing or not JSON.
 local function load(id)
   local raw = redis.call('HGET', K_TASKS, id)
@@ -106,7 +114,7 @@ local function retry_or_bury(id, meta, now, delay_ms, max_retries, dead_max, dea
   meta.state = 'scheduled'
   meta.run_at = now + delay_ms
   save(id, meta)
-  redis.call('ZADD', K_SCHEDULED, meta.run_at, id)
+  schedule(id, meta.run_at)
   return 'scheduled'
 end
 

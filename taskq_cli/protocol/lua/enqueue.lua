@@ -37,7 +37,7 @@ for i = 0, n - 1 do
     if run_at > now then
       meta.state = 'scheduled'
       meta.run_at = run_at
-      redis.call('ZADD', K_SCHEDULED, run_at, id)
+      schedule(id, run_at)
     else
       meta.state = 'pending'
       redis.call('LPUSH', K_PENDING, id)
