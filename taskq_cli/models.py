@@ -115,6 +115,7 @@ class Outcome:
     result_json: str | None = None
     error: dict[str, str] | None = None
     delay: float | None = None
+    runtime: float = 0.0  # seconds the handler ran, measured where it ran
 
     @classmethod
     def success(cls, result_json: str | None) -> Outcome:

@@ -27,7 +27,9 @@ class Pool(Protocol):
     def start(self, on_done: OnDone) -> None:
         """Get ready; `on_done` is called once per execution that was not aborted."""
 
-    def submit(self, execution: Execution) -> None: ...
+    def submit(self, execution: Execution) -> None:
+        """Never blocks; runs it when a slot is free (the worker may submit a few more than it has
+        slots while tasks are short, so that no slot waits for a round trip to Redis)."""
 
     def abort(self, task_ids: Collection[str]) -> None:
         """Stop these executions now (the worker is shutting down); their outcomes are dropped."""
@@ -106,9 +108,10 @@ class ThreadPool:
 class AsyncPool:
     """One event loop in its own thread; up to the worker's concurrency tasks run on it at once."""
 
-    def __init__(self, registry: Mapping[str, TaskDef]) -> None:
+    def __init__(self, size: int, registry: Mapping[str, TaskDef]) -> None:
         self.registry = registry
         self._loop = asyncio.new_event_loop()
+        self._slots = asyncio.Semaphore(size)  # submissions beyond `size` wait their turn
         self._running: dict[str, asyncio.Task[None]] = {}
         self._on_done: OnDone | None = None
         self._thread = threading.Thread(target=self._loop.run_forever, name="taskq-asyncio", daemon=True)
@@ -139,7 +142,8 @@ class AsyncPool:
         self._running[execution.task_id] = self._loop.create_task(self._run(execution))
 
     async def _run(self, execution: Execution) -> None:
-        outcome = await run_task_async(self.registry.get(execution.name), execution)
+        async with self._slots:
+            outcome = await run_task_async(self.registry.get(execution.name), execution)
         if self._running.pop(execution.task_id, None) is not None and self._on_done is not None:
             self._on_done(execution, outcome)
 
@@ -158,7 +162,7 @@ def make_pool(
     if kind == "threads":
         return ThreadPool(concurrency, registry)
     if kind == "asyncio":
-        return AsyncPool(registry)
+        return AsyncPool(concurrency, registry)
     from taskq_cli.prefork import ProcessPool
 
     return ProcessPool(concurrency, registry, app_spec, **process_options)  # type: ignore[arg-type]

@@ -22,6 +22,7 @@ import selectors
 import signal
 import threading
 import time
+from collections import deque
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
@@ -70,7 +71,8 @@ class ProcessPool:
         else:  # handlers defined in-process (tests, embedded use): children inherit them by fork
             self._ctx = multiprocessing.get_context("fork")
         self._children: list[Child] = []
-        self._idle = threading.Condition()
+        self._lock = threading.Lock()
+        self._backlog: deque[Execution] = deque()
         self._dropped: set[str] = set()
         self._closing = threading.Event()
         self._on_done: Any = None
@@ -81,7 +83,7 @@ class ProcessPool:
 
     def start(self, on_done: Any) -> None:
         self._on_done = on_done
-        with self._idle:
+        with self._lock:
             for _ in range(self.size):
                 self._children.append(self._spawn())
         for child in self._children:
@@ -89,27 +91,35 @@ class ProcessPool:
         self._supervisor.start()
 
     def submit(self, execution: Execution) -> None:
-        with self._idle:
-            while True:
-                child = next((c for c in self._children if c.execution is None and not c.retiring), None)
-                if child is not None:
-                    break
-                self._idle.wait(0.1)
-            child.execution = execution
-            if execution.timeout is not None:
-                child.hard_deadline = time.monotonic() + execution.timeout + KILL_AFTER
-            child.conn.send_bytes(marshal.dumps(astuple_execution(execution)))
+        with self._lock:
+            self._backlog.append(execution)
+            self._assign()
 
     def abort(self, task_ids: Collection[str]) -> None:
-        with self._idle:
+        with self._lock:
             self._dropped.update(task_ids)
+            self._backlog = deque(e for e in self._backlog if e.task_id not in task_ids)
             for child in self._children:
                 if child.execution is not None and child.execution.task_id in task_ids:
                     _kill(child.process)
 
+    def _assign(self) -> None:
+        """Hand waiting executions to idle children (caller holds the lock). Called on submit and
+        the moment a child reports, so a child never waits for the worker to fetch its next task."""
+        while self._backlog:
+            child = next((c for c in self._children if c.execution is None and not c.retiring), None)
+            if child is None:
+                return
+            execution = self._backlog.popleft()
+            child.execution = execution
+            if execution.timeout is not None:
+                child.hard_deadline = time.monotonic() + execution.timeout + KILL_AFTER
+            with contextlib.suppress(OSError):  # it just died: its sentinel fails the execution
+                child.conn.send_bytes(marshal.dumps(astuple_execution(execution)))
+
     def close(self) -> None:
         self._closing.set()
-        with self._idle:
+        with self._lock:
             children = list(self._children)
         for child in children:
             with contextlib.suppress(OSError):
@@ -123,7 +133,7 @@ class ProcessPool:
         self._supervisor.join(timeout=2)
 
     def pids(self) -> list[int]:
-        with self._idle:
+        with self._lock:
             return [c.process.pid for c in self._children if c.process.pid is not None]
 
     # -- supervision ------------------------------------------------------------------------
@@ -163,14 +173,14 @@ class ProcessPool:
 
     def _receive(self, child: Child) -> None:
         try:
-            task_id, kind, result_json, error, delay, retire = marshal.loads(child.conn.recv_bytes())
+            task_id, kind, result_json, error, delay, runtime, retire = marshal.loads(child.conn.recv_bytes())
         except (EOFError, OSError):
             return  # the child died; its sentinel tells
-        outcome = Outcome(OutcomeKind(kind), result_json, error, delay)
-        with self._idle:
+        outcome = Outcome(OutcomeKind(kind), result_json, error, delay, runtime)
+        with self._lock:
             execution, child.execution, child.hard_deadline = child.execution, None, None
             child.retiring = bool(retire)
-            self._idle.notify()
+            self._assign()
         if retire:
             log.info("recycling child %s: %s", child.process.pid, retire)
         if execution is not None and execution.task_id == task_id:
@@ -186,13 +196,13 @@ class ProcessPool:
         child.process.join(0.5)
         self._unwatch(child)
         replacement = None if self._closing.is_set() else self._spawn()
-        with self._idle:
+        with self._lock:
             if child in self._children:
                 self._children.remove(child)
             execution = child.execution
             if replacement is not None:
                 self._children.append(replacement)
-            self._idle.notify()
+                self._assign()
         if replacement is not None:
             self._watch(replacement)
         child.conn.close()
@@ -208,7 +218,7 @@ class ProcessPool:
 
     def _enforce_deadlines(self) -> None:
         now = time.monotonic()
-        with self._idle:
+        with self._lock:
             late = [
                 c
                 for c in self._children
@@ -222,7 +232,7 @@ class ProcessPool:
             log.error(
                 "task %s did not stop at its timeout; killing child %s", execution.task_id, child.process.pid
             )
-            with self._idle:
+            with self._lock:
                 child.execution = None
                 child.hard_deadline = None
             _kill(child.process)
@@ -302,6 +312,7 @@ def child_main(
                     outcome.result_json,
                     outcome.error,
                     outcome.delay,
+                    outcome.runtime,
                     retire,
                 )
             )

@@ -7,9 +7,10 @@ import asyncio
 import json
 import signal
 import threading
+import time
 import traceback
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from taskq_cli.errors import Fail, Retry, ValidationFailed
@@ -43,6 +44,12 @@ Caller = Callable[[TaskDef, dict[str, Any], TaskContext, float | None], Any]
 
 
 def run_task(handler: TaskDef | None, execution: Execution, call: Caller | None = None) -> Outcome:
+    started = time.perf_counter()
+    outcome = _run_task(handler, execution, call)
+    return replace(outcome, runtime=time.perf_counter() - started)
+
+
+def _run_task(handler: TaskDef | None, execution: Execution, call: Caller | None) -> Outcome:
     prepared = _prepare(handler, execution)
     if isinstance(prepared, Outcome):
         return prepared
@@ -56,6 +63,12 @@ def run_task(handler: TaskDef | None, execution: Execution, call: Caller | None 
 
 async def run_task_async(handler: TaskDef | None, execution: Execution) -> Outcome:
     """The same rules on an event loop: async handlers run on it, sync ones in a thread."""
+    started = time.perf_counter()
+    outcome = await _run_task_async(handler, execution)
+    return replace(outcome, runtime=time.perf_counter() - started)
+
+
+async def _run_task_async(handler: TaskDef | None, execution: Execution) -> Outcome:
     prepared = _prepare(handler, execution)
     if isinstance(prepared, Outcome):
         return prepared

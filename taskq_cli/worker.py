@@ -41,6 +41,11 @@ log = logging.getLogger("taskq.worker")
 T = TypeVar("T")
 
 IDLE_BLOCK = 1.0  # longest BLPOP on the wake keys; bounds how long a stop request waits
+# Honest prefetch: while recent tasks ran shorter than this on average, a worker may hold one more
+# task per slot, so a slot never waits for a round trip to Redis; a task fetched ahead then starts
+# within about this long. With longer tasks a worker holds exactly as many tasks as it has slots.
+PREFETCH_BELOW = 0.05
+RUNTIME_SAMPLES = 8  # tasks seen before prefetching starts
 
 
 @dataclass(frozen=True)
@@ -149,8 +154,10 @@ class Worker:
         self.maintenance = Maintenance(self.broker, tq.settings.defaults)
         self.stopping = threading.Event()  # no new tasks
         self._halted = threading.Event()  # heartbeat off: the worker is gone
-        self._slots = threading.Condition()  # guards _free and _running
-        self._free = concurrency
+        self._slots = threading.Condition()  # guards _running, _unfinished, _avg_runtime
+        self._unfinished = 0  # tasks handed to the pool whose outcome is not known yet
+        self._avg_runtime = 0.0  # moving average of handler run times (s)
+        self._runtime_samples = 0
         self._running: dict[str, Running] = {}
         self._outcomes: queue.SimpleQueue[tuple[Execution, Outcome] | None] = queue.SimpleQueue()
         self._started_at = int(time.time() * 1000)
@@ -219,10 +226,10 @@ class Worker:
         failures = 0
         while not self.stopping.is_set():
             with self._slots:
-                if self._free == 0:
+                wanted = self._capacity() - self._unfinished
+                if wanted <= 0:
                     self._slots.wait(0.5)
                     continue
-                wanted = self._free
             try:
                 jobs, buried = self._fetch(wanted)
                 failures = 0
@@ -281,7 +288,7 @@ class Worker:
             self._pin(job, options)
         attempt = int(job.meta.get("attempts", 1))
         with self._slots:
-            self._free -= 1
+            self._unfinished += 1
             self._running[job.id] = Running(job, options, time.monotonic())
         log.info(
             "task %s %s attempt %d: started",
@@ -324,10 +331,17 @@ class Worker:
         self._outcomes.put((execution, outcome))
         with self._slots:
             running = self._running.get(execution.task_id)
-            if running is not None:
+            if running is not None and not running.finished:
                 running.finished = True
-            self._free += 1
+                self._unfinished -= 1
+            self._runtime_samples += 1
+            self._avg_runtime += (outcome.runtime - self._avg_runtime) * 0.2
             self._slots.notify_all()
+
+    def _capacity(self) -> int:
+        """How many unfinished tasks this worker may hold (caller holds the lock)."""
+        short = self._runtime_samples >= RUNTIME_SAMPLES and self._avg_runtime < PREFETCH_BELOW
+        return self.concurrency * 2 if short else self.concurrency
 
     # -- reporting --------------------------------------------------------------------------
 
