@@ -49,6 +49,7 @@ class ThreadPool:
         self._lock = threading.Lock()
         self._deadlines: dict[str, tuple[float, Execution]] = {}
         self._dropped: set[str] = set()  # aborted or timed out: outcomes are not delivered
+        self._executing: set[str] = set()
         self._on_done: OnDone | None = None
         self._closed = threading.Event()
         self._threads = 0
@@ -65,6 +66,9 @@ class ThreadPool:
     def abort(self, task_ids: Collection[str]) -> None:
         with self._lock:
             self._dropped.update(task_ids)
+            stuck = len(self._executing & set(task_ids))
+        for _ in range(stuck):  # their threads cannot be stopped: replace them
+            self._add_thread()
 
     def close(self) -> None:
         self._closed.set()
@@ -77,11 +81,15 @@ class ThreadPool:
 
     def _serve(self) -> None:
         while (execution := self._jobs.get()) is not None:
-            if execution.timeout is not None:
-                with self._lock:
+            with self._lock:
+                if execution.task_id in self._dropped:
+                    continue  # aborted before it started
+                self._executing.add(execution.task_id)
+                if execution.timeout is not None:
                     self._deadlines[execution.task_id] = (time.monotonic() + execution.timeout, execution)
             outcome = run_task(self.registry.get(execution.name), execution, call=call_here)
             with self._lock:
+                self._executing.discard(execution.task_id)
                 self._deadlines.pop(execution.task_id, None)
                 abandoned = execution.task_id in self._dropped
             if abandoned:
@@ -97,6 +105,7 @@ class ThreadPool:
                 for execution in late:
                     del self._deadlines[execution.task_id]
                     self._dropped.add(execution.task_id)
+                    self._executing.discard(execution.task_id)
             for execution in late:
                 self._add_thread()
                 if self._on_done is not None:

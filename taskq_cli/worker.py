@@ -493,8 +493,8 @@ class Worker:
         lost = self.broker.renew(by_queue, self.lease)
         with self._slots:  # a task that finished meanwhile was acked, not lost
             lost = [i for i in lost if i in self._running and not self._running[i].finished]
-        for task_id in lost:
-            log.warning("task %s: lease lost (recovered elsewhere); its outcome will be ignored", task_id)
+        if lost:
+            self._abandon(lost)
         now = int(time.time() * 1000)
         info = {
             "id": self.id,
@@ -516,6 +516,19 @@ class Worker:
             ],
         }
         self.broker.register_worker(self.id, info, ttl=max(self.lease, 3.0))
+
+    def _abandon(self, task_ids: list[str]) -> None:
+        """These attempts lost their lease (cancelled, or recovered while this worker was cut off):
+        someone else owns the task now, so stop running it."""
+        for task_id in task_ids:
+            log.warning("task %s: lease lost (cancelled or recovered elsewhere); stopping it", task_id)
+        self.pool.abort(task_ids)
+        with self._slots:
+            for task_id in task_ids:
+                running = self._running.pop(task_id, None)
+                if running is not None and not running.finished:
+                    self._unfinished -= 1
+            self._slots.notify_all()
 
     # -- stopping ---------------------------------------------------------------------------
 

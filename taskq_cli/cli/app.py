@@ -10,8 +10,12 @@ import typer
 
 from taskq_cli.cli import output
 from taskq_cli.cli.common import GlobalOptions
+from taskq_cli.cli.dlq import dlq_app
+from taskq_cli.cli.doctor import doctor
 from taskq_cli.cli.enqueue import enqueue
-from taskq_cli.cli.inspect import stats, task_app
+from taskq_cli.cli.queues import queue_app
+from taskq_cli.cli.stats import stats, workers
+from taskq_cli.cli.tasks import task_app
 from taskq_cli.cli.worker import scheduler, worker
 from taskq_cli.errors import NotFound, TaskqError, UsageError
 
@@ -56,7 +60,11 @@ app.command()(enqueue)
 app.command()(worker)
 app.command()(scheduler)
 app.command()(stats)
+app.command()(workers)
+app.command()(doctor)
 app.add_typer(task_app, name="task")
+app.add_typer(dlq_app, name="dlq")
+app.add_typer(queue_app, name="queue")
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -37,13 +37,20 @@ def console(stderr: bool = False) -> Console:
 
 
 def show_table(title: str | None, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
+    """A Rich table on a terminal; in a pipe, plain aligned columns (easy to grep, cut and awk)."""
+    cells = [["" if cell is None else str(cell) for cell in row] for row in rows]
+    if not sys.stdout.isatty():
+        widths = [max([len(c)] + [len(r[i]) for r in cells]) for i, c in enumerate(columns)]
+        for row in [list(columns), *cells]:
+            line("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip())
+        return
     from rich.table import Table
 
     table = Table(title=title, show_edge=False, header_style="bold")
     for column in columns:
         table.add_column(column, overflow="fold")
-    for row in rows:
-        table.add_row(*("" if cell is None else str(cell) for cell in row))
+    for row in cells:
+        table.add_row(*row)
     console().print(table)
 
 
@@ -56,3 +63,81 @@ def _cell(value: Any) -> str:
     if isinstance(value, dict | list):
         return json.dumps(value, indent=2, ensure_ascii=False)
     return "" if value is None else str(value)
+
+
+def is_terminal() -> bool:
+    return sys.stdin.isatty() and sys.stdout.isatty()
+
+
+def confirm(question: str, yes: bool) -> None:
+    """Destructive commands ask on a terminal; off a terminal they need --yes (exit 2 otherwise)."""
+    from taskq_cli.errors import UsageError
+
+    if yes:
+        return
+    if not sys.stdin.isatty():
+        raise UsageError(f"{question.rstrip('?')}: refusing without --yes when not on a terminal")
+    from rich.prompt import Confirm
+
+    if not Confirm.ask(question, default=False, console=console(stderr=True)):
+        raise UsageError("cancelled")
+
+
+class progress:
+    """A progress bar on a terminal (stderr); silent otherwise. Yields a `step(done, total)` callback."""
+
+    def __init__(self, label: str) -> None:
+        self.label = label
+        self._bar: Any = None
+        self._task: Any = None
+
+    def __enter__(self) -> Any:
+        if sys.stderr.isatty():
+            from rich.progress import Progress
+
+            self._bar = Progress(console=console(stderr=True), transient=True)
+            self._bar.__enter__()
+            self._task = self._bar.add_task(self.label, total=None)
+        return self.step
+
+    def step(self, done: int, total: int) -> None:
+        if self._bar is not None:
+            self._bar.update(self._task, completed=done, total=total)
+
+    def __exit__(self, *exc: object) -> None:
+        if self._bar is not None:
+            self._bar.__exit__(*exc)
+
+
+def show_task(data: dict[str, Any]) -> None:
+    """One task for people: its fields, the payload pretty-printed, the whole traceback (highlighted
+    on a terminal)."""
+    error = data.get("last_error") or {}
+    fields = {k: v for k, v in data.items() if k not in ("payload", "result", "last_error")}
+    if error:
+        fields["error"] = f"{error.get('type')}: {error.get('message')}"
+    sections = [("payload", json.dumps(data.get("payload"), indent=2, ensure_ascii=False), "json")]
+    if data.get("result") is not None:
+        sections.append(("result", json.dumps(data["result"], indent=2, ensure_ascii=False), "json"))
+    if error.get("traceback"):
+        sections.append(("traceback", error["traceback"].rstrip(), "pytb"))
+    if not sys.stdout.isatty():
+        for key, value in fields.items():
+            line(f"{key}: {_cell(value)}")
+        for title, text, _ in sections:
+            line(f"{title}:")
+            line(text)
+        return
+    from rich.syntax import Syntax
+
+    show_mapping(f"task {data.get('id')}", fields)
+    out = console()
+    for title, text, lexer in sections:
+        out.print(f"[bold]{title}[/bold]")
+        out.print(Syntax(text, lexer, background_color="default", word_wrap=True))
+
+
+def first_line(text: str | None, width: int = 60) -> str:
+    line_ = (text or "").strip().splitlines()[:1]
+    value = line_[0] if line_ else ""
+    return value if len(value) <= width else value[: width - 1] + "…"

@@ -326,6 +326,101 @@ class Broker:
         )
         return int(retried), int(buried)
 
+    # -- operating: dead-letter queue, cancel, pause, clear --------------------------------------
+
+    def dlq_retry(self, queue: str, ids: Sequence[str]) -> list[str]:
+        """Dead tasks back to pending; per id 'ok', 'missing' or 'malformed'."""
+        return [str(r) for r in self._run("dlq_retry", queue, self._now(), *ids)] if ids else []
+
+    def dlq_purge(self, queue: str, ids: Sequence[str]) -> list[bool]:
+        return [r == 1 for r in self._run("dlq_purge", queue, *ids)] if ids else []
+
+    def dead_ids(self, queue: str, died_before_ms: int | None = None) -> list[str]:
+        """Every dead id of a queue, newest first (or only those that died before a time)."""
+        if died_before_ms is None:
+            return [str(i) for i in self.client.zrevrange(self.keys(queue).dead, 0, -1)]
+        return [
+            str(i) for i in self.client.zrevrangebyscore(self.keys(queue).dead, f"({died_before_ms}", "-inf")
+        ]
+
+    def queues_holding_dead(self, ids: Sequence[str], queues: Sequence[str]) -> dict[str, str]:
+        """For each id, the queue whose dead set holds it (ids found nowhere are left out)."""
+        pipe = self.client.pipeline(transaction=False)
+        for queue in queues:
+            for task_id in ids:
+                pipe.zscore(self.keys(queue).dead, task_id)
+        replies = iter(pipe.execute())
+        found: dict[str, str] = {}
+        for queue in queues:
+            for task_id in ids:
+                if next(replies) is not None:
+                    found.setdefault(task_id, queue)
+        return found
+
+    def cancel(self, queue: str, task_id: str) -> str:
+        return str(self._run("cancel", queue, task_id))
+
+    def clear(self, queue: str, batch: int = 1000) -> int:
+        """Delete every waiting, dead and done task of a queue, in bounded steps; returns how many."""
+        total = 0
+        while True:
+            deleted, left = self._run("clear", queue, batch)
+            total += int(deleted)
+            if int(left) == 0 or int(deleted) == 0:
+                return total
+
+    def set_paused(self, queue: str, paused: bool) -> None:
+        k = self.keys(queue)
+        pipe = self.client.pipeline(transaction=True)
+        pipe.sadd(self.ns.queues, queue)
+        if paused:
+            pipe.set(k.paused, "1")
+        else:
+            pipe.delete(k.paused)
+            pipe.delete(k.wake)
+            pipe.lpush(k.wake, "1")  # idle workers look again at once
+        pipe.execute()
+
+    def paused(self, queues: Sequence[str]) -> dict[str, bool]:
+        if not queues:
+            return {}
+        flags = self.client.mget([self.keys(q).paused for q in queues])
+        return {q: flag is not None for q, flag in zip(queues, flags, strict=True)}
+
+    def ids_in_state(self, queue: str, state: str, offset: int, limit: int) -> list[str]:
+        """Ids of one state in the order they will be handled (pending: next first; scheduled: due
+        first; active: lease ending first; dead and done: newest first)."""
+        k = self.keys(queue)
+        end = offset + limit - 1
+        if state == "pending":
+            ids = self.client.lrange(k.pending, -(end + 1), -(offset + 1)) if limit > 0 else []
+            return [str(i) for i in reversed(ids)]
+        structures = {
+            "scheduled": (k.scheduled, False),
+            "active": (k.active, False),
+            "dead": (k.dead, True),
+            "done": (k.done, True),
+        }
+        if state not in structures:
+            raise ValueError(state)
+        key, newest_first = structures[state]
+        reader = self.client.zrevrange if newest_first else self.client.zrange
+        return [str(i) for i in reader(key, offset, end)]
+
+    def records(self, queue: str, ids: Sequence[str]) -> list[TaskRecord | None]:
+        if not ids:
+            return []
+        k = self.keys(queue)
+        pipe = self.client.pipeline(transaction=False)
+        pipe.hmget(k.tasks, list(ids))
+        pipe.hmget(k.payloads, list(ids))
+        pipe.hmget(k.results, list(ids))
+        metas, payloads, results = pipe.execute()
+        return [
+            None if meta is None else TaskRecord(_parse_meta(meta, task_id, queue), payload, result)
+            for task_id, meta, payload, result in zip(ids, metas, payloads, results, strict=True)
+        ]
+
     # -- registry and inspection ------------------------------------------------------------
 
     def known_queues(self) -> list[str]:

@@ -14,6 +14,7 @@ every script touches one slot):
     <ns>:{<q>}:done       zset    id -> expiry time (ms) of a done record
     <ns>:{<q>}:counters   hash    processed, failed
     <ns>:{<q>}:wake       list    at most one token: wakes one idle worker blocked on BLPOP
+    <ns>:{<q>}:paused     string  present while the queue is paused: workers take nothing from it
 
 Per namespace:
 
@@ -39,6 +40,7 @@ QUEUE_KEY_ORDER = (
     "done",
     "counters",
     "wake",
+    "paused",
 )
 
 
@@ -85,6 +87,14 @@ class QueueKeys:
     @property
     def wake(self) -> str:
         return self.key("wake")
+
+    @property
+    def paused(self) -> str:
+        return self.key("paused")
+
+    @property
+    def done(self) -> str:
+        return self.key("done")
 
     def script_keys(self) -> list[str]:
         """All of the queue's keys in the order the scripts expect them."""

@@ -13,11 +13,12 @@
 --   KEYS[9] done       zset  id -> expiry of the done record (ms)
 --   KEYS[10] counters  hash  processed, failed
 --   KEYS[11] wake      list  at most one wake-up token for idle workers
+--   KEYS[12] paused    string present while the queue is paused
 -- Times are milliseconds on Redis's clock (TIME) unless a test passes `now` explicitly.
 
 local K_TASKS, K_PAYLOADS, K_RESULTS, K_PENDING = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local K_ACTIVE, K_LEASES, K_SCHEDULED, K_DEAD = KEYS[5], KEYS[6], KEYS[7], KEYS[8]
-local K_DONE, K_COUNTERS, K_WAKE = KEYS[9], KEYS[10], KEYS[11]
+local K_DONE, K_COUNTERS, K_WAKE, K_PAUSED = KEYS[9], KEYS[10], KEYS[11], KEYS[12]
 
 local function now_ms(arg)
   if arg ~= nil and arg ~= '' then return tonumber(arg) end

@@ -4,10 +4,11 @@
 -- ARGV[1] now (ms, '' = Redis TIME)   ARGV[2] lease_ms     ARGV[3] lease token
 -- ARGV[4] worker id                   ARGV[5] queue name   ARGV[6] spare id for a malformed entry
 -- ARGV[7] dead_max                    ARGV[8] dead_ttl_ms
--- Returns nil when nothing is pending, {'task', id, metadata JSON, payload JSON},
+-- Returns nil when nothing is pending or the queue is paused, {'task', id, metadata JSON, payload JSON},
 -- or {'malformed', dead id}.
 local now = now_ms(ARGV[1])
 local lease_ms, token, worker = tonumber(ARGV[2]), ARGV[3], ARGV[4]
+if redis.call('EXISTS', K_PAUSED) == 1 then return nil end
 
 local function bury_malformed(entry, raw)
   local dead_id, reason = entry, 'task record is not valid JSON'

@@ -1,0 +1,207 @@
+"""Operating a namespace: the dead-letter queue, cancelling, listing, pausing and clearing queues.
+What the `dlq`, `task` and `queue` commands (and the HTTP API) do, with no Typer or Rich here."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+
+from taskq_cli.errors import NotFound, UsageError
+from taskq_cli.models import Task
+from taskq_cli.protocol import Broker, TaskRecord
+
+CHUNK = 1000  # ids per script call in bulk operations: Redis stays responsive
+LISTABLE_STATES = ("pending", "scheduled", "active", "dead", "done")
+
+Progress = Callable[[int, int], None]  # (handled so far, total)
+
+
+@dataclass
+class BulkReport:
+    handled: list[str] = field(default_factory=list)
+    missing: list[str] = field(default_factory=list)
+    refused: list[str] = field(default_factory=list)  # malformed entries cannot be retried
+
+
+@dataclass(frozen=True)
+class QueueInfo:
+    name: str
+    paused: bool
+    pending: int
+    scheduled: int
+    active: int
+    dead: int
+
+
+class Admin:
+    def __init__(self, broker: Broker) -> None:
+        self.broker = broker
+
+    # -- reading ----------------------------------------------------------------------------
+
+    def queues(self, only: str | None = None) -> list[str]:
+        names = self.broker.known_queues()
+        if only is None:
+            return names
+        if only not in names:
+            raise NotFound(f"queue {only!r} not found")
+        return [only]
+
+    def queue_infos(self) -> list[QueueInfo]:
+        names = self.broker.known_queues()
+        paused = self.broker.paused(names)
+        return [
+            QueueInfo(s.queue, paused[s.queue], s.pending, s.scheduled, s.active, s.dead)
+            for s in self.broker.queue_stats(names)
+        ]
+
+    def list_tasks(self, queue: str, state: str, limit: int, offset: int = 0) -> list[Task]:
+        if state not in LISTABLE_STATES:
+            raise UsageError(f"invalid state {state!r}: use {', '.join(LISTABLE_STATES)}")
+        _check_paging(limit, offset)
+        ids = self.broker.ids_in_state(queue, state, offset, limit)
+        return _tasks(self.broker.records(queue, ids))
+
+    def dead_tasks(self, queue: str | None, name: str | None, limit: int, offset: int = 0) -> list[Task]:
+        """Dead tasks newest first, across queues, optionally of one task name."""
+        _check_paging(limit, offset)
+        wanted = offset + limit
+        found: list[Task] = []
+        for q in self.queues(queue):
+            found += self._dead_of_queue(q, name, wanted)
+        found.sort(key=lambda t: t.died_at or 0, reverse=True)
+        return found[offset:wanted]
+
+    def _dead_of_queue(self, queue: str, name: str | None, wanted: int) -> list[Task]:
+        ids = self.broker.dead_ids(queue)
+        out: list[Task] = []
+        for start in range(0, len(ids), CHUNK):
+            tasks = _tasks(self.broker.records(queue, ids[start : start + CHUNK]))
+            out += [t for t in tasks if name is None or t.name == name]
+            if len(out) >= wanted:
+                break
+        return out[:wanted]
+
+    def dead_task(self, task_id: str, queue: str | None = None) -> Task:
+        holders = self.broker.queues_holding_dead([task_id], self.queues(queue))
+        if task_id not in holders:
+            raise NotFound(f"dead task {task_id} not found")
+        [record] = self.broker.records(holders[task_id], [task_id])
+        if record is None:
+            raise NotFound(f"dead task {task_id} not found")
+        return Task.from_record(record.meta, record.payload_json, record.result_json)
+
+    # -- the dead-letter queue --------------------------------------------------------------
+
+    def dlq_retry(
+        self,
+        ids: Sequence[str] | None,
+        queue: str | None = None,
+        name: str | None = None,
+        progress: Progress | None = None,
+    ) -> BulkReport:
+        """Dead tasks (these ids, or all matching the filters) back to pending, attempts reset."""
+        report = BulkReport()
+        for q, chunk in _chunks(self._dead_selection(ids, queue, name, report), progress):
+            for task_id, status in zip(chunk, self.broker.dlq_retry(q, chunk), strict=True):
+                bucket = {"ok": report.handled, "missing": report.missing}.get(status, report.refused)
+                bucket.append(task_id)
+        return report
+
+    def dlq_purge(
+        self,
+        ids: Sequence[str] | None,
+        queue: str | None = None,
+        name: str | None = None,
+        older_than: float | None = None,
+        progress: Progress | None = None,
+    ) -> BulkReport:
+        """Delete dead tasks for good (these ids, or all matching the filters)."""
+        report = BulkReport()
+        for q, chunk in _chunks(self._dead_selection(ids, queue, name, report, older_than), progress):
+            for task_id, ok in zip(chunk, self.broker.dlq_purge(q, chunk), strict=True):
+                (report.handled if ok else report.missing).append(task_id)
+        return report
+
+    def _dead_selection(
+        self,
+        ids: Sequence[str] | None,
+        queue: str | None,
+        name: str | None,
+        report: BulkReport,
+        older_than: float | None = None,
+    ) -> list[tuple[str, list[str]]]:
+        queues = self.queues(queue) if queue or ids is None else self.broker.known_queues()
+        if ids is not None:
+            holders = self.broker.queues_holding_dead(list(dict.fromkeys(ids)), queues)
+            report.missing += [i for i in dict.fromkeys(ids) if i not in holders]
+            by_queue: dict[str, list[str]] = {}
+            for task_id, q in holders.items():
+                by_queue.setdefault(q, []).append(task_id)
+            return list(by_queue.items())
+        cutoff = None
+        if older_than is not None:
+            cutoff = self.broker.redis_time_ms() - int(older_than * 1000)
+        selection = []
+        for q in queues:
+            chosen = self.broker.dead_ids(q, cutoff)
+            if name is not None:
+                chosen = self._named(q, chosen, name)
+            selection.append((q, chosen))
+        return selection
+
+    def _named(self, queue: str, ids: list[str], name: str) -> list[str]:
+        kept: list[str] = []
+        for start in range(0, len(ids), CHUNK):
+            chunk = ids[start : start + CHUNK]
+            kept += [
+                r.meta["id"]
+                for r in self.broker.records(queue, chunk)
+                if r is not None and r.meta.get("name") == name
+            ]
+        return kept
+
+    # -- tasks and queues -------------------------------------------------------------------
+
+    def cancel(self, task_id: str, queue: str | None = None) -> str:
+        """Remove an unfinished task; returns the state it was in."""
+        record = self.broker.find_task(task_id, queue)
+        if record is None:
+            raise NotFound(f"task {task_id} not found")
+        state = self.broker.cancel(str(record.meta["queue"]), task_id)
+        if state == "":
+            raise NotFound(f"task {task_id} not found")
+        if state in ("done", "dead"):
+            raise UsageError(f"task {task_id} is already {state}; nothing to cancel")
+        return state
+
+    def set_paused(self, queue: str, paused: bool) -> None:
+        self.broker.set_paused(queue, paused)
+
+    def clear(self, queue: str) -> int:
+        self.queues(queue)
+        return self.broker.clear(queue)
+
+
+def _tasks(records: Iterable[TaskRecord | None]) -> list[Task]:
+    return [Task.from_record(r.meta, r.payload_json, r.result_json) for r in records if r is not None]
+
+
+def _chunks(
+    selection: list[tuple[str, list[str]]], progress: Progress | None
+) -> Iterable[tuple[str, list[str]]]:
+    """(queue, ids) in chunks of CHUNK, reporting progress over the whole selection."""
+    total = sum(len(ids) for _, ids in selection)
+    handled = 0
+    for queue, ids in selection:
+        for start in range(0, len(ids), CHUNK):
+            chunk = ids[start : start + CHUNK]
+            yield queue, chunk
+            handled += len(chunk)
+            if progress is not None:
+                progress(handled, total)
+
+
+def _check_paging(limit: int, offset: int) -> None:
+    if limit < 1 or offset < 0:
+        raise UsageError("--limit must be at least 1 and --offset at least 0")

@@ -1,0 +1,156 @@
+"""`taskq dlq list | show | retry | purge`: the dead-letter queue."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from taskq_cli.cli import output
+from taskq_cli.cli.common import JsonFlag, Namespace, RedisUrl, open_queue
+from taskq_cli.errors import NotFound, UsageError
+
+dlq_app = typer.Typer(help="The dead-letter queue: tasks that failed for good.", no_args_is_help=True)
+
+QueueOpt = Annotated[str | None, typer.Option("--queue", "-q", help="Only this queue.", show_default=False)]
+NameOpt = Annotated[str | None, typer.Option("--name", help="Only tasks of this name.", show_default=False)]
+Ids = Annotated[list[str] | None, typer.Argument(metavar="[ID]...", help="Task ids.", show_default=False)]
+AllFlag = Annotated[bool, typer.Option("--all", help="Every dead task matching the filters.")]
+
+
+@dlq_app.command("list")
+def dlq_list(
+    ctx: typer.Context,
+    queue: QueueOpt = None,
+    name: NameOpt = None,
+    limit: Annotated[int, typer.Option(help="At most this many.")] = 50,
+    offset: Annotated[int, typer.Option(help="Skip this many first (paging).")] = 0,
+    as_json: JsonFlag = False,
+    redis_url: RedisUrl = None,
+    namespace: Namespace = None,
+) -> None:
+    """Dead tasks, newest first.
+
+    Example: taskq dlq list --queue emails --name send_email --limit 20
+    """
+    from taskq_cli.admin import Admin
+
+    tq = open_queue(ctx, redis_url, namespace, None)
+    tasks = [t.to_json() for t in Admin(tq.broker).dead_tasks(queue, name, limit, offset)]
+    if as_json:
+        output.json_out(tasks)
+        return
+    output.show_table(
+        f"dead tasks ({len(tasks)} shown)",
+        ("id", "name", "queue", "attempts", "died at", "error"),
+        [(t["id"], t["name"], t["queue"], t["attempts"], t["died_at"], _error(t)) for t in tasks],
+    )
+
+
+@dlq_app.command("show")
+def dlq_show(
+    ctx: typer.Context,
+    task_id: Annotated[str, typer.Argument(metavar="ID", help="Task id.")],
+    queue: QueueOpt = None,
+    as_json: JsonFlag = False,
+    redis_url: RedisUrl = None,
+    namespace: Namespace = None,
+) -> None:
+    """One dead task: payload, error and the whole traceback.
+
+    Example: taskq dlq show 3f2a...
+    """
+    from taskq_cli.admin import Admin
+
+    tq = open_queue(ctx, redis_url, namespace, None)
+    data = Admin(tq.broker).dead_task(task_id, queue).to_json()
+    if as_json:
+        output.json_out(data)
+    else:
+        output.show_task(data)
+
+
+@dlq_app.command("retry")
+def dlq_retry(
+    ctx: typer.Context,
+    ids: Ids = None,
+    all_: AllFlag = False,
+    queue: QueueOpt = None,
+    name: NameOpt = None,
+    as_json: JsonFlag = False,
+    redis_url: RedisUrl = None,
+    namespace: Namespace = None,
+) -> int:
+    """Dead tasks back to pending, attempts reset.
+
+    Example: taskq dlq retry --all --queue emails
+    """
+    from taskq_cli.admin import Admin
+
+    chosen = _selection(ids, all_)
+    tq = open_queue(ctx, redis_url, namespace, None)
+    with output.progress("retrying dead tasks") as step:
+        report = Admin(tq.broker).dlq_retry(chosen, queue, name, progress=step)
+    for task_id in report.refused:
+        output.warn(f"{task_id} is a malformed message (raw text): it cannot be retried")
+    return _finish("retried", report.handled, report.missing, as_json, refused=report.refused)
+
+
+@dlq_app.command("purge")
+def dlq_purge(
+    ctx: typer.Context,
+    ids: Ids = None,
+    all_: AllFlag = False,
+    queue: QueueOpt = None,
+    name: NameOpt = None,
+    older_than: Annotated[
+        str | None, typer.Option(help="Only tasks dead for longer than this (7d).", show_default=False)
+    ] = None,
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask.")] = False,
+    as_json: JsonFlag = False,
+    redis_url: RedisUrl = None,
+    namespace: Namespace = None,
+) -> int:
+    """Delete dead tasks for good.
+
+    Example: taskq dlq purge --all --older-than 7d --yes
+    """
+    from taskq_cli.admin import Admin
+    from taskq_cli.timeparse import parse_duration
+
+    chosen = _selection(ids, all_)
+    age = None if older_than is None else parse_duration(older_than)
+    tq = open_queue(ctx, redis_url, namespace, None)
+    what = f"{len(chosen)} dead task(s)" if chosen is not None else "every matching dead task"
+    output.confirm(f"Delete {what} for good?", yes)
+    with output.progress("purging dead tasks") as step:
+        report = Admin(tq.broker).dlq_purge(chosen, queue, name, age, progress=step)
+    return _finish("purged", report.handled, report.missing, as_json)
+
+
+def _selection(ids: list[str] | None, all_: bool) -> list[str] | None:
+    if all_ and ids:
+        raise UsageError("give task ids or --all, not both")
+    if not all_ and not ids:
+        raise UsageError("give task ids, or --all")
+    return None if all_ else ids
+
+
+def _finish(
+    verb: str, handled: list[str], missing: list[str], as_json: bool, refused: list[str] | None = None
+) -> int:
+    if as_json:
+        output.json_out({verb: len(handled), "ids": handled, "missing": missing, "refused": refused or []})
+    else:
+        output.line(f"{verb} {len(handled)} task(s)")
+    if missing:
+        output.warn(f"not found in the dead-letter queue: {' '.join(missing)}")
+        raise NotFound(f"{len(missing)} task(s) not found")
+    return 1 if refused else 0
+
+
+def _error(task: dict[str, object]) -> str:
+    error = task.get("last_error")
+    if not isinstance(error, dict):
+        return ""
+    return output.first_line(f"{error.get('type')}: {error.get('message')}")

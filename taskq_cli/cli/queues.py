@@ -1,0 +1,102 @@
+"""`taskq queue list | pause | resume | clear`."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from taskq_cli.cli import output
+from taskq_cli.cli.common import JsonFlag, Namespace, RedisUrl, open_queue
+from taskq_cli.config import check_name
+
+queue_app = typer.Typer(help="List, pause, resume or clear queues.", no_args_is_help=True)
+
+QueueName = Annotated[str, typer.Argument(metavar="NAME", help="Queue name.")]
+
+
+@queue_app.command("list")
+def queue_list(
+    ctx: typer.Context,
+    as_json: JsonFlag = False,
+    redis_url: RedisUrl = None,
+    namespace: Namespace = None,
+) -> None:
+    """Every queue with its counts and whether it is paused.
+
+    Example: taskq queue list --json
+    """
+    from taskq_cli.admin import Admin
+
+    infos = Admin(open_queue(ctx, redis_url, namespace, None).broker).queue_infos()
+    rows = [
+        {
+            "name": q.name,
+            "paused": q.paused,
+            "pending": q.pending,
+            "scheduled": q.scheduled,
+            "active": q.active,
+            "dead": q.dead,
+        }
+        for q in infos
+    ]
+    if as_json:
+        output.json_out(rows)
+        return
+    columns = ("name", "paused", "pending", "scheduled", "active", "dead")
+    output.show_table("queues", columns, [[r[c] for c in columns] for r in rows])
+
+
+@queue_app.command("pause")
+def queue_pause(
+    ctx: typer.Context, name: QueueName, redis_url: RedisUrl = None, namespace: Namespace = None
+) -> None:
+    """Stop workers taking tasks from a queue; it keeps accepting new ones.
+
+    Example: taskq queue pause emails
+    """
+    _set_paused(ctx, name, True, redis_url, namespace)
+    output.line(f"paused {name}")
+
+
+@queue_app.command("resume")
+def queue_resume(
+    ctx: typer.Context, name: QueueName, redis_url: RedisUrl = None, namespace: Namespace = None
+) -> None:
+    """Let workers take tasks from a paused queue again.
+
+    Example: taskq queue resume emails
+    """
+    _set_paused(ctx, name, False, redis_url, namespace)
+    output.line(f"resumed {name}")
+
+
+@queue_app.command("clear")
+def queue_clear(
+    ctx: typer.Context,
+    name: QueueName,
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask.")] = False,
+    redis_url: RedisUrl = None,
+    namespace: Namespace = None,
+) -> None:
+    """Delete every pending, scheduled, dead and done task of a queue (running ones finish).
+
+    Example: taskq queue clear emails --yes
+    """
+    from taskq_cli.admin import Admin
+
+    check_name("queue", name)
+    tq = open_queue(ctx, redis_url, namespace, None)
+    admin = Admin(tq.broker)
+    admin.queues(name)
+    output.confirm(f"Delete every waiting and dead task of queue {name!r}?", yes)
+    output.line(f"deleted {admin.clear(name)} task(s) from {name}")
+
+
+def _set_paused(
+    ctx: typer.Context, name: str, paused: bool, redis_url: str | None, namespace: str | None
+) -> None:
+    from taskq_cli.admin import Admin
+
+    check_name("queue", name)
+    Admin(open_queue(ctx, redis_url, namespace, None).broker).set_paused(name, paused)

@@ -1,0 +1,107 @@
+"""`taskq task show | cancel | list`: one task, or the tasks of a queue in one state."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from taskq_cli.cli import output
+from taskq_cli.cli.common import JsonFlag, Namespace, RedisUrl, open_queue
+from taskq_cli.errors import NotFound
+
+task_app = typer.Typer(help="Look at, list or cancel tasks.", no_args_is_help=True)
+
+QueueOpt = Annotated[
+    str | None, typer.Option("--queue", "-q", help="Look only in this queue.", show_default=False)
+]
+Limit = Annotated[int, typer.Option(help="At most this many.")]
+Offset = Annotated[int, typer.Option(help="Skip this many first (paging).")]
+
+
+@task_app.command("show")
+def task_show(
+    ctx: typer.Context,
+    task_id: Annotated[str, typer.Argument(metavar="ID", help="Task id.")],
+    queue: QueueOpt = None,
+    as_json: JsonFlag = False,
+    redis_url: RedisUrl = None,
+    namespace: Namespace = None,
+) -> None:
+    """Every field of one task.
+
+    Example: taskq task show 3f2a... --json
+    """
+    tq = open_queue(ctx, redis_url, namespace, None)
+    found = tq.get_task(task_id, queue)
+    if found is None:
+        raise NotFound(f"task {task_id} not found")
+    if as_json:
+        output.json_out(found.to_json())
+    else:
+        output.show_task(found.to_json())
+
+
+@task_app.command("cancel")
+def task_cancel(
+    ctx: typer.Context,
+    task_id: Annotated[str, typer.Argument(metavar="ID", help="Task id.")],
+    queue: QueueOpt = None,
+    as_json: JsonFlag = False,
+    redis_url: RedisUrl = None,
+    namespace: Namespace = None,
+) -> None:
+    """Remove a pending or scheduled task; stop an active one (its worker kills it at its next lease
+    renewal).
+
+    Example: taskq task cancel 3f2a...
+    """
+    from taskq_cli.admin import Admin
+
+    tq = open_queue(ctx, redis_url, namespace, None)
+    was = Admin(tq.broker).cancel(task_id, queue)
+    if as_json:
+        output.json_out({"id": task_id, "cancelled": True, "state": was})
+    else:
+        output.line(f"cancelled {task_id} (was {was})")
+
+
+@task_app.command("list")
+def task_list(
+    ctx: typer.Context,
+    queue: Annotated[str, typer.Option("--queue", "-q", help="Queue.")] = "default",
+    state: Annotated[str, typer.Option(help="pending, scheduled, active, dead or done.")] = "pending",
+    limit: Limit = 50,
+    offset: Offset = 0,
+    as_json: JsonFlag = False,
+    redis_url: RedisUrl = None,
+    namespace: Namespace = None,
+) -> None:
+    """The tasks of a queue in one state, in the order they will be handled.
+
+    Example: taskq task list --queue emails --state scheduled --limit 20
+    """
+    from taskq_cli.admin import Admin
+
+    tq = open_queue(ctx, redis_url, namespace, None)
+    tasks = [t.to_json() for t in Admin(tq.broker).list_tasks(queue, state, limit, offset)]
+    if as_json:
+        output.json_out(tasks)
+        return
+    columns = ("id", "name", "state", "attempts", "enqueued_at", "run_at", "error")
+    output.show_table(
+        f"{state} tasks in {queue} ({len(tasks)})",
+        columns,
+        [
+            (
+                t["id"],
+                t["name"],
+                t["state"],
+                t["attempts"],
+                t["enqueued_at"],
+                t["run_at"],
+                output.first_line((t.get("last_error") or {}).get("message")),
+            )
+            for t in tasks
+        ],
+    )

@@ -1,0 +1,24 @@
+-- cancel.lua: remove a task that has not finished. A pending or scheduled task is gone at once; an
+-- active one loses its lease, so its worker sees the loss at its next renewal and stops it.
+-- KEYS: the queue's keys (_lib.lua).
+-- ARGV[1] id
+-- Returns the state it was in ('pending', 'scheduled', 'active'), 'done' or 'dead' when it had
+-- already finished (nothing changed), or '' when there is no such task.
+local id = ARGV[1]
+local meta, raw = load(id)
+if meta == nil then
+  if raw == nil then return '' end
+  return 'dead'
+end
+local state = meta.state
+if state == 'pending' then
+  redis.call('LREM', K_PENDING, 0, id)
+elseif state == 'scheduled' then
+  redis.call('ZREM', K_SCHEDULED, id)
+elseif state == 'active' then
+  release(id)
+else
+  return state
+end
+forget(id)
+return state
