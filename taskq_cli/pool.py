@@ -146,6 +146,8 @@ class AsyncPool:
         if self._loop.is_running():
             self._loop.call_soon_threadsafe(self._loop.stop)
             self._thread.join(timeout=5)
+        if not self._thread.is_alive() and not self._loop.is_closed():
+            self._loop.close()
 
     def _begin(self, execution: Execution) -> None:
         self._running[execution.task_id] = self._loop.create_task(self._run(execution))

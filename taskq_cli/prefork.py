@@ -101,6 +101,7 @@ class ProcessPool:
             self._backlog = deque(e for e in self._backlog if e.task_id not in task_ids)
             for child in self._children:
                 if child.execution is not None and child.execution.task_id in task_ids:
+                    child.retiring = True
                     _kill(child.process)
 
     def _assign(self) -> None:
@@ -235,6 +236,7 @@ class ProcessPool:
             with self._lock:
                 child.execution = None
                 child.hard_deadline = None
+                child.retiring = True  # never hand it another task: its exit brings a replacement
             _kill(child.process)
             self._deliver(
                 execution,

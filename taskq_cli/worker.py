@@ -154,8 +154,7 @@ class Worker:
         self.maintenance = Maintenance(self.broker, tq.settings.defaults)
         self.stopping = threading.Event()  # no new tasks
         self._halted = threading.Event()  # heartbeat off: the worker is gone
-        self._slots = threading.Condition()  # guards _running, _unfinished, _avg_runtime
-        self._unfinished = 0  # tasks handed to the pool whose outcome is not known yet
+        self._slots = threading.Condition()  # guards _running, _avg_runtime
         self._avg_runtime = 0.0  # moving average of handler run times (s)
         self._runtime_samples = 0
         self._running: dict[str, Running] = {}
@@ -226,7 +225,7 @@ class Worker:
         failures = 0
         while not self.stopping.is_set():
             with self._slots:
-                wanted = self._capacity() - self._unfinished
+                wanted = self._capacity() - len(self._running)
                 if wanted <= 0:
                     self._slots.wait(0.5)
                     continue
@@ -288,7 +287,6 @@ class Worker:
             self._pin(job, options)
         attempt = int(job.meta.get("attempts", 1))
         with self._slots:
-            self._unfinished += 1
             self._running[job.id] = Running(job, options, time.monotonic())
         log.info(
             "task %s %s attempt %d: started",
@@ -326,20 +324,19 @@ class Worker:
             )
 
     def _on_done(self, execution: Execution, outcome: Outcome) -> None:
-        """Called by the pool from its own thread, never blocks. The slot is free again at once: the
-        next fetch overlaps with this report (the task is finished; only its report is in flight)."""
+        """Called by the pool from its own thread; never blocks. The slot frees once the reporter has
+        recorded the outcome: a worker never holds more leased tasks than its capacity."""
         self._outcomes.put((execution, outcome))
         with self._slots:
             running = self._running.get(execution.task_id)
-            if running is not None and not running.finished:
+            if running is not None:
                 running.finished = True
-                self._unfinished -= 1
             self._runtime_samples += 1
             self._avg_runtime += (outcome.runtime - self._avg_runtime) * 0.2
             self._slots.notify_all()
 
     def _capacity(self) -> int:
-        """How many unfinished tasks this worker may hold (caller holds the lock)."""
+        """How many leased tasks this worker may hold (caller holds the lock)."""
         short = self._runtime_samples >= RUNTIME_SAMPLES and self._avg_runtime < PREFETCH_BELOW
         return self.concurrency * 2 if short else self.concurrency
 
@@ -525,9 +522,7 @@ class Worker:
         self.pool.abort(task_ids)
         with self._slots:
             for task_id in task_ids:
-                running = self._running.pop(task_id, None)
-                if running is not None and not running.finished:
-                    self._unfinished -= 1
+                self._running.pop(task_id, None)
             self._slots.notify_all()
 
     # -- stopping ---------------------------------------------------------------------------
