@@ -63,13 +63,14 @@ class ProcessPool:
         self.app_spec = app_spec
         self.max_tasks = max_tasks_per_child
         self.max_memory_mb = max_memory_per_child
+        # The first children are forked directly: `start` runs while the worker has one thread, so
+        # a fork is safe and fast. Replacements are forked later, when the worker runs threads: with
+        # --app they come from a clean single-threaded server that has imported the app.
+        self._fork: Any = multiprocessing.get_context("fork")
+        self._ctx: Any = self._fork
         if app_spec:
-            # A clean single-threaded server that has imported the app forks the children: fast to
-            # start, and safe although the worker itself runs threads.
-            self._ctx: Any = multiprocessing.get_context("forkserver")
+            self._ctx = multiprocessing.get_context("forkserver")
             self._ctx.set_forkserver_preload([app_spec.partition(":")[0]])
-        else:  # handlers defined in-process (tests, embedded use): children inherit them by fork
-            self._ctx = multiprocessing.get_context("fork")
         self._children: list[Child] = []
         self._lock = threading.Lock()
         self._backlog: deque[Execution] = deque()
@@ -85,9 +86,11 @@ class ProcessPool:
         self._on_done = on_done
         with self._lock:
             for _ in range(self.size):
-                self._children.append(self._spawn())
+                self._children.append(self._spawn(self._fork))
         for child in self._children:
             self._watch(child)
+        if self._ctx is not self._fork:  # have the server ready before a child needs replacing
+            threading.Thread(target=_start_forkserver, name="taskq-forkserver", daemon=True).start()
         self._supervisor.start()
 
     def submit(self, execution: Execution) -> None:
@@ -139,10 +142,11 @@ class ProcessPool:
 
     # -- supervision ------------------------------------------------------------------------
 
-    def _spawn(self) -> Child:
-        parent_end, child_end = self._ctx.Pipe(duplex=True)
-        registry = None if self.app_spec else self.registry
-        process = self._ctx.Process(
+    def _spawn(self, ctx: Any = None) -> Child:
+        ctx = ctx or self._ctx
+        parent_end, child_end = ctx.Pipe(duplex=True)
+        registry = self.registry if ctx is self._fork else None  # a forked child has it already
+        process = ctx.Process(
             target=child_main,
             name="taskq-child",
             daemon=True,
@@ -256,6 +260,13 @@ class ProcessPool:
 def astuple_execution(e: Execution) -> tuple[str, str, str, int, int, str, float | None]:
     """The Execution as a plain tuple (marshal is the cheapest codec for it; order = fields)."""
     return (e.task_id, e.name, e.queue, e.attempt, e.max_retries, e.payload_json, e.timeout)
+
+
+def _start_forkserver() -> None:
+    from multiprocessing import forkserver
+
+    with contextlib.suppress(Exception):  # a failure here shows again, clearly, at the first respawn
+        forkserver.ensure_running()
 
 
 def describe_exit(code: int | None) -> str:

@@ -1,10 +1,14 @@
-"""`taskq doctor`: checks what silently breaks queues in production (placeholder, being written)."""
+"""`taskq doctor`: checks what silently breaks queues in production and says how to fix each.
+The checks live in taskq_cli/doctor.py; this module only prints them and picks the exit status."""
 
 from __future__ import annotations
 
 import typer
 
-from taskq_cli.cli.common import JsonFlag, Namespace, RedisUrl
+from taskq_cli.cli import output
+from taskq_cli.cli.common import JsonFlag, Namespace, RedisUrl, open_queue
+
+COLUMNS = ("check", "status", "message", "fix")
 
 
 def doctor(
@@ -13,5 +17,23 @@ def doctor(
     redis_url: RedisUrl = None,
     namespace: Namespace = None,
 ) -> int:
-    """Check Redis and the namespace for problems that lose or stall tasks."""
-    raise NotImplementedError
+    """Check Redis and the namespace for problems that lose or stall tasks.
+
+    Exit 0 when nothing failed (warnings allowed), 1 when a check failed.
+    Example: taskq doctor --json
+    """
+    from taskq_cli.doctor import failed, run_checks
+
+    tq = open_queue(ctx, redis_url, namespace, None)
+    findings = run_checks(tq.broker)
+    if as_json:
+        output.json_out([f.as_json() for f in findings])
+    else:
+        rows = [(f.check, f.status, f.message, f.fix or "-") for f in findings]
+        output.show_table(f"taskq doctor: namespace {tq.settings.namespace}", COLUMNS, rows)
+    problems = failed(findings)
+    if problems:
+        names = ", ".join(dict.fromkeys(f.check for f in problems))
+        output.error(f"{len(problems)} check{'s' if len(problems) > 1 else ''} failed: {names}")
+        return 1
+    return 0
