@@ -12,6 +12,7 @@ from taskq_cli.producer import UNSET, EnqueueRequest, prepare
 from taskq_cli.registry import TaskDef
 
 if TYPE_CHECKING:
+    from taskq_cli.cron import Schedule
     from taskq_cli.models import Task
     from taskq_cli.protocol import Broker, EnqueueResult
 
@@ -68,6 +69,7 @@ class TaskQueue:
         self.settings = settings
         self.registry: dict[str, TaskDef] = {}
         self.app_spec: str | None = None  # set by --app loading: how child processes find handlers
+        self.code_schedules: dict[str, Schedule] = {}  # @tq.periodic; written by sync_schedules()
         self._broker: Broker | None = None
 
     # -- configuration ----------------------------------------------------------------------
@@ -192,6 +194,111 @@ class TaskQueue:
         """Validate every request, then write them all (one round trip, one transaction)."""
         tasks = [prepare(request, self.registry) for request in requests]
         return self.broker.enqueue(tasks)
+
+    # -- periodic schedules ---------------------------------------------------------------------
+
+    def periodic(
+        self,
+        spec: str,
+        *,
+        name: str | None = None,
+        payload: dict[str, Any] | None = None,
+        queue: str | None = None,
+        timezone: str = "UTC",
+        catchup: str = "skip",
+    ) -> Callable[[Callable[..., Any]], TaskHandle]:
+        """Run a task on a schedule: a cron expression (`*/5 * * * *`, `@daily`) in `timezone`, or
+        `every 30s`. Workers and schedulers started with this app store it in Redis; each tick
+        fires exactly once however many of them run."""
+        from taskq_cli.cron import Schedule
+
+        def register(fn: Callable[..., Any]) -> TaskHandle:
+            handle = fn if isinstance(fn, TaskHandle) else self.task(queue=queue or DEFAULT_QUEUE)(fn)
+            definition = handle.definition
+            definition.validate(payload or {})
+            schedule = Schedule(
+                name=name or handle.__name__,
+                spec=spec,
+                task=definition.name,
+                payload=payload or {},
+                queue=queue or definition.queue,
+                timezone=timezone,
+                catchup=catchup,
+            )
+            self.code_schedules[schedule.name] = schedule
+            return handle
+
+        return register
+
+    def schedule(
+        self,
+        name: str,
+        spec: str,
+        task: str,
+        payload: dict[str, Any] | None = None,
+        *,
+        queue: str | None = None,
+        timezone: str = "UTC",
+        catchup: str = "skip",
+        max_retries: int | None = None,
+    ) -> Schedule:
+        """Store a schedule in Redis now (the same as `taskq cron add`); replaces one of that name."""
+        from taskq_cli.cron import Schedule
+
+        handler = self.registry.get(task)
+        if handler is not None:
+            handler.validate(payload or {})
+        schedule = Schedule(
+            name=name,
+            spec=spec,
+            task=task,
+            payload=payload or {},
+            queue=queue or (handler.queue if handler else DEFAULT_QUEUE),
+            timezone=timezone,
+            catchup=catchup,
+            max_retries=max_retries,
+        )
+        return self._store_schedule(schedule)
+
+    def schedules(self) -> list[Schedule]:
+        from taskq_cli.cron import Schedule
+
+        return [Schedule.from_json(d) for _, d in sorted(self.broker.cron_definitions().items())]
+
+    def unschedule(self, name: str) -> bool:
+        found = {s.name: s for s in self.schedules()}.get(name)
+        return found is not None and self.broker.cron_delete(name, found.queue)
+
+    def set_schedule_paused(self, name: str, paused: bool) -> Schedule:
+        from taskq_cli.errors import NotFound
+
+        found = {s.name: s for s in self.schedules()}.get(name)
+        if found is None:
+            raise NotFound(f"schedule {name!r} not found")
+        changed = found.with_changes(paused=paused)
+        self.broker.cron_put(name, changed.to_json())
+        return changed
+
+    def sync_schedules(self) -> None:
+        """Write the app's @periodic schedules to Redis (workers and schedulers do this at start)."""
+        for schedule in self.code_schedules.values():
+            self._store_schedule(schedule)
+
+    def _store_schedule(self, schedule: Schedule) -> Schedule:
+        """Upsert. An unchanged definition keeps its creation time and paused flag; a new or changed
+        one starts now, so it never fires a tick from before it existed."""
+        from taskq_cli.cron import Schedule
+
+        existing = self.broker.cron_definitions().get(schedule.name)
+        if existing is not None:
+            old = Schedule.from_json(existing)
+            if old.with_changes(created_at=0, paused=False) == schedule.with_changes(
+                created_at=0, paused=False
+            ):
+                return old
+        stored = schedule.with_changes(created_at=self.broker.redis_time_ms())
+        self.broker.cron_put(stored.name, stored.to_json())
+        return stored
 
     # -- inspection -------------------------------------------------------------------------
 

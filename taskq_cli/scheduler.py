@@ -7,12 +7,16 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Iterable
+from typing import TYPE_CHECKING
 
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from taskq_cli.config import RetryDefaults
 from taskq_cli.protocol import Broker
+
+if TYPE_CHECKING:
+    from taskq_cli.cron import Schedule
 
 log = logging.getLogger("taskq.scheduler")
 
@@ -54,9 +58,10 @@ def redis_backoff(failures: int) -> float:
 class Scheduler:
     """`taskq scheduler`: maintenance for every queue of the namespace until stopped."""
 
-    def __init__(self, broker: Broker, defaults: RetryDefaults) -> None:
+    def __init__(self, broker: Broker, defaults: RetryDefaults, *, cron: bool = True) -> None:
         self.broker = broker
         self.maintenance = Maintenance(broker, defaults)
+        self.cron = CronRunner(broker) if cron else None
         self.stop_event = threading.Event()
 
     def run(self) -> int:
@@ -64,6 +69,8 @@ class Scheduler:
         while not self.stop_event.is_set():
             try:
                 wait = self.maintenance.tick(self.broker.known_queues())
+                if self.cron is not None:
+                    wait = min(wait, self.cron.tick())
                 failures = 0
             except REDIS_DOWN as exc:
                 failures += 1
@@ -71,3 +78,54 @@ class Scheduler:
                 log.error("Redis unreachable (%s); retrying in %.1fs", exc, wait)
             self.stop_event.wait(wait)
         return 0
+
+
+class CronRunner:
+    """Fires due ticks of every periodic schedule of the namespace (in `taskq scheduler`, and in
+    workers unless --no-cron). Each tick is claimed in Redis, so any number may run at once."""
+
+    def __init__(self, broker: Broker) -> None:
+        self.broker = broker
+
+    def tick(self) -> float:
+        """One pass; returns the seconds until the next tick of any schedule."""
+        from taskq_cli.cron import Schedule, due_tick
+
+        schedules: list[Schedule] = []
+        for name, definition in self.broker.cron_definitions().items():
+            try:
+                schedules.append(Schedule.from_json(definition))
+            except Exception as exc:  # a bad definition must not stop the others
+                log.error("schedule %s is invalid and is skipped: %s", name, exc)
+        if not schedules:
+            return MAX_IDLE
+        now = self.broker.redis_time_ms()
+        wait = MAX_IDLE
+        lasts = self.broker.cron_last([(s.name, s.queue) for s in schedules])
+        for schedule, last in zip(schedules, lasts, strict=True):
+            tick = due_tick(schedule, last[0] if last else None, now)
+            if tick is not None:
+                self._fire(schedule, tick)
+            if not schedule.paused:
+                wait = min(wait, max(schedule.ticks.following(now) - now, 0) / 1000)
+        return wait
+
+    def _fire(self, schedule: Schedule, tick: int) -> None:
+        from taskq_cli.errors import UsageError
+        from taskq_cli.producer import EnqueueRequest, prepare
+
+        request = EnqueueRequest(
+            name=schedule.task,
+            payload=schedule.payload,
+            queue=schedule.queue,
+            task_id=schedule.task_id(tick),
+            max_retries=schedule.max_retries,
+        )
+        try:
+            task = prepare(request, {})  # the worker validates the payload against its handler
+        except UsageError as exc:
+            log.error("schedule %s: cannot enqueue its task: %s", schedule.name, exc)
+            return
+        fired, state = self.broker.cron_fire(schedule.name, tick, task)
+        if fired:
+            log.info("schedule %s: fired tick %s as task %s (%s)", schedule.name, tick, task.id, state)

@@ -32,7 +32,7 @@ from taskq_cli.models import Options, Outcome, OutcomeKind, backoff_delay
 from taskq_cli.pool import POOL_KINDS, Pool, make_pool
 from taskq_cli.protocol import Ack, Failure, Fetched, Malformed
 from taskq_cli.runner import Execution
-from taskq_cli.scheduler import REDIS_DOWN, Maintenance, redis_backoff
+from taskq_cli.scheduler import REDIS_DOWN, CronRunner, Maintenance, redis_backoff
 
 if TYPE_CHECKING:
     from taskq_cli.queue import TaskQueue
@@ -121,6 +121,7 @@ class Worker:
         pool: str = "processes",
         max_tasks_per_child: int | None = None,
         max_memory_per_child: int | None = None,
+        cron: bool = True,
     ) -> None:
         if concurrency < 1:
             raise UsageError("--concurrency must be at least 1")
@@ -152,6 +153,7 @@ class Worker:
         )
         self.id = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
         self.maintenance = Maintenance(self.broker, tq.settings.defaults)
+        self.cron = CronRunner(self.broker) if cron else None
         self.stopping = threading.Event()  # no new tasks
         self._halted = threading.Event()  # heartbeat off: the worker is gone
         self._slots = threading.Condition()  # guards _running, _avg_runtime
@@ -471,6 +473,8 @@ class Worker:
                     with self._slots:
                         self._next_maintenance = now + self.lease / 3
                     wait = self.maintenance.tick(self.plan.names)
+                    if self.cron is not None:
+                        wait = min(wait, self.cron.tick())
                     self.poke_maintenance(wait)
             except REDIS_DOWN as exc:
                 log.error("heartbeat: Redis unreachable (%s)", exc)

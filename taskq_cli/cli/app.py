@@ -10,6 +10,7 @@ import typer
 
 from taskq_cli.cli import output
 from taskq_cli.cli.common import GlobalOptions
+from taskq_cli.cli.cron import cron_app
 from taskq_cli.cli.dlq import dlq_app
 from taskq_cli.cli.doctor import doctor
 from taskq_cli.cli.enqueue import enqueue
@@ -65,6 +66,7 @@ app.command()(doctor)
 app.add_typer(task_app, name="task")
 app.add_typer(dlq_app, name="dlq")
 app.add_typer(queue_app, name="queue")
+app.add_typer(cron_app, name="cron")
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -14,6 +14,7 @@ from taskq_cli.cli.common import App, Namespace, RedisUrl, open_queue
 from taskq_cli.timeparse import parse_duration
 
 LogLevel = Annotated[str, typer.Option("--log-level", help="debug, info, warning or error.")]
+NoCron = Annotated[bool, typer.Option("--no-cron", help="Do not fire periodic schedules here.")]
 LogFormat = Annotated[str, typer.Option("--log-format", help="text, or json (one object per line).")]
 
 
@@ -43,6 +44,7 @@ def worker(
     max_memory_per_child: Annotated[
         int | None, typer.Option(help="Replace a child process using more than N MB.", show_default=False)
     ] = None,
+    no_cron: NoCron = False,
     log_level: LogLevel = "info",
     log_format: LogFormat = "text",
     redis_url: RedisUrl = None,
@@ -69,25 +71,31 @@ def worker(
         pool=pool,
         max_tasks_per_child=max_tasks_per_child,
         max_memory_per_child=max_memory_per_child,
+        cron=not no_cron,
     )
+    if not no_cron:
+        tq.sync_schedules()
     return runner.run()
 
 
 def scheduler(
     ctx: typer.Context,
+    no_cron: NoCron = False,
     log_level: LogLevel = "info",
     log_format: LogFormat = "text",
     redis_url: RedisUrl = None,
     namespace: Namespace = None,
     app: App = None,
 ) -> int:
-    """Promote due scheduled tasks and recover lost workers' tasks, for every queue."""
+    """Promote due scheduled tasks, recover lost workers' tasks and fire periodic schedules."""
     from taskq_cli import logs
     from taskq_cli.scheduler import Scheduler
 
     logs.configure(log_level, log_format)
     tq = open_queue(ctx, redis_url, namespace, app)
-    runner = Scheduler(tq.broker, tq.settings.defaults)
+    runner = Scheduler(tq.broker, tq.settings.defaults, cron=not no_cron)
+    if not no_cron:
+        tq.sync_schedules()
 
     def on_signal(signum: int, frame: object) -> None:
         if runner.stop_event.is_set():

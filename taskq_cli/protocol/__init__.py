@@ -421,6 +421,43 @@ class Broker:
             for task_id, meta, payload, result in zip(ids, metas, payloads, results, strict=True)
         ]
 
+    # -- periodic schedules -------------------------------------------------------------------
+
+    def cron_definitions(self) -> dict[str, str]:
+        """Every schedule of the namespace: name -> definition JSON."""
+        return {str(k): str(v) for k, v in self.client.hgetall(self.ns.cron).items()}
+
+    def cron_put(self, name: str, definition_json: str) -> None:
+        self.client.hset(self.ns.cron, name, definition_json)
+
+    def cron_delete(self, name: str, queue: str) -> bool:
+        pipe = self.client.pipeline(transaction=False)
+        pipe.hdel(self.ns.cron, name)
+        pipe.hdel(self.keys(queue).cron, name)
+        return bool(pipe.execute()[0])
+
+    def cron_last(self, schedules: Sequence[tuple[str, str]]) -> list[tuple[int, str] | None]:
+        """For (name, queue) pairs: the last tick fired (ms) and the task id it enqueued."""
+        if not schedules:
+            return []
+        pipe = self.client.pipeline(transaction=False)
+        for name, queue in schedules:
+            pipe.hget(self.keys(queue).cron, name)
+        out: list[tuple[int, str] | None] = []
+        for value in pipe.execute():
+            tick, _, task_id = str(value or "").partition(":")
+            out.append((int(tick), task_id) if tick.isdigit() else None)
+        return out
+
+    def cron_fire(self, name: str, tick_ms: int, task: NewTask) -> tuple[bool, str]:
+        """Claim a tick and enqueue its task in one script; (False, '') when it was fired already."""
+        pipe = self.client.pipeline(transaction=False)
+        pipe.sadd(self.ns.queues, task.queue)
+        args: list[ScriptArg] = [self._now(), name, tick_ms, *self._enqueue_args([task])[2:]]
+        self._scripts["cron_fire"].queue(pipe, self.keys(task.queue).script_keys(), args)
+        reply = execute_with_scripts(pipe, self.client)[1]
+        return (reply[0] == "fired", str(reply[1]) if reply[0] == "fired" else "")
+
     # -- registry and inspection ------------------------------------------------------------
 
     def known_queues(self) -> list[str]:

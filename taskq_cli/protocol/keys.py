@@ -15,10 +15,13 @@ every script touches one slot):
     <ns>:{<q>}:counters   hash    processed, failed
     <ns>:{<q>}:wake       list    at most one token: wakes one idle worker blocked on BLPOP
     <ns>:{<q>}:paused     string  present while the queue is paused: workers take nothing from it
+    <ns>:{<q>}:cron       hash    schedule name -> "<tick ms>:<task id>" of the last tick fired into
+                                  this queue (the claim that makes each tick fire once)
 
 Per namespace:
 
     <ns>:queues           set     every queue name ever enqueued to
+    <ns>:cron             hash    schedule name -> schedule definition (JSON)
     <ns>:workers          zset    worker id -> last heartbeat (ms)
     <ns>:worker:<id>      string  worker description (JSON), expires when the worker stops beating
 """
@@ -41,6 +44,7 @@ QUEUE_KEY_ORDER = (
     "counters",
     "wake",
     "paused",
+    "cron",
 )
 
 
@@ -96,6 +100,10 @@ class QueueKeys:
     def done(self) -> str:
         return self.key("done")
 
+    @property
+    def cron(self) -> str:
+        return self.key("cron")
+
     def script_keys(self) -> list[str]:
         """All of the queue's keys in the order the scripts expect them."""
         return [self.key(part) for part in QUEUE_KEY_ORDER]
@@ -108,6 +116,10 @@ class NamespaceKeys:
     @property
     def queues(self) -> str:
         return f"{self.namespace}:queues"
+
+    @property
+    def cron(self) -> str:
+        return f"{self.namespace}:cron"
 
     @property
     def workers(self) -> str:

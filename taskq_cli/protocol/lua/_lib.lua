@@ -14,11 +14,12 @@
 --   KEYS[10] counters  hash  processed, failed
 --   KEYS[11] wake      list  at most one wake-up token for idle workers
 --   KEYS[12] paused    string present while the queue is paused
+--   KEYS[13] cron      hash  schedule name -> "<tick ms>:<task id>" last fired into this queue
 -- Times are milliseconds on Redis's clock (TIME) unless a test passes `now` explicitly.
 
 local K_TASKS, K_PAYLOADS, K_RESULTS, K_PENDING = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local K_ACTIVE, K_LEASES, K_SCHEDULED, K_DEAD = KEYS[5], KEYS[6], KEYS[7], KEYS[8]
-local K_DONE, K_COUNTERS, K_WAKE, K_PAUSED = KEYS[9], KEYS[10], KEYS[11], KEYS[12]
+local K_DONE, K_COUNTERS, K_WAKE, K_PAUSED, K_CRON = KEYS[9], KEYS[10], KEYS[11], KEYS[12], KEYS[13]
 
 local function now_ms(arg)
   if arg ~= nil and arg ~= '' then return tonumber(arg) end
@@ -129,3 +130,34 @@ local function error_table(kind, message)
   return {type = kind, message = message, traceback = ''}
 end
 
+
+-- Add one task (enqueue.lua and cron_fire.lua). A custom id already pending, scheduled or active is
+-- not added twice. Returns the state it is in and 1 when it was such a duplicate, else 0.
+-- Pending tasks are pushed without waking anyone: the caller wakes once for its whole batch.
+local function enqueue_one(now, id, meta_json, payload, delay, at, custom)
+  if custom == '1' then
+    local old, raw = load(id)
+    if old and (old.state == 'pending' or old.state == 'scheduled' or old.state == 'active') then
+      return old.state, 1
+    elseif raw then
+      forget(id) -- a done or dead task (or a corrupt record) with this id is replaced
+    end
+  end
+  local meta = cjson.decode(meta_json)
+  meta.id = id
+  meta.attempts = 0
+  meta.enqueued_at = now
+  local run_at = now
+  if delay ~= '' then run_at = now + tonumber(delay) elseif at ~= '' then run_at = tonumber(at) end
+  if run_at > now then
+    meta.state = 'scheduled'
+    meta.run_at = run_at
+    schedule(id, run_at)
+  else
+    meta.state = 'pending'
+    redis.call('LPUSH', K_PENDING, id)
+  end
+  save(id, meta)
+  redis.call('HSET', K_PAYLOADS, id, payload)
+  return meta.state, 0
+end

@@ -1,0 +1,161 @@
+"""`taskq cron add | list | remove | pause | resume`: periodic schedules stored in Redis."""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated, Any
+
+import typer
+
+from taskq_cli.cli import output
+from taskq_cli.cli.common import App, JsonFlag, Namespace, RedisUrl, open_queue
+from taskq_cli.errors import NotFound, UsageError
+from taskq_cli.timeparse import iso_ms
+
+cron_app = typer.Typer(help="Periodic schedules: each tick fires exactly once.", no_args_is_help=True)
+
+Name = Annotated[str, typer.Argument(metavar="NAME", help="Schedule name.")]
+
+
+@cron_app.command("add")
+def cron_add(
+    ctx: typer.Context,
+    name: Name,
+    spec: Annotated[str, typer.Argument(metavar="CRON", help="'*/5 * * * *', '@daily' or 'every 30s'.")],
+    task: Annotated[str, typer.Argument(metavar="TASK", help="Task name.")],
+    payload: Annotated[
+        str | None, typer.Argument(metavar="[PAYLOAD]", help="JSON object.", show_default=False)
+    ] = None,
+    queue: Annotated[
+        str | None, typer.Option("--queue", "-q", help="Queue [default: the task's].", show_default=False)
+    ] = None,
+    tz: Annotated[str, typer.Option("--tz", help="IANA time zone the cron expression is read in.")] = "UTC",
+    catchup: Annotated[str, typer.Option(help="Missed ticks: skip, or run once to catch up.")] = "skip",
+    max_retries: Annotated[
+        int | None, typer.Option(help="Retries of each fired task.", show_default=False)
+    ] = None,
+    redis_url: RedisUrl = None,
+    namespace: Namespace = None,
+    app: App = None,
+) -> None:
+    """Add or replace a schedule.
+
+    Example: taskq cron add nightly-report "30 2 * * *" build_report '{"kind": "daily"}' --tz Europe/Berlin
+    """
+    body = _payload(payload)
+    tq = open_queue(ctx, redis_url, namespace, app)
+    stored = tq.schedule(
+        name, spec, task, body, queue=queue, timezone=tz, catchup=catchup, max_retries=max_retries
+    )
+    nxt = stored.ticks.following(tq.broker.redis_time_ms())
+    output.line(f"scheduled {stored.name}: next run {iso_ms(nxt)}")
+
+
+@cron_app.command("list")
+def cron_list(
+    ctx: typer.Context,
+    as_json: JsonFlag = False,
+    redis_url: RedisUrl = None,
+    namespace: Namespace = None,
+) -> None:
+    """Every schedule with its next run, last run, last task and that task's state.
+
+    Example: taskq cron list --json
+    """
+    tq = open_queue(ctx, redis_url, namespace, None)
+    rows = describe(tq)
+    if as_json:
+        output.json_out(rows)
+        return
+    columns = (
+        "name",
+        "schedule",
+        "tz",
+        "task",
+        "queue",
+        "paused",
+        "next_run",
+        "last_run",
+        "last_task_id",
+        "last_task_state",
+    )
+    output.show_table("schedules", columns, [[r[c] for c in columns] for r in rows])
+
+
+@cron_app.command("remove")
+def cron_remove(
+    ctx: typer.Context, name: Name, redis_url: RedisUrl = None, namespace: Namespace = None
+) -> None:
+    """Delete a schedule (tasks it already enqueued stay).
+
+    Example: taskq cron remove nightly-report
+    """
+    if not open_queue(ctx, redis_url, namespace, None).unschedule(name):
+        raise NotFound(f"schedule {name!r} not found")
+    output.line(f"removed {name}")
+
+
+@cron_app.command("pause")
+def cron_pause(
+    ctx: typer.Context, name: Name, redis_url: RedisUrl = None, namespace: Namespace = None
+) -> None:
+    """Stop firing a schedule until resumed (missed ticks follow its catch-up policy).
+
+    Example: taskq cron pause nightly-report
+    """
+    open_queue(ctx, redis_url, namespace, None).set_schedule_paused(name, True)
+    output.line(f"paused {name}")
+
+
+@cron_app.command("resume")
+def cron_resume(
+    ctx: typer.Context, name: Name, redis_url: RedisUrl = None, namespace: Namespace = None
+) -> None:
+    """Fire a paused schedule again.
+
+    Example: taskq cron resume nightly-report
+    """
+    open_queue(ctx, redis_url, namespace, None).set_schedule_paused(name, False)
+    output.line(f"resumed {name}")
+
+
+def describe(tq: Any) -> list[dict[str, Any]]:
+    schedules = tq.schedules()
+    broker = tq.broker
+    now = broker.redis_time_ms()
+    lasts = broker.cron_last([(s.name, s.queue) for s in schedules])
+    rows = []
+    for schedule, last in zip(schedules, lasts, strict=True):
+        state = None
+        if last is not None:
+            found = broker.find_task(last[1], schedule.queue)
+            state = found.meta.get("state") if found else "expired"
+        rows.append(
+            {
+                "name": schedule.name,
+                "schedule": schedule.spec,
+                "tz": schedule.timezone,
+                "task": schedule.task,
+                "queue": schedule.queue,
+                "payload": schedule.payload,
+                "paused": schedule.paused,
+                "catchup": schedule.catchup,
+                "next_run": None if schedule.paused else iso_ms(schedule.ticks.following(now)),
+                "last_run": iso_ms(last[0]) if last else None,
+                "last_task_id": last[1] if last else None,
+                "last_task_state": state,
+            }
+        )
+    return rows
+
+
+def _payload(text: str | None) -> dict[str, Any]:
+    if text is None:
+        return {}
+    try:
+        value = json.loads(text)
+    except ValueError as exc:
+        raise UsageError(f"invalid JSON payload: {exc}") from None
+    if not isinstance(value, dict):
+        raise UsageError(f"payload must be a JSON object, got {type(value).__name__}")
+    return value
