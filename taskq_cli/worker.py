@@ -538,7 +538,8 @@ class Worker:
         with self._slots:
             while self._running and time.monotonic() < deadline:
                 self._slots.wait(min(0.1, max(deadline - time.monotonic(), 0)))
-            unfinished = list(self._running.values())
+            # finished ones only await their report: the reporter still sends it before the worker exits
+            unfinished = [r for r in self._running.values() if not r.finished]
         if not unfinished:
             return
         self.pool.abort([r.job.id for r in unfinished])
