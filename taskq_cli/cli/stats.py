@@ -10,6 +10,7 @@ import typer
 
 from taskq_cli.cli import output
 from taskq_cli.cli.common import JsonFlag, Namespace, RedisUrl, open_queue
+from taskq_cli.errors import NotFound
 from taskq_cli.timeparse import iso_ms
 
 if TYPE_CHECKING:
@@ -36,13 +37,26 @@ def stats(
     Example: taskq stats --watch
     """
     tq = open_queue(ctx, redis_url, namespace, None)
-    if watch:
+    if queue is not None and queue not in tq.broker.known_queues():
+        raise NotFound(f"queue {queue!r} not found")
+    if watch and output.is_terminal() and not as_json:
         _watch(tq, queue, max(interval, 0.1))
         return
-    snapshot = collect(tq, queue)
-    if as_json:
-        output.json_out(snapshot)
+    try:
+        while True:
+            snapshot = collect(tq, queue)
+            if as_json:
+                output.json_out(snapshot)
+            else:
+                _show_snapshot(snapshot)
+            if not watch:
+                return
+            time.sleep(max(interval, 0.1))  # off a terminal, --watch appends one snapshot per interval
+    except KeyboardInterrupt:
         return
+
+
+def _show_snapshot(snapshot: dict[str, Any]) -> None:
     columns = ("queue", *COUNT_FIELDS, "oldest pending")
     rows = [
         (name, *(q[f] for f in COUNT_FIELDS), _age(q["oldest_pending_age"]))

@@ -542,7 +542,8 @@ class Broker:
         for (q, task_id), raw in zip(heads, pipe.execute(), strict=True):
             if raw is not None:
                 meta = _parse_meta(raw, task_id, q)
-                ready[q] = int(meta.get("run_at") or meta.get("enqueued_at") or 0)
+                # ready since it was enqueued, became due, or came back from the dead-letter queue
+                ready[q] = max(int(meta.get(f) or 0) for f in ("enqueued_at", "run_at", "retried_at"))
         return ready
 
     def redis_time_ms(self) -> int:
