@@ -61,7 +61,7 @@ class Settings:
 
 def check_name(kind: str, value: str) -> str:
     """Queue and namespace names: letters, digits, `_ . -` (they become parts of Redis keys)."""
-    if not _NAME.match(value):
+    if not isinstance(value, str) or not _NAME.fullmatch(value):
         raise UsageError(f"invalid {kind} {value!r}: use 1-128 letters, digits, '_', '.', '-'")
     return value
 

@@ -25,6 +25,9 @@ class _Unset:
 UNSET: Any = _Unset()  # "not given", where None has a meaning (timeout=None disables the timeout)
 
 MAX_ID_LENGTH = 200
+MAX_NAME_LENGTH = 10_000
+# `at` must fall between the epoch and the year 9999 (seconds)
+AT_RANGE = (0.0, 253_402_300_799.0)
 
 
 @dataclass(frozen=True)
@@ -51,8 +54,10 @@ def prepare(request: EnqueueRequest, registry: Mapping[str, TaskDef]) -> NewTask
 
 
 def _prepare(request: EnqueueRequest, registry: Mapping[str, TaskDef]) -> NewTask:
-    if not isinstance(request.name, str) or not request.name.strip():
-        raise UsageError("task name must be a non-empty string")
+    if not isinstance(request.name, str) or not request.name.strip() or len(request.name) > MAX_NAME_LENGTH:
+        raise UsageError(f"task name must be a non-empty string of at most {MAX_NAME_LENGTH} characters")
+    if not _is_utf8(request.name):
+        raise UsageError("task name is not valid Unicode text (lone surrogate)")
     payload = {} if request.payload is None else request.payload
     if not isinstance(payload, dict):
         raise UsageError(f"payload must be a JSON object, got {type(payload).__name__}")
@@ -111,14 +116,26 @@ def _timing(request: EnqueueRequest) -> tuple[int | None, int | None]:
         return None, None
     if isinstance(request.at, datetime):
         moment = request.at if request.at.tzinfo else request.at.astimezone()
-        return None, int(moment.timestamp() * 1000)
+        return None, _at_ms(moment.timestamp())
     if isinstance(request.at, int | float) and not isinstance(request.at, bool):
-        if not math.isfinite(request.at):
-            raise UsageError(f"invalid 'at' time {request.at!r}")
-        return None, int(request.at * 1000)
+        return None, _at_ms(float(request.at))
     if isinstance(request.at, str):
-        return None, int(parse_datetime(request.at).timestamp() * 1000)
+        return None, _at_ms(parse_datetime(request.at).timestamp())
     raise UsageError(f"invalid 'at' time {request.at!r}")
+
+
+def _at_ms(seconds: float) -> int:
+    if not math.isfinite(seconds) or not AT_RANGE[0] <= seconds <= AT_RANGE[1]:
+        raise UsageError("invalid 'at' time: it must fall between 1970 and 9999")
+    return int(seconds * 1000)
+
+
+def _is_utf8(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _check_id(task_id: object) -> None:

@@ -12,13 +12,17 @@ _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
 _PART = re.compile(r"(\d+(?:\.\d+)?|\.\d+)(ms|s|m|h|d)")
 
 
+MAX_SECONDS = 100 * 365 * 86400.0  # no duration or delay beyond a century (keeps ms integers sane)
+
+
 def parse_duration(text: str | float | int) -> float:
     """Seconds from a duration: a plain number means seconds; units ms, s, m, h, d may be chained."""
-    if isinstance(text, bool):
-        raise UsageError(f"invalid duration {text!r}")
+    if isinstance(text, bool) or not isinstance(text, str | int | float):
+        raise UsageError(f"invalid duration {text!r}: give seconds or a string such as 1h30m")
+
     seconds = float(text) if isinstance(text, int | float) else _parse_duration_text(text.strip().lower())
-    if not math.isfinite(seconds) or seconds < 0:
-        raise UsageError(f"invalid duration {text!r}: must be a finite number of seconds >= 0")
+    if not math.isfinite(seconds) or seconds < 0 or seconds > MAX_SECONDS:
+        raise UsageError(f"invalid duration {text!r}: must be between 0 and 100 years")
     return seconds
 
 

@@ -4,6 +4,7 @@ each test gets its own namespace, deleted afterwards, and every process it start
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -21,16 +22,35 @@ ROOT = Path(__file__).resolve().parent.parent
 REDIS_URL = os.environ.get("TASKQ_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 
 
-@pytest.fixture(scope="session")
-def redis_url() -> str:
-    client = redis.Redis.from_url(REDIS_URL, socket_connect_timeout=2)
+def _answers(url: str) -> bool:
+    client = redis.Redis.from_url(url, socket_connect_timeout=2)
     try:
-        client.ping()
-    except redis.ConnectionError as exc:
-        pytest.fail(f"these tests need a Redis at {REDIS_URL} (set TASKQ_TEST_REDIS_URL): {exc}")
+        return bool(client.ping())
+    except redis.RedisError:
+        return False
     finally:
         client.close()
-    return REDIS_URL
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> Iterator[str]:
+    """The Redis the tests use. When none answers at the default address, start a redis-server
+    there for the session (it dies with pytest), or skip saying exactly why."""
+    if _answers(REDIS_URL):
+        yield REDIS_URL
+        return
+    if "TASKQ_TEST_REDIS_URL" in os.environ:
+        pytest.fail(f"no Redis answers at {REDIS_URL} (TASKQ_TEST_REDIS_URL)")
+    if shutil.which("redis-server") is None:
+        pytest.skip(
+            f"no Redis answers at {REDIS_URL} and no redis-server on PATH to start one "
+            "(install redis-server or set TASKQ_TEST_REDIS_URL)"
+        )
+    from taskq_cli.dev import start_redis
+
+    server = start_redis(port=6379)
+    yield server.url
+    server.stop()
 
 
 @pytest.fixture

@@ -9,8 +9,10 @@ from typing import Annotated
 import typer
 
 from taskq_cli.cli import output
+from taskq_cli.cli.api import api
 from taskq_cli.cli.common import GlobalOptions
 from taskq_cli.cli.cron import cron_app
+from taskq_cli.cli.dev import dev
 from taskq_cli.cli.dlq import dlq_app
 from taskq_cli.cli.doctor import doctor
 from taskq_cli.cli.enqueue import enqueue
@@ -63,6 +65,8 @@ app.command()(scheduler)
 app.command()(stats)
 app.command()(workers)
 app.command()(doctor)
+app.command()(api)
+app.command()(dev)
 app.add_typer(task_app, name="task")
 app.add_typer(dlq_app, name="dlq")
 app.add_typer(queue_app, name="queue")

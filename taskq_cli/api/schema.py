@@ -1,0 +1,356 @@
+"""The HTTP API's documented shapes: the request bodies (the API also checks them with these models),
+the answers (documentation only: answers are the CLI's --json dicts, built elsewhere) and the OpenAPI
+document. No behaviour here."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Annotated, Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from taskq_cli.producer import MAX_ID_LENGTH
+
+if TYPE_CHECKING:
+    from fastapi import FastAPI
+
+QUEUE_PATTERN = r"^[A-Za-z0-9_.\-]{1,128}$"  # config.check_name's rule
+MAX_BATCH = 10_000  # tasks in one request
+MAX_PAGE = 1000  # tasks in one listing
+MAX_RETRIES = 1_000_000
+MAX_DURATION = 100 * 365.25 * 86400  # seconds: delays, timeouts, ages
+MAX_EPOCH_MS = 253_402_300_799_999  # 9999-12-31T23:59:59.999Z, the last time taskq's JSON can show
+
+Duration = (
+    Annotated[float, Field(ge=0, le=MAX_DURATION, allow_inf_nan=False)]
+    | Annotated[str, Field(min_length=1, max_length=64, examples=["30s", "1h30m", "500ms"])]
+)
+
+
+class EnqueueItem(BaseModel):
+    """One task to enqueue: the fields of a `taskq enqueue --file` line."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        strict=True,
+        json_schema_extra={
+            "examples": [
+                {"name": "send_email", "payload": {"to": "a@example.com"}},
+                {"name": "report", "payload": {"day": "2026-11-28"}, "queue": "reports", "delay": "5m"},
+            ]
+        },
+    )
+
+    name: str = Field(  # strict str: text with a lone surrogate is refused (Lua's JSON could not read it)
+        min_length=1, max_length=10_000, description="Task name (the handler's name)."
+    )
+    payload: dict[str, Any] | None = Field(
+        None, description="The handler's keyword arguments ({} if omitted)."
+    )
+    queue: Annotated[str, Field(pattern=QUEUE_PATTERN)] | None = Field(
+        None, description="Queue (default: the handler's with an app, else `default`)."
+    )
+    delay: Duration | None = Field(None, description="Run after this many seconds, or a duration (`30s`).")
+    at: (
+        Annotated[str, Field(min_length=1, max_length=64)]
+        | Annotated[float, Field(ge=0, le=MAX_EPOCH_MS / 1000, allow_inf_nan=False)]
+        | None
+    ) = Field(
+        None, description="Run at this ISO 8601 time (no zone = the server's local time) or epoch seconds."
+    )
+    max_retries: Annotated[int, Field(ge=0, le=MAX_RETRIES)] | None = Field(
+        None, description="Retries after the first attempt."
+    )
+    timeout: Duration | None = Field(None, description="Execution time limit; `null` or 0 = none.")
+    id: Annotated[str, Field(min_length=1, max_length=MAX_ID_LENGTH)] | None = Field(
+        None, description="Custom id: enqueue is idempotent while a task with it is unfinished."
+    )
+
+
+class DlqRetryBody(BaseModel):
+    """Which dead tasks to retry: `ids`, or `all: true` with optional filters."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        strict=True,
+        json_schema_extra={"examples": [{"ids": ["3f2a9c"]}, {"all": True, "queue": "emails"}]},
+    )
+
+    ids: list[Annotated[str, Field(min_length=1, max_length=MAX_ID_LENGTH)]] | None = Field(
+        None, max_length=MAX_BATCH
+    )
+    all: bool = Field(False, description="Every dead task matching `queue` and `name`.")
+    queue: Annotated[str, Field(pattern=QUEUE_PATTERN)] | None = None
+    name: Annotated[str, Field(max_length=1000)] | None = None
+
+
+Timestamp = Annotated[str | None, Field(description="ISO 8601 UTC with milliseconds.")]
+
+
+class EnqueueAnswer(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [{"id": "3f2a9c", "queue": "default", "state": "pending", "duplicate": False}]
+        }
+    )
+
+    id: str
+    queue: str
+    state: str = Field(description="pending, scheduled or active (an unfinished duplicate's state).")
+    duplicate: bool
+
+
+class TaskErrorDoc(BaseModel):
+    type: str
+    message: str
+    traceback: str
+
+
+class TaskDoc(BaseModel):
+    """A task as `taskq task show --json` prints it."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "id": "3f2a9c",
+                    "name": "send_email",
+                    "queue": "default",
+                    "payload": {"to": "a@example.com"},
+                    "state": "done",
+                    "attempts": 1,
+                    "max_retries": 3,
+                    "timeout": 600.0,
+                    "enqueued_at": "2026-11-28T18:00:00.123Z",
+                    "run_at": None,
+                    "started_at": "2026-11-28T18:00:00.200Z",
+                    "finished_at": "2026-11-28T18:00:00.450Z",
+                    "died_at": None,
+                    "worker": "host-1234-ab12",
+                    "last_error": None,
+                    "result": {"sent": True},
+                }
+            ]
+        }
+    )
+
+    id: str
+    name: str
+    queue: str
+    payload: Any
+    state: str = Field(description="pending, scheduled, active, done or dead.")
+    attempts: int
+    max_retries: int | None
+    timeout: float | None
+    enqueued_at: Timestamp
+    run_at: Timestamp
+    started_at: Timestamp
+    finished_at: Timestamp
+    died_at: Timestamp
+    worker: str | None
+    last_error: TaskErrorDoc | None
+    result: Any
+    raw: str | None = Field(None, description="Only for a malformed message: its raw text.")
+
+
+class CancelAnswer(BaseModel):
+    id: str
+    cancelled: bool
+    state: str = Field(description="The state the task was in.")
+
+
+class QueueCounts(BaseModel):
+    pending: int
+    scheduled: int
+    active: int
+    dead: int
+    processed: int
+    failed: int
+    oldest_pending_age: float | None = Field(description="Seconds.")
+
+
+class RunningTask(BaseModel):
+    id: str
+    name: str | None
+    queue: str
+    started_at: Timestamp
+
+
+class WorkerDoc(BaseModel):
+    id: str
+    host: str
+    pid: int
+    queues: list[str]
+    concurrency: int
+    started_at: Timestamp
+    heartbeat_at: Timestamp
+    pool: str | None
+    active: list[RunningTask]
+
+
+class Limits(BaseModel):
+    dead_max: int
+    dead_ttl: float = Field(description="Seconds.")
+
+
+class StatsAnswer(BaseModel):
+    """As `taskq stats --json`."""
+
+    queues: dict[str, QueueCounts]
+    workers: list[WorkerDoc]
+    limits: Limits
+
+
+class QueueInfoDoc(BaseModel):
+    name: str
+    paused: bool
+    pending: int
+    scheduled: int
+    active: int
+    dead: int
+
+
+class PauseAnswer(BaseModel):
+    name: str
+    paused: bool
+
+
+class RetryAnswer(BaseModel):
+    retried: int
+    ids: list[str]
+    missing: list[str] = Field(description="Ids not in the dead-letter queue.")
+    refused: list[str] = Field(description="Malformed messages (raw text): they cannot be retried.")
+
+
+class PurgeAnswer(BaseModel):
+    purged: int
+    ids: list[str]
+    missing: list[str]
+    refused: list[str]
+
+
+class Health(BaseModel):
+    status: str = Field(description="`ok`")
+    redis_ms: float = Field(description="PING round trip in milliseconds.")
+
+
+class ErrorItem(BaseModel):
+    loc: list[str | int]
+    msg: str
+    type: str
+
+
+class ErrorBody(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "detail": "nothing enqueued: item 1: delay: Input should be a valid number",
+                    "errors": [
+                        {
+                            "loc": ["body", 1, "delay"],
+                            "msg": "Input should be a valid number",
+                            "type": "float_type",
+                        }
+                    ],
+                }
+            ]
+        }
+    )
+
+    detail: str = Field(description="One line saying what went wrong.")
+    errors: list[ErrorItem] | None = Field(None, description="Validation errors, when there are some.")
+
+
+_ERRORS = {
+    400: "Malformed JSON, or a body that is not UTF-8",
+    401: "Missing or wrong bearer token (only when the server has a token)",
+    404: "Not found",
+    409: "The task already finished",
+    413: "Request body or batch too large",
+    422: "Invalid input: nothing was written",
+    503: "Redis unreachable",
+}
+
+
+def responses(*statuses: int, ok: Any) -> dict[int | str, dict[str, Any]]:
+    out: dict[int | str, dict[str, Any]] = {}
+    for status in statuses:
+        if status < 400:
+            out[status] = {"model": ok, "description": "Success"}
+        else:
+            out[status] = {"model": ErrorBody, "description": _ERRORS[status]}
+    return out
+
+
+def _body_doc(model: type[BaseModel], examples: dict[str, Any], batch: bool) -> dict[str, Any]:
+    ref = {"$ref": f"#/components/schemas/{model.__name__}"}
+    schema = {"oneOf": [ref, {"type": "array", "items": ref, "minItems": 1, "maxItems": MAX_BATCH}]}
+    return {
+        "required": True,
+        "content": {"application/json": {"schema": schema if batch else ref, "examples": examples}},
+    }
+
+
+ENQUEUE_BODY = _body_doc(
+    EnqueueItem,
+    {
+        "one": {"summary": "One task", "value": {"name": "send_email", "payload": {"to": "a@example.com"}}},
+        "delayed": {
+            "summary": "Later, with a custom id",
+            "value": {
+                "name": "report",
+                "payload": {},
+                "queue": "reports",
+                "delay": "5m",
+                "id": "report-2026-11-28",
+            },
+        },
+        "batch": {
+            "summary": "A batch (one transaction)",
+            "value": [
+                {"name": "send_email", "payload": {"to": "a@example.com"}},
+                {"name": "send_email", "payload": {"to": "b@example.com"}, "max_retries": 5},
+            ],
+        },
+    },
+    batch=True,
+)
+DLQ_RETRY_BODY = _body_doc(
+    DlqRetryBody,
+    {
+        "ids": {"summary": "These dead tasks", "value": {"ids": ["3f2a9c"]}},
+        "all": {"summary": "Every dead task of a queue", "value": {"all": True, "queue": "emails"}},
+    },
+    batch=False,
+)
+
+
+def build_openapi(app: FastAPI, bearer: bool) -> dict[str, Any]:
+    """FastAPI's document plus the request bodies (parsed by hand, so described by hand) and, when a
+    token is required, the bearer scheme on every operation but /healthz."""
+    if app.openapi_schema:
+        return app.openapi_schema
+    from fastapi.openapi.utils import get_openapi
+    from pydantic.json_schema import models_json_schema
+
+    schema = get_openapi(
+        title=app.title,
+        version=app.version,
+        description=app.description,
+        routes=app.routes,
+        servers=app.servers or None,
+    )
+    components = schema.setdefault("components", {})
+    _, defs = models_json_schema(
+        [(EnqueueItem, "validation"), (DlqRetryBody, "validation")],
+        ref_template="#/components/schemas/{model}",
+    )
+    components.setdefault("schemas", {}).update(defs.get("$defs", {}))
+    if bearer:
+        components["securitySchemes"] = {
+            "bearer": {"type": "http", "scheme": "bearer", "description": "TASKQ_API_TOKEN"}
+        }
+        schema["security"] = [{"bearer": []}]
+        schema["paths"]["/healthz"]["get"]["security"] = []
+    app.openapi_schema = schema
+    return schema
