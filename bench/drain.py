@@ -30,9 +30,25 @@ def drain(url: str, tasks: int, concurrency: int, pool: str) -> float:
     env = dict(os.environ, TASKQ_REDIS_URL=url, TASKQ_NAMESPACE=namespace)
     began = time.perf_counter()
     subprocess.run(
-        [sys.executable, "-m", "taskq_cli", "worker", "--app", "bench.taskq_app", "--burst",
-         "--concurrency", str(concurrency), "--pool", pool, "--log-level", "warning"],
-        env=env, cwd=ROOT, check=True, timeout=600,
+        [
+            sys.executable,
+            "-m",
+            "taskq_cli",
+            "worker",
+            "--app",
+            "bench.taskq_app",
+            "--burst",
+            "--concurrency",
+            str(concurrency),
+            "--pool",
+            pool,
+            "--log-level",
+            "warning",
+        ],
+        env=env,
+        cwd=ROOT,
+        check=True,
+        timeout=600,
     )
     elapsed = time.perf_counter() - began
     [stats] = tq.broker.queue_stats(["default"])
@@ -54,8 +70,11 @@ def main() -> None:
     for concurrency in args.concurrency or [1, 4]:
         for pool in args.pool or ["processes", "threads"]:
             rates = [drain(args.redis_url, args.tasks, concurrency, pool) for _ in range(args.repeat)]
-            print(f"pool={pool:<10} concurrency={concurrency}  {max(rates):8.0f} tasks/s "
-                  f"(best of {args.repeat}: {', '.join(f'{r:.0f}' for r in rates)})", flush=True)
+            print(
+                f"pool={pool:<10} concurrency={concurrency}  {max(rates):8.0f} tasks/s "
+                f"(best of {args.repeat}: {', '.join(f'{r:.0f}' for r in rates)})",
+                flush=True,
+            )
 
 
 if __name__ == "__main__":
