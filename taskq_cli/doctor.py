@@ -6,10 +6,15 @@ functions turn facts into findings, so each can be tested with made-up INFO/CONF
 
 Severities: `fail` loses or stalls tasks now (Redis older than 6.2 or missing commands, an evicting
 `maxmemory-policy` with a memory limit, leases expired long ago that nobody recovers, keys in the
-namespace that are not taskq's); `warn` is a risk or could not be checked (persistence off, round-trip
-latency, clock offset, workers that stopped heartbeating, queues missing from the registry, an
-evicting policy without a memory limit, CONFIG refused). Redis unreachable is not a finding: the
+namespace that are not taskq's, a cluster that does not serve every slot, a queue whose keys span
+slots); `warn` is a risk or could not be checked (persistence off, round-trip latency, clock offset,
+workers that stopped heartbeating, queues missing from the registry, an evicting policy without a
+memory limit, CONFIG refused, sentinels not answering). Redis unreachable is not a finding: the
 client's ConnectionError reaches the CLI, which exits 1 with one line.
+
+On a Redis Cluster the server checks (version, commands, eviction, persistence, latency) run on every
+primary and are reported as one finding per check: the worst result, naming the primaries it comes
+from; SCAN covers every primary.
 """
 
 from __future__ import annotations
@@ -18,10 +23,11 @@ import inspect
 import json
 import statistics
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from redis.crc import key_slot
 from redis.exceptions import ResponseError
 
 from taskq_cli.config import check_name
@@ -29,6 +35,7 @@ from taskq_cli.errors import UsageError
 from taskq_cli.protocol import Broker
 from taskq_cli.protocol.keys import QUEUE_KEY_ORDER, NamespaceKeys, QueueKeys
 from taskq_cli.protocol.scripts import load_scripts
+from taskq_cli.protocol.topology import Topology, describe, server_clients
 
 Status = Literal["ok", "warn", "fail"]
 
@@ -186,6 +193,87 @@ def check_clock(offset_ms: float) -> Finding:
             "sync this host's clock with NTP (chrony or systemd-timesyncd)",
         )
     return Finding("clock", "ok", message)
+
+
+# -- the deployment -------------------------------------------------------------------------
+
+
+def check_topology(topology: Topology) -> Finding:
+    """What the URL reaches: one server, a Sentinel-managed primary or a Redis Cluster."""
+    if topology.kind == "cluster":
+        replicas = ", ".join(str(n) for n in topology.replicas)
+        count = len(topology.primaries)
+        message = (
+            f"Redis Cluster: {count} primar{'y' if count == 1 else 'ies'} "
+            f"({', '.join(topology.primaries)}) with {replicas} replica(s); "
+            f"{topology.slots_covered} of 16384 slots served"
+        )
+        fix = "check CLUSTER INFO and CLUSTER NODES; every slot must be served (redis-cli --cluster fix)"
+    elif topology.kind == "sentinel":
+        message = (
+            f"Sentinel service {topology.service}: primary {topology.primaries[0]} with "
+            f"{topology.replicas[0]} replica(s); {topology.sentinels} of {topology.sentinels_configured} "
+            "sentinels answer"
+        )
+        fix = "check the sentinels' logs and SENTINEL MASTER <service>"
+    else:
+        message = f"one server at {topology.primaries[0]} with {topology.replicas[0]} replica(s)"
+        fix = "point TASKQ_REDIS_URL at the primary"
+    if topology.problems:
+        return Finding("topology", "fail", f"{message}: {'; '.join(topology.problems)}", fix)
+    if topology.kind == "sentinel" and topology.replicas[0] == 0:
+        return Finding(
+            "topology",
+            "warn",
+            f"{message}: no replica, so nothing to fail over to and durable enqueues fail",
+            "add a replica (replicaof <primary host> <port>) and let the sentinels discover it",
+        )
+    if topology.kind == "sentinel" and topology.sentinels < topology.sentinels_configured:
+        return Finding("topology", "warn", message, "start the sentinels that do not answer, or fix the URL")
+    return Finding("topology", "ok", message)
+
+
+def check_slots(queue_slots: Mapping[str, set[int]], owners: Mapping[str, str] | None) -> Finding:
+    """`queue_slots`: the hash slots of each queue's keys (one each: every script touches one slot);
+    `owners`: on a cluster, the primary serving each queue's slot."""
+    split = sorted(q for q, slots in queue_slots.items() if len(slots) != 1)
+    if split:
+        return Finding(
+            "slots",
+            "fail",
+            f"{len(split)} queue{_s(len(split))} whose keys span several hash slots (their scripts fail "
+            f"with CROSSSLOT on a cluster): {', '.join(split[:SHOWN])}",
+            "every key of a queue must carry the hash tag {<queue>} (protocol/keys.py)",
+        )
+    count = len(queue_slots)
+    if not count:
+        return Finding("slots", "ok", "no queues yet")
+    message = f"{count} queue{_s(count)}, each with all its keys in one hash slot"
+    if owners is None:
+        return Finding("slots", "ok", message + " (ready for Redis Cluster)")
+    by_node: dict[str, list[str]] = {}
+    for queue, node in sorted(owners.items()):
+        by_node.setdefault(node, []).append(queue)
+    where = "; ".join(
+        f"{node}: {', '.join(qs[:SHOWN])}{f' and {len(qs) - SHOWN} more' if len(qs) > SHOWN else ''}"
+        for node, qs in sorted(by_node.items())
+    )
+    return Finding("slots", "ok", f"{message}; {where}")
+
+
+def merge_servers(check: str, results: Sequence[tuple[str, Finding]]) -> Finding:
+    """One finding for a check run on each primary of a cluster: the worst status, naming the
+    primaries with that result (all of them when they agree)."""
+    if len(results) == 1:
+        return results[0][1]
+    rank = {"ok": 0, "warn": 1, "fail": 2}
+    worst = max((f.status for _, f in results), key=rank.__getitem__)
+    if len({f.message for _, f in results}) == 1:
+        first = results[0][1]
+        return Finding(check, worst, f"all {len(results)} primaries: {first.message}", first.fix)
+    chosen = [(name, f) for name, f in results if f.status == worst]
+    message = "; ".join(f"{name}: {f.message}" for name, f in chosen)
+    return Finding(check, worst, message, next((f.fix for _, f in chosen if f.fix), None))
 
 
 # -- the namespace ----------------------------------------------------------------------------
@@ -354,10 +442,17 @@ def check_registry(registry_key: str, census: KeyCensus, known: Sequence[str]) -
 def run_checks(broker: Broker, *, pings: int = PINGS) -> list[Finding]:
     """Every check, in order. Connection errors propagate (the CLI exits 1)."""
     client: Any = broker.client
-    findings = [check_version(client.info("server")), _commands(broker)]
-    findings.append(_eviction(client))
-    findings.append(_persistence(client))
-    findings.append(check_latency(_ping_ms(client, pings)))
+    servers = server_clients(client)
+
+    def each(check: str, probe: Callable[[Any], Finding]) -> Finding:
+        return merge_servers(check, [(name, probe(server)) for name, server in servers])
+
+    findings = [check_topology(describe(client))]
+    findings.append(each("redis-version", lambda server: check_version(server.info("server"))))
+    findings.append(each("redis-commands", lambda server: _commands(broker, server)))
+    findings.append(each("maxmemory-policy", _eviction))
+    findings.append(each("persistence", _persistence))
+    findings.append(each("latency", lambda server: check_latency(_ping_ms(server, pings))))
     findings.append(check_clock(_clock_offset_ms(client)))
     now_ms = broker.redis_time_ms()
     registrations = _registrations(broker)
@@ -374,17 +469,29 @@ def run_checks(broker: Broker, *, pings: int = PINGS) -> list[Finding]:
     findings += check_leases(_expired_leases(broker, queues, now_ms), serving, now_ms)
     findings.append(check_keys(broker.settings.namespace, census))
     findings.append(check_registry(broker.ns.queues, census, known))
+    findings.append(check_slots(*_slots(broker, queues)))
     return findings
 
 
-def _commands(broker: Broker) -> Finding:
+def _slots(broker: Broker, queues: Sequence[str]) -> tuple[dict[str, set[int]], dict[str, str] | None]:
+    """The hash slot of every key of every queue (CRC16 as Redis computes it), and on a cluster the
+    primary that serves each queue's slot, from the client's slot map."""
+    slots = {q: {key_slot(k.encode()) for k in broker.keys(q).script_keys()} for q in queues}
+    if not broker.cluster:
+        return slots, None
+    cluster: Any = broker.client
+    return slots, {q: str(cluster.get_node_from_key(broker.keys(q).tasks).name) for q in queues}
+
+
+def _commands(broker: Broker, server: Any) -> Finding:
+    """`server`: one primary (the commands and the script cache are per server)."""
     client: Any = broker.client
     refused: dict[str, str] = {}
     missing: list[str] = []
     listed = True
     try:
         # one word "COMMAND INFO" keeps redis-py from parsing the reply (it cannot parse unknown ones)
-        replies = client.execute_command("COMMAND INFO", *REQUIRED_COMMANDS)
+        replies = server.execute_command("COMMAND INFO", *REQUIRED_COMMANDS)
         missing = [c for c, reply in zip(REQUIRED_COMMANDS, replies, strict=False) if reply is None]
     except ResponseError:
         listed = False  # not a problem in itself: the probes below still run
@@ -394,7 +501,7 @@ def _commands(broker: Broker) -> Finding:
         refused["ZRANGE BYSCORE"] = _first_line(exc)
     for script in load_scripts().values():
         try:
-            client.script_load(script.source)
+            server.script_load(script.source)
         except ResponseError as exc:
             refused[f"Lua script {script.name}"] = _first_line(exc)
             break
@@ -451,7 +558,10 @@ def _registrations(broker: Broker) -> list[Registration]:
     entries = [(str(i), int(score)) for i, score in client.zrange(broker.ns.workers, 0, -1, withscores=True)]
     if not entries:
         return []
-    infos = client.mget([broker.ns.worker(i) for i, _ in entries])
+    pipe = client.pipeline(transaction=False)  # one GET per worker: MGET cannot span cluster slots
+    for worker_id, _ in entries:
+        pipe.get(broker.ns.worker(worker_id))
+    infos = pipe.execute()
     found = []
     for (worker_id, heartbeat), raw in zip(entries, infos, strict=True):
         info: dict[str, Any] | None = None

@@ -97,7 +97,7 @@ class TaskQueue:
 
     def close(self) -> None:
         if self._broker is not None:
-            self._broker.client.close()
+            self._broker.close()
             self._broker = None
 
     # -- handlers ---------------------------------------------------------------------------
@@ -171,14 +171,18 @@ class TaskQueue:
         task_id: str | None = None,
         max_retries: int | None = None,
         timeout: Any = UNSET,
+        durable: bool = False,
     ) -> str:
-        """Enqueue one task; returns its id (the existing task's id for a duplicate custom id)."""
+        """Enqueue one task; returns its id (the existing task's id for a duplicate custom id).
+        `durable=True`: return only once a replica has the task too (raises NotReplicated when none
+        confirms it in time; see docs/scaling.md)."""
         request = EnqueueRequest(name, payload, queue, delay, at, task_id, max_retries, timeout)
-        return self.submit([request])[0].id
+        return self.submit([request], durable=durable)[0].id
 
-    def enqueue_many(self, items: Iterable[Sequence[Any]]) -> list[str]:
+    def enqueue_many(self, items: Iterable[Sequence[Any]], *, durable: bool = False) -> list[str]:
         """Enqueue `(name, payload)` pairs or `(name, payload, options)` triples in one round trip;
-        every item is validated before anything is written. Returns the ids in order."""
+        every item is validated before anything is written. Returns the ids in order. `durable`: as
+        for `enqueue`, for the whole batch."""
         requests: list[EnqueueRequest] = []
         for index, item in enumerate(items):
             if len(item) not in (2, 3):
@@ -188,12 +192,12 @@ class TaskQueue:
             if unknown:
                 raise UsageError(f"item {index}: unknown option(s) {', '.join(sorted(unknown))}")
             requests.append(EnqueueRequest(item[0], item[1], **options, label=f"item {index}"))
-        return [result.id for result in self.submit(requests)]
+        return [result.id for result in self.submit(requests, durable=durable)]
 
-    def submit(self, requests: Sequence[EnqueueRequest]) -> list[EnqueueResult]:
-        """Validate every request, then write them all (one round trip, one transaction)."""
+    def submit(self, requests: Sequence[EnqueueRequest], *, durable: bool = False) -> list[EnqueueResult]:
+        """Validate every request, then write them all (one round trip, atomic per queue)."""
         tasks = [prepare(request, self.registry) for request in requests]
-        return self.broker.enqueue(tasks)
+        return self.broker.enqueue(tasks, durable=durable)
 
     # -- periodic schedules ---------------------------------------------------------------------
 

@@ -38,7 +38,10 @@ def root(
     redis_url: Annotated[
         str | None,
         typer.Option(
-            "--redis-url", help="redis://, rediss:// or unix:// URL [env TASKQ_REDIS_URL]", show_default=False
+            "--redis-url",
+            help="redis://, rediss://, unix://, redis+cluster://, redis+sentinel:// URL "
+            "[env TASKQ_REDIS_URL]",
+            show_default=False,
         ),
     ] = None,
     namespace: Annotated[

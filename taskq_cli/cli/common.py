@@ -14,7 +14,10 @@ if TYPE_CHECKING:
 RedisUrl = Annotated[
     str | None,
     typer.Option(
-        "--redis-url", help="redis://, rediss:// or unix:// URL [env TASKQ_REDIS_URL]", show_default=False
+        "--redis-url",
+        help="redis://, rediss:// or unix:// URL; redis+cluster://h:p[,h:p] or "
+        "redis+sentinel://h:p[,h:p]/service (rediss+ for TLS) [env TASKQ_REDIS_URL]",
+        show_default=False,
     ),
 ]
 Namespace = Annotated[

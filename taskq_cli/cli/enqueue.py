@@ -47,6 +47,14 @@ def enqueue(
         str | None,
         typer.Option("--file", help="JSON Lines of {name, payload, ...}; '-' = stdin.", show_default=False),
     ] = None,
+    durable: Annotated[
+        bool,
+        typer.Option(
+            "--durable",
+            help="Return only once a replica has the task(s) too (Redis WAIT); exit 1 if none confirms "
+            "within 5s (the task may still be there).",
+        ),
+    ] = False,
     as_json: JsonFlag = False,
     redis_url: RedisUrl = None,
     namespace: Namespace = None,
@@ -77,7 +85,7 @@ def enqueue(
     if not requests:
         return
     tq = open_queue(ctx, redis_url, namespace, app)
-    results = tq.submit(requests)
+    results = tq.submit(requests, durable=durable)
     for result in results:
         if as_json:
             output.json_out(

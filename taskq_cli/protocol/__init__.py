@@ -14,18 +14,16 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-import redis
-from redis.backoff import NoBackoff
-from redis.retry import Retry as RedisRetry
-
 from taskq_cli.config import RetryDefaults, Settings
+from taskq_cli.errors import TaskqError
 from taskq_cli.protocol.keys import NamespaceKeys, QueueKeys
 from taskq_cli.protocol.scripts import ScriptArg, execute_with_scripts, load_scripts
+from taskq_cli.protocol.topology import Client, connect, is_cluster
+from taskq_cli.protocol.waker import Waker
 
-# Tasks per script call when enqueueing a batch: keeps each script short so Redis stays responsive.
-ENQUEUE_CHUNK = 500
 PROMOTE_BATCH = 500
 RECOVER_BATCH = 500
+DURABLE_TIMEOUT = 5.0  # seconds a durable enqueue waits for a replica to acknowledge it
 
 __all__ = [
     "Ack",
@@ -35,24 +33,31 @@ __all__ = [
     "Fetched",
     "Malformed",
     "NewTask",
+    "NotReplicated",
     "QueueStats",
     "TaskRecord",
     "connect",
 ]
 
 
-def connect(url: str, *, socket_timeout: float | None = 10.0) -> redis.Redis:
-    """A client that fails fast: callers decide themselves whether and how to retry."""
-    return redis.Redis.from_url(
-        url,
-        decode_responses=True,
-        encoding_errors="replace",  # malformed bytes become visible text instead of a crash
-        socket_connect_timeout=5.0,
-        socket_timeout=socket_timeout,
-        socket_keepalive=True,
-        health_check_interval=30,
-        retry=RedisRetry(NoBackoff(), 0),
-    )
+class NotReplicated(TaskqError):
+    """A durable enqueue that no replica confirmed in time (CLI exit 1). The primary took the tasks,
+    so they are most likely there and will run; only a failover before they replicate loses them."""
+
+    def __init__(self, results: Sequence[EnqueueResult], timeout: float, moved: bool = False) -> None:
+        self.results = list(results)
+        ids = [r.id for r in self.results]
+        shown = ", ".join(ids[:5]) + (f" and {len(ids) - 5} more" if len(ids) > 5 else "")
+        why = (
+            "a queue's slot moved to another node during the write, so the replicas could not be asked"
+            if moved
+            else f"no replica acknowledged it within {timeout:g}s"
+        )
+        super().__init__(
+            f"durable enqueue not confirmed: {why}. The task(s) {shown} were written to the primary and "
+            "are most likely there (they run as usual) but are lost if it fails before they replicate; "
+            "check its replicas (INFO replication). Enqueueing again with the same --id/task_id is safe."
+        )
 
 
 @dataclass(frozen=True)
@@ -137,13 +142,26 @@ class Broker:
     """Typed access to one namespace. `clock` returns a fixed time in ms for tests, else None
     (scripts then read Redis's own clock, one clock for every worker)."""
 
-    def __init__(self, client: redis.Redis, settings: Settings) -> None:
+    def __init__(self, client: Client, settings: Settings) -> None:
         self.client = client
         self.settings = settings
         self.ns = NamespaceKeys(settings.namespace)
         self.clock: Callable[[], int | None] = lambda: None
+        self.durable_timeout = DURABLE_TIMEOUT
         self._scripts = load_scripts()
         self._keys: dict[str, QueueKeys] = {}
+        self._waker: Waker | None = None
+
+    def close(self) -> None:
+        if self._waker is not None:
+            self._waker.close()
+            self._waker = None
+        self.client.close()
+
+    @property
+    def cluster(self) -> bool:
+        """Whether the client speaks to a Redis Cluster (one queue per slot, shards apart)."""
+        return is_cluster(self.client)
 
     # -- keys -------------------------------------------------------------------------------
 
@@ -166,30 +184,59 @@ class Broker:
 
     # -- producing --------------------------------------------------------------------------
 
-    def enqueue(self, tasks: Sequence[NewTask]) -> list[EnqueueResult]:
-        """Write tasks in one round trip and one transaction; results come back in input order."""
+    def enqueue(self, tasks: Sequence[NewTask], *, durable: bool = False) -> list[EnqueueResult]:
+        """Write tasks in one round trip, one script call per queue: each queue's share of a batch is
+        atomic, a batch spanning queues is written queue by queue (on a cluster each queue has its own
+        slot, often on another shard). Results come back in input order.
+
+        `durable`: the same round trip ends with a WAIT on every primary written to (on the
+        connection that wrote), and NotReplicated is raised unless at least one replica of each
+        acknowledged the writes within `durable_timeout`."""
         if not tasks:
             return []
         by_queue: dict[str, list[int]] = {}
         for index, task in enumerate(tasks):
             by_queue.setdefault(task.queue, []).append(index)
-        pipe = self.client.pipeline(transaction=True)
+        pipe = self.client.pipeline(transaction=False)
         pipe.sadd(self.ns.queues, *by_queue)
-        chunks: list[list[int]] = []
         for queue, indexes in by_queue.items():
-            for start in range(0, len(indexes), ENQUEUE_CHUNK):
-                chunk = indexes[start : start + ENQUEUE_CHUNK]
-                chunks.append(chunk)
-                self._scripts["enqueue"].queue(
-                    pipe, self.keys(queue).script_keys(), self._enqueue_args([tasks[i] for i in chunk])
-                )
-        replies = execute_with_scripts(pipe, self.client)[1:]
+            args = self._enqueue_args([tasks[i] for i in indexes])
+            self._scripts["enqueue"].queue(pipe, self.keys(queue).script_keys(), args)
+        owners = self._add_waits(pipe, list(by_queue)) if durable else {}
+        replies = execute_with_scripts(pipe, self.client)
         results: list[EnqueueResult | None] = [None] * len(tasks)
-        for chunk, reply in zip(chunks, replies, strict=True):
-            for offset, index in enumerate(chunk):
+        for indexes, reply in zip(by_queue.values(), replies[1 : 1 + len(by_queue)], strict=True):
+            for offset, index in enumerate(indexes):
                 task_id, state, duplicate = reply[offset * 3 : offset * 3 + 3]
                 results[index] = EnqueueResult(task_id, tasks[index].queue, state, duplicate == 1)
-        return [r for r in results if r is not None]
+        written = [r for r in results if r is not None]
+        if durable:
+            acked = [int(r) for r in replies[1 + len(by_queue) :]]
+            moved = owners != self._owners(list(by_queue))
+            if moved or min(acked) < 1:
+                raise NotReplicated(written, self.durable_timeout, moved)
+        return written
+
+    def _add_waits(self, pipe: Any, queues: Sequence[str]) -> dict[str, str]:
+        """Add WAIT 1 for each primary the pipeline writes to. On a cluster each WAIT is routed to
+        the node owning the slot, so it shares the connection (and the write offset) of the writes;
+        returns which node owns each key written, to notice a slot that moved meanwhile."""
+        timeout_ms = int(self.durable_timeout * 1000)
+        if not self.cluster:
+            pipe.execute_command("WAIT", 1, timeout_ms)
+            return {}
+        owners = self._owners(queues)
+        cluster: Any = self.client
+        for name in dict.fromkeys(owners.values()):
+            pipe.execute_command("WAIT", 1, timeout_ms, target_nodes=cluster.get_node(node_name=name))
+        return owners
+
+    def _owners(self, queues: Sequence[str]) -> dict[str, str]:
+        if not self.cluster:
+            return {}
+        cluster: Any = self.client
+        keys = [self.ns.queues, *(self.keys(q).tasks for q in queues)]
+        return {key: str(cluster.get_node_from_key(key).name) for key in keys}
 
     def _enqueue_args(self, tasks: Sequence[NewTask]) -> list[ScriptArg]:
         args: list[ScriptArg] = [self._now(), len(tasks)]
@@ -238,9 +285,17 @@ class Broker:
         ]
 
     def wait_for_work(self, queues: Sequence[str], timeout: float) -> bool:
-        """Block until a producer or a promotion wakes an idle worker, or the timeout passes."""
-        reply = self.client.blpop([self.keys(q).wake for q in queues], timeout=max(timeout, 0.01))
-        return reply is not None
+        """Block until a producer or a promotion wakes an idle worker, or the timeout passes. One
+        server: one BLPOP over the queues' wake keys. A cluster, where one BLPOP cannot span the
+        queues' slots: a Waker, one blocking thread per queue (see waker.py)."""
+        wake_keys = [self.keys(q).wake for q in queues]
+        if not self.cluster:
+            return self.client.blpop(wake_keys, timeout=max(timeout, 0.01)) is not None
+        if self._waker is None or self._waker.keys != tuple(wake_keys):
+            if self._waker is not None:
+                self._waker.close()
+            self._waker = Waker(self.client, wake_keys)
+        return self._waker.wait(timeout)
 
     def renew(self, leases: dict[str, list[tuple[str, str]]], lease: float) -> list[str]:
         """Extend the leases of running attempts ({queue: [(id, token)]}); returns the lost ids."""
@@ -371,7 +426,7 @@ class Broker:
 
     def set_paused(self, queue: str, paused: bool) -> None:
         k = self.keys(queue)
-        pipe = self.client.pipeline(transaction=True)
+        pipe = self.client.pipeline(transaction=False)  # registry and queue: two slots on a cluster
         pipe.sadd(self.ns.queues, queue)
         if paused:
             pipe.set(k.paused, "1")
@@ -384,8 +439,10 @@ class Broker:
     def paused(self, queues: Sequence[str]) -> dict[str, bool]:
         if not queues:
             return {}
-        flags = self.client.mget([self.keys(q).paused for q in queues])
-        return {q: flag is not None for q, flag in zip(queues, flags, strict=True)}
+        pipe = self.client.pipeline(transaction=False)  # one GET per queue: MGET cannot span slots
+        for q in queues:
+            pipe.get(self.keys(q).paused)
+        return {q: flag is not None for q, flag in zip(queues, pipe.execute(), strict=True)}
 
     def ids_in_state(self, queue: str, state: str, offset: int, limit: int) -> list[str]:
         """Ids of one state in the order they will be handled (pending: next first; scheduled: due
@@ -479,7 +536,10 @@ class Broker:
         ids = [str(i) for i in self.client.zrange(self.ns.workers, 0, -1)]
         if not ids:
             return []
-        infos = self.client.mget([self.ns.worker(i) for i in ids])
+        pipe = self.client.pipeline(transaction=False)  # one GET per worker: MGET cannot span slots
+        for worker_id in ids:
+            pipe.get(self.ns.worker(worker_id))
+        infos = pipe.execute()
         gone = [i for i, info in zip(ids, infos, strict=True) if info is None]
         if gone:
             self.client.zrem(self.ns.workers, *gone)  # their description expired: they are dead

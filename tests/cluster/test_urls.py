@@ -1,0 +1,85 @@
+"""Redis URLs for a cluster and for Sentinel: parsed into hosts, path and redis-py's own options,
+bad ones refused as usage errors (exit 2) before anything is written. No server needed."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+from redis.sentinel import SentinelManagedConnection, SentinelManagedSSLConnection
+
+from taskq_cli.errors import UsageError
+from taskq_cli.protocol import connect
+from taskq_cli.protocol.topology import parse_multi_host_url
+from tests.conftest import ROOT, cli_env
+
+
+def test_a_cluster_url_lists_its_startup_nodes_and_keeps_credentials_and_options() -> None:
+    parsed = parse_multi_host_url(
+        "redis+cluster://bob:s%40cret@10.0.0.1:7000,10.0.0.2,[::1]:7002?socket_timeout=3", 6379
+    )
+    assert parsed.hosts == [("10.0.0.1", 7000), ("10.0.0.2", 6379), ("::1", 7002)]
+    assert parsed.tls is False and parsed.path == []
+    assert parsed.options["username"] == "bob" and parsed.options["password"] == "s@cret"
+    assert parsed.options["socket_timeout"] == 3.0
+
+
+def test_tls_variants_are_recognised() -> None:
+    assert parse_multi_host_url("rediss+cluster://h:7000", 6379).tls is True
+    assert parse_multi_host_url("rediss+sentinel://h:26379/svc", 26379).tls is True
+
+
+def test_a_sentinel_url_names_the_service_and_optionally_the_database() -> None:
+    parsed = parse_multi_host_url("redis+sentinel://s1:26379,s2/mymaster/2", 26379)
+    assert parsed.hosts == [("s1", 26379), ("s2", 26379)]
+    assert parsed.path == ["mymaster", "2"]
+
+
+def test_a_sentinel_client_connects_lazily_through_the_sentinels_with_tls_when_asked() -> None:
+    plain = connect("redis+sentinel://127.0.0.1:1,127.0.0.1:2/svc/3")
+    tls = connect("rediss+sentinel://127.0.0.1:1/svc?sentinel_password=pw")
+    try:
+        assert plain.connection_pool.connection_class is SentinelManagedConnection  # type: ignore[union-attr]
+        assert plain.connection_pool.connection_kwargs["db"] == 3  # type: ignore[union-attr]
+        assert tls.connection_pool.connection_class is SentinelManagedSSLConnection  # type: ignore[union-attr]
+        sentinels = tls.connection_pool.sentinel_manager.sentinels  # type: ignore[union-attr]
+        assert sentinels[0].connection_pool.connection_kwargs["password"] == "pw"
+    finally:
+        plain.close()
+        tls.close()
+
+
+@pytest.mark.parametrize(
+    ("url", "says"),
+    [
+        ("redis+sentinel://127.0.0.1:26379", "needs the service name"),
+        ("redis+sentinel://127.0.0.1:26379/svc/x", "invalid database"),
+        ("redis+cluster://127.0.0.1:7000/3", "only database 0"),
+        ("redis+cluster://", "no host"),
+        ("redis+cluster://h:99999", "invalid port"),
+    ],
+)
+def test_malformed_urls_are_usage_errors(url: str, says: str) -> None:
+    with pytest.raises(UsageError, match=says):
+        connect(url)
+
+
+def test_the_cli_refuses_a_malformed_url_with_exit_2_and_hides_the_password() -> None:
+    env = cli_env("redis+sentinel://:hunter2@127.0.0.1:26379", "urls")
+    proc = subprocess.run(
+        [sys.executable, "-m", "taskq_cli", "enqueue", "t"],
+        capture_output=True, text=True, cwd=ROOT, env=env, timeout=30, check=False,
+    )  # fmt: skip
+    assert proc.returncode == 2, proc.stderr
+    assert "needs the service name" in proc.stderr and "hunter2" not in proc.stderr
+
+
+def test_an_unreachable_cluster_is_the_usual_cannot_reach_redis_exit_1() -> None:
+    env = cli_env("redis+cluster://127.0.0.1:1", "urls")
+    proc = subprocess.run(
+        [sys.executable, "-m", "taskq_cli", "stats"],
+        capture_output=True, text=True, cwd=ROOT, env=env, timeout=30, check=False,
+    )  # fmt: skip
+    assert proc.returncode == 1
+    assert proc.stderr.startswith("taskq: error: cannot reach Redis") and proc.stderr.count("\n") == 1
