@@ -4,7 +4,7 @@ given before the command, else the environment, else the default."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -35,6 +35,28 @@ App = Annotated[
     ),
 ]
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")]
+Limit = Annotated[int, typer.Option(help="At most this many.")]
+Offset = Annotated[int, typer.Option(help="Skip this many first (paging).")]
+
+
+def parse_payload(text: str | None) -> dict[str, Any]:
+    """A PAYLOAD argument: a JSON object ('-' reads stdin; omitted = {}); bad input is a UsageError."""
+    import json
+    import sys
+
+    from taskq_cli.errors import UsageError
+
+    if text is None:
+        return {}
+    if text == "-":
+        text = sys.stdin.read()
+    try:
+        value = json.loads(text)
+    except ValueError as exc:
+        raise UsageError(f"invalid JSON payload: {exc}") from None
+    if not isinstance(value, dict):
+        raise UsageError(f"payload must be a JSON object, got {type(value).__name__}")
+    return value
 
 
 @dataclass(frozen=True)

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import json
 from typing import Annotated, Any
 
 import typer
 
 from taskq_cli.cli import output
-from taskq_cli.cli.common import App, JsonFlag, Namespace, RedisUrl, open_queue
-from taskq_cli.errors import NotFound, UsageError
+from taskq_cli.cli.common import App, JsonFlag, Namespace, RedisUrl, open_queue, parse_payload
+from taskq_cli.errors import NotFound
 from taskq_cli.timeparse import iso_ms
 
 cron_app = typer.Typer(help="Periodic schedules: each tick fires exactly once.", no_args_is_help=True)
@@ -42,7 +41,7 @@ def cron_add(
 
     Example: taskq cron add nightly-report "30 2 * * *" build_report '{"kind": "daily"}' --tz Europe/Berlin
     """
-    body = _payload(payload)
+    body = parse_payload(payload)
     tq = open_queue(ctx, redis_url, namespace, app)
     stored = tq.schedule(
         name, spec, task, body, queue=queue, timezone=tz, catchup=catchup, max_retries=max_retries
@@ -147,15 +146,3 @@ def describe(tq: Any) -> list[dict[str, Any]]:
             }
         )
     return rows
-
-
-def _payload(text: str | None) -> dict[str, Any]:
-    if text is None:
-        return {}
-    try:
-        value = json.loads(text)
-    except ValueError as exc:
-        raise UsageError(f"invalid JSON payload: {exc}") from None
-    if not isinstance(value, dict):
-        raise UsageError(f"payload must be a JSON object, got {type(value).__name__}")
-    return value

@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 
 from taskq_cli.cli import output
-from taskq_cli.cli.common import JsonFlag, Namespace, RedisUrl, open_queue
+from taskq_cli.cli.common import JsonFlag, Limit, Namespace, Offset, RedisUrl, open_queue
 from taskq_cli.errors import NotFound, UsageError
 
 dlq_app = typer.Typer(help="The dead-letter queue: tasks that failed for good.", no_args_is_help=True)
@@ -23,8 +23,8 @@ def dlq_list(
     ctx: typer.Context,
     queue: QueueOpt = None,
     name: NameOpt = None,
-    limit: Annotated[int, typer.Option(help="At most this many.")] = 50,
-    offset: Annotated[int, typer.Option(help="Skip this many first (paging).")] = 0,
+    limit: Limit = 50,
+    offset: Offset = 0,
     as_json: JsonFlag = False,
     redis_url: RedisUrl = None,
     namespace: Namespace = None,

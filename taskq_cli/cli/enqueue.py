@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import json
 import sys
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 
 from taskq_cli.cli import output
-from taskq_cli.cli.common import App, JsonFlag, Namespace, RedisUrl, open_queue
+from taskq_cli.cli.common import App, JsonFlag, Namespace, RedisUrl, open_queue, parse_payload
 from taskq_cli.errors import UsageError
 from taskq_cli.producer import UNSET, EnqueueRequest, parse_json_lines
 
@@ -73,7 +72,7 @@ def enqueue(
         requests = [
             EnqueueRequest(
                 name=name,
-                payload=_parse_payload(payload),
+                payload=parse_payload(payload),
                 queue=queue,
                 delay=delay,
                 at=at,
@@ -93,20 +92,6 @@ def enqueue(
             )
         else:
             output.line(result.id)
-
-
-def _parse_payload(text: str | None) -> Any:
-    if text is None:
-        return {}
-    if text == "-":
-        text = sys.stdin.read()
-    try:
-        value = json.loads(text)
-    except ValueError as exc:
-        raise UsageError(f"invalid JSON payload: {exc}") from None
-    if not isinstance(value, dict):
-        raise UsageError(f"payload must be a JSON object, got {type(value).__name__}")
-    return value
 
 
 def _timeout(text: str) -> str | None:

@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 
 from taskq_cli.cli import output
-from taskq_cli.cli.common import JsonFlag, Namespace, RedisUrl, open_queue
+from taskq_cli.cli.common import JsonFlag, Limit, Namespace, Offset, RedisUrl, open_queue
 from taskq_cli.errors import NotFound
 
 task_app = typer.Typer(help="Look at, list or cancel tasks.", no_args_is_help=True)
@@ -15,8 +15,6 @@ task_app = typer.Typer(help="Look at, list or cancel tasks.", no_args_is_help=Tr
 QueueOpt = Annotated[
     str | None, typer.Option("--queue", "-q", help="Look only in this queue.", show_default=False)
 ]
-Limit = Annotated[int, typer.Option(help="At most this many.")]
-Offset = Annotated[int, typer.Option(help="Skip this many first (paging).")]
 
 
 @task_app.command("show")
