@@ -46,6 +46,7 @@ IDLE_BLOCK = 1.0  # longest BLPOP on the wake keys; bounds how long a stop reque
 # within about this long. With longer tasks a worker holds exactly as many tasks as it has slots.
 PREFETCH_BELOW = 0.05
 RUNTIME_SAMPLES = 8  # tasks seen before prefetching starts
+PRUNE_EVERY = 15.0  # seconds between sweeps of dead workers out of the worker registry
 
 
 @dataclass(frozen=True)
@@ -164,6 +165,7 @@ class Worker:
         self._started_at = int(time.time() * 1000)
         self._next_maintenance = 0.0  # monotonic time of the next promote/recover pass
         self._poked = threading.Event()  # wakes the heartbeat thread early
+        self._next_prune = 0.0
 
     # -- lifecycle --------------------------------------------------------------------------
 
@@ -517,6 +519,9 @@ class Worker:
             ],
         }
         self.broker.register_worker(self.id, info, ttl=max(self.lease, 3.0))
+        if time.monotonic() >= self._next_prune:  # drop registry entries of workers that died
+            self._next_prune = time.monotonic() + PRUNE_EVERY
+            self.broker.live_workers()
 
     def _abandon(self, task_ids: list[str]) -> None:
         """These attempts lost their lease (cancelled, or recovered while this worker was cut off):
@@ -559,3 +564,4 @@ class Worker:
     def _unregister(self) -> None:
         with contextlib.suppress(*REDIS_DOWN):
             self.broker.unregister_worker(self.id)
+            self.broker.live_workers()  # and sweep out workers that died without a word
