@@ -31,8 +31,8 @@ class Pool(Protocol):
         """Never blocks; runs it when a slot is free (the worker may submit a few more than it has
         slots while tasks are short, so that no slot waits for a round trip to Redis)."""
 
-    def abort(self, task_ids: Collection[str]) -> None:
-        """Stop these executions now (the worker is shutting down); their outcomes are dropped."""
+    def abort(self, tokens: Collection[str]) -> None:
+        """Stop these attempts (by lease token) now; their outcomes are dropped."""
 
     def close(self) -> None:
         """Release everything (after all executions ended or were aborted)."""
@@ -63,10 +63,10 @@ class ThreadPool:
     def submit(self, execution: Execution) -> None:
         self._jobs.put(execution)
 
-    def abort(self, task_ids: Collection[str]) -> None:
+    def abort(self, tokens: Collection[str]) -> None:
         with self._lock:
-            self._dropped.update(task_ids)
-            stuck = len(self._executing & set(task_ids))
+            self._dropped.update(tokens)
+            stuck = len(self._executing & set(tokens))
         for _ in range(stuck):  # their threads cannot be stopped: replace them
             self._add_thread()
 
@@ -82,16 +82,16 @@ class ThreadPool:
     def _serve(self) -> None:
         while (execution := self._jobs.get()) is not None:
             with self._lock:
-                if execution.task_id in self._dropped:
+                if execution.token in self._dropped:
                     continue  # aborted before it started
-                self._executing.add(execution.task_id)
+                self._executing.add(execution.token)
                 if execution.timeout is not None:
-                    self._deadlines[execution.task_id] = (time.monotonic() + execution.timeout, execution)
+                    self._deadlines[execution.token] = (time.monotonic() + execution.timeout, execution)
             outcome = run_task(self.registry.get(execution.name), execution, call=call_here)
             with self._lock:
-                self._executing.discard(execution.task_id)
-                self._deadlines.pop(execution.task_id, None)
-                abandoned = execution.task_id in self._dropped
+                self._executing.discard(execution.token)
+                self._deadlines.pop(execution.token, None)
+                abandoned = execution.token in self._dropped
             if abandoned:
                 return  # this thread was replaced when its task timed out or was aborted
             if self._on_done is not None:
@@ -103,9 +103,9 @@ class ThreadPool:
             with self._lock:
                 late = [e for deadline, e in self._deadlines.values() if deadline <= now]
                 for execution in late:
-                    del self._deadlines[execution.task_id]
-                    self._dropped.add(execution.task_id)
-                    self._executing.discard(execution.task_id)
+                    del self._deadlines[execution.token]
+                    self._dropped.add(execution.token)
+                    self._executing.discard(execution.token)
             for execution in late:
                 self._add_thread()
                 if self._on_done is not None:
@@ -132,10 +132,10 @@ class AsyncPool:
     def submit(self, execution: Execution) -> None:
         self._loop.call_soon_threadsafe(self._begin, execution)
 
-    def abort(self, task_ids: Collection[str]) -> None:
+    def abort(self, tokens: Collection[str]) -> None:
         def cancel() -> None:
-            for task_id in task_ids:
-                running = self._running.pop(task_id, None)
+            for token in tokens:
+                running = self._running.pop(token, None)
                 if running is not None:
                     running.cancel()
 
@@ -150,12 +150,12 @@ class AsyncPool:
             self._loop.close()
 
     def _begin(self, execution: Execution) -> None:
-        self._running[execution.task_id] = self._loop.create_task(self._run(execution))
+        self._running[execution.token] = self._loop.create_task(self._run(execution))
 
     async def _run(self, execution: Execution) -> None:
         async with self._slots:
             outcome = await run_task_async(self.registry.get(execution.name), execution)
-        if self._running.pop(execution.task_id, None) is not None and self._on_done is not None:
+        if self._running.pop(execution.token, None) is not None and self._on_done is not None:
             self._on_done(execution, outcome)
 
 

@@ -98,12 +98,12 @@ class ProcessPool:
             self._backlog.append(execution)
             self._assign()
 
-    def abort(self, task_ids: Collection[str]) -> None:
+    def abort(self, tokens: Collection[str]) -> None:
         with self._lock:
-            self._dropped.update(task_ids)
-            self._backlog = deque(e for e in self._backlog if e.task_id not in task_ids)
+            self._dropped.update(tokens)
+            self._backlog = deque(e for e in self._backlog if e.token not in tokens)
             for child in self._children:
-                if child.execution is not None and child.execution.task_id in task_ids:
+                if child.execution is not None and child.execution.token in tokens:
                     child.retiring = True
                     _kill(child.process)
 
@@ -252,14 +252,14 @@ class ProcessPool:
             )
 
     def _deliver(self, execution: Execution, outcome: Outcome) -> None:
-        if execution.task_id in self._dropped:
+        if execution.token in self._dropped:
             return
         self._on_done(execution, outcome)
 
 
-def astuple_execution(e: Execution) -> tuple[str, str, str, int, int, str, float | None]:
+def astuple_execution(e: Execution) -> tuple[str, str, str, int, int, str, float | None, str]:
     """The Execution as a plain tuple (marshal is the cheapest codec for it; order = fields)."""
-    return (e.task_id, e.name, e.queue, e.attempt, e.max_retries, e.payload_json, e.timeout)
+    return (e.task_id, e.name, e.queue, e.attempt, e.max_retries, e.payload_json, e.timeout, e.token)
 
 
 def _start_forkserver() -> None:

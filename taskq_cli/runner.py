@@ -33,6 +33,8 @@ class Execution:
     max_retries: int
     payload_json: str
     timeout: float | None
+    token: str = ""  # the attempt's lease token: pools key their bookkeeping by it, not by task id,
+    # because a retry of the same task may start in the same worker while the last attempt is reported
 
     @property
     def context(self) -> TaskContext:

@@ -309,7 +309,14 @@ class Worker:
         )
         self.pool.submit(
             Execution(
-                job.id, name, job.queue, attempt, options.max_retries, job.payload_json, options.timeout
+                job.id,
+                name,
+                job.queue,
+                attempt,
+                options.max_retries,
+                job.payload_json,
+                options.timeout,
+                job.token,
             )
         )
 
@@ -333,7 +340,7 @@ class Worker:
         self._outcomes.put((execution, outcome))
         with self._slots:
             running = self._running.get(execution.task_id)
-            if running is not None:
+            if running is not None and running.job.token == execution.token:
                 running.finished = True
             self._runtime_samples += 1
             self._avg_runtime += (outcome.runtime - self._avg_runtime) * 0.2
@@ -365,7 +372,7 @@ class Worker:
 
     def _report(self, batch: list[tuple[Execution, Outcome]]) -> None:
         with self._slots:
-            items = [(self._running[e.task_id], o) for e, o in batch if e.task_id in self._running]
+            items = [(self._running[e.task_id], o) for e, o in batch if self._holds(e.task_id, e.token)]
         reports = [self._report_for(running, outcome) for running, outcome in items]
         results = self._with_redis(lambda: self.broker.report(reports)) if reports else []
         for (running, outcome), report, result in zip(
@@ -376,7 +383,7 @@ class Worker:
                 self.poke_maintenance(report.delay)
         with self._slots:
             for running, _ in items:
-                self._running.pop(running.job.id, None)
+                self._forget(running.job)
             self._slots.notify_all()
 
     def _report_for(self, running: Running, outcome: Outcome) -> Ack | Failure:
@@ -493,9 +500,14 @@ class Worker:
         by_queue: dict[str, list[tuple[str, str]]] = {}
         for job in running:
             by_queue.setdefault(job.queue, []).append((job.id, job.token))
-        lost = self.broker.renew(by_queue, self.lease)
+        renewed = {job.id: job for job in running}
+        lost_ids = self.broker.renew(by_queue, self.lease)
         with self._slots:  # a task that finished meanwhile was acked, not lost
-            lost = [i for i in lost if i in self._running and not self._running[i].finished]
+            lost = [
+                renewed[i]
+                for i in lost_ids
+                if self._holds(i, renewed[i].token) and not self._running[i].finished
+            ]
         if lost:
             self._abandon(lost)
         now = int(time.time() * 1000)
@@ -523,16 +535,26 @@ class Worker:
             self._next_prune = time.monotonic() + PRUNE_EVERY
             self.broker.live_workers()
 
-    def _abandon(self, task_ids: list[str]) -> None:
+    def _abandon(self, jobs: list[Fetched]) -> None:
         """These attempts lost their lease (cancelled, or recovered while this worker was cut off):
         someone else owns the task now, so stop running it."""
-        for task_id in task_ids:
-            log.warning("task %s: lease lost (cancelled or recovered elsewhere); stopping it", task_id)
-        self.pool.abort(task_ids)
+        for job in jobs:
+            log.warning("task %s: lease lost (cancelled or recovered elsewhere); stopping it", job.id)
+        self.pool.abort([job.token for job in jobs])
         with self._slots:
-            for task_id in task_ids:
-                self._running.pop(task_id, None)
+            for job in jobs:
+                self._forget(job)
             self._slots.notify_all()
+
+    def _holds(self, task_id: str, token: str) -> bool:
+        """Whether this attempt (not an earlier or later one of the same task) is held (lock held)."""
+        running = self._running.get(task_id)
+        return running is not None and running.job.token == token
+
+    def _forget(self, job: Fetched) -> None:
+        """Drop this attempt's entry, never a newer attempt of the same task (lock held)."""
+        if self._holds(job.id, job.token):
+            del self._running[job.id]
 
     # -- stopping ---------------------------------------------------------------------------
 
@@ -547,7 +569,7 @@ class Worker:
             unfinished = [r for r in self._running.values() if not r.finished]
         if not unfinished:
             return
-        self.pool.abort([r.job.id for r in unfinished])
+        self.pool.abort([r.job.token for r in unfinished])
         returned = 0
         for running in unfinished:
             try:
@@ -556,7 +578,7 @@ class Worker:
                 log.error("could not return task %s (%s); its lease will bring it back", running.job.id, exc)
         with self._slots:
             for running in unfinished:
-                self._running.pop(running.job.id, None)
+                self._forget(running.job)
         log.warning(
             "grace over: returned %d of %d unfinished tasks to their queues", returned, len(unfinished)
         )

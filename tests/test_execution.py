@@ -691,7 +691,8 @@ async def async_wait(seconds: float) -> float:
 
 
 def execution(name: str, payload: dict[str, Any], timeout: float | None = 10, task_id: str = "") -> Execution:
-    return Execution(task_id or name, name, "default", 1, 0, json.dumps(payload), timeout)
+    # the lease token doubles as the id here: pools abort attempts by token
+    return Execution(task_id or name, name, "default", 1, 0, json.dumps(payload), timeout, task_id or name)
 
 
 class Collector:

@@ -1,0 +1,1 @@
+"""Fault injection: tests that run a Redis of their own (see harness.py)."""

@@ -1,0 +1,587 @@
+"""Model-based tests of the Redis protocol: hypothesis drives random sequences of every operation
+against a real Redis, with the scripts' clock driven by the test (leases, delays, backoff and expiry
+without sleeping), and compares Redis with a plain Python model after every step.
+
+Operations: enqueue (plain, delayed, custom id, in batches), fetch, ack, fail, a handler's retry
+request, a worker crash (its handles dropped, the lease left to expire), renew, a graceful requeue,
+time passing, promote, recover, dlq retry and purge, cancel, pause and resume, clear.
+
+After every step: each task is in exactly one structure, the one its record's state names; the
+pending order, due times, lease deadlines and tokens, death and expiry times, payloads, results and
+counters equal the model's; attempts never exceed max_retries + 1; nothing disappears except by
+cancel, purge, clear, expiry of a done record or the dead set's bounds; the namespace holds no key
+but the protocol's.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import uuid
+from dataclasses import dataclass
+
+import redis
+from hypothesis import HealthCheck, Phase, settings
+from hypothesis import strategies as st
+from hypothesis.stateful import (
+    RuleBasedStateMachine,
+    initialize,
+    invariant,
+    precondition,
+    rule,
+    run_state_machine_as_test,
+)
+
+from taskq_cli import TaskQueue
+from taskq_cli.config import RetryDefaults
+from taskq_cli.protocol import Fetched, NewTask
+from taskq_cli.protocol.keys import QUEUE_KEY_ORDER, QueueKeys
+from tests.conftest import REDIS_URL
+
+QUEUES = ("a", "b")
+CUSTOM_IDS = ("c1", "c2", "c3")
+DEFAULTS = RetryDefaults(max_retries=2, backoff_base=1.0, backoff_max=8.0)
+DEAD_MAX = 2
+DEAD_TTL_MS = 120_000
+START_MS = 1_800_000_000_000
+ERROR = {"type": "RuntimeError", "message": "boom", "traceback": "tb"}
+
+Key = tuple[str, str]  # (queue, id)
+
+
+@dataclass
+class ModelTask:
+    queue: str
+    id: str
+    payload: str
+    max_retries: int | None  # in the record; None: the defaults apply
+    backoff: tuple[float, float] | None  # (base, max) in the record; None: the defaults apply
+    state: str = "pending"
+    attempts: int = 0
+    lease: str | None = None  # the record's `lease`: the token of the last attempt that reported
+    token: str | None = None  # the live lease token (active only)
+    deadline: int | None = None
+    due: int | None = None
+    died: int | None = None
+    expires: int | None = None
+    result: str | None = None
+
+    @property
+    def limit(self) -> int:
+        return DEFAULTS.max_retries if self.max_retries is None else self.max_retries
+
+
+@dataclass(frozen=True)
+class Spec:
+    queue: str
+    custom: str | None
+    delay_ms: int
+    max_retries: int | None
+    backoff: bool
+
+
+specs = st.builds(
+    Spec,
+    queue=st.sampled_from(QUEUES),
+    custom=st.none() | st.sampled_from(CUSTOM_IDS),
+    delay_ms=st.sampled_from([0, 0, 0, 500, 5_000]),
+    max_retries=st.none() | st.integers(0, 2),
+    backoff=st.booleans(),
+)
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.ms = START_MS
+
+    def __call__(self) -> int:
+        return self.ms
+
+
+class ProtocolMachine(RuleBasedStateMachine):
+    def __init__(self) -> None:
+        super().__init__()
+        self.ns = f"test-stateful-{uuid.uuid4().hex[:10]}"
+        self.tq = TaskQueue(
+            redis_url=REDIS_URL, namespace=self.ns, dead_max=DEAD_MAX, dead_ttl=DEAD_TTL_MS / 1000
+        )
+        self.broker = self.tq.broker
+        self.clock = Clock()
+        self.broker.clock = self.clock
+        self.raw = redis.Redis.from_url(REDIS_URL, decode_responses=True)
+        self.tasks: dict[Key, ModelTask] = {}
+        self.pending: dict[str, list[str]] = {q: [] for q in QUEUES}  # next to fetch first
+        self.held: list[Fetched] = []  # attempts some worker believes it holds
+        self.paused: set[str] = set()
+        self.counters = {q: {"processed": 0, "failed": 0} for q in QUEUES}
+        self.serial = 0
+
+    def teardown(self) -> None:
+        keys = list(self.raw.scan_iter(match=f"{self.ns}:*", count=1000))
+        if keys:
+            self.raw.delete(*keys)
+        self.raw.close()
+        self.tq.close()
+
+    # -- helpers ------------------------------------------------------------------------------
+
+    @property
+    def now(self) -> int:
+        return self.clock.ms
+
+    def of_state(self, queue: str, state: str) -> list[ModelTask]:
+        return [t for t in self.tasks.values() if t.queue == queue and t.state == state]
+
+    def forget(self, task: ModelTask) -> None:
+        del self.tasks[(task.queue, task.id)]
+        if task.id in self.pending[task.queue]:
+            self.pending[task.queue].remove(task.id)
+
+    def count(self, queue: str, failed: bool) -> None:
+        self.counters[queue]["processed"] += 1
+        self.counters[queue]["failed"] += int(failed)
+
+    def to_dead(self, task: ModelTask) -> None:
+        task.state, task.died, task.due, task.token, task.deadline = "dead", self.now, None, None, None
+        dead = sorted(self.of_state(task.queue, "dead"), key=lambda t: (t.died or 0, t.id))
+        for old in [t for t in dead if (t.died or 0) <= self.now - DEAD_TTL_MS][:100]:
+            self.forget(old)
+            dead.remove(old)
+        for old in dead[: min(max(len(dead) - DEAD_MAX, 0), 100)]:
+            self.forget(old)
+
+    def sweep_done(self, queue: str, limit: int) -> None:
+        expired = sorted(
+            (t for t in self.of_state(queue, "done") if (t.expires or 0) <= self.now),
+            key=lambda t: (t.expires or 0, t.id),
+        )
+        for task in expired[:limit]:
+            self.forget(task)
+
+    def pick(self, index: int) -> Fetched:
+        return self.held[index % len(self.held)]
+
+    def live(self, job: Fetched) -> ModelTask | None:
+        """The model task whose live lease this handle holds, if it still does."""
+        task = self.tasks.get((job.queue, job.id))
+        return task if task is not None and task.state == "active" and task.token == job.token else None
+
+    # -- producing ----------------------------------------------------------------------------
+
+    @rule(batch=st.lists(specs, min_size=1, max_size=4))
+    def enqueue(self, batch: list[Spec]) -> None:
+        new_tasks = []
+        for spec in batch:
+            self.serial += 1
+            meta: dict[str, object] = {"name": "t", "queue": spec.queue}
+            if spec.max_retries is not None:
+                meta["max_retries"] = spec.max_retries
+            if spec.backoff:
+                meta["backoff_base"], meta["backoff_max"] = 0.5, 2.0
+            new_tasks.append(
+                NewTask(
+                    id=spec.custom or f"t{self.serial}",
+                    queue=spec.queue,
+                    meta=meta,
+                    payload_json=json.dumps({"n": self.serial}),
+                    delay_ms=spec.delay_ms or None,
+                    custom_id=spec.custom is not None,
+                )
+            )
+        results = self.broker.enqueue(new_tasks)
+        for spec, task, result in zip(batch, new_tasks, results, strict=True):
+            existing = self.tasks.get((task.queue, task.id))
+            if existing is not None and existing.state in ("pending", "scheduled", "active"):
+                assert (result.id, result.state, result.duplicate) == (task.id, existing.state, True)
+                continue
+            if existing is not None:
+                self.forget(existing)  # a done or dead task with this custom id is replaced
+            model = ModelTask(
+                task.queue, task.id, task.payload_json, spec.max_retries, (0.5, 2.0) if spec.backoff else None
+            )
+            if spec.delay_ms:
+                model.state, model.due = "scheduled", self.now + spec.delay_ms
+            else:
+                self.pending[task.queue].append(task.id)
+            self.tasks[(task.queue, task.id)] = model
+            assert (result.id, result.state, result.duplicate) == (task.id, model.state, False)
+
+    # -- consuming ----------------------------------------------------------------------------
+
+    @rule(queue=st.sampled_from(QUEUES), lease=st.sampled_from([1.0, 10.0]))
+    def fetch(self, queue: str, lease: float) -> None:
+        got = self.broker.fetch(queue, lease, "w")
+        if queue in self.paused or not self.pending[queue]:
+            assert got is None
+            return
+        assert isinstance(got, Fetched), got
+        expected = self.pending[queue].pop(0)
+        assert got.id == expected
+        task = self.tasks[(queue, expected)]
+        task.state, task.attempts, task.token, task.lease = "active", task.attempts + 1, got.token, got.token
+        task.deadline = self.now + int(lease * 1000)
+        assert got.meta["attempts"] == task.attempts and got.payload_json == task.payload
+        self.held.append(got)
+
+    @rule(
+        queue=st.sampled_from(QUEUES),
+        lease=st.sampled_from([1.0, 10.0]),
+        outcome=st.sampled_from(["ack", "ack", "fail", "final", "retry", "crash", "hold"]),
+        ttl=st.sampled_from([0, 5, 600]),
+    )
+    def work(self, queue: str, lease: float, outcome: str, ttl: int) -> None:
+        """A worker's usual round: fetch, run, report (or die, or keep running)."""
+        held = len(self.held)
+        self.fetch(queue, lease)
+        if len(self.held) == held or outcome == "hold":
+            return
+        last = len(self.held) - 1
+        if outcome == "ack":
+            self.ack(last, ttl, result=True, keep=False)
+        elif outcome == "crash":
+            self.crash(last)
+        else:
+            delay = {"fail": 0.3, "final": 0.0, "retry": 5.0}[outcome]
+            self.fail(last, final=outcome == "final", delay=delay, keep=False)
+
+    @precondition(lambda self: self.held)
+    @rule(
+        op=st.sampled_from(["ack", "fail", "final", "retry", "crash", "requeue", "renew"]),
+        index=st.integers(0, 50),
+        ttl=st.sampled_from([0, 5, 600]),
+        flag=st.booleans(),
+        lease=st.sampled_from([1.0, 10.0]),
+    )
+    def report(self, op: str, index: int, ttl: int, flag: bool, lease: float) -> None:
+        """What happens to an attempt a worker holds: it reports success or failure (`final`: `Fail`;
+        `retry`: a handler's `Retry(delay=...)`), perhaps twice (`flag`: the handle is kept), its
+        worker crashes, gives it back while stopping, or renews every lease it holds."""
+        if op == "ack":
+            self.ack(index, ttl, result=flag, keep=flag)
+        elif op in ("fail", "final", "retry"):
+            delay = {"fail": 0.3, "final": 0.0, "retry": 2.0}[op]
+            self.fail(index, final=op == "final", delay=delay, keep=flag)
+        elif op == "crash":
+            self.crash(index)
+        elif op == "requeue":
+            self.requeue(index)
+        else:
+            self.renew(lease)
+
+    def ack(self, index: int, ttl: int, result: bool, keep: bool) -> None:
+        job = self.pick(index)
+        result_json = json.dumps({"r": job.token}) if result else None
+        answer = self.broker.ack(job, result_json, ttl)
+        task, stored = self.live(job), self.tasks.get((job.queue, job.id))
+        if task is not None:
+            assert answer is True
+            self.count(job.queue, failed=False)
+            if ttl <= 0:
+                self.forget(task)
+            else:
+                task.state, task.expires, task.result = "done", self.now + ttl * 1000, result_json
+                task.token = task.deadline = None
+            self.sweep_done(job.queue, 4)
+        elif stored is not None and stored.state == "done" and stored.lease == job.token:
+            assert answer is True, "a repeated ack of the same attempt is accepted"
+        else:
+            assert answer is False, "an attempt that lost its lease cannot be acked"
+        if not keep:
+            self.held.remove(job)
+
+    def fail(self, index: int, final: bool, delay: float, keep: bool) -> None:
+        """A failed attempt: an exception with the worker's backoff, `Fail` (final), or a handler's
+        `Retry(delay=...)` (the same report with the handler's delay)."""
+        job = self.pick(index)
+        stored = self.tasks.get((job.queue, job.id))
+        limit = stored.limit if stored is not None else DEFAULTS.max_retries
+        answer = self.broker.fail(job, ERROR, final=final, delay=delay, max_retries=limit)
+        task = self.live(job)
+        if task is not None:
+            self.count(job.queue, failed=True)
+            task.token = task.deadline = None
+            if final or task.attempts >= task.limit + 1:
+                self.to_dead(task)
+                assert answer == "dead"
+            else:
+                task.state, task.due = "scheduled", self.now + int(delay * 1000)
+                assert answer == "scheduled"
+        elif stored is not None and stored.lease == job.token and stored.state in ("scheduled", "dead"):
+            assert answer == stored.state, "a repeated report of the same attempt answers the same"
+        else:
+            assert answer == "", "an attempt that lost its lease cannot fail the task"
+        if not keep:
+            self.held.remove(job)
+
+    def crash(self, index: int) -> None:
+        """The worker holding this attempt dies: nobody reports it; only its lease can bring it back."""
+        self.held.remove(self.pick(index))
+
+    def renew(self, lease: float) -> None:
+        by_queue: dict[str, list[tuple[str, str]]] = {}
+        for job in self.held:
+            by_queue.setdefault(job.queue, []).append((job.id, job.token))
+        lost = self.broker.renew(by_queue, lease)
+        expected_lost = []
+        for queue in by_queue:  # the broker answers queue by queue, in the order first held
+            for job in [j for j in self.held if j.queue == queue]:
+                task = self.live(job)
+                if task is None:
+                    expected_lost.append(job.id)
+                else:
+                    task.deadline = self.now + int(lease * 1000)
+        assert lost == expected_lost
+        self.held = [j for j in self.held if self.live(j) is not None]  # the worker abandons the lost
+
+    def requeue(self, index: int) -> None:
+        """A stopping worker gives the attempt back (head of the queue, attempt not counted)."""
+        job = self.pick(index)
+        task = self.live(job)
+        assert self.broker.requeue(job) is (task is not None)
+        if task is not None:
+            task.state, task.attempts = "pending", max(task.attempts - 1, 0)
+            task.token = task.deadline = task.lease = None
+            self.pending[job.queue].insert(0, job.id)
+        self.held.remove(job)
+
+    # -- time and maintenance -----------------------------------------------------------------
+
+    @rule(seconds=st.sampled_from([0.1, 0.5, 1.0, 3.0, 10.0, 60.0, 200.0]))
+    def advance(self, seconds: float) -> None:
+        self.clock.ms += int(seconds * 1000)
+
+    @rule(seconds=st.sampled_from([0.0, 0.5, 1.0, 3.0, 10.0]), queues=st.sampled_from([QUEUES, QUEUES[:1]]))
+    def tick(self, seconds: float, queues: tuple[str, ...]) -> None:
+        """Time passes, then a worker's or scheduler's maintenance pass: promote, then recover."""
+        self.advance(seconds)
+        for queue in queues:
+            self.promote(queue)
+            self.recover(queue)
+
+    def promote(self, queue: str) -> None:
+        moved, wait = self.broker.promote(queue)
+        due = sorted(
+            (t for t in self.of_state(queue, "scheduled") if (t.due or 0) <= self.now),
+            key=lambda t: (t.due or 0, t.id),
+        )[:500]
+        for task in due:
+            task.state, task.due = "pending", None
+            self.pending[queue].append(task.id)
+        self.sweep_done(queue, 100)
+        assert moved == len(due)
+        later = [t.due or 0 for t in self.of_state(queue, "scheduled")]
+        assert wait == (None if not later else max(min(later) - self.now, 0) / 1000)
+
+    def recover(self, queue: str) -> None:
+        retried, buried = self.broker.recover(queue, DEFAULTS)
+        expired = sorted(
+            (t for t in self.of_state(queue, "active") if (t.deadline or 0) <= self.now),
+            key=lambda t: (t.deadline or 0, t.id),
+        )[:500]
+        scheduled = self.raw.zrange(QueueKeys(self.ns, queue).scheduled, 0, -1, withscores=True)
+        run_at = {member: int(score) for member, score in scheduled}
+        expect_retried = expect_buried = 0
+        for task in expired:
+            self.count(queue, failed=True)
+            task.token = task.deadline = task.lease = None
+            if task.attempts >= task.limit + 1:
+                self.to_dead(task)
+                expect_buried += 1
+                continue
+            base, cap = task.backoff or (DEFAULTS.backoff_base, DEFAULTS.backoff_max)
+            d = min(cap * 1000, base * 1000 * 2 ** (max(task.attempts, 1) - 1))
+            delay = run_at[task.id] - self.now
+            assert d / 2 - 1 <= delay <= d, f"recovery backoff {delay} ms outside [{d / 2}, {d}]"
+            task.state, task.due = "scheduled", run_at[task.id]
+            expect_retried += 1
+        assert (retried, buried) == (expect_retried, expect_buried)
+        assert not [t for t in self.of_state(queue, "active") if (t.deadline or 0) <= self.now], (
+            "an expired lease survived a recovery pass"
+        )
+
+    # -- operating ----------------------------------------------------------------------------
+
+    @rule(
+        op=st.sampled_from(["dlq_retry", "dlq_purge", "cancel", "pause", "clear"]),
+        queue=st.sampled_from(QUEUES),
+        which=st.lists(st.integers(0, 50), min_size=1, max_size=3, unique=True),
+        flag=st.booleans(),
+        go=st.integers(0, 3),
+    )
+    def operate(self, op: str, queue: str, which: list[int], flag: bool, go: int) -> None:
+        """What an operator does (one rule, so that it is drawn as often as one worker operation)."""
+        if op == "dlq_retry":
+            self.dlq_retry(queue, which, missing=flag)
+        elif op == "dlq_purge":
+            self.dlq_purge(queue, which, missing=flag)
+        elif op == "cancel":
+            self.cancel(queue, which[0], missing=flag and go == 0)
+        elif op == "pause":
+            self.pause(queue, paused=flag and go == 0)  # paused one time in eight, else resumed
+        elif go == 0:
+            self.clear(queue)  # clearing wipes what the other rules built: one time in four
+
+    def dlq_retry(self, queue: str, which: list[int], missing: bool) -> None:
+        dead = sorted(t.id for t in self.of_state(queue, "dead"))
+        ids = list(dict.fromkeys(dead[i % len(dead)] for i in which)) if dead else []
+        if missing:
+            ids.append("nope")
+        answers = self.broker.dlq_retry(queue, ids)
+        expected = []
+        for task_id in ids:
+            task = self.tasks.get((queue, task_id))
+            if task is None or task.state != "dead":
+                expected.append("missing")
+                continue
+            task.state, task.attempts, task.died, task.lease = "pending", 0, None, None
+            self.pending[queue].append(task_id)
+            expected.append("ok")
+        assert answers == expected
+
+    def dlq_purge(self, queue: str, which: list[int], missing: bool) -> None:
+        dead = sorted(t.id for t in self.of_state(queue, "dead"))
+        ids = list(dict.fromkeys(dead[i % len(dead)] for i in which)) if dead else []
+        if missing:
+            ids.append("nope")
+        answers = self.broker.dlq_purge(queue, ids)
+        expected = []
+        for task_id in ids:
+            task = self.tasks.get((queue, task_id))
+            expected.append(task is not None and task.state == "dead")
+            if task is not None and task.state == "dead":
+                self.forget(task)
+        assert answers == expected
+
+    def cancel(self, queue: str, index: int, missing: bool) -> None:
+        ids = sorted(t.id for t in self.tasks.values() if t.queue == queue)
+        task_id = "nope" if missing or not ids else ids[index % len(ids)]
+        answer = self.broker.cancel(queue, task_id)
+        task = self.tasks.get((queue, task_id))
+        if task is None:
+            assert answer == ""
+        elif task.state in ("done", "dead"):
+            assert answer == task.state, "a finished task is not cancelled"
+        else:
+            assert answer == task.state
+            self.forget(task)
+
+    def pause(self, queue: str, paused: bool) -> None:
+        self.broker.set_paused(queue, paused)
+        (self.paused.add if paused else self.paused.discard)(queue)
+
+    def clear(self, queue: str) -> None:
+        gone = [t for t in self.tasks.values() if t.queue == queue and t.state != "active"]
+        assert self.broker.clear(queue) == len(gone)
+        for task in gone:
+            self.forget(task)
+
+    # -- invariants ---------------------------------------------------------------------------
+
+    @initialize()
+    def register_queues(self) -> None:
+        self.raw.sadd(self.broker.ns.queues, *QUEUES)
+
+    @invariant()
+    def redis_matches_the_model(self) -> None:
+        for queue in QUEUES:
+            self.check_queue(queue)
+        self.check_keys()
+
+    def check_queue(self, queue: str) -> None:
+        k = QueueKeys(self.ns, queue)
+        pipe = self.raw.pipeline(transaction=True)
+        pipe.lrange(k.pending, 0, -1)
+        for name in ("scheduled", "active", "dead", "done"):
+            pipe.zrange(k.key(name), 0, -1, withscores=True)
+        for name in ("leases", "tasks", "payloads", "results", "counters"):
+            pipe.hgetall(k.key(name))
+        pipe.llen(k.wake)
+        pending, scheduled, active, dead, done, leases, records, payloads, results, counters, wake = (
+            pipe.execute()
+        )
+        mine = {t.id: t for t in self.tasks.values() if t.queue == queue}
+
+        # each task in exactly one structure, the one its record's state names
+        places = [
+            list(pending),
+            [m for m, _ in scheduled],
+            [m for m, _ in active],
+            [m for m, _ in dead],
+            [m for m, _ in done],
+        ]
+        everywhere = [i for place in places for i in place]
+        assert len(everywhere) == len(set(everywhere)), f"a task is in two places: {places}"
+        assert set(everywhere) == set(mine) == set(records), "a task appeared or disappeared"
+        for state, place in zip(("pending", "scheduled", "active", "dead", "done"), places, strict=True):
+            for task_id in place:
+                assert json.loads(records[task_id])["state"] == state
+
+        # the model's order, times, tokens and records
+        assert list(reversed(pending)) == self.pending[queue], "pending order"
+        assert {m: int(s) for m, s in scheduled} == {
+            t.id: t.due for t in mine.values() if t.state == "scheduled"
+        }
+        assert {m: int(s) for m, s in active} == {
+            t.id: t.deadline for t in mine.values() if t.state == "active"
+        }
+        assert leases == {t.id: t.token for t in mine.values() if t.state == "active"}
+        assert {m: int(s) for m, s in dead} == {t.id: t.died for t in mine.values() if t.state == "dead"}
+        assert {m: int(s) for m, s in done} == {t.id: t.expires for t in mine.values() if t.state == "done"}
+        assert payloads == {t.id: t.payload for t in mine.values()}, "every task keeps its payload"
+        assert results == {
+            t.id: t.result for t in mine.values() if t.state == "done" and t.result is not None
+        }
+        for task in mine.values():
+            meta = json.loads(records[task.id])
+            assert (meta["attempts"], meta.get("lease")) == (task.attempts, task.lease), task
+            assert task.attempts <= task.limit + 1, (
+                f"{task.id}: {task.attempts} attempts, max_retries {task.limit}"
+            )
+
+        # counters: two fields, whatever the number of tasks
+        assert {f: int(v) for f, v in counters.items()} == {
+            f: n for f, n in self.counters[queue].items() if n
+        }
+        assert wake <= 1
+        [stats] = self.broker.queue_stats([queue])
+        counts = {
+            s: len([t for t in mine.values() if t.state == s])
+            for s in ("pending", "scheduled", "active", "dead")
+        }
+        assert (stats.pending, stats.scheduled, stats.active, stats.dead) == tuple(counts.values())
+
+    def check_keys(self) -> None:
+        allowed = {self.broker.ns.queues} | {
+            QueueKeys(self.ns, q).key(p) for q in QUEUES for p in QUEUE_KEY_ORDER
+        }
+        present = set(self.raw.scan_iter(match=f"{self.ns}:*", count=1000))
+        assert present <= allowed, f"unexpected keys: {present - allowed}"
+        for queue in QUEUES:
+            assert (QueueKeys(self.ns, queue).paused in present) is (queue in self.paused)
+
+
+def machine_settings(examples: int, steps: int) -> settings:
+    """No shrinking unless TASKQ_STATEFUL_SHRINK=1: a failure prints its whole sequence at once,
+    where shrinking it against a real Redis could outlast the test's timeout."""
+    phases = list(Phase) if os.environ.get("TASKQ_STATEFUL_SHRINK") == "1" else [Phase.generate]
+    return settings(
+        max_examples=examples,
+        stateful_step_count=steps,
+        deadline=None,
+        database=None,
+        phases=phases,
+        report_multiple_bugs=False,
+        suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
+    )
+
+
+def test_random_sequences_of_every_protocol_operation_keep_redis_equal_to_a_simple_model(
+    redis_url: str,
+) -> None:
+    assert redis_url == REDIS_URL
+    run_state_machine_as_test(ProtocolMachine, settings=machine_settings(200, 60))
+
+
+def test_a_few_long_random_runs_keep_redis_equal_to_the_model(redis_url: str) -> None:
+    """Long sequences reach deep retry chains, a full dead set and many expiries."""
+    run_state_machine_as_test(ProtocolMachine, settings=machine_settings(8, 400))
