@@ -524,6 +524,10 @@ class Broker:
         pipe = self.client.pipeline(transaction=False)
         pipe.set(self.ns.worker(worker_id), json.dumps(info), px=int(ttl * 1000))
         pipe.zadd(self.ns.workers, {worker_id: int(info["heartbeat_at"])})
+        # The list expires with its last writer's description, so it cannot outlive every worker; live
+        # workers sweep dead members meanwhile. (With mixed leases a long-lease worker may be missing
+        # from listings for a moment after a short-lease one stops, until its next beat.)
+        pipe.pexpire(self.ns.workers, int(ttl * 1000))
         pipe.execute()
 
     def unregister_worker(self, worker_id: str) -> None:
