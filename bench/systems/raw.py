@@ -1,0 +1,42 @@
+"""The round-trip limit seen from redis-py: PING one call at a time, and pipelined 100 per round trip.
+Prints one JSON object of ops/s."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+
+import redis
+
+
+def main() -> None:
+    client = redis.Redis.from_url(os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/0"))
+    client.ping()
+    n = 20000
+    began = time.perf_counter()
+    for _ in range(n):
+        client.ping()
+    one = n / (time.perf_counter() - began)
+    script = client.register_script("return 1")
+    script()
+    began = time.perf_counter()
+    for _ in range(n):
+        script()
+    evalsha = n / (time.perf_counter() - began)
+    began = time.perf_counter()
+    for _ in range(n // 100):
+        pipe = client.pipeline(transaction=False)
+        for _ in range(100):
+            pipe.ping()
+        pipe.execute()
+    piped = n / (time.perf_counter() - began)
+    print(
+        json.dumps(
+            {"PING one by one": one, "EVALSHA 'return 1' one by one": evalsha, "PING pipelined x100": piped}
+        )
+    )
+
+
+if __name__ == "__main__":
+    main()
