@@ -908,7 +908,7 @@ def report(h: Harness, started: float) -> str:
     variants = [s for s in SYSTEMS.values() if s.name != "taskq" and is_taskq(s.name)]
     if variants:
         lines += ["## Builds of taskq in this run", ""]
-        lines.append(f"- **taskq**: this checkout ({git_head()})")
+        lines.append(f"- **taskq**: this checkout ({h.args.git_head})")
         lines += [
             f"- **{s.name}**: the `taskq_cli` in `{Path(s.root).joinpath('taskq_cli').resolve()}`"
             for s in variants
@@ -987,6 +987,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(sys.argv[1:] if argv is None else argv)
+    args.git_head = git_head()  # the build measured, before anyone commits during the run
     started = time.time()
     workdir = Path(args.json).parent
     workdir.mkdir(parents=True, exist_ok=True)
