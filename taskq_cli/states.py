@@ -13,8 +13,3 @@ class TaskState(StrEnum):
     ACTIVE = "active"
     DONE = "done"
     DEAD = "dead"
-
-
-WAITING_STATES = frozenset({TaskState.PENDING, TaskState.SCHEDULED})
-UNFINISHED_STATES = frozenset({TaskState.PENDING, TaskState.SCHEDULED, TaskState.ACTIVE})
-FINISHED_STATES = frozenset({TaskState.DONE, TaskState.DEAD})

@@ -11,7 +11,7 @@ import random
 import secrets
 import uuid
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from taskq_cli.config import RetryDefaults, Settings
@@ -135,7 +135,6 @@ class QueueStats:
     processed: int
     failed: int
     oldest_pending_ms: int | None = None  # when the oldest pending task became ready
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 class Broker:
