@@ -2,10 +2,10 @@
 
 Threads of the worker process:
 - the dispatcher (main thread) fetches as many tasks as there are free slots, in one round trip, and
-  submits them to the pool; it never holds more leased tasks than it has slots;
+  submits them to the pool; it waits on Redis when nothing is pending;
 - the pool (pool.py / prefork.py) runs them and hands back outcomes;
-- the reporter sends the outcomes that have piled up to Redis in one pipelined round trip, then frees
-  their slots;
+- the reporter sends the outcomes that have piled up to Redis and, in the same round trip, fetches as
+  many tasks as that frees slots, so a busy worker needs one round trip per batch of tasks;
 - the heartbeat renews leases, registers the worker, promotes due tasks and recovers lost ones.
 """
 
@@ -21,7 +21,7 @@ import signal
 import socket
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from types import FrameType
 from typing import TYPE_CHECKING, TypeVar
@@ -41,10 +41,12 @@ log = logging.getLogger("taskq.worker")
 T = TypeVar("T")
 
 IDLE_BLOCK = 1.0  # longest BLPOP on the wake keys; bounds how long a stop request waits
-# Honest prefetch: while recent tasks ran shorter than this on average, a worker may hold one more
-# task per slot, so a slot never waits for a round trip to Redis; a task fetched ahead then starts
-# within about this long. With longer tasks a worker holds exactly as many tasks as it has slots.
-PREFETCH_BELOW = 0.05
+# Honest prefetch: a worker holds ahead (leased, not started) only tasks that start within about
+# PREFETCH_WINDOW: while recent tasks ran shorter than that on average, up to PREFETCH_WINDOW / average
+# run time per slot (at most MAX_AHEAD_PER_SLOT), so a slot never waits for a round trip to Redis.
+# With tasks of PREFETCH_WINDOW or longer it holds exactly as many tasks as it has slots.
+PREFETCH_WINDOW = 0.05
+MAX_AHEAD_PER_SLOT = 16
 RUNTIME_SAMPLES = 8  # tasks seen before prefetching starts
 PRUNE_EVERY = 15.0  # seconds between sweeps of dead workers out of the worker registry
 
@@ -161,6 +163,7 @@ class Worker:
         self._avg_runtime = 0.0  # moving average of handler run times (s)
         self._runtime_samples = 0
         self._running: dict[str, Running] = {}
+        self._reserved = 0  # slots a fetch in flight (dispatcher's or reporter's) will fill
         self._outcomes: queue.SimpleQueue[tuple[Execution, Outcome] | None] = queue.SimpleQueue()
         self._started_at = int(time.time() * 1000)
         self._next_maintenance = 0.0  # monotonic time of the next promote/recover pass
@@ -189,6 +192,7 @@ class Worker:
         try:
             code = self._dispatch_loop()
         finally:
+            self.stopping.set()  # the reporter refills no more
             self._drain()
             self._outcomes.put(None)
             self._halted.set()
@@ -229,12 +233,17 @@ class Worker:
         failures = 0
         while not self.stopping.is_set():
             with self._slots:
-                wanted = self._capacity() - len(self._running)
+                wanted = self._reserve(freed=0)
                 if wanted <= 0:
                     self._slots.wait(0.5)
                     continue
             try:
-                jobs, buried = self._fetch(wanted)
+                try:
+                    jobs, buried = self._fetch(wanted)
+                except BaseException:
+                    self._unreserve(wanted)
+                    raise
+                self._take(jobs, reserved=wanted)
                 failures = 0
                 if not jobs and not buried and self._idle():
                     log.info("burst: nothing left to do")
@@ -246,10 +255,34 @@ class Worker:
                     return 1
                 log.error("Redis unreachable (%s); retrying in %.1fs", exc, redis_backoff(failures))
                 self.stopping.wait(redis_backoff(failures))
-                continue
-            for job in jobs:
-                self._start(job)
         return 0
+
+    def _reserve(self, freed: int) -> int:
+        """Claim the slots free once `freed` held tasks are reported, for a fetch about to be sent
+        (lock held). The dispatcher and the reporter both fetch: a claim keeps them from filling the
+        same slots twice until `_take` turns it into running tasks."""
+        if self.stopping.is_set():
+            return 0
+        free = max(self._capacity() - (len(self._running) - freed) - self._reserved, 0)
+        self._reserved += free
+        return free
+
+    def _unreserve(self, count: int) -> None:
+        with self._slots:
+            self._reserved -= count
+            self._slots.notify_all()
+
+    def _buried(self, found: list[Fetched | Malformed]) -> list[Fetched]:
+        """The tasks among fetched entries; logs the malformed ones fetch moved to the dead letters."""
+        jobs: list[Fetched] = []
+        for got in found:
+            if isinstance(got, Malformed):
+                log.error(
+                    "queue %s: malformed message moved to the dead-letter queue as %s", got.queue, got.dead_id
+                )
+            else:
+                jobs.append(got)
+        return jobs
 
     def _fetch(self, wanted: int) -> tuple[list[Fetched], int]:
         """Up to `wanted` tasks, taking queues in the plan's order for this round; also returns how
@@ -257,14 +290,10 @@ class Worker:
         jobs: list[Fetched] = []
         buried = 0
         for name in self.plan.order():
-            for got in self.broker.fetch_many(name, wanted - len(jobs), self.lease, self.id):
-                if isinstance(got, Malformed):
-                    buried += 1
-                    log.error(
-                        "queue %s: malformed message moved to the dead-letter queue as %s", name, got.dead_id
-                    )
-                else:
-                    jobs.append(got)
+            found = self.broker.fetch_many(name, wanted - len(jobs), self.lease, self.id)
+            taken = self._buried(found)
+            buried += len(found) - len(taken)
+            jobs += taken
             if len(jobs) >= wanted:
                 break
         return jobs, buried
@@ -276,22 +305,39 @@ class Worker:
                 self.poke_maintenance(0)  # woken: maybe by a task scheduled sooner than we knew
             return False
         with self._slots:
-            if self._running:
+            if self._running or self._reserved:
                 self._slots.wait(0.05)
                 return False
         return sum(self.broker.promote(q)[0] for q in self.plan.names) == 0
 
     # -- executing --------------------------------------------------------------------------
 
-    def _start(self, job: Fetched) -> None:
-        name = str(job.meta.get("name", ""))
-        handler = self.tq.registry.get(name)
+    def _take(self, jobs: list[Fetched], reserved: int, reported: Sequence[Running] = ()) -> None:
+        """Start fetched tasks in place of a claim of `reserved` slots (and of `reported` attempts,
+        whose outcomes are recorded): in one step under the lock, so those slots are never seen free
+        and unfilled in between."""
+        runs = [self._prepare(job) for job in jobs]
+        with self._slots:
+            self._reserved -= reserved
+            for running in reported:
+                self._forget(running.job)
+            for running in runs:
+                self._running[running.job.id] = running
+            self._slots.notify_all()
+        for running in runs:
+            self._launch(running)
+
+    def _prepare(self, job: Fetched) -> Running:
+        handler = self.tq.registry.get(str(job.meta.get("name", "")))
         options = Options.resolve(job.meta, handler.retry if handler else None, self.tq.settings.defaults)
-        if handler is not None and "max_retries" not in job.meta:
+        return Running(job, options, time.monotonic())
+
+    def _launch(self, running: Running) -> None:
+        job, options = running.job, running.options
+        name = str(job.meta.get("name", ""))
+        if name in self.tq.registry and "max_retries" not in job.meta:
             self._pin(job, options)
         attempt = int(job.meta.get("attempts", 1))
-        with self._slots:
-            self._running[job.id] = Running(job, options, time.monotonic())
         log.info(
             "task %s %s attempt %d: started",
             job.id,
@@ -348,8 +394,10 @@ class Worker:
 
     def _capacity(self) -> int:
         """How many leased tasks this worker may hold (caller holds the lock)."""
-        short = self._runtime_samples >= RUNTIME_SAMPLES and self._avg_runtime < PREFETCH_BELOW
-        return self.concurrency * 2 if short else self.concurrency
+        if self._runtime_samples < RUNTIME_SAMPLES or self._avg_runtime >= PREFETCH_WINDOW:
+            return self.concurrency
+        ahead = min(MAX_AHEAD_PER_SLOT, max(1, int(PREFETCH_WINDOW / max(self._avg_runtime, 1e-6))))
+        return self.concurrency * (1 + ahead)
 
     # -- reporting --------------------------------------------------------------------------
 
@@ -371,20 +419,30 @@ class Worker:
             self._report(batch)
 
     def _report(self, batch: list[tuple[Execution, Outcome]]) -> None:
+        """Record outcomes and, in the same round trip, fetch as many tasks as they free slots (from
+        the first queue of this round's order; the dispatcher fetches whatever that leaves free)."""
         with self._slots:
             items = [(self._running[e.task_id], o) for e, o in batch if self._holds(e.task_id, e.token)]
+            refill = self._reserve(freed=len(items))
         reports = [self._report_for(running, outcome) for running, outcome in items]
-        results = self._with_redis(lambda: self.broker.report(reports)) if reports else []
-        for (running, outcome), report, result in zip(
-            items, reports, results or [""] * len(items), strict=True
-        ):
+        queue = self.plan.order()[0] if refill else None
+        try:
+            answer = (
+                self._with_redis(
+                    lambda: self.broker.report_and_fetch(reports, queue, refill, self.lease, self.id)
+                )
+                if reports or refill
+                else None
+            )
+        except BaseException:
+            self._unreserve(refill)
+            raise
+        results, found = answer if answer is not None else ([""] * len(items), [])
+        for (running, outcome), report, result in zip(items, reports, results, strict=True):
             self._log_outcome(running, outcome, report, result)
             if isinstance(report, Failure) and result == "scheduled":
                 self.poke_maintenance(report.delay)
-        with self._slots:
-            for running, _ in items:
-                self._forget(running.job)
-            self._slots.notify_all()
+        self._take(self._buried(found), reserved=refill, reported=[running for running, _ in items])
 
     def _report_for(self, running: Running, outcome: Outcome) -> Ack | Failure:
         job, options = running.job, running.options

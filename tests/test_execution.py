@@ -34,6 +34,7 @@ from taskq_cli.models import Outcome, OutcomeKind
 from taskq_cli.pool import AsyncPool, make_pool
 from taskq_cli.prefork import KILL_AFTER, ProcessPool
 from taskq_cli.runner import Execution
+from taskq_cli.worker import MAX_AHEAD_PER_SLOT
 from tests.conftest import cli_env
 
 APP = "tests.apps.execution"
@@ -570,8 +571,10 @@ def test_max_memory_per_child_replaces_a_child_that_grew_past_the_limit_after_it
     [
         # Tasks of 50 ms or more: exactly one leased task per slot.
         pytest.param("nap", {"seconds": 0.2}, 24, 2, id="tasks-of-200ms"),
-        # Tasks of a few ms: one more per slot may be fetched ahead (README, "honest prefetch").
-        pytest.param("pid", {}, 60, 4, id="tasks-of-a-few-ms"),
+        # Tasks of a few ms: up to 16 more per slot may be fetched ahead, as many as start within
+        # about 50 ms (README, "honest prefetch"); enough tasks that a hoarding worker would starve
+        # the other.
+        pytest.param("pid", {}, 200, 2 * (1 + MAX_AHEAD_PER_SLOT), id="tasks-of-a-few-ms"),
     ],
 )
 def test_a_worker_never_holds_more_leased_tasks_than_it_can_start_soon_so_an_idle_worker_takes_the_rest(

@@ -7,9 +7,9 @@ One typed method per operation. Every state change is one Lua script over one qu
 from __future__ import annotations
 
 import json
+import os
 import random
 import secrets
-import uuid
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -253,35 +253,36 @@ class Broker:
     # -- consuming --------------------------------------------------------------------------
 
     def fetch(self, queue: str, lease: float, worker_id: str) -> Fetched | Malformed | None:
-        token = random_token()
-        reply = self._run("fetch", queue, *self._fetch_args(queue, lease, worker_id, token))
-        return _fetched(queue, reply, token)
+        found = self.fetch_many(queue, 1, lease, worker_id)
+        return found[0] if found else None
 
     def fetch_many(self, queue: str, count: int, lease: float, worker_id: str) -> list[Fetched | Malformed]:
-        """Up to `count` tasks of one queue in one round trip (one script call each, pipelined)."""
-        if count == 1:
-            got = self.fetch(queue, lease, worker_id)
-            return [] if got is None else [got]
-        tokens = [random_token() for _ in range(count)]
-        pipe = self.client.pipeline(transaction=False)
-        keys = self.keys(queue).script_keys()
-        for token in tokens:
-            self._scripts["fetch"].queue(pipe, keys, self._fetch_args(queue, lease, worker_id, token))
-        replies = execute_with_scripts(pipe, self.client)
-        found = [_fetched(queue, reply, token) for reply, token in zip(replies, tokens, strict=True)]
-        return [f for f in found if f is not None]
+        """Up to `count` tasks of one queue in one script call, each under its own lease."""
+        if count <= 0:
+            return []
+        tokens = random_tokens(count)
+        reply = self._run("fetch", queue, *self._fetch_args(lease, worker_id, queue, tokens))
+        return _decode_fetch(queue, reply, tokens)
 
-    def _fetch_args(self, queue: str, lease: float, worker_id: str, token: str) -> list[ScriptArg]:
-        # a malformed entry's dead id only needs to be unique: this fetch's random token is
-        return [
-            self._now(),
-            int(lease * 1000),
-            token,
-            worker_id,
-            queue,
-            f"malformed-{token}",
-            *self._dead_limits,
-        ]
+    def report_and_fetch(
+        self, reports: Sequence[Ack | Failure], queue: str | None, count: int, lease: float, worker_id: str
+    ) -> tuple[list[bool | str], list[Fetched | Malformed]]:
+        """`report(reports)` and, when `queue` is given, `fetch_many(queue, count, ...)`, in one round
+        trip: a worker refills the slots its outcomes free without waiting for another."""
+        pipe = self.client.pipeline(transaction=False)
+        calls = self._queue_reports(pipe, reports)
+        tokens = random_tokens(count) if queue is not None else []
+        if queue is not None and tokens:
+            args = self._fetch_args(lease, worker_id, queue, tokens)
+            self._scripts["fetch"].queue(pipe, self.keys(queue).script_keys(), args)
+        replies = execute_with_scripts(pipe, self.client)
+        results = _decode_reports(len(reports), calls, replies[: len(calls)])
+        if queue is None or not tokens:
+            return results, []
+        return results, _decode_fetch(queue, replies[-1], tokens)
+
+    def _fetch_args(self, lease: float, worker_id: str, queue: str, tokens: list[str]) -> list[ScriptArg]:
+        return [self._now(), int(lease * 1000), worker_id, queue, *self._dead_limits, *tokens]
 
     def wait_for_work(self, queues: Sequence[str], timeout: float) -> bool:
         """Block until a producer or a promotion wakes an idle worker, or the timeout passes. One
@@ -321,34 +322,38 @@ class Broker:
         """Outcomes of attempts, in one round trip. Per report: an Ack answers True (False when the
         lease was lost), a Failure the new state ('scheduled' or 'dead'; '' when the lease was lost)."""
         pipe = self.client.pipeline(transaction=False)
-        for item in reports:
+        calls = self._queue_reports(pipe, reports)
+        return _decode_reports(len(reports), calls, execute_with_scripts(pipe, self.client))
+
+    def _queue_reports(self, pipe: Any, reports: Sequence[Ack | Failure]) -> list[list[int]]:
+        """Queue one `ack` call per queue for all its acks and one `fail` call per failure; returns
+        the indexes of the reports each call answers."""
+        calls: list[list[int]] = []
+        acks: dict[str, list[ScriptArg]] = {}
+        acked: dict[str, list[int]] = {}
+        for index, item in enumerate(reports):
             job = item.job
             if isinstance(item, Ack):
-                args: list[ScriptArg] = [
-                    self._now(),
-                    job.id,
-                    job.token,
-                    item.result_json or "",
-                    int(item.result_ttl * 1000),
-                ]
-                self._scripts["ack"].queue(pipe, self.keys(job.queue).script_keys(), args)
-            else:
-                args = [
-                    self._now(),
-                    job.id,
-                    job.token,
-                    json.dumps(item.error),
-                    "dead" if item.final else "retry",
-                    int(item.delay * 1000),
-                    item.max_retries,
-                    *self._dead_limits,
-                ]
-                self._scripts["fail"].queue(pipe, self.keys(job.queue).script_keys(), args)
-        replies = execute_with_scripts(pipe, self.client)
-        return [
-            reply == 1 if isinstance(item, Ack) else str(reply)
-            for item, reply in zip(reports, replies, strict=True)
-        ]
+                args = acks.setdefault(job.queue, [self._now()])
+                args += [job.id, job.token, item.result_json or "", int(item.result_ttl * 1000)]
+                acked.setdefault(job.queue, []).append(index)
+                continue
+            fail_args: list[ScriptArg] = [
+                self._now(),
+                job.id,
+                job.token,
+                json.dumps(item.error),
+                "dead" if item.final else "retry",
+                int(item.delay * 1000),
+                item.max_retries,
+                *self._dead_limits,
+            ]
+            self._scripts["fail"].queue(pipe, self.keys(job.queue).script_keys(), fail_args)
+            calls.append([index])
+        for queue, args in acks.items():
+            self._scripts["ack"].queue(pipe, self.keys(queue).script_keys(), args)
+            calls.append(acked[queue])
+        return calls
 
     def requeue(self, job: Fetched) -> bool:
         return bool(self._run("requeue", job.queue, job.id, job.token) == 1)
@@ -617,12 +622,28 @@ class Broker:
         return int(seconds) * 1000 + int(micros) // 1000
 
 
-def _fetched(queue: str, reply: Any, token: str) -> Fetched | Malformed | None:
-    if reply is None:
-        return None
-    if reply[0] == "malformed":
-        return Malformed(queue, reply[1])
-    return Fetched(queue, reply[1], json.loads(reply[2]), reply[3], token)
+def _decode_fetch(queue: str, reply: list[Any], tokens: list[str]) -> list[Fetched | Malformed]:
+    """fetch.lua's flat reply: 4 items per task taken, in the order of the tokens it used."""
+    found: list[Fetched | Malformed] = []
+    for token, at in zip(tokens, range(0, len(reply), 4), strict=False):
+        kind, task_id, meta_json, payload = reply[at : at + 4]
+        if kind == "malformed":
+            found.append(Malformed(queue, task_id))
+        else:
+            found.append(Fetched(queue, task_id, json.loads(meta_json), payload, token))
+    return found
+
+
+def _decode_reports(count: int, calls: list[list[int]], replies: list[Any]) -> list[bool | str]:
+    """Per report: ack.lua's 1|0 as a bool, fail.lua's new state as a string."""
+    results: list[bool | str] = [""] * count
+    for indexes, reply in zip(calls, replies, strict=True):
+        if isinstance(reply, list):
+            for index, one in zip(indexes, reply, strict=True):
+                results[index] = one == 1
+        else:
+            results[indexes[0]] = str(reply)
+    return results
 
 
 def _with_oldest(stats: list[QueueStats], ready: dict[str, int]) -> list[QueueStats]:
@@ -647,8 +668,10 @@ def _parse_meta(raw: str, task_id: str, queue: str) -> dict[str, Any]:
 
 
 def new_id() -> str:
-    return uuid.uuid4().hex
+    return os.urandom(16).hex()  # as unique as uuid4().hex, at a third of the cost
 
 
-def random_token() -> str:
-    return secrets.token_hex(8)
+def random_tokens(count: int) -> list[str]:
+    """Lease tokens: 64 random bits each."""
+    raw = secrets.token_hex(8 * count)
+    return [raw[i : i + 16] for i in range(0, 16 * count, 16)]

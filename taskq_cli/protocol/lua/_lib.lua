@@ -143,21 +143,21 @@ local function enqueue_one(now, id, meta_json, payload, delay, at, custom)
       forget(id) -- a done or dead task (or a corrupt record) with this id is replaced
     end
   end
-  local meta = cjson.decode(meta_json)
-  meta.id = id
-  meta.attempts = 0
-  meta.enqueued_at = now
   local run_at = now
   if delay ~= '' then run_at = now + tonumber(delay) elseif at ~= '' then run_at = tonumber(at) end
+  local state, tail = 'pending', ''
   if run_at > now then
-    meta.state = 'scheduled'
-    meta.run_at = run_at
+    state, tail = 'scheduled', string.format(',"run_at":%d', run_at)
     schedule(id, run_at)
   else
-    meta.state = 'pending'
     redis.call('LPUSH', K_PENDING, id)
   end
-  save(id, meta)
+  -- The record is the producer's compact JSON object joined with the fields set here, as text: no
+  -- decode and encode per task (JSON keeps the last of repeated keys, so these always win).
+  local body = string.sub(meta_json, 2, -2)
+  if body ~= '' then body = body .. ',' end
+  redis.call('HSET', K_TASKS, id, '{' .. body .. '"id":' .. cjson.encode(id)
+    .. string.format(',"attempts":0,"enqueued_at":%d,"state":"%s"', now, state) .. tail .. '}')
   redis.call('HSET', K_PAYLOADS, id, payload)
-  return meta.state, 0
+  return state, 0
 end

@@ -1,26 +1,38 @@
--- ack.lua: an attempt succeeded. The task becomes done; its record and result expire after result_ttl.
+-- ack.lua: attempts of one queue succeeded. Each task becomes done; its record and result expire after
+-- result_ttl.
 -- KEYS: the queue's keys (_lib.lua).
--- ARGV[1] now (ms, '' = Redis TIME)   ARGV[2] id   ARGV[3] lease token
--- ARGV[4] result JSON or ''           ARGV[5] result_ttl_ms (0 = forget at once)
--- Returns 1 when done (also for a repeated ack of the same attempt), 0 when the lease was lost.
+-- ARGV[1] now (ms, '' = Redis TIME), then one group of 4 per attempt:
+--   id, lease token, result JSON or '', result_ttl_ms (0 = forget at once)
+-- Returns one integer per attempt: 1 when done (also for a repeated ack of the same attempt), 0 when
+-- the lease was lost.
 local now = now_ms(ARGV[1])
-local id, token = ARGV[2], ARGV[3]
-local meta = load(id)
-if not holds_lease(id, token) then
-  if meta and meta.state == 'done' and meta.lease == token then return 1 end
-  return 0
+
+-- Returns the answer for this attempt and 1 when it released a lease, else 0.
+local function ack(id, token, result, ttl)
+  local meta = load(id)
+  if not holds_lease(id, token) then
+    if meta and meta.state == 'done' and meta.lease == token then return 1, 0 end
+    return 0, 0
+  end
+  release(id)
+  count_execution(false)
+  if ttl <= 0 or meta == nil then
+    forget(id)
+  else
+    meta.state = 'done'
+    meta.finished_at = now
+    save(id, meta)
+    if result ~= '' then redis.call('HSET', K_RESULTS, id, result) end
+    redis.call('ZADD', K_DONE, now + ttl, id)
+  end
+  return 1, 1
 end
-release(id)
-count_execution(false)
-local ttl = tonumber(ARGV[5])
-if ttl <= 0 or meta == nil then
-  forget(id)
-else
-  meta.state = 'done'
-  meta.finished_at = now
-  save(id, meta)
-  if ARGV[4] ~= '' then redis.call('HSET', K_RESULTS, id, ARGV[4]) end
-  redis.call('ZADD', K_DONE, now + ttl, id)
+
+local out, released = {}, 0
+for b = 2, #ARGV, 4 do
+  local answer, freed = ack(ARGV[b], ARGV[b + 1], ARGV[b + 2], tonumber(ARGV[b + 3]))
+  out[#out + 1] = answer
+  released = released + freed
 end
-sweep_done(now, 4)
-return 1
+if released > 0 then sweep_done(now, math.min(4 * released, 100)) end -- the work paid for by this call
+return out
