@@ -1,9 +1,9 @@
-"""The `taskq` command: the root with its global options, and error handling for every command.
-Each command module is a thin adapter over the core; heavy imports happen inside the commands."""
+"""The `taskq` Typer app: the root with its global options, every command, and Typer's usage errors.
+Each command module is a thin adapter over the core; heavy imports happen inside the commands. The
+console script's entry point is app.py, which runs a plain `taskq enqueue` without this module."""
 
 from __future__ import annotations
 
-import sys
 from typing import Annotated
 
 import typer
@@ -17,10 +17,10 @@ from taskq_cli.cli.dlq import dlq_app
 from taskq_cli.cli.doctor import doctor
 from taskq_cli.cli.enqueue import enqueue
 from taskq_cli.cli.queues import queue_app
+from taskq_cli.cli.shared import run_guarded
 from taskq_cli.cli.stats import stats, workers
 from taskq_cli.cli.tasks import task_app
 from taskq_cli.cli.worker import scheduler, worker
-from taskq_cli.errors import NotFound, TaskqError, UsageError
 
 app = typer.Typer(
     name="taskq",
@@ -76,39 +76,20 @@ app.add_typer(queue_app, name="queue")
 app.add_typer(cron_app, name="cron")
 
 
-def main(argv: list[str] | None = None) -> None:
-    """Entry point: maps every failure to one line on stderr and the SPEC's exit codes."""
-    sys.exit(run(argv))
-
-
 def run(argv: list[str] | None = None) -> int:
-    from redis.exceptions import ConnectionError as RedisConnectionError
-    from redis.exceptions import RedisError
-    from redis.exceptions import TimeoutError as RedisTimeoutError
+    """The exit code of `taskq ARGV` (default sys.argv[1:]) run by the Typer app; every failure is one
+    line on stderr (shared.run_guarded)."""
+    return run_guarded(lambda: _invoke(argv))
 
+
+def _invoke(argv: list[str] | None) -> object:
     try:
-        result = app(args=argv, prog_name="taskq", standalone_mode=False)
+        return app(args=argv, prog_name="taskq", standalone_mode=False)
     except typer.Abort:
         output.error("interrupted")
         return 130
     except typer.TyperException as exc:  # Typer's own usage errors: bad option, value, command
         return _typer_error(exc)
-    except KeyboardInterrupt:
-        output.error("interrupted")
-        return 130
-    except UsageError as exc:
-        output.error(str(exc))
-        return 2
-    except (NotFound, TaskqError) as exc:
-        output.error(str(exc))
-        return 1
-    except (RedisConnectionError, RedisTimeoutError) as exc:
-        output.error(f"cannot reach Redis: {exc}")
-        return 1
-    except RedisError as exc:
-        output.error(f"Redis error: {exc}")
-        return 1
-    return result if isinstance(result, int) else 0
 
 
 def _typer_error(exc: typer.TyperException) -> int:
