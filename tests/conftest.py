@@ -9,7 +9,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import pytest
@@ -61,6 +61,25 @@ def namespace(redis_url: str) -> Iterator[str]:
     keys = list(client.scan_iter(match=f"{ns}:*", count=1000))
     if keys:
         client.delete(*keys)
+    client.close()
+
+
+@pytest.fixture
+def extra_namespace(redis_url: str) -> Iterator[Callable[[], str]]:
+    """Fresh namespaces beyond the test's own, deleted afterwards."""
+    made: list[str] = []
+
+    def make() -> str:
+        ns = f"test-{uuid.uuid4().hex[:12]}"
+        made.append(ns)
+        return ns
+
+    yield make
+    client = redis.Redis.from_url(redis_url)
+    for ns in made:
+        keys = list(client.scan_iter(match=f"{ns}:*", count=1000))
+        if keys:
+            client.delete(*keys)
     client.close()
 
 
@@ -118,13 +137,18 @@ def cli_env(redis_url: str, namespace: str, **extra: str) -> dict[str, str]:
 
 @pytest.fixture
 def run_cli(redis_url: str, namespace: str) -> Callable[..., subprocess.CompletedProcess[str]]:
-    """Run `taskq ARGS` as a real process in the test's namespace."""
+    """Run `taskq ARGS` as a real process in the test's namespace (`entry`: how the interpreter
+    starts taskq, `python -m taskq_cli` unless a test says otherwise)."""
 
     def run(
-        *args: str, input: str | None = None, timeout: float = 30, env: dict[str, str] | None = None
+        *args: str,
+        input: str | None = None,
+        timeout: float = 30,
+        env: dict[str, str] | None = None,
+        entry: Sequence[str] = ("-m", "taskq_cli"),
     ) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
-            [sys.executable, "-m", "taskq_cli", *args],
+            [sys.executable, *entry, *args],
             check=False,
             input=input,
             capture_output=True,

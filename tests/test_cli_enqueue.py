@@ -9,8 +9,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import uuid
-from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -80,25 +78,6 @@ def assert_usage_error(result: Any, raw: redis.Redis, namespace: str) -> str:
     line = assert_one_error_line(result, 2)
     assert raw.keys(f"{namespace}:*") == [], "a refused enqueue wrote to Redis"
     return line
-
-
-@pytest.fixture
-def extra_namespace(redis_url: str) -> Iterator[Callable[[], str]]:
-    """Fresh namespaces beyond the test's own, deleted afterwards."""
-    made: list[str] = []
-
-    def make() -> str:
-        ns = f"test-{uuid.uuid4().hex[:12]}"
-        made.append(ns)
-        return ns
-
-    yield make
-    client = redis.Redis.from_url(redis_url)
-    for ns in made:
-        keys = list(client.scan_iter(match=f"{ns}:*", count=1000))
-        if keys:
-            client.delete(*keys)
-    client.close()
 
 
 # -- one task --------------------------------------------------------------------------------------

@@ -1,79 +1,12 @@
-"""The `taskq` command: the root with its global options, and error handling for every command.
-Each command module is a thin adapter over the core; heavy imports happen inside the commands."""
+"""The `taskq` console script (`taskq_cli.cli.app:main`, also `python -m taskq_cli`). A plain
+`taskq enqueue NAME [PAYLOAD] [options]` runs without Typer (fast.py); every other command, and any
+enqueue the fast path does not fully recognise, goes to the Typer app (typer_app.py), which is only
+imported then."""
 
 from __future__ import annotations
 
 import sys
-from typing import Annotated
-
-import typer
-
-from taskq_cli.cli import output
-from taskq_cli.cli.api import api
-from taskq_cli.cli.common import GlobalOptions
-from taskq_cli.cli.cron import cron_app
-from taskq_cli.cli.dev import dev
-from taskq_cli.cli.dlq import dlq_app
-from taskq_cli.cli.doctor import doctor
-from taskq_cli.cli.enqueue import enqueue
-from taskq_cli.cli.queues import queue_app
-from taskq_cli.cli.stats import stats, workers
-from taskq_cli.cli.tasks import task_app
-from taskq_cli.cli.worker import scheduler, worker
-from taskq_cli.errors import NotFound, TaskqError, UsageError
-
-app = typer.Typer(
-    name="taskq",
-    help="taskq: a crash-safe background job queue on Redis.",
-    no_args_is_help=True,
-    pretty_exceptions_enable=False,
-    rich_markup_mode=None,
-    context_settings={"help_option_names": ["-h", "--help"]},
-)
-
-
-@app.callback()
-def root(
-    ctx: typer.Context,
-    redis_url: Annotated[
-        str | None,
-        typer.Option(
-            "--redis-url",
-            help="redis://, rediss://, unix://, redis+cluster://, redis+sentinel:// URL "
-            "[env TASKQ_REDIS_URL]",
-            show_default=False,
-        ),
-    ] = None,
-    namespace: Annotated[
-        str | None,
-        typer.Option(
-            "--namespace", help="Prefix of every key [env TASKQ_NAMESPACE; default taskq]", show_default=False
-        ),
-    ] = None,
-    app_spec: Annotated[
-        str | None,
-        typer.Option(
-            "--app",
-            help="module or module:attribute naming the task registry [env TASKQ_APP]",
-            show_default=False,
-        ),
-    ] = None,
-) -> None:
-    ctx.obj = GlobalOptions(redis_url, namespace, app_spec)
-
-
-app.command()(enqueue)
-app.command()(worker)
-app.command()(scheduler)
-app.command()(stats)
-app.command()(workers)
-app.command()(doctor)
-app.command()(api)
-app.command()(dev)
-app.add_typer(task_app, name="task")
-app.add_typer(dlq_app, name="dlq")
-app.add_typer(queue_app, name="queue")
-app.add_typer(cron_app, name="cron")
+from typing import Any
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -82,42 +15,23 @@ def main(argv: list[str] | None = None) -> None:
 
 
 def run(argv: list[str] | None = None) -> int:
-    from redis.exceptions import ConnectionError as RedisConnectionError
-    from redis.exceptions import RedisError
-    from redis.exceptions import TimeoutError as RedisTimeoutError
+    """The exit code of `taskq ARGV` (default sys.argv[1:])."""
+    from taskq_cli.cli import fast
 
-    try:
-        result = app(args=argv, prog_name="taskq", standalone_mode=False)
-    except typer.Abort:
-        output.error("interrupted")
-        return 130
-    except typer.TyperException as exc:  # Typer's own usage errors: bad option, value, command
-        return _typer_error(exc)
-    except KeyboardInterrupt:
-        output.error("interrupted")
-        return 130
-    except UsageError as exc:
-        output.error(str(exc))
-        return 2
-    except (NotFound, TaskqError) as exc:
-        output.error(str(exc))
-        return 1
-    except (RedisConnectionError, RedisTimeoutError) as exc:
-        output.error(f"cannot reach Redis: {exc}")
-        return 1
-    except RedisError as exc:
-        output.error(f"Redis error: {exc}")
-        return 1
-    return result if isinstance(result, int) else 0
+    code = fast.run(sys.argv[1:] if argv is None else argv)
+    if code is not None:
+        return code
+    from taskq_cli.cli import typer_app
+
+    return typer_app.run(argv)
 
 
-def _typer_error(exc: typer.TyperException) -> int:
-    code = int(getattr(exc, "exit_code", 1))
-    message = exc.format_message() if hasattr(exc, "format_message") else str(exc)
-    if type(exc).__name__ == "NoArgsIsHelpError":  # `taskq` or `taskq task` alone: show the help
-        output.line(message)
-        return 0
-    ctx = getattr(exc, "ctx", None)
-    hint = f" (see '{ctx.command_path} --help')" if code == 2 and ctx is not None else ""
-    output.error(message + hint)
-    return code
+def __getattr__(name: str) -> Any:
+    """`from taskq_cli.cli.app import app` still gives the Typer app, loading Typer only then. Nothing
+    else is forwarded: the import system probes modules for `__path__` and other dunders, and a
+    forwarded probe would load Typer for every `taskq enqueue`."""
+    if name == "app":
+        from taskq_cli.cli.typer_app import app
+
+        return app
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

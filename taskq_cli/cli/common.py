@@ -4,7 +4,7 @@ given before the command, else the environment, else the default."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -39,26 +39,6 @@ Limit = Annotated[int, typer.Option(help="At most this many.")]
 Offset = Annotated[int, typer.Option(help="Skip this many first (paging).")]
 
 
-def parse_payload(text: str | None) -> dict[str, Any]:
-    """A PAYLOAD argument: a JSON object ('-' reads stdin; omitted = {}); bad input is a UsageError."""
-    import json
-    import sys
-
-    from taskq_cli.errors import UsageError
-
-    if text is None:
-        return {}
-    if text == "-":
-        text = sys.stdin.read()
-    try:
-        value = json.loads(text)
-    except ValueError as exc:
-        raise UsageError(f"invalid JSON payload: {exc}") from None
-    if not isinstance(value, dict):
-        raise UsageError(f"payload must be a JSON object, got {type(value).__name__}")
-    return value
-
-
 @dataclass(frozen=True)
 class GlobalOptions:
     redis_url: str | None = None
@@ -74,23 +54,11 @@ def open_queue(
     *,
     need_app: bool = False,
 ) -> TaskQueue:
-    """The TaskQueue a command works with: the app's own (with --app) or a plain one."""
-    import os
-
-    from taskq_cli.queue import TaskQueue
+    """The TaskQueue a command works with: the command's own option, else the global one given before
+    the command, else the environment (shared.make_queue)."""
+    from taskq_cli.cli.shared import make_queue
 
     given = ctx.obj if isinstance(ctx.obj, GlobalOptions) else GlobalOptions()
-    url = redis_url or given.redis_url
-    ns = namespace or given.namespace
-    app_spec = app or given.app or os.environ.get("TASKQ_APP") or None
-    if app_spec:
-        from taskq_cli.registry import load_app
-
-        tq = load_app(app_spec)
-        tq.configure(redis_url=url, namespace=ns)
-        return tq
-    if need_app:
-        from taskq_cli.errors import UsageError
-
-        raise UsageError("this command needs --app (or TASKQ_APP) to find the task handlers")
-    return TaskQueue(redis_url=url, namespace=ns)
+    return make_queue(
+        redis_url or given.redis_url, namespace or given.namespace, app or given.app, need_app=need_app
+    )

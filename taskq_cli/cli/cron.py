@@ -7,7 +7,8 @@ from typing import Annotated, Any
 import typer
 
 from taskq_cli.cli import output
-from taskq_cli.cli.common import App, JsonFlag, Namespace, RedisUrl, open_queue, parse_payload
+from taskq_cli.cli.common import App, JsonFlag, Namespace, RedisUrl, open_queue
+from taskq_cli.cli.shared import parse_payload
 from taskq_cli.errors import NotFound
 from taskq_cli.timeparse import iso_ms
 

@@ -7,10 +7,10 @@ from typing import Annotated
 
 import typer
 
-from taskq_cli.cli import output
-from taskq_cli.cli.common import App, JsonFlag, Namespace, RedisUrl, open_queue, parse_payload
+from taskq_cli.cli.common import App, JsonFlag, Namespace, RedisUrl, open_queue
+from taskq_cli.cli.shared import single_request, submit_and_print
 from taskq_cli.errors import UsageError
-from taskq_cli.producer import UNSET, EnqueueRequest, parse_json_lines
+from taskq_cli.producer import parse_json_lines
 
 
 def enqueue(
@@ -60,6 +60,9 @@ def enqueue(
     app: App = None,
 ) -> None:
     """Enqueue a task; prints its id."""
+    # A plain `taskq enqueue NAME [PAYLOAD] [options]` runs without Typer (fast.py parses it and calls
+    # the same shared functions): an option added here must be taught to fast.py too, or handed over
+    # there (tests/test_cli_fast.py compares the two option sets).
     if file is not None:
         if name is not None or payload is not None:
             raise UsageError("--file takes no NAME or PAYLOAD arguments")
@@ -70,32 +73,21 @@ def enqueue(
         raise UsageError("missing task NAME (or --file)")
     else:
         requests = [
-            EnqueueRequest(
-                name=name,
-                payload=parse_payload(payload),
+            single_request(
+                name,
+                payload,
                 queue=queue,
                 delay=delay,
                 at=at,
-                task_id=task_id,
                 max_retries=max_retries,
-                timeout=UNSET if timeout is None else _timeout(timeout),
+                timeout=timeout,
+                task_id=task_id,
             )
         ]
     if not requests:
         return
     tq = open_queue(ctx, redis_url, namespace, app)
-    results = tq.submit(requests, durable=durable)
-    for result in results:
-        if as_json:
-            output.json_out(
-                {"id": result.id, "queue": result.queue, "state": result.state, "duplicate": result.duplicate}
-            )
-        else:
-            output.line(result.id)
-
-
-def _timeout(text: str) -> str | None:
-    return None if text.strip().lower() in ("0", "none", "off") else text
+    submit_and_print(tq, requests, durable=durable, as_json=as_json)
 
 
 def _read_lines(path: str) -> list[str]:

@@ -1,0 +1,139 @@
+"""The CLI's pieces that need no Typer, shared by the Typer commands and by the fast path of
+`taskq enqueue` (fast.py): reading a PAYLOAD argument, opening the queue a command works with,
+enqueueing from arguments and printing the result, and mapping failures to the SPEC's exit codes.
+Only light imports at module level: a `taskq enqueue` process is mostly start-up."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from taskq_cli.producer import EnqueueRequest
+    from taskq_cli.queue import TaskQueue
+
+
+def parse_payload(text: str | None) -> dict[str, Any]:
+    """A PAYLOAD argument: a JSON object ('-' reads stdin; omitted = {}); bad input is a UsageError."""
+    import json
+    import sys
+
+    from taskq_cli.errors import UsageError
+
+    if text is None:
+        return {}
+    if text == "-":
+        text = sys.stdin.read()
+    try:
+        value = json.loads(text)
+    except ValueError as exc:
+        raise UsageError(f"invalid JSON payload: {exc}") from None
+    if not isinstance(value, dict):
+        raise UsageError(f"payload must be a JSON object, got {type(value).__name__}")
+    return value
+
+
+def make_queue(
+    redis_url: str | None, namespace: str | None, app: str | None, *, need_app: bool = False
+) -> TaskQueue:
+    """The TaskQueue a command works with: the app's own (with --app or TASKQ_APP) or a plain one.
+    None means not given: the environment, then the default, applies."""
+    import os
+
+    from taskq_cli.queue import TaskQueue
+
+    app_spec = app or os.environ.get("TASKQ_APP") or None
+    if app_spec:
+        from taskq_cli.registry import load_app
+
+        tq = load_app(app_spec)
+        tq.configure(redis_url=redis_url, namespace=namespace)
+        return tq
+    if need_app:
+        from taskq_cli.errors import UsageError
+
+        raise UsageError("this command needs --app (or TASKQ_APP) to find the task handlers")
+    return TaskQueue(redis_url=redis_url, namespace=namespace)
+
+
+# -- taskq enqueue ---------------------------------------------------------------------------------
+
+
+def single_request(
+    name: str,
+    payload: str | None,
+    *,
+    queue: str | None,
+    delay: str | None,
+    at: str | None,
+    max_retries: int | None,
+    timeout: str | None,
+    task_id: str | None,
+) -> EnqueueRequest:
+    """The request of `taskq enqueue NAME [PAYLOAD] [options]`, options as given on the command line
+    (None = not given); validation happens when it is submitted."""
+    from taskq_cli.producer import UNSET, EnqueueRequest
+
+    return EnqueueRequest(
+        name=name,
+        payload=parse_payload(payload),
+        queue=queue,
+        delay=delay,
+        at=at,
+        task_id=task_id,
+        max_retries=max_retries,
+        timeout=UNSET if timeout is None else _timeout(timeout),
+    )
+
+
+def _timeout(text: str) -> str | None:
+    return None if text.strip().lower() in ("0", "none", "off") else text
+
+
+def submit_and_print(
+    tq: TaskQueue, requests: Sequence[EnqueueRequest], *, durable: bool = False, as_json: bool = False
+) -> None:
+    """Enqueue the requests (all validated before any is written) and print one id, or with --json
+    one object, per task."""
+    from taskq_cli.cli import output
+
+    for result in tq.submit(requests, durable=durable):
+        if as_json:
+            output.json_out(
+                {"id": result.id, "queue": result.queue, "state": result.state, "duplicate": result.duplicate}
+            )
+        else:
+            output.line(result.id)
+
+
+# -- exit codes ------------------------------------------------------------------------------------
+
+
+def run_guarded(command: Callable[[], object]) -> int:
+    """Run a command and answer its exit code: an int it returns, else 0; every failure becomes one
+    line on stderr (no traceback) and exit 2 (bad usage or input) or 1 (runtime failure)."""
+    from redis.exceptions import ConnectionError as RedisConnectionError
+    from redis.exceptions import RedisError
+    from redis.exceptions import TimeoutError as RedisTimeoutError
+
+    from taskq_cli.cli import output
+    from taskq_cli.errors import NotFound, TaskqError, UsageError
+
+    try:
+        result = command()
+    except KeyboardInterrupt:
+        output.error("interrupted")
+        return 130
+    except UsageError as exc:
+        output.error(str(exc))
+        return 2
+    except (NotFound, TaskqError) as exc:
+        output.error(str(exc))
+        return 1
+    except (RedisConnectionError, RedisTimeoutError) as exc:
+        output.error(f"cannot reach Redis: {exc}")
+        return 1
+    except RedisError as exc:
+        output.error(f"Redis error: {exc}")
+        return 1
+    return result if isinstance(result, int) else 0
