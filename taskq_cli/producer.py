@@ -28,6 +28,8 @@ MAX_ID_LENGTH = 200
 MAX_NAME_LENGTH = 10_000
 # `at` must fall between the epoch and the year 9999 (seconds)
 AT_RANGE = (0.0, 253_402_300_799.0)
+# One encoder for every payload: json.dumps with options builds a new one per call.
+_encode_payload = json.JSONEncoder(separators=(",", ":"), allow_nan=False).encode
 
 
 @dataclass(frozen=True)
@@ -65,7 +67,7 @@ def _prepare(request: EnqueueRequest, registry: Mapping[str, TaskDef]) -> NewTas
     if handler is not None:
         handler.validate(payload)
     try:
-        payload_json = json.dumps(payload, separators=(",", ":"), allow_nan=False)
+        payload_json = _encode_payload(payload)
     except (TypeError, ValueError) as exc:
         raise UsageError(f"payload is not JSON-serialisable: {exc}") from None
     queue = check_name("queue", request.queue or (handler.queue if handler else DEFAULT_QUEUE))

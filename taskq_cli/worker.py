@@ -164,6 +164,7 @@ class Worker:
         self._runtime_samples = 0
         self._running: dict[str, Running] = {}
         self._reserved = 0  # slots a fetch in flight (dispatcher's or reporter's) will fill
+        self._woken = False  # the dispatcher's wait on the wake keys ended with a wake-up
         self._outcomes: queue.SimpleQueue[tuple[Execution, Outcome] | None] = queue.SimpleQueue()
         self._started_at = int(time.time() * 1000)
         self._next_maintenance = 0.0  # monotonic time of the next promote/recover pass
@@ -244,6 +245,9 @@ class Worker:
                     self._unreserve(wanted)
                     raise
                 self._take(jobs, reserved=wanted)
+                if self._woken:  # maybe by a task scheduled sooner than we knew; after the fetch,
+                    self._woken = False  # so that the pass does not delay the pickup
+                    self.poke_maintenance(0)
                 failures = 0
                 if not jobs and not buried and self._idle():
                     log.info("burst: nothing left to do")
@@ -301,8 +305,7 @@ class Worker:
     def _idle(self) -> bool:
         """Nothing was pending. Returns True when a burst worker is done."""
         if not self.burst:
-            if self.broker.wait_for_work(self.plan.names, IDLE_BLOCK):
-                self.poke_maintenance(0)  # woken: maybe by a task scheduled sooner than we knew
+            self._woken = self.broker.wait_for_work(self.plan.names, IDLE_BLOCK)
             return False
         with self._slots:
             if self._running or self._reserved:
@@ -338,6 +341,23 @@ class Worker:
         if name in self.tq.registry and "max_retries" not in job.meta:
             self._pin(job, options)
         attempt = int(job.meta.get("attempts", 1))
+        if log.isEnabledFor(logging.INFO):  # skip building the record: a few µs of every short task
+            self._log_started(job, name, attempt)
+        self.pool.submit(
+            Execution(
+                job.id,
+                name,
+                job.queue,
+                attempt,
+                options.max_retries,
+                job.payload_json,
+                options.timeout,
+                job.token,
+            )
+        )
+
+    @staticmethod
+    def _log_started(job: Fetched, name: str, attempt: int) -> None:
         log.info(
             "task %s %s attempt %d: started",
             job.id,
@@ -352,18 +372,6 @@ class Worker:
                     "attempt": attempt,
                 }
             },
-        )
-        self.pool.submit(
-            Execution(
-                job.id,
-                name,
-                job.queue,
-                attempt,
-                options.max_retries,
-                job.payload_json,
-                options.timeout,
-                job.token,
-            )
         )
 
     def _pin(self, job: Fetched, options: Options) -> None:
@@ -382,15 +390,14 @@ class Worker:
 
     def _on_done(self, execution: Execution, outcome: Outcome) -> None:
         """Called by the pool from its own thread; never blocks. The slot frees once the reporter has
-        recorded the outcome: a worker never holds more leased tasks than its capacity."""
-        self._outcomes.put((execution, outcome))
+        recorded the outcome (`_take` then wakes the dispatcher): a worker never holds more leased tasks
+        than its capacity."""
         with self._slots:
-            running = self._running.get(execution.task_id)
-            if running is not None and running.job.token == execution.token:
-                running.finished = True
+            if self._holds(execution.task_id, execution.token):
+                self._running[execution.task_id].finished = True
             self._runtime_samples += 1
             self._avg_runtime += (outcome.runtime - self._avg_runtime) * 0.2
-            self._slots.notify_all()
+        self._outcomes.put((execution, outcome))
 
     def _capacity(self) -> int:
         """How many leased tasks this worker may hold (caller holds the lock)."""
@@ -457,6 +464,8 @@ class Worker:
     def _log_outcome(
         self, running: Running, outcome: Outcome, report: Ack | Failure, result: bool | str | None
     ) -> None:
+        if result and isinstance(report, Ack) and not log.isEnabledFor(logging.INFO):
+            return
         job = running.job
         name, attempt = job.meta.get("name"), job.meta.get("attempts")
         fields: dict[str, object] = {

@@ -21,6 +21,9 @@ from taskq_cli.protocol.scripts import ScriptArg, execute_with_scripts, load_scr
 from taskq_cli.protocol.topology import Client, connect, is_cluster
 from taskq_cli.protocol.waker import Waker
 
+# Compact, as enqueue.lua joins the task record onto it; one encoder (json.dumps with options builds
+# a new one per call).
+_encode_meta = json.JSONEncoder(separators=(",", ":")).encode
 PROMOTE_BATCH = 500
 RECOVER_BATCH = 500
 DURABLE_TIMEOUT = 5.0  # seconds a durable enqueue waits for a replica to acknowledge it
@@ -242,7 +245,7 @@ class Broker:
         for t in tasks:
             args += [
                 t.id,
-                json.dumps(t.meta, separators=(",", ":")),
+                _encode_meta(t.meta),
                 t.payload_json,
                 "" if t.delay_ms is None else t.delay_ms,
                 "" if t.at_ms is None else t.at_ms,
