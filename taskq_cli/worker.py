@@ -332,7 +332,12 @@ class Worker:
 
     def _prepare(self, job: Fetched) -> Running:
         handler = self.tq.registry.get(str(job.meta.get("name", "")))
-        options = Options.resolve(job.meta, handler.retry if handler else None, self.tq.settings.defaults)
+        retry, defaults = handler.retry if handler else None, self.tq.settings.defaults
+        try:
+            options = Options.resolve(job.meta, retry, defaults)
+        except (TypeError, ValueError):  # a record written by something else: run it, with defaults
+            log.warning("task %s: unreadable options in its record; using the defaults", job.id)
+            options = Options.resolve({}, retry, defaults)
         return Running(job, options, time.monotonic())
 
     def _launch(self, running: Running) -> None:
@@ -423,7 +428,12 @@ class Worker:
                     self._outcomes.put(None)
                     break
                 batch.append(more)
-            self._report(batch)
+            try:
+                self._report(batch)
+            except Exception:  # a bug: without a reporter no slot ever frees, so stop instead of hanging
+                log.exception("reporter failed; stopping (unreported tasks come back through their leases)")
+                self.stop()
+                return
 
     def _report(self, batch: list[tuple[Execution, Outcome]]) -> None:
         """Record outcomes and, in the same round trip, fetch as many tasks as they free slots (from

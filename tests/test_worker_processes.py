@@ -334,6 +334,24 @@ def test_a_task_no_worker_knows_is_retried_then_dead_as_unknown(
     assert counters(raw, namespace) == {"processed": 2, "failed": 2}, worker.report()
 
 
+def test_a_record_with_unreadable_options_runs_with_the_defaults_and_the_worker_keeps_serving(
+    run_cli: RunCli, raw: redis.Redis, namespace: str
+) -> None:
+    odd = enqueue(run_cli, "ok", '{"value": 1}')
+    record = meta(raw, namespace, odd)
+    record.update(max_retries="many", timeout={"s": 1}, backoff_base=None)  # written by something else
+    raw.hset(key(namespace, "tasks"), odd, json.dumps(record))
+    good = enqueue(run_cli, "ok", '{"value": 2}')
+
+    done = burst(run_cli)
+
+    assert done.returncode == 0, done.stderr
+    assert state_of(raw, namespace, odd) == "done", done.stderr
+    assert state_of(raw, namespace, good) == "done", done.stderr
+    assert sorted(runs(raw, namespace)) == sorted([f"{odd}:1", f"{good}:1"])
+    assert "unreadable options" in done.stderr
+
+
 def test_a_malformed_message_goes_dead_as_raw_text_and_the_worker_serves_the_next_task(
     run_cli: RunCli, raw: redis.Redis, namespace: str
 ) -> None:
