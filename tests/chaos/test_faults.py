@@ -359,7 +359,7 @@ def test_workers_whose_clocks_disagree_by_8_s_never_steal_leases_and_run_delays_
     w = watch(lab)
     broker = Broker(connect(lab.server.url), lab.producer.settings)
     pids = {ahead.pid, behind.pid}  # both serving first, else a delay may end before either runs
-    until(lambda: pids <= {w["pid"] for w in broker.live_workers()}, 30, "both serving", lab.fleet.logs)
+    until(lambda: pids <= {i["pid"] for i in broker.live_workers()}, 30, "both serving", lab.fleet.logs)
     # When they run long tasks (2.5 leases each), flaky ones, and tasks delayed 1-2.5 s, one of them
     # enqueued by a producer whose clock is 30 s ahead
     long_ids = lab.enqueue([("work", {"ms": 5000}) for _ in range(4)])
