@@ -47,6 +47,7 @@ IDLE_BLOCK = 1.0  # longest BLPOP on the wake keys; bounds how long a stop reque
 # With tasks of PREFETCH_WINDOW or longer it holds exactly as many tasks as it has slots.
 PREFETCH_WINDOW = 0.05
 MAX_AHEAD_PER_SLOT = 16
+HELD_LONG = 0.5  # seconds; a slot whose task was fetched this long ago may not free up soon
 RUNTIME_SAMPLES = 8  # tasks seen before prefetching starts
 PRUNE_EVERY = 15.0  # seconds between sweeps of dead workers out of the worker registry
 
@@ -405,11 +406,16 @@ class Worker:
         self._outcomes.put((execution, outcome))
 
     def _capacity(self) -> int:
-        """How many leased tasks this worker may hold (caller holds the lock)."""
+        """How many leased tasks this worker may hold (caller holds the lock). Tasks ahead are held
+        only for slots that free up soon: a slot held by a task for over HELD_LONG (a long task among
+        short ones, or tasks already waiting too long) gets none, so a worker whose slots are all
+        taken by long tasks holds nothing that an idle worker could run."""
         if self._runtime_samples < RUNTIME_SAMPLES or self._avg_runtime >= PREFETCH_WINDOW:
             return self.concurrency
         ahead = min(MAX_AHEAD_PER_SLOT, max(1, int(PREFETCH_WINDOW / max(self._avg_runtime, 1e-6))))
-        return self.concurrency * (1 + ahead)
+        held_since = time.monotonic() - HELD_LONG
+        long_held = sum(1 for r in self._running.values() if not r.finished and r.started < held_since)
+        return self.concurrency + ahead * max(self.concurrency - long_held, 0)
 
     # -- reporting --------------------------------------------------------------------------
 

@@ -618,6 +618,26 @@ def test_a_worker_never_holds_more_leased_tasks_than_it_can_start_soon_so_an_idl
     assert len({m["worker"] for m in metas}) == 2  # the idle one took its share
 
 
+def test_a_worker_whose_slots_are_all_taken_by_long_tasks_holds_no_short_ones_an_idle_worker_could_run(
+    worker: Start, tq: TaskQueue, raw: redis.Redis, namespace: str
+) -> None:
+    one = worker("--concurrency", "2", label="worker one")
+    warm = tq.enqueue_many([("pid", {})] * 20)  # its recent tasks are short: it prefetches deeply
+    until(lambda: all(state(tq, i) == "done" for i in warm), 15, one, what="warm-up done")
+    naps = tq.enqueue_many([("nap", {"seconds": 4})] * 2)
+    until(lambda: all(state(tq, i) == "active" for i in naps), 5, one, what="both slots taken")
+    two = worker("--concurrency", "2", label="worker two")
+    until(lambda: registered(raw, namespace, two), 10, one, two, what="worker two serving")
+    time.sleep(0.6)  # the naps are now held longer than a short task takes
+
+    short = tq.enqueue_many([("pid", {})] * 30)
+    until(lambda: all(state(tq, i) == "done" for i in short), 15, one, two, what="short tasks done")
+
+    by = [task(tq, i)["worker"] for i in short]
+    assert all(state(tq, i) == "active" for i in naps), logs(one, two)  # all ran while one was busy
+    assert len(set(by)) == 1 and str(two.pid) in by[0], (by, logs(one, two))
+
+
 # -- structured logs --------------------------------------------------------------------------------
 
 
