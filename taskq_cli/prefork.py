@@ -16,8 +16,11 @@ So the supervisor knows which child holds which executions and which one is runn
 - an aborted execution is skipped by its child if it has not started, else its child is SIGKILLed;
 - children die with the supervisor (PR_SET_PDEATHSIG, and a watcher thread as a fallback), leaving no
   orphans; their tasks come back through lease expiry.
-Executions queued in a child wait for the task it runs: the supervisor queues behind a task only while
-it has run under QUEUE_BEHIND (the worker sends more than one per slot only while tasks are short).
+Executions queued in a child wait for the task it runs, so the supervisor queues them only where the
+wait is short: tiny tasks go to a child that is awake if what it holds is expected to take under
+PACK_BUDGET in all (each task name's recent run time is the guess), else to an idle child, else one
+behind a task that began under QUEUE_BEHIND ago (the worker holds more than one task per slot only
+while tasks are short).
 Children never talk to Redis: the worker batches their outcomes into pipelined reports.
 """
 
@@ -49,8 +52,9 @@ log = logging.getLogger("taskq.pool")
 
 KILL_AFTER = 1.0  # seconds between the soft timeout and the hard kill
 SUPERVISOR_TICK = 0.05
-AHEAD = 4  # executions a child may hold behind its running one
-QUEUE_BEHIND = 0.02  # seconds a task may have run and still get executions queued behind it
+AHEAD = 4  # executions a child may hold behind its running one (tiny tasks; else 1)
+PACK_BUDGET = 0.0005  # seconds of expected work that may wait in one child rather than wake another
+QUEUE_BEHIND = 0.02  # seconds a task may have run and still get one queued behind it
 AHEAD_PAYLOAD = 16 * 1024  # larger payloads go to idle children only: a busy child's pipe stays small
 FLUSH_AFTER = 0.002  # seconds a child may hold a finished outcome back while it runs more
 FLUSH_COUNT = 16  # outcomes a child may hold back
@@ -121,6 +125,7 @@ class ProcessPool:
         self._lock = threading.Lock()
         self._backlog: deque[Execution] = deque()
         self._dropped: set[str] = set()
+        self._runtimes: dict[str, float] = {}  # task name -> recent run time (moving average)
         self._closing = threading.Event()
         self._on_done: Any = None
         self._selector = selectors.DefaultSelector()
@@ -178,33 +183,57 @@ class ProcessPool:
     # -- handing out work (callers hold the lock) ---------------------------------------------
 
     def _assign(self) -> None:
-        """Hand waiting executions out: to idle children first, then one more behind each busy child
-        in turn, up to AHEAD behind. Called on submit and whenever a child reports, so a child never
-        waits for the worker to fetch its next task. Each child gets its share in one message."""
+        """Hand waiting executions out, each child's share in one message. Called on submit and
+        whenever a child reports, so a busy child has its next task before it finishes this one."""
         shares: dict[Child, list[Execution]] = {}
         now = time.monotonic()
-        for depth in range(1 + AHEAD):
-            for child in self._children:
-                if not self._backlog:
-                    break
-                if len(child.held) == depth and self._may_take(child, self._backlog[0], now):
-                    execution = self._backlog.popleft()
-                    child.held.append(execution)
-                    child.sent += 1
-                    shares.setdefault(child, []).append(execution)
+        while self._backlog:
+            child = self._place(self._backlog[0], now)
+            if child is None:
+                break
+            execution = self._backlog.popleft()
+            child.held.append(execution)
+            child.sent += 1
+            shares.setdefault(child, []).append(execution)
         for child, executions in shares.items():
             with contextlib.suppress(OSError):  # it just died: its sentinel settles what it held
                 child.conn.send_bytes(marshal.dumps((RUN, [astuple_execution(e) for e in executions])))
 
-    def _may_take(self, child: Child, execution: Execution, now: float) -> bool:
-        if child.retiring or (self.max_tasks is not None and child.sent >= self.max_tasks):
-            return False  # a child retiring after N tasks is sent exactly N
-        if not child.held:
-            return True
-        if len(execution.payload_json) > AHEAD_PAYLOAD:
+    def _place(self, execution: Execution, now: float) -> Child | None:
+        """The child to run this execution next, or None: it waits for one to report.
+        1. A busy child, if the work queued there, this one included, is expected to take under
+           PACK_BUDGET: a child that is awake runs tiny tasks back to back, and waking an idle
+           one costs more than such a task (a context switch, cold caches, one more doorbell).
+        2. An idle child.
+        3. One behind the running task of a child that holds nothing else, if that task began
+           under QUEUE_BEHIND ago, so that the child goes on without waiting for the supervisor.
+        A large payload goes to an idle child only: a busy child's pipe stays small, so sending
+        to it never blocks."""
+        queueable = len(execution.payload_json) <= AHEAD_PAYLOAD
+        packed = idle = behind = None
+        for child in self._children:
+            if child.retiring or (self.max_tasks is not None and child.sent >= self.max_tasks):
+                continue  # (a child retiring after N tasks is sent exactly N)
+            held = len(child.held)
+            if not held:
+                idle = idle or child
+            elif queueable and held <= AHEAD:
+                if (packed is None or held > len(packed.held)) and self._packable(child, execution, now):
+                    packed = child
+                if held == 1 and _running_for(child, now) < QUEUE_BEHIND:
+                    behind = behind or child
+        return packed or idle or behind
+
+    def _packable(self, child: Child, execution: Execution, now: float) -> bool:
+        if _running_for(child, now) >= PACK_BUDGET:
             return False
-        running = child.running()
-        return running is None or now - running[1] < QUEUE_BEHIND
+        expected = 0.0
+        for held in (*child.held, execution):
+            runtime = self._runtimes.get(held.name)
+            if runtime is None:
+                return False
+            expected += runtime
+        return expected < PACK_BUDGET
 
     def _drop_from(self, child: Child, tokens: list[str]) -> None:
         """Aborted executions a child holds: it skips those it has not taken yet. The child marks
@@ -298,9 +327,15 @@ class ProcessPool:
                     log.info("recycling child %s: %s", child.process.pid, retire)
                 if kind:  # else it skipped the execution, aborted
                     done.append((execution, Outcome(OutcomeKind(kind), result_json, error, delay, runtime)))
+                    self._learn(execution.name, runtime)
             self._assign()
         for execution, outcome in done:
             self._deliver(execution, outcome)
+
+    def _learn(self, name: str, runtime: float) -> None:
+        if name in self.registry:  # names from Redis are not ours to count
+            last = self._runtimes.get(name, runtime)
+            self._runtimes[name] = last + (runtime - last) * 0.2
 
     def _reap(self, child: Child) -> None:
         """A child exited: settle what it finished, fail the task it was running at once (no need
@@ -378,6 +413,13 @@ class ProcessPool:
         if execution.token in self._dropped:
             return
         self._on_done(execution, outcome)
+
+
+def _running_for(child: Child, now: float) -> float:
+    """How long the child's current task has run (0.0 when it runs none; approximate: it may
+    have just begun another)."""
+    began: float = child.progress[BEGAN]
+    return now - began if began else 0.0
 
 
 def _records(child: Child, message: int | Record) -> list[Record]:
