@@ -72,11 +72,12 @@ Record = tuple[str, str, str | None, dict[str, str] | None, float | None, float,
 @dataclass(eq=False)
 class Child:
     process: BaseProcess
-    conn: Connection  # executions and drops to the child; its doorbells back
+    conn: Connection  # executions and drops to the child; its doorbells back (raw frames)
     outcomes: Connection  # the read end of its outcome pipe (read raw, see _ChildLoop.record)
     progress: Any  # shared doubles, indexed by CLAIMED and BEGAN
     held: deque[Execution] = field(default_factory=deque)  # sent, outcome not received yet, in order
     received: int = 0  # outcomes received: held[0] is execution number received + 1
+    inbox: bytes = b""  # the start of a doorbell not read whole yet
     sent: int = 0
     retiring: bool = False  # takes nothing more: it retires, was killed or died
     kill_reason: str | None = None  # why we SIGKILLed it ("timeout" or "abort"), and for which
@@ -302,12 +303,14 @@ class ProcessPool:
                 self._enforce_deadlines()
 
     def _receive(self, child: Child) -> None:
-        """A child rang: take the outcomes it announced, and give it more work."""
+        """A child rang: take the outcomes it announced, and give it more work. Every doorbell
+        waiting is read at once, and the outcomes they announce with one more read."""
         try:
-            message = child.conn.recv_bytes()
-        except (EOFError, OSError):
+            data = os.read(child.conn.fileno(), 65536)
+        except OSError:
             return  # the child died; its sentinel tells
-        self._settle(child, _records(child, marshal.loads(message)))
+        messages, child.inbox = _frames(child.inbox + data)
+        self._settle(child, _records(child, messages))
 
     def _settle(self, child: Child, records: Iterable[Record]) -> None:
         """Match outcomes to the executions the child held (in the order sent) and deliver them."""
@@ -422,47 +425,64 @@ def _running_for(child: Child, now: float) -> float:
     return now - began if began else 0.0
 
 
-def _records(child: Child, message: int | Record) -> list[Record]:
-    """The outcomes a doorbell announces: `n` bytes of them in the outcome pipe (written before the
-    doorbell, so reading them never waits), or one record sent inline (too large for the pipe)."""
-    if not isinstance(message, int):
-        return [message]
-    fd = child.outcomes.fileno()
-    chunks = []
-    while message > 0:
-        chunk = os.read(fd, message)
-        if not chunk:
+def _frames(data: bytes) -> tuple[list[Any], bytes]:
+    """The messages in `data` (each a 4-byte length, then marshal), and what is left of an
+    incomplete last one."""
+    messages, offset = [], 0
+    while offset + 4 <= len(data):
+        end = offset + 4 + int.from_bytes(data[offset : offset + 4], "little")
+        if end > len(data):
             break
+        messages.append(marshal.loads(data[offset + 4 : end]))
+        offset = end
+    return messages, data[offset:]
+
+
+def _frame(data: bytes) -> bytes:
+    return len(data).to_bytes(4, "little") + data
+
+
+def _records(child: Child, doorbells: list[int | Record]) -> list[Record]:
+    """The outcomes doorbells announce, in order: a number of bytes of them in the outcome pipe
+    (written before the doorbell, so reading them never waits), or one record sent inline (too
+    large for the pipe)."""
+    records: list[Record] = []
+    announced = 0
+    for doorbell in [*doorbells, None]:
+        if isinstance(doorbell, int):
+            announced += doorbell
+            continue
+        if announced:
+            records += _frames(_read(child.outcomes.fileno(), announced))[0]
+            announced = 0
+        if doorbell is not None:
+            records.append(doorbell)
+    return records
+
+
+def _read(fd: int, size: int) -> bytes:
+    chunks = []
+    while size > 0 and (chunk := os.read(fd, size)):
         chunks.append(chunk)
-        message -= len(chunk)
-    return _parse_records(b"".join(chunks))
+        size -= len(chunk)
+    return b"".join(chunks)
+
+
+def _read_all(fd: int) -> bytes:
+    """What a dead process left in a pipe (no wait: another holder of its write end cannot hang us)."""
+    chunks = []
+    while select.select([fd], [], [], 0)[0] and (chunk := os.read(fd, 65536)):
+        chunks.append(chunk)
+    return b"".join(chunks)
 
 
 def _last_records(child: Child) -> list[Record]:
     """Everything a dead child sent: its last doorbells, then what it wrote to the outcome pipe
     without ringing (finished outcomes are never lost; a record cut short by the kill is dropped)."""
-    records: list[Record] = []
-    with contextlib.suppress(EOFError, OSError):
-        while child.conn.poll():
-            records += _records(child, marshal.loads(child.conn.recv_bytes()))
-    fd, rest = child.outcomes.fileno(), b""
-    while select.select([fd], [], [], 0)[0]:
-        chunk = os.read(fd, 65536)
-        if not chunk:
-            break
-        rest += chunk
-    return records + _parse_records(rest)
-
-
-def _parse_records(data: bytes) -> list[Record]:
-    records, offset = [], 0
-    while offset + 4 <= len(data):
-        end = offset + 4 + int.from_bytes(data[offset : offset + 4], "little")
-        if end > len(data):
-            break
-        records.append(marshal.loads(data[offset + 4 : end]))
-        offset = end
-    return records
+    with contextlib.suppress(OSError):
+        doorbells, child.inbox = _frames(child.inbox + _read_all(child.conn.fileno()))
+        return _records(child, doorbells) + _frames(_read_all(child.outcomes.fileno()))[0]
+    return []
 
 
 def astuple_execution(e: Execution) -> tuple[str, str, str, int, int, str, float | None, str]:
@@ -529,6 +549,7 @@ class _ChildLoop:
         max_memory_mb: int | None,
     ) -> None:
         self.conn, self.outcomes_fd, self.progress = conn, outcomes.fileno(), progress
+        self.doorbell_fd = conn.fileno()  # raw frames to the supervisor (see ProcessPool._receive)
         self._outcomes = outcomes  # keeps the fd open
         self.registry, self.max_tasks, self.max_memory_mb = registry, max_tasks, max_memory_mb
         self.queue: deque[Execution] = deque()
@@ -577,6 +598,7 @@ class _ChildLoop:
         """Run it (or skip it, aborted) and record its outcome; returns why this child retires."""
         if execution.token in self.dropped:
             self.dropped.discard(execution.token)
+            # it counts as taken: the supervisor sends a child exactly max_tasks executions
             retire = _retire_reason(self.taken, self.max_tasks, self.max_memory_mb)
             self.record((execution.task_id, "", None, None, None, 0.0, retire))
             return retire
@@ -609,23 +631,29 @@ class _ChildLoop:
     def record(self, record: Record) -> None:
         """Write an outcome where a crash of this process cannot lose it: the outcome pipe, which the
         supervisor reads when we ring; one too large for the pipe goes inline with a doorbell."""
-        data = marshal.dumps(record)
-        if self.unsent_bytes + 4 + len(data) > PIPE_ROOM:
+        data = _frame(marshal.dumps(record))
+        if self.unsent_bytes + len(data) > PIPE_ROOM:
             self.ring()  # never leave more unannounced than the pipe holds: we would block forever
-        if 4 + len(data) > PIPE_ROOM:
-            self.conn.send_bytes(data)
+        if len(data) > PIPE_ROOM:
+            _write(self.doorbell_fd, data)
             return
-        os.write(self.outcomes_fd, len(data).to_bytes(4, "little") + data)
+        _write(self.outcomes_fd, data)
         if not self.unsent_count:
             self.oldest_unsent = time.monotonic()
-        self.unsent_bytes += 4 + len(data)
+        self.unsent_bytes += len(data)
         self.unsent_count += 1
 
     def ring(self) -> None:
         """Tell the supervisor how many bytes of outcomes wait in the pipe."""
         if self.unsent_count:
-            self.conn.send_bytes(marshal.dumps(self.unsent_bytes))
+            _write(self.doorbell_fd, _frame(marshal.dumps(self.unsent_bytes)))
             self.unsent_bytes = self.unsent_count = 0
+
+
+def _write(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
 
 
 def _retire_reason(done: int, max_tasks: int | None, max_memory_mb: int | None) -> str | None:

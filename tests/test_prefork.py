@@ -38,8 +38,11 @@ _hoard: list[bytes] = []
 
 
 @app.task(name="step")
-def step(action: str = "ok", seconds: float = 0.0, mark: str = "", mb: int = 0) -> int:
-    """Returns the pid that ran it; `mark` names a file created when it starts."""
+def step(
+    action: str = "ok", seconds: float = 0.0, mark: str = "", mb: int = 0, pad: str = "", size: int = 0
+) -> Any:
+    """Returns the pid that ran it (with `size` characters of padding: [pid, padding]); `mark`
+    names a file created when it starts."""
     if mark:
         Path(mark).touch()
     _hoard.append(b"\x01" * (mb << 20))  # resident: every page written
@@ -49,12 +52,12 @@ def step(action: str = "ok", seconds: float = 0.0, mark: str = "", mb: int = 0) 
         time.sleep(seconds)
         os._exit(3)
     elif action == "fail":
-        raise ValueError("failed on purpose")
+        raise ValueError("failed on purpose" + "!" * size)
     elif action == "hang":  # past SIGALRM too: only the hard kill stops it
         while True:
             with contextlib.suppress(BaseException):
                 time.sleep(30)
-    return os.getpid()
+    return [os.getpid(), "x" * size] if size else os.getpid()
 
 
 _ids = iter(range(10**9))
@@ -272,6 +275,33 @@ def test_a_child_retiring_for_memory_hands_the_executions_queued_behind_to_its_r
         outcomes = got.gather(3)
         assert pid_of(outcomes[hog.task_id]) == retired
         assert all(pid_of(outcomes[e.task_id]) != retired for e in behind)
+        got.nothing_more()
+
+
+def test_large_payloads_and_outcomes_travel_whole_between_small_ones() -> None:
+    """A large payload waits for an idle child (a busy child's pipe stays small); an outcome too
+    large for the outcome pipe goes inline, in its place among the others."""
+    with running_pool(2) as (pool, got):
+        big = 300_000
+        batch = [
+            execution(),
+            execution(pad="p" * big),
+            execution(size=big),
+            execution("fail", size=big),
+            execution(size=100),
+            *[execution(size=6000) for _ in range(5)],  # together more than the pipe's share
+            execution(),
+        ]
+        for e in batch:
+            pool.submit(e)
+
+        outcomes = got.gather(len(batch))
+        assert [o.kind for o in outcomes.values()].count(OutcomeKind.SUCCESS) == len(batch) - 1
+        pid, padding = json.loads(outcomes[batch[2].task_id].result_json or "null")
+        assert padding == "x" * big and pid in pool.pids()
+        assert error_message(outcomes[batch[3].task_id]) == "failed on purpose" + "!" * big
+        for e, size in zip(batch[4:10], [100] + [6000] * 5, strict=True):
+            assert json.loads(outcomes[e.task_id].result_json or "null")[1] == "x" * size
         got.nothing_more()
 
 
