@@ -154,24 +154,54 @@ def call_in_thread(handler: TaskDef, kwargs: dict[str, Any], ctx: TaskContext, t
     return box.get("value")
 
 
-def call_with_alarm(handler: TaskDef, kwargs: dict[str, Any], ctx: TaskContext, timeout: float | None) -> Any:
-    """Child processes (main thread): the soft timeout raises TaskTimeout inside the handler via
-    SIGALRM; code that never returns to Python is killed by the supervisor shortly after."""
-    if handler.is_async:
-        return asyncio.run(_await_with_timeout(handler, kwargs, ctx, timeout))
-    if timeout is None:
-        return _call_sync(handler, kwargs, ctx)
+class AlarmCaller:
+    """A Caller for child processes (main thread): the soft timeout raises TaskTimeout inside the
+    handler via SIGALRM; code that never returns to Python is killed by the supervisor shortly after.
 
-    def on_alarm(signum: int, frame: object) -> None:
-        raise TaskTimeout(f"timed out after {timeout:g}s")
+    A child runs tasks back to back, so the signal handler is installed once and the timer is set
+    only when it would go off too late: a run of short tasks makes no system call for timeouts. A
+    timer that goes off early (set for an earlier task) sets itself again for the running one."""
 
-    previous = signal.signal(signal.SIGALRM, on_alarm)
-    signal.setitimer(signal.ITIMER_REAL, timeout)
-    try:
-        return _call_sync(handler, kwargs, ctx)
-    finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.signal(signal.SIGALRM, previous)
+    def __init__(self) -> None:
+        self._deadline: float | None = None  # of the sync handler running now
+        self._timeout = 0.0
+        self._fires_at: float | None = None  # when the timer goes off, if it is set
+
+    def __call__(
+        self, handler: TaskDef, kwargs: dict[str, Any], ctx: TaskContext, timeout: float | None
+    ) -> Any:
+        if handler.is_async:
+            return asyncio.run(_await_with_timeout(handler, kwargs, ctx, timeout))
+        if timeout is None:
+            return _call_sync(handler, kwargs, ctx)
+        if signal.getsignal(signal.SIGALRM) != self._on_alarm:  # first call, or a handler replaced it
+            signal.signal(signal.SIGALRM, self._on_alarm)
+            self._fires_at = None
+        deadline = time.monotonic() + timeout
+        if self._fires_at is None or self._fires_at > deadline:
+            self._set(timeout, deadline)
+        self._deadline, self._timeout = deadline, timeout
+        try:
+            return _call_sync(handler, kwargs, ctx)
+        finally:
+            self._deadline = None
+
+    def _set(self, seconds: float, fires_at: float) -> None:
+        signal.setitimer(signal.ITIMER_REAL, max(seconds, 0.001))  # (0 would clear it)
+        self._fires_at = fires_at
+
+    def _on_alarm(self, signum: int, frame: object) -> None:
+        self._fires_at = None
+        if self._deadline is None:
+            return  # between tasks: set for one that has ended
+        left = self._deadline - time.monotonic()
+        if left > 0:
+            self._set(left, self._deadline)
+            return
+        raise TaskTimeout(f"timed out after {self._timeout:g}s")
+
+
+call_with_alarm = AlarmCaller()  # one per process: a forked child gets its own copy
 
 
 def _call_sync(handler: TaskDef, kwargs: dict[str, Any], ctx: TaskContext) -> Any:
