@@ -4,8 +4,8 @@ Threads of the worker process:
 - the dispatcher (main thread) fetches as many tasks as there are free slots, in one round trip, and
   submits them to the pool; it waits on Redis when nothing is pending;
 - the pool (pool.py / prefork.py) runs them and hands back outcomes;
-- the reporter sends the outcomes that have piled up to Redis and, in the same round trip, fetches as
-  many tasks as that frees slots, so a busy worker needs one round trip per batch of tasks;
+- the reporter sends the outcomes that have piled up to Redis and, for a worker of one queue, fetches
+  as many tasks as that frees slots in the same round trip: one round trip per batch of tasks;
 - the heartbeat renews leases, registers the worker, promotes due tasks and recovers lost ones.
 """
 
@@ -442,13 +442,15 @@ class Worker:
                 return
 
     def _report(self, batch: list[tuple[Execution, Outcome]]) -> None:
-        """Record outcomes and, in the same round trip, fetch as many tasks as they free slots (from
-        the first queue of this round's order; the dispatcher fetches whatever that leaves free)."""
+        """Record outcomes and, for a worker of one queue, fetch as many tasks as they free slots in
+        the same round trip. A worker of several queues leaves fetching to the dispatcher alone: two
+        fetchers racing would break their order (a lower queue's task could start before a higher
+        one's that was pending first)."""
         with self._slots:
             items = [(self._running[e.task_id], o) for e, o in batch if self._holds(e.task_id, e.token)]
-            refill = self._reserve(freed=len(items))
+            refill = self._reserve(freed=len(items)) if len(self.plan.names) == 1 else 0
         reports = [self._report_for(running, outcome) for running, outcome in items]
-        queue = self.plan.order()[0] if refill else None
+        queue = self.plan.names[0] if refill else None
         try:
             answer = (
                 self._with_redis(
