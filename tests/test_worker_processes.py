@@ -600,23 +600,25 @@ def test_two_schedulers_and_a_worker_racing_over_200_delayed_tasks_run_each_exac
     assert raw.llen(key(namespace, "pending")) == 0
 
 
+@pytest.mark.parametrize("pool", ["processes", "threads"])
 def test_strict_priority_runs_every_high_task_before_any_low_task(
-    run_cli: RunCli, raw: redis.Redis, namespace: str
+    pool: str, run_cli: RunCli, raw: redis.Redis, namespace: str
 ) -> None:
+    # enough tasks that the worker prefetches deeply (short tasks) while both queues hold some
     lines = "".join(
         json.dumps({"name": "ok", "payload": {"value": i}, "queue": "low" if i % 2 == 0 else "high"}) + "\n"
-        for i in range(12)
+        for i in range(80)
     )
     ids = cli(run_cli, "enqueue", "--app", BASIC, "--file", "-", input=lines).split()
     low, high = set(ids[0::2]), set(ids[1::2])
 
-    done = burst(run_cli, "--queues", "high,low")
+    done = burst(run_cli, "--queues", "high,low", "--pool", pool)
 
     assert done.returncode == 0, done.stderr
     order = [entry.split(":")[0] for entry in runs(raw, namespace)]
-    assert len(order) == 12, (order, done.stderr)
-    assert set(order[:6]) == high, f"order {order}\nhigh {high}\n{done.stderr}"
-    assert set(order[6:]) == low
+    assert len(order) == 80, (order, done.stderr)
+    assert set(order[:40]) == high, f"order {order}\nhigh {high}\n{done.stderr}"
+    assert set(order[40:]) == low
 
 
 def test_a_running_worker_is_registered_and_gone_after_a_clean_stop(
