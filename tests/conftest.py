@@ -123,6 +123,20 @@ def clock(broker: Broker) -> Clock:
     return fake
 
 
+def run_python(code: str, redis_url: str, namespace: str) -> subprocess.CompletedProcess[str]:
+    """`python -c CODE` from the project root with the test's Redis and namespace (what a fresh
+    process imports, how an entry point exits)."""
+    return subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env=cli_env(redis_url, namespace),
+        timeout=30,
+        check=False,
+    )
+
+
 def cli_env(redis_url: str, namespace: str, **extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("TASKQ_")}
     env.update(

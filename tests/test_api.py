@@ -30,7 +30,7 @@ from taskq_cli import TaskQueue
 from taskq_cli.api.guard import nesting_depth
 from taskq_cli.api.schema import DlqRetryBody, EnqueueItem
 from taskq_cli.protocol import Fetched
-from tests.conftest import ROOT, cli_env
+from tests.conftest import ROOT, cli_env, run_python
 
 with warnings.catch_warnings():  # starlette asks for httpx2; httpx (the api extra) works the same
     warnings.simplefilter("ignore", StarletteDeprecationWarning)
@@ -726,15 +726,7 @@ def test_taskq_api_refuses_unsafe_or_bad_options_with_one_line_and_exit_2(
 
 def test_taskq_api_without_the_api_extra_exits_1_saying_what_to_install(redis_url, namespace):
     code = "import sys; sys.modules['uvicorn'] = None; from taskq_cli.cli.app import main; main(['api'])"
-    result = subprocess.run(
-        [sys.executable, "-c", code],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-        env=cli_env(redis_url, namespace),
-        timeout=30,
-        check=False,
-    )
+    result = run_python(code, redis_url, namespace)
 
     assert result.returncode == 1
     assert result.stderr.splitlines() == [
@@ -747,14 +739,6 @@ def test_taskq_enqueue_does_not_import_the_web_stack(redis_url, namespace):
         "import sys; from taskq_cli.cli.app import run; rc = run(['enqueue', 'x']);"
         "print(sorted(m for m in sys.modules if m.split('.')[0] in ('fastapi', 'uvicorn', 'starlette')))"
     )
-    result = subprocess.run(
-        [sys.executable, "-c", code],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-        env=cli_env(redis_url, namespace),
-        timeout=30,
-        check=False,
-    )
+    result = run_python(code, redis_url, namespace)
 
     assert result.stdout.splitlines()[-1] == "[]", result.stdout + result.stderr

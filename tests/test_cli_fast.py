@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import re
 import subprocess
-import sys
 from collections.abc import Callable
 from typing import Any
 
@@ -17,7 +16,7 @@ import typer
 
 from taskq_cli.cli import fast
 from taskq_cli.cli.typer_app import app as typer_app
-from tests.conftest import ROOT, cli_env
+from tests.conftest import cli_env, run_python
 from tests.test_cli_enqueue import UNREACHABLE_URL
 
 # `taskq ARGS` through the Typer app alone, as every command ran before the fast path existed.
@@ -302,15 +301,7 @@ def test_an_enqueue_process_imports_neither_typer_click_rich_nor_pydantic(redis_
         "import sys; from taskq_cli.cli.app import run; rc = run(['enqueue', 'noop', '{}', '--json']);"
         "print(rc, sorted({m.split('.')[0] for m in sys.modules} & {'typer', 'click', 'rich', 'pydantic'}))"
     )
-    result = subprocess.run(
-        [sys.executable, "-c", code],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-        env=cli_env(redis_url, namespace),
-        timeout=30,
-        check=False,
-    )
+    result = run_python(code, redis_url, namespace)
 
     assert result.stderr == ""
     assert result.stdout.splitlines()[-1] == "0 []", result.stdout
