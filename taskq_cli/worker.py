@@ -20,13 +20,11 @@ import os
 import queue
 import random
 import secrets
-import signal
 import socket
 import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from types import FrameType
 from typing import TYPE_CHECKING, TypeVar
 
 from taskq_cli.config import check_name
@@ -37,6 +35,7 @@ from taskq_cli.pool import POOL_KINDS, Pool, make_pool
 from taskq_cli.protocol import Ack, Failure, Fetched, Malformed
 from taskq_cli.runner import Execution
 from taskq_cli.scheduler import CronRunner, Maintenance
+from taskq_cli.stopsignals import StopSignals
 
 if TYPE_CHECKING:
     from taskq_cli.queue import TaskQueue
@@ -224,13 +223,7 @@ class Worker:
             self._slots.notify_all()
 
     def _install_signal_handlers(self) -> None:
-        if threading.current_thread() is not threading.main_thread():
-            return
-
-        def on_signal(signum: int, frame: FrameType | None) -> None:
-            if self.stopping.is_set():
-                log.warning("second signal: stopping at once; running tasks return through leases")
-                os._exit(1)
+        def on_first() -> None:
             log.info(
                 "stopping: no new tasks; waiting up to %gs for %d running (signal again to stop at once)",
                 self.grace,
@@ -238,8 +231,7 @@ class Worker:
             )
             self.stopping.set()
 
-        signal.signal(signal.SIGTERM, on_signal)
-        signal.signal(signal.SIGINT, on_signal)
+        StopSignals(on_first).install()
 
     # -- fetching ---------------------------------------------------------------------------
 
