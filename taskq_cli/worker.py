@@ -664,13 +664,20 @@ class Worker:
             self._halted.wait(min(max(soonest - self._guard_margin - now, 0.005), self.lease / 3))
 
     def _expire(self, runs: list[Running], now: float) -> None:
+        # a sync handler in the threads pool cannot be stopped: its thread runs on, its result dropped
+        how = (
+            "its thread cannot be stopped; dropping its result"
+            if self.pool_kind == "threads"
+            else "stopping it"
+        )
         for running in runs:
             log.warning(
-                "task %s: lease not renewed for %.1fs (lease %gs); stopping it so that it never runs "
-                "twice at once (the task comes back once its lease expires)",
+                "task %s: lease not renewed for %.1fs (lease %gs); %s so that it never runs twice at "
+                "once (the task comes back once its lease expires)",
                 running.job.id,
                 now - (running.lease_until - self.lease),
                 self.lease,
+                how,
                 extra={"fields": {"event": "lease_expired", "task_id": running.job.id}},
             )
         self._stop_runs([running.job for running in runs])

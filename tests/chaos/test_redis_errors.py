@@ -61,6 +61,7 @@ def started(lab: Lab, task_id: str, attempt: int) -> bool:
 def assert_never_concurrent(lab: Lab, task_id: str) -> None:
     spans = sorted((evs[0].at, evs[-1].at, key) for key, evs in executions(lab, task_id).items())
     for (_, end, first), (begin, _, second) in itertools.pairwise(spans):
+        print(f"{task_id}: {first} stopped {begin - end:.2f}s before {second} began")
         assert end < begin, (
             f"executions {first} and {second} of {task_id} ran at once ({end:.3f} >= {begin:.3f})\n"
             f"{lab.fleet.logs()}"
