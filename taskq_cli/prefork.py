@@ -121,7 +121,8 @@ class ProcessPool:
         self._ctx: Any = self._fork
         if app_spec:
             self._ctx = multiprocessing.get_context("forkserver")
-            self._ctx.set_forkserver_preload([app_spec.partition(":")[0]])
+            # the signal setting first: a SIGTERM to the group while the app imports must not kill it
+            self._ctx.set_forkserver_preload(["taskq_cli.forkserver_signals", app_spec.partition(":")[0]])
         self._children: list[Child] = []
         self._lock = threading.Lock()
         self._backlog: deque[Execution] = deque()
@@ -131,6 +132,8 @@ class ProcessPool:
         self._on_done: Any = None
         self._selector = selectors.DefaultSelector()
         self._next_deadline_check = 0.0
+        self._missing = 0  # children that died and could not be replaced yet
+        self._next_spawn = 0.0
         self._supervisor = threading.Thread(target=self._supervise, name="taskq-supervisor", daemon=True)
 
     # -- Pool interface ---------------------------------------------------------------------
@@ -161,6 +164,8 @@ class ProcessPool:
 
     def close(self) -> None:
         self._closing.set()
+        # the supervisor first: a replacement it is spawning now is then in the list and told to stop
+        self._supervisor.join(timeout=5)
         with self._lock:
             children = list(self._children)
         for child in children:
@@ -172,7 +177,6 @@ class ProcessPool:
             if child.process.is_alive():
                 _kill(child.process)
                 child.process.join(1)
-        self._supervisor.join(timeout=2)
         for child in children:
             child.conn.close()
             child.outcomes.close()
@@ -301,6 +305,8 @@ class ProcessPool:
             if time.monotonic() >= self._next_deadline_check:
                 self._next_deadline_check = time.monotonic() + SUPERVISOR_TICK
                 self._enforce_deadlines()
+            if self._missing and time.monotonic() >= self._next_spawn and not self._closing.is_set():
+                self._replace()
 
     def _receive(self, child: Child) -> None:
         """A child rang: take the outcomes it announced, and give it more work. Every doorbell
@@ -348,20 +354,35 @@ class ProcessPool:
         self._settle(child, _last_records(child))
         child.process.join(0.5)
         self._unwatch(child)
-        replacement = None if self._closing.is_set() else self._spawn()
         with self._lock:
             if child in self._children:
                 self._children.remove(child)
             failed = self._requeue_held(child)
-            if replacement is not None:
-                self._children.append(replacement)
-                self._assign()
-        if replacement is not None:
-            self._watch(replacement)
+            self._missing += 1
+        if not self._closing.is_set():
+            self._replace()
         child.conn.close()
         child.outcomes.close()
         if failed is not None:
             self._deliver(*failed)
+
+    def _replace(self) -> None:
+        """Spawn the children missing. A spawn can fail (the fork server is gone, no memory): the
+        supervisor must live on, so it says so and tries again a second later."""
+        while self._missing and not self._closing.is_set():
+            try:
+                replacement = self._spawn()
+            except (OSError, EOFError) as exc:
+                log.error(
+                    "could not start a child process (%s: %s); trying again in 1s", type(exc).__name__, exc
+                )
+                self._next_spawn = time.monotonic() + 1.0
+                return
+            with self._lock:
+                self._missing -= 1
+                self._children.append(replacement)
+                self._assign()
+            self._watch(replacement)
 
     def _requeue_held(self, child: Child) -> tuple[Execution, Outcome] | None:
         """Put back in the backlog what a dead child held but had not started (caller holds the

@@ -9,10 +9,8 @@ import threading
 from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import TimeoutError as RedisTimeoutError
-
 from taskq_cli.config import RetryDefaults
+from taskq_cli.outage import REDIS_ERRORS, Outage
 from taskq_cli.protocol import Broker
 
 if TYPE_CHECKING:
@@ -20,7 +18,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("taskq.scheduler")
 
-REDIS_DOWN = (RedisConnectionError, RedisTimeoutError)
 MAX_IDLE = 1.0  # seconds between passes at most: a lost worker is recovered within lease + 1 s
 
 
@@ -50,11 +47,6 @@ class Maintenance:
         return wait
 
 
-def redis_backoff(failures: int) -> float:
-    """Seconds to wait after the n-th consecutive failure to reach Redis (0.1 s doubling to 5 s)."""
-    return float(min(5.0, 0.1 * 2 ** max(failures - 1, 0)))
-
-
 class Scheduler:
     """`taskq scheduler`: maintenance for every queue of the namespace until stopped."""
 
@@ -65,17 +57,15 @@ class Scheduler:
         self.stop_event = threading.Event()
 
     def run(self) -> int:
-        failures = 0
+        outage = Outage(log)
         while not self.stop_event.is_set():
             try:
                 wait = self.maintenance.tick(self.broker.known_queues())
                 if self.cron is not None:
                     wait = min(wait, self.cron.tick())
-                failures = 0
-            except REDIS_DOWN as exc:
-                failures += 1
-                wait = redis_backoff(failures)
-                log.error("Redis unreachable (%s); retrying in %.1fs", exc, wait)
+                outage.ok("scheduler")
+            except REDIS_ERRORS as exc:  # any of them: a scheduler outlives ACL changes, OOM, failovers
+                wait = outage.failed("scheduler", exc)
             self.stop_event.wait(wait)
         return 0
 

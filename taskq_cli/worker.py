@@ -6,7 +6,10 @@ Threads of the worker process:
 - the pool (pool.py / prefork.py) runs them and hands back outcomes;
 - the reporter sends the outcomes that have piled up to Redis and, for a worker of one queue, fetches
   as many tasks as that frees slots in the same round trip: one round trip per batch of tasks;
-- the heartbeat renews leases, registers the worker, promotes due tasks and recovers lost ones.
+- the heartbeat renews leases, registers the worker, promotes due tasks and recovers lost ones;
+- the lease guard stops an execution whose lease could not be renewed in time (Redis unreachable or
+  refusing): by the time its lease expires and another worker may take the task, it no longer runs.
+Every loop outlives every Redis error: it logs it (once per outage, see outage.py), backs off, goes on.
 """
 
 from __future__ import annotations
@@ -17,22 +20,22 @@ import os
 import queue
 import random
 import secrets
-import signal
 import socket
 import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from types import FrameType
 from typing import TYPE_CHECKING, TypeVar
 
 from taskq_cli.config import check_name
 from taskq_cli.errors import UsageError
 from taskq_cli.models import Options, Outcome, OutcomeKind, backoff_delay
+from taskq_cli.outage import REDIS_ERRORS, Outage, describe
 from taskq_cli.pool import POOL_KINDS, Pool, make_pool
 from taskq_cli.protocol import Ack, Failure, Fetched, Malformed
 from taskq_cli.runner import Execution
-from taskq_cli.scheduler import REDIS_DOWN, CronRunner, Maintenance, redis_backoff
+from taskq_cli.scheduler import CronRunner, Maintenance
+from taskq_cli.stopsignals import StopSignals
 
 if TYPE_CHECKING:
     from taskq_cli.queue import TaskQueue
@@ -50,6 +53,10 @@ MAX_AHEAD_PER_SLOT = 16
 HELD_LONG = 0.5  # seconds; a slot whose task was fetched this long ago may not free up soon
 RUNTIME_SAMPLES = 8  # tasks seen before prefetching starts
 PRUNE_EVERY = 15.0  # seconds between sweeps of dead workers out of the worker registry
+# The lease guard stops an execution this share of the lease before its lease expires (at most
+# GUARD_MARGIN_MAX): a SIGKILL and the end of a handler's thread take a moment.
+GUARD_MARGIN = 0.1
+GUARD_MARGIN_MAX = 1.0
 
 
 @dataclass(frozen=True)
@@ -109,6 +116,7 @@ class Running:
     job: Fetched
     options: Options
     started: float
+    lease_until: float  # monotonic; Redis's lease ends no sooner (counted from before the request)
     finished: bool = False  # the outcome is known; only its report may still be in flight
 
 
@@ -171,6 +179,8 @@ class Worker:
         self._next_maintenance = 0.0  # monotonic time of the next promote/recover pass
         self._poked = threading.Event()  # wakes the heartbeat thread early
         self._next_prune = 0.0
+        self.outage = Outage(log)  # what the loops log about Redis trouble
+        self._guard_margin = min(lease * GUARD_MARGIN, GUARD_MARGIN_MAX)
 
     # -- lifecycle --------------------------------------------------------------------------
 
@@ -180,6 +190,7 @@ class Worker:
         threads = [
             threading.Thread(target=self._report_loop, name="taskq-reporter", daemon=True),
             threading.Thread(target=self._heartbeat_loop, name="taskq-heartbeat", daemon=True),
+            threading.Thread(target=self._guard_loop, name="taskq-lease-guard", daemon=True),
         ]
         for thread in threads:
             thread.start()
@@ -212,13 +223,7 @@ class Worker:
             self._slots.notify_all()
 
     def _install_signal_handlers(self) -> None:
-        if threading.current_thread() is not threading.main_thread():
-            return
-
-        def on_signal(signum: int, frame: FrameType | None) -> None:
-            if self.stopping.is_set():
-                log.warning("second signal: stopping at once; running tasks return through leases")
-                os._exit(1)
+        def on_first() -> None:
             log.info(
                 "stopping: no new tasks; waiting up to %gs for %d running (signal again to stop at once)",
                 self.grace,
@@ -226,13 +231,11 @@ class Worker:
             )
             self.stopping.set()
 
-        signal.signal(signal.SIGTERM, on_signal)
-        signal.signal(signal.SIGINT, on_signal)
+        StopSignals(on_first).install()
 
     # -- fetching ---------------------------------------------------------------------------
 
     def _dispatch_loop(self) -> int:
-        failures = 0
         while not self.stopping.is_set():
             with self._slots:
                 wanted = self._reserve(freed=0)
@@ -240,26 +243,25 @@ class Worker:
                     self._slots.wait(0.5)
                     continue
             try:
+                sent = time.monotonic()
                 try:
                     jobs, buried = self._fetch(wanted)
                 except BaseException:
                     self._unreserve(wanted)
                     raise
-                self._take(jobs, reserved=wanted)
+                self._take(jobs, reserved=wanted, leased_at=sent)
                 if self._woken:  # maybe by a task scheduled sooner than we knew; after the fetch,
                     self._woken = False  # so that the pass does not delay the pickup
                     self.poke_maintenance(0)
-                failures = 0
+                self.outage.ok("dispatcher")
                 if not jobs and not buried and self._idle():
                     log.info("burst: nothing left to do")
                     return 0
-            except REDIS_DOWN as exc:
-                failures += 1
+            except REDIS_ERRORS as exc:
                 if self.burst:
-                    log.error("Redis unreachable: %s", exc)
+                    log.error("%s", describe(exc))
                     return 1
-                log.error("Redis unreachable (%s); retrying in %.1fs", exc, redis_backoff(failures))
-                self.stopping.wait(redis_backoff(failures))
+                self.stopping.wait(self.outage.failed("dispatcher", exc))
         return 0
 
     def _reserve(self, freed: int) -> int:
@@ -316,11 +318,13 @@ class Worker:
 
     # -- executing --------------------------------------------------------------------------
 
-    def _take(self, jobs: list[Fetched], reserved: int, reported: Sequence[Running] = ()) -> None:
+    def _take(
+        self, jobs: list[Fetched], reserved: int, leased_at: float, reported: Sequence[Running] = ()
+    ) -> None:
         """Start fetched tasks in place of a claim of `reserved` slots (and of `reported` attempts,
         whose outcomes are recorded): in one step under the lock, so those slots are never seen free
-        and unfilled in between."""
-        runs = [self._prepare(job) for job in jobs]
+        and unfilled in between. `leased_at`: when the fetch that leased them was sent."""
+        runs = [self._prepare(job, leased_at) for job in jobs]
         with self._slots:
             self._reserved -= reserved
             for running in reported:
@@ -331,7 +335,7 @@ class Worker:
         for running in runs:
             self._launch(running)
 
-    def _prepare(self, job: Fetched) -> Running:
+    def _prepare(self, job: Fetched, leased_at: float) -> Running:
         handler = self.tq.registry.get(str(job.meta.get("name", "")))
         retry, defaults = handler.retry if handler else None, self.tq.settings.defaults
         try:
@@ -339,7 +343,7 @@ class Worker:
         except (TypeError, ValueError):  # a record written by something else: run it, with defaults
             log.warning("task %s: unreadable options in its record; using the defaults", job.id)
             options = Options.resolve({}, retry, defaults)
-        return Running(job, options, time.monotonic())
+        return Running(job, options, time.monotonic(), leased_at + self.lease)
 
     def _launch(self, running: Running) -> None:
         job, options = running.job, running.options
@@ -451,14 +455,15 @@ class Worker:
             refill = self._reserve(freed=len(items)) if len(self.plan.names) == 1 else 0
         reports = [self._report_for(running, outcome) for running, outcome in items]
         queue = self.plan.names[0] if refill else None
+        sent = time.monotonic()
+
+        def report_and_fetch() -> tuple[list[bool | str], list[Fetched | Malformed]]:
+            nonlocal sent
+            sent = time.monotonic()  # of the call that worked: the leases of what it fetched
+            return self.broker.report_and_fetch(reports, queue, refill, self.lease, self.id)
+
         try:
-            answer = (
-                self._with_redis(
-                    lambda: self.broker.report_and_fetch(reports, queue, refill, self.lease, self.id)
-                )
-                if reports or refill
-                else None
-            )
+            answer = self._with_redis(report_and_fetch) if reports or refill else None
         except BaseException:
             self._unreserve(refill)
             raise
@@ -467,7 +472,9 @@ class Worker:
             self._log_outcome(running, outcome, report, result)
             if isinstance(report, Failure) and result == "scheduled":
                 self.poke_maintenance(report.delay)
-        self._take(self._buried(found), reserved=refill, reported=[running for running, _ in items])
+        self._take(
+            self._buried(found), reserved=refill, leased_at=sent, reported=[running for running, _ in items]
+        )
 
     def _report_for(self, running: Running, outcome: Outcome) -> Ack | Failure:
         job, options = running.job, running.options
@@ -533,16 +540,17 @@ class Worker:
     def _with_redis(self, call: Callable[[], T]) -> T | None:
         """Run a report until Redis answers: a finished attempt's outcome is worth waiting for.
         Gives up only when the worker is gone (the lease then brings the task back)."""
-        failures = 0
+        loop = "reporter" if threading.current_thread().name == "taskq-reporter" else "dispatcher"
         while True:
             try:
-                return call()
-            except REDIS_DOWN as exc:
-                failures += 1
+                answer = call()
+            except REDIS_ERRORS as exc:
                 if self._halted.is_set():
                     return None
-                log.error("Redis unreachable while reporting (%s); retrying", exc)
-                time.sleep(redis_backoff(failures))
+                time.sleep(self.outage.failed(loop, exc))
+                continue
+            self.outage.ok(loop)
+            return answer
 
     # -- heartbeat and maintenance ----------------------------------------------------------
 
@@ -554,30 +562,45 @@ class Worker:
         self._poked.set()
 
     def _heartbeat_loop(self) -> None:
+        """Two loops in one thread, each backing off on its own: the heartbeat (renew leases,
+        register) and maintenance (promote, recover, cron)."""
         next_beat = 0.0
         while not self._halted.is_set():
             now = time.monotonic()
             with self._slots:
                 maintenance_due = self._next_maintenance <= now
-            try:
-                if now >= next_beat:
-                    self._beat()
-                    next_beat = now + self.lease / 3
-                if maintenance_due and not self.stopping.is_set():
-                    with self._slots:
-                        self._next_maintenance = now + self.lease / 3
-                    wait = self.maintenance.tick(self.plan.names)
-                    if self.cron is not None:
-                        wait = min(wait, self.cron.tick())
-                    self.poke_maintenance(wait)
-            except REDIS_DOWN as exc:
-                log.error("heartbeat: Redis unreachable (%s)", exc)
-                next_beat = now + 0.5
-                self.poke_maintenance(0.5)
+            if now >= next_beat:
+                failed = self._survive("heartbeat", self._beat)
+                next_beat = now + (self.lease / 3 if failed is None else failed)
+            if maintenance_due and not self.stopping.is_set():
+                with self._slots:
+                    self._next_maintenance = now + self.lease / 3
+                failed = self._survive("maintenance", self._maintain)
+                if failed is not None:
+                    self.poke_maintenance(failed)
             with self._slots:
                 wake_at = min(next_beat, self._next_maintenance)
             self._poked.wait(max(wake_at - time.monotonic(), 0.005))
             self._poked.clear()
+
+    def _survive(self, loop: str, step: Callable[[], None]) -> float | None:
+        """Run one step of a loop; None when it worked, else how long the loop backs off. Nothing
+        stops these loops: without the heartbeat, leases lapse under running tasks."""
+        try:
+            step()
+        except REDIS_ERRORS as exc:
+            return self.outage.failed(loop, exc)
+        except Exception:  # a bug: loud, but the loop goes on
+            log.exception("%s: unexpected error; retrying", loop)
+            return self.outage.failed(loop, RuntimeError("unexpected error"))
+        self.outage.ok(loop)
+        return None
+
+    def _maintain(self) -> None:
+        wait = self.maintenance.tick(self.plan.names)
+        if self.cron is not None:
+            wait = min(wait, self.cron.tick())
+        self.poke_maintenance(wait)
 
     def _beat(self) -> None:
         with self._slots:
@@ -586,13 +609,17 @@ class Worker:
         for job in running:
             by_queue.setdefault(job.queue, []).append((job.id, job.token))
         renewed = {job.id: job for job in running}
-        lost_ids = self.broker.renew(by_queue, self.lease)
+        sent = time.monotonic()
+        lost_ids = set(self.broker.renew(by_queue, self.lease))
         with self._slots:  # a task that finished meanwhile was acked, not lost
             lost = [
                 renewed[i]
                 for i in lost_ids
                 if self._holds(i, renewed[i].token) and not self._running[i].finished
             ]
+            for job in running:
+                if job.id not in lost_ids and self._holds(job.id, job.token):
+                    self._running[job.id].lease_until = sent + self.lease
         if lost:
             self._abandon(lost)
         now = int(time.time() * 1000)
@@ -620,11 +647,49 @@ class Worker:
             self._next_prune = time.monotonic() + PRUNE_EVERY
             self.broker.live_workers()
 
+    # -- the lease guard -------------------------------------------------------------------
+
+    def _guard_loop(self) -> None:
+        """Stop every execution whose lease may be about to expire unrenewed. Its own thread: the
+        heartbeat may hang in a call to an unresponsive Redis for longer than the lease."""
+        while not self._halted.is_set():
+            now = time.monotonic()
+            with self._slots:
+                held = [r for r in self._running.values() if not r.finished]
+            expired = [r for r in held if r.lease_until - self._guard_margin <= now]
+            if expired:
+                self._expire(expired, now)
+            soonest = min((r.lease_until for r in held if r not in expired), default=now + self.lease)
+            # a task fetched meanwhile has a whole lease ahead: waking at lease / 3 is soon enough
+            self._halted.wait(min(max(soonest - self._guard_margin - now, 0.005), self.lease / 3))
+
+    def _expire(self, runs: list[Running], now: float) -> None:
+        # a sync handler in the threads pool cannot be stopped: its thread runs on, its result dropped
+        how = (
+            "its thread cannot be stopped; dropping its result"
+            if self.pool_kind == "threads"
+            else "stopping it"
+        )
+        for running in runs:
+            log.warning(
+                "task %s: lease not renewed for %.1fs (lease %gs); %s so that it never runs twice at "
+                "once (the task comes back once its lease expires)",
+                running.job.id,
+                now - (running.lease_until - self.lease),
+                self.lease,
+                how,
+                extra={"fields": {"event": "lease_expired", "task_id": running.job.id}},
+            )
+        self._stop_runs([running.job for running in runs])
+
     def _abandon(self, jobs: list[Fetched]) -> None:
         """These attempts lost their lease (cancelled, or recovered while this worker was cut off):
         someone else owns the task now, so stop running it."""
         for job in jobs:
             log.warning("task %s: lease lost (cancelled or recovered elsewhere); stopping it", job.id)
+        self._stop_runs(jobs)
+
+    def _stop_runs(self, jobs: list[Fetched]) -> None:
         self.pool.abort([job.token for job in jobs])
         with self._slots:
             for job in jobs:
@@ -659,7 +724,7 @@ class Worker:
         for running in unfinished:
             try:
                 returned += bool(self.broker.requeue(running.job))
-            except REDIS_DOWN as exc:
+            except REDIS_ERRORS as exc:
                 log.error("could not return task %s (%s); its lease will bring it back", running.job.id, exc)
         with self._slots:
             for running in unfinished:
@@ -669,6 +734,6 @@ class Worker:
         )
 
     def _unregister(self) -> None:
-        with contextlib.suppress(*REDIS_DOWN):
+        with contextlib.suppress(*REDIS_ERRORS):
             self.broker.unregister_worker(self.id)
             self.broker.live_workers()  # and sweep out workers that died without a word

@@ -15,6 +15,7 @@ import json
 import os
 import queue
 import random
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -353,3 +354,52 @@ def _no_setting_leaks() -> Iterator[None]:
     saved = prefork.PACK_BUDGET, prefork.FLUSH_AFTER
     yield
     assert saved == (prefork.PACK_BUDGET, prefork.FLUSH_AFTER)
+
+
+def test_a_child_that_cannot_be_replaced_leaves_the_supervisor_alive_it_tries_again_and_serves_on(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    with running_pool(1) as (pool, got):
+        # Given the next spawn fails as it did when the fork server was gone (BrokenPipeError)
+        real_spawn, failures = pool._spawn, [BrokenPipeError(32, "Broken pipe")]
+
+        def spawn(ctx: Any = None) -> Any:
+            if failures:
+                raise failures.pop()
+            return real_spawn(ctx)
+
+        monkeypatch.setattr(pool, "_spawn", spawn)
+        # When its only child dies under a task
+        dying = execution("die")
+        pool.submit(dying)
+        assert error_type(got.gather(1)[dying.task_id]) == "WorkerProcessDied"
+        # Then the supervisor says so, replaces the child a moment later, and the next task runs
+        after = execution()
+        pool.submit(after)
+        pid_of(got.gather(1, timeout=5)[after.task_id])
+        assert not failures
+        assert any("could not start a child process" in r.getMessage() for r in caplog.records)
+
+
+def test_a_child_replaced_while_the_pool_closes_is_stopped_with_the_others(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    pool = ProcessPool(1, app.registry, None)
+    got = Collector()
+    pool.start(got)
+    real_spawn = pool._spawn
+    spawning = threading.Event()
+
+    def slow_spawn(ctx: Any = None) -> Any:  # the close begins while a replacement is being spawned
+        spawning.set()
+        time.sleep(0.5)
+        return real_spawn(ctx)
+
+    monkeypatch.setattr(pool, "_spawn", slow_spawn)
+    dying = execution("die")
+    pool.submit(dying)
+    assert spawning.wait(10)
+    pool.close()
+    children = pool.pids()
+    assert children, "the replacement was not kept"
+    assert not [pid for pid in children if alive(pid)], "a replacement outlived the pool"

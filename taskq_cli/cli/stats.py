@@ -42,18 +42,59 @@ def stats(
     if watch and output.is_terminal() and not as_json:
         _watch(tq, queue, max(interval, 0.1))
         return
+    if not watch:
+        _show(collect(tq, queue), as_json)
+        return
+    outage = OutageNote()
     try:
-        while True:
-            snapshot = collect(tq, queue)
-            if as_json:
-                output.json_out(snapshot)
-            else:
-                _show_snapshot(snapshot)
-            if not watch:
-                return
-            time.sleep(max(interval, 0.1))  # off a terminal, --watch appends one snapshot per interval
+        while True:  # off a terminal, --watch appends one snapshot per interval
+            snapshot = outage.collect(tq, queue)
+            if snapshot is not None:
+                _show(snapshot, as_json)
+            elif outage.news():
+                output.warn(outage.text())
+            time.sleep(max(interval, 0.1))
     except KeyboardInterrupt:
         return
+
+
+def _show(snapshot: dict[str, Any], as_json: bool) -> None:
+    if as_json:
+        output.json_out(snapshot)
+    else:
+        _show_snapshot(snapshot)
+
+
+class OutageNote:
+    """`--watch` through a Redis outage: the command keeps running and says Redis is unreachable
+    (since when, and why) until a snapshot can be taken again."""
+
+    def __init__(self) -> None:
+        self.since: float | None = None
+        self.error = ""
+        self._told = False
+
+    def collect(self, tq: TaskQueue, queue: str | None) -> dict[str, Any] | None:
+        from taskq_cli.outage import REDIS_ERRORS, describe
+
+        try:
+            snapshot = collect(tq, queue)
+        except REDIS_ERRORS as exc:
+            if self.since is None:
+                self.since, self._told = time.time(), False
+            self.error = describe(exc)
+            return None
+        self.since = None
+        return snapshot
+
+    def news(self) -> bool:
+        """True once per outage (for a plain log of it)."""
+        told, self._told = self._told, True
+        return not told
+
+    def text(self) -> str:
+        since = time.strftime("%H:%M:%S", time.localtime(self.since or time.time()))
+        return f"{self.error}; since {since}, retrying"
 
 
 def _show_snapshot(snapshot: dict[str, Any]) -> None:
@@ -147,22 +188,26 @@ class RateWindow:
 
 
 def _watch(tq: TaskQueue, queue: str | None, interval: float) -> None:
+    from rich.console import Group
     from rich.live import Live
+    from rich.text import Text
 
     rates = RateWindow()
+    outage = OutageNote()
     snapshot = collect(tq, queue)
+    view = render(snapshot, rates.add(time.monotonic(), snapshot))
     with Live(
-        render(snapshot, rates.add(time.monotonic(), snapshot)),
-        console=output.console(),
-        screen=output.is_terminal(),
-        auto_refresh=False,
-        transient=False,
+        view, console=output.console(), screen=output.is_terminal(), auto_refresh=False, transient=False
     ) as live:
         try:
             while True:
                 time.sleep(interval)
-                snapshot = collect(tq, queue)
-                live.update(render(snapshot, rates.add(time.monotonic(), snapshot)), refresh=True)
+                fresh = outage.collect(tq, queue)
+                if fresh is not None:
+                    view = render(fresh, rates.add(time.monotonic(), fresh))
+                    live.update(view, refresh=True)
+                else:  # the last figures stay, under a line saying they are not current
+                    live.update(Group(Text(outage.text(), style="bold red"), view), refresh=True)
         except KeyboardInterrupt:
             pass
 

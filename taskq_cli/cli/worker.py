@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import os
-import signal
 from typing import Annotated
 
 import typer
@@ -90,6 +89,7 @@ def scheduler(
     """Promote due scheduled tasks, recover lost workers' tasks and fire periodic schedules."""
     from taskq_cli import logs
     from taskq_cli.scheduler import Scheduler
+    from taskq_cli.stopsignals import StopSignals
 
     logs.configure(log_level, log_format)
     tq = open_queue(ctx, redis_url, namespace, app)
@@ -97,12 +97,6 @@ def scheduler(
     if not no_cron:
         tq.sync_schedules()
 
-    def on_signal(signum: int, frame: object) -> None:
-        if runner.stop_event.is_set():
-            os._exit(1)
-        runner.stop_event.set()
-
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
+    StopSignals(runner.stop_event.set).install()
     logging.getLogger("taskq.scheduler").info("scheduler started (namespace %s)", tq.settings.namespace)
     return runner.run()

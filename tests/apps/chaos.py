@@ -5,7 +5,7 @@ one line per event, `event task_id attempt pid pgid monotonic`, appended with a 
 survive whatever happens to Redis, and CLOCK_MONOTONIC is one clock for every process of the machine
 (even those whose wall clock a test skews). Events: `start`; `end` (the handler completed and is about
 to return: a second `end` for a task is a duplicate execution); `fail` (it raised on purpose); `die`
-(it is about to kill itself or its worker).
+(it is about to kill itself or its worker); `tick` (a long task is still running).
 
 `read_ledger` and `Verdict` turn the ledger and the queue's final state into the figures every chaos
 test and the soak report: lost, duplicated, and whether each duplicate is explained by a fault.
@@ -94,6 +94,21 @@ def _exhaust_memory() -> None:
         del hog
     finally:
         resource.setrlimit(resource.RLIMIT_AS, (soft, hard))
+
+
+@tq.task(name="long", max_retries=3, timeout=120)
+def long(seconds: float) -> int:
+    """Runs `seconds`, writing a `tick` every 50 ms: an execution's events show when it stopped, so
+    two executions of one task that overlap in time show in the ledger."""
+    ctx = current_task()
+    assert ctx is not None
+    _write("start")
+    until = time.monotonic() + seconds
+    while time.monotonic() < until:
+        time.sleep(0.05)
+        _write("tick")
+    _write("end")
+    return ctx.attempt
 
 
 @tq.task(name="doomed", max_retries=1, timeout=60)

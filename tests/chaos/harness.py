@@ -212,6 +212,7 @@ class ChaosProxy:
         self.port = int(self.listener.getsockname()[1])
         self.delay = 0.0
         self.refusing = False
+        self.refused = 0  # connections closed at once while refusing: how often clients tried
         self.cuts = 0
         self._flowing = threading.Event()
         self._flowing.set()
@@ -266,6 +267,7 @@ class ChaosProxy:
             except OSError:
                 return
             if self.refusing:
+                self.refused += 1
                 _close(client)
                 continue
             try:
