@@ -4,6 +4,7 @@ the scheduler's loop against a broker that answers errors (NOPERM, OOM, READONLY
 from __future__ import annotations
 
 import logging
+import signal
 import threading
 from typing import Any
 
@@ -14,6 +15,7 @@ from redis.exceptions import NoPermissionError, ReadOnlyError, ResponseError
 from taskq_cli.config import RetryDefaults
 from taskq_cli.outage import Outage, redis_backoff
 from taskq_cli.scheduler import Scheduler
+from taskq_cli.stopsignals import REPEAT_WINDOW, StopSignals
 
 
 class Clock:
@@ -127,3 +129,44 @@ def test_the_scheduler_outlives_noperm_oom_and_readonly_and_says_when_redis_answ
         "scheduler: Redis error ReadOnlyError",
     ]
     assert said[3].startswith("Redis reachable again after")
+
+
+class _Exited(Exception):
+    pass
+
+
+def _signals(monkeypatch: pytest.MonkeyPatch) -> tuple[StopSignals, list[str], list[float]]:
+    import taskq_cli.stopsignals as stopsignals
+
+    events: list[str] = []
+    now = [100.0]
+
+    def exit_now(code: int) -> None:
+        events.append(f"exit {code}")
+        raise _Exited
+
+    monkeypatch.setattr(stopsignals.os, "_exit", exit_now)
+    return StopSignals(lambda: events.append("graceful"), clock=lambda: now[0]), events, now
+
+
+def test_one_sigterm_delivered_twice_within_the_window_is_one_stop_request(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    signals, events, now = _signals(monkeypatch)
+    signals.handle(signal.SIGTERM)
+    now[0] += REPEAT_WINDOW / 2
+    signals.handle(signal.SIGTERM)
+    assert events == ["graceful"]
+    now[0] += REPEAT_WINDOW
+    with pytest.raises(_Exited):
+        signals.handle(signal.SIGTERM)
+    assert events == ["graceful", "exit 1"]
+
+
+def test_a_second_ctrl_c_stops_at_once_however_soon_it_comes(monkeypatch: pytest.MonkeyPatch) -> None:
+    signals, events, now = _signals(monkeypatch)
+    signals.handle(signal.SIGINT)
+    now[0] += 0.05
+    with pytest.raises(_Exited):
+        signals.handle(signal.SIGINT)
+    assert events == ["graceful", "exit 1"]
