@@ -89,7 +89,7 @@ TaskId = Annotated[str, Path(min_length=1, max_length=MAX_ID_LENGTH, description
     "/enqueue",
     status_code=201,
     summary="Enqueue a task, or a batch of tasks",
-    responses=responses(201, 400, 401, 413, 422, 503, ok=EnqueueAnswer | list[EnqueueAnswer]),
+    responses=responses(201, 400, 401, 413, 415, 422, 503, ok=EnqueueAnswer | list[EnqueueAnswer]),
     openapi_extra={"requestBody": ENQUEUE_BODY},
 )
 def enqueue(request: Request, tq: Tq, body: Body) -> Response:
@@ -304,7 +304,7 @@ def _cut(text: str) -> str:
 @router.post(
     "/dlq/retry",
     summary="Dead tasks back to pending, attempts reset",
-    responses=responses(200, 400, 401, 404, 413, 422, 503, ok=RetryAnswer),
+    responses=responses(200, 400, 401, 404, 413, 415, 422, 503, ok=RetryAnswer),
     openapi_extra={"requestBody": DLQ_RETRY_BODY},
 )
 def dlq_retry(tq: Tq, body: Body) -> Response:

@@ -272,6 +272,7 @@ _ERRORS = {
     404: "Not found",
     409: "The task already finished",
     413: "Request body or batch too large",
+    415: "The body is not sent as application/json",
     422: "Invalid input: nothing was written",
     503: "Redis unreachable",
 }
