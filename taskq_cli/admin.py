@@ -62,21 +62,24 @@ class Admin:
         ids = self.broker.ids_in_state(queue, state, offset, limit)
         return _tasks(self.broker.records(queue, ids))
 
-    def dead_tasks(self, queue: str | None, name: str | None, limit: int, offset: int = 0) -> list[Task]:
-        """Dead tasks newest first, across queues, optionally of one task name."""
+    def dead_tasks(
+        self, queue: str | None, name: str | None, limit: int, offset: int = 0, max_value: int | None = None
+    ) -> list[Task]:
+        """Dead tasks newest first, across queues, optionally of one task name. `max_value`: payloads
+        and results longer than this (bytes) are left out, marked truncated (see Broker.records)."""
         _check_paging(limit, offset)
         wanted = offset + limit
         found: list[Task] = []
         for q in self.queues(queue):
-            found += self._dead_of_queue(q, name, wanted)
+            found += self._dead_of_queue(q, name, wanted, max_value)
         found.sort(key=lambda t: t.died_at or 0, reverse=True)
         return found[offset:wanted]
 
-    def _dead_of_queue(self, queue: str, name: str | None, wanted: int) -> list[Task]:
+    def _dead_of_queue(self, queue: str, name: str | None, wanted: int, max_value: int | None) -> list[Task]:
         ids = self.broker.dead_ids(queue)
         out: list[Task] = []
         for start in range(0, len(ids), CHUNK):
-            tasks = _tasks(self.broker.records(queue, ids[start : start + CHUNK]))
+            tasks = _tasks(self.broker.records(queue, ids[start : start + CHUNK], max_value))
             out += [t for t in tasks if name is None or t.name == name]
             if len(out) >= wanted:
                 break
@@ -184,7 +187,9 @@ class Admin:
 
 
 def _tasks(records: Iterable[TaskRecord | None]) -> list[Task]:
-    return [Task.from_record(r.meta, r.payload_json, r.result_json) for r in records if r is not None]
+    return [
+        Task.from_record(r.meta, r.payload_json, r.result_json, r.truncated) for r in records if r is not None
+    ]
 
 
 def _chunks(

@@ -34,6 +34,7 @@ class Settings:
     app: str | None = None
     dead_max: int = 100_000
     dead_ttl: float = 30 * 86400.0
+    max_queues: int = 1000  # queues per namespace: every maintenance pass visits each one
     defaults: RetryDefaults = field(default_factory=RetryDefaults)
 
     @classmethod
@@ -47,6 +48,8 @@ class Settings:
         }
         if env.get("TASKQ_DEAD_MAX"):
             values["dead_max"] = _positive_int("TASKQ_DEAD_MAX", env["TASKQ_DEAD_MAX"])
+        if env.get("TASKQ_MAX_QUEUES"):
+            values["max_queues"] = _positive_int("TASKQ_MAX_QUEUES", env["TASKQ_MAX_QUEUES"])
         if env.get("TASKQ_DEAD_TTL"):
             values["dead_ttl"] = parse_duration(env["TASKQ_DEAD_TTL"])
         values.update({k: v for k, v in overrides.items() if v is not None})

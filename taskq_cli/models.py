@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, PrivateAttr
 
 from taskq_cli.config import RetryDefaults
 from taskq_cli.states import TaskState
@@ -43,16 +43,26 @@ class Task(BaseModel):
     last_error: TaskError | None = None
     result: Any = None
     raw: str | None = None
+    # fields too long to be read for a listing (left None; `to_json` says `<field>_truncated`)
+    _truncated: frozenset[str] = PrivateAttr(default=frozenset())
 
     @classmethod
-    def from_record(cls, meta: dict[str, Any], payload_json: str | None, result_json: str | None) -> Task:
+    def from_record(
+        cls,
+        meta: dict[str, Any],
+        payload_json: str | None,
+        result_json: str | None,
+        truncated: frozenset[str] = frozenset(),
+    ) -> Task:
         data = dict(meta)
         data["payload"] = _loads_or_text(payload_json)
         data["result"] = _loads_or_text(result_json)
         if data.get("timeout") == 0:
             data["timeout"] = None
         data.setdefault("state", TaskState.DEAD if data.get("raw") is not None else "unknown")
-        return cls.model_validate(data)
+        task = cls.model_validate(data)
+        task._truncated = truncated
+        return task
 
     def to_json(self) -> dict[str, Any]:
         """The SPEC's JSON form: ISO 8601 UTC timestamps with milliseconds."""
@@ -61,6 +71,8 @@ class Task(BaseModel):
             out[name] = iso_ms(out[name])
         if self.raw is None:
             out.pop("raw")
+        for name in sorted(self._truncated):
+            out[f"{name}_truncated"] = True
         return out
 
 

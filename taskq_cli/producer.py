@@ -60,6 +60,8 @@ def _prepare(request: EnqueueRequest, registry: Mapping[str, TaskDef]) -> NewTas
         raise UsageError(f"task name must be a non-empty string of at most {MAX_NAME_LENGTH} characters")
     if not _is_utf8(request.name):
         raise UsageError("task name is not valid Unicode text (lone surrogate)")
+    if "\x00" in request.name:  # C programs, logs and terminals would cut the name there
+        raise UsageError("task name must not contain a NUL character")
     payload = {} if request.payload is None else request.payload
     if not isinstance(payload, dict):
         raise UsageError(f"payload must be a JSON object, got {type(payload).__name__}")

@@ -53,9 +53,14 @@ class TaskQueue:
         result_ttl: float | None = None,
         dead_max: int | None = None,
         dead_ttl: float | None = None,
+        max_queues: int | None = None,
     ) -> None:
         settings = Settings.from_env(
-            redis_url=redis_url, namespace=namespace, dead_max=dead_max, dead_ttl=dead_ttl
+            redis_url=redis_url,
+            namespace=namespace,
+            dead_max=dead_max,
+            dead_ttl=dead_ttl,
+            max_queues=max_queues,
         )
         changes: dict[str, Any] = {
             "max_retries": max_retries,
@@ -83,6 +88,7 @@ class TaskQueue:
             namespace=namespace or self.settings.namespace,
             dead_max=self.settings.dead_max,
             dead_ttl=self.settings.dead_ttl,
+            max_queues=self.settings.max_queues,
             defaults=self.settings.defaults,
         )
         self.close()

@@ -401,3 +401,24 @@ def test_a_task_due_sooner_than_any_other_wakes_an_idle_worker(
     assert raw.llen(wake) == 0, "a task due after the earliest one changes no plan"
     broker.enqueue([new("sooner", delay_ms=1_000)])
     assert raw.llen(wake) == 1
+
+
+def test_an_empty_queue_is_forgotten_by_recover_and_a_new_queue_past_the_bound_is_refused(
+    broker: Broker,
+) -> None:
+    """Issue 13: the queue registry stays bounded (on a cluster the registry and each queue live in
+    different slots, hence the two steps of forget_if_empty)."""
+    from dataclasses import replace
+
+    from taskq_cli.errors import UsageError
+
+    broker.settings = replace(broker.settings, max_queues=2)
+    broker.enqueue([new("a1", "a"), new("b1", "b")])
+    with pytest.raises(UsageError, match="too many queues"):
+        broker.enqueue([new("a2", "a"), new("c1", "c")])
+    assert broker.known_queues() == ["a", "b"] and broker.records("a", ["a2"]) == [None]
+    broker.cancel("b", "b1")  # b holds nothing now
+    assert broker.recover("b", DEFAULTS) == (0, 0) and broker.recover("a", DEFAULTS) == (0, 0)
+    assert broker.known_queues() == ["a"]
+    broker.enqueue([new("c1", "c")])  # room again
+    assert broker.known_queues() == ["a", "c"]

@@ -5,13 +5,14 @@ taskq_cli.api:create_app`) or mount it in another ASGI app. Bad input never reac
 size- and nesting-limited and parsed strictly before anything is written, and every error is a 4xx
 (503 when Redis is unreachable) with a one-line `detail`, never a stack trace.
 
-  guard.py   bearer token, body size limit, strict JSON (pure ASGI, no Redis)
+  guard.py   Host and Origin checks, bearer token, body type and size, strict JSON (pure ASGI)
   routes.py  the routes: producer for enqueue, admin.Admin for operations
   schema.py  the documented shapes and the OpenAPI document
 """
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
@@ -26,13 +27,15 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from starlette.exceptions import HTTPException
 
 from taskq_cli import __version__
-from taskq_cli.api.guard import JSON, MAX_BODY, MAX_DEPTH, ApiError, Guard
+from taskq_cli.api.guard import JSON, MAX_BODY, MAX_DEPTH, ApiError, Guard, HostRule
 from taskq_cli.api.routes import MAX_ERRORS, error_item, router, summary
 from taskq_cli.api.schema import build_openapi
-from taskq_cli.errors import NotFound, TaskqError, UsageError
+from taskq_cli.errors import BrokerUnavailable, NotFound, TaskqError, UsageError
 from taskq_cli.queue import TaskQueue
 
-__all__ = ["MAX_BODY", "MAX_DEPTH", "create_app"]
+__all__ = ["MAX_BODY", "MAX_DEPTH", "HostRule", "create_app"]
+
+log = logging.getLogger("taskq.api")
 
 MAX_DETAIL = 1000  # characters of an error message
 DESCRIPTION = (
@@ -47,14 +50,19 @@ def create_app(
     token: str | None = None,
     max_body: int = MAX_BODY,
     cors_origins: Sequence[str] = (),
+    hosts: HostRule | None = None,
 ) -> FastAPI:
     """The API over `tq` (default: TASKQ_APP's TaskQueue, else one from TASKQ_REDIS_URL and
     TASKQ_NAMESPACE). `token`: the bearer token every route but /healthz requires (default
     TASKQ_API_TOKEN; "" or neither set: no authentication). `max_body`: the largest request body
-    in bytes. `cors_origins`: the origins CORS allows (none by default: CORS off)."""
+    in bytes. `cors_origins`: the origins CORS allows (none by default: CORS off), which may also
+    send requests that change something; `"*"` only with a token. `hosts`: the Host headers
+    answered without a token (default: localhost and IP addresses, any port)."""
+    secret = (token if token is not None else os.environ.get("TASKQ_API_TOKEN", "")).strip() or None
+    if "*" in cors_origins and secret is None:
+        raise UsageError("--cors-origin '*' needs a token: any web page could use the API")
     owned = tq is None
     queue = tq if tq is not None else _queue_from_env()
-    secret = (token if token is not None else os.environ.get("TASKQ_API_TOKEN", "")).strip() or None
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -70,12 +78,13 @@ def create_app(
         default_response_class=JSON,
         docs_url=None if secret else "/docs",  # a browser cannot fetch the schema without the token
         redoc_url=None,
+        redirect_slashes=False,  # its redirect's Location is built from the Host header: 404 instead
     )
     app.state.tq = queue
     app.state.validators = {}  # task name -> its payload model, built when a payload is refused
     app.include_router(router)
     _add_error_handlers(app)
-    app.add_middleware(Guard, token=secret, max_body=max_body)
+    app.add_middleware(Guard, token=secret, max_body=max_body, cors_origins=cors_origins, hosts=hosts)
     if cors_origins:
         from starlette.middleware.cors import CORSMiddleware
 
@@ -114,12 +123,23 @@ async def _taskq_error(_: Request, exc: Exception) -> Response:
     """Bad input 422, not found 404; any other failure of taskq's (Redis unavailable, a write no
     replica confirmed) is the service's, not the request's: 503."""
     status = 422 if isinstance(exc, UsageError) else 404 if isinstance(exc, NotFound) else 503
+    if isinstance(exc, BrokerUnavailable):  # its message names the Redis host
+        log.warning("Redis unavailable: %s", exc)
+        return _error(status, redis_reason(RedisConnectionError()))
     return _error(status, str(exc))
 
 
-async def _redis_error(_: Request, exc: Exception) -> Response:
-    unreachable = isinstance(exc, RedisConnectionError | RedisTimeoutError)
-    return _error(503, f"cannot reach Redis: {exc}" if unreachable else f"Redis error: {exc}")
+async def _redis_error(request: Request, exc: Exception) -> Response:
+    """A short reason: Redis's own message can name its host, a command's text or redis-py's pool
+    (2 KB of it for a Sentinel without a master). The detail goes to the server's log."""
+    log.warning("%s %s: Redis failed: %s: %s", request.method, request.url.path, type(exc).__name__, exc)
+    return _error(503, redis_reason(exc))
+
+
+def redis_reason(exc: Exception) -> str:
+    if isinstance(exc, RedisConnectionError | RedisTimeoutError):
+        return "cannot reach Redis (the server log has the details)"
+    return "Redis refused the request (the server log has the details)"
 
 
 async def _request_error(_: Request, exc: Exception) -> Response:
@@ -138,10 +158,12 @@ async def _http_error(request: Request, exc: Exception) -> Response:
 
 
 def _allowed_methods(request: Request) -> list[str]:
+    """The methods of every route matching the path: taskq's own router's (FastAPI wraps an included
+    router in an object that is not a Route) and the app's (the OpenAPI document, /docs)."""
     from starlette.routing import Match, Route
 
     allowed: set[str] = set()
-    for route in request.app.routes:
+    for route in [*router.routes, *request.app.routes]:
         if isinstance(route, Route) and route.methods and route.matches(request.scope)[0] != Match.NONE:
             allowed |= route.methods
     return sorted(allowed)

@@ -1,14 +1,17 @@
-"""What happens before a route sees a request: the bearer token (constant time), the body size limit,
-and strict JSON parsing with a nesting limit. Pure ASGI and pure functions; nothing here talks to
-Redis."""
+"""What happens before a route sees a request: the Host and Origin checks (a web page in a browser on
+the same machine must not reach an API that has no token), the bearer token (constant time), the
+content type and size of a body, and strict JSON parsing with a nesting limit. Pure ASGI and pure
+functions; nothing here talks to Redis."""
 
 from __future__ import annotations
 
 import hashlib
 import hmac
+import ipaddress
 import json
 import re
-from collections.abc import Awaitable, Callable, MutableMapping
+from collections.abc import Awaitable, Callable, Collection, MutableMapping
+from dataclasses import dataclass
 from itertools import accumulate
 from typing import Any
 
@@ -16,6 +19,10 @@ from fastapi.responses import JSONResponse
 
 MAX_BODY = 1024 * 1024  # bytes
 MAX_DEPTH = 64  # nesting levels of a request body
+# The routes that read a body; every other route answers without reading one.
+BODY_ROUTES = frozenset({("POST", "/enqueue"), ("POST", "/dlq/retry")})
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})  # they change nothing: no Origin check
+LOOPBACK_NAMES = ("localhost", "127.0.0.1", "::1")
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -45,26 +52,142 @@ class JSON(JSONResponse):
             return json.dumps(content, separators=(",", ":")).encode("ascii")
 
 
-class Guard:
-    """Checks the bearer token on every route but /healthz (when there is a token), then reads the
-    whole body, at most `max_body` bytes (413 beyond, whatever Content-Length said), and hands it on."""
+@dataclass(frozen=True)
+class HostRule:
+    """The Host headers a server without a token answers, against DNS rebinding (a name the attacker
+    controls, pointed at 127.0.0.1, would make the browser treat the API as the attacker's own site).
+    An IP address cannot be rebound, so `any_address` accepts any; `names` are accepted as well, on
+    `port` when it is set. A request without a Host header (HTTP/1.0) comes from no browser."""
 
-    def __init__(self, app: ASGIApp, token: str | None, max_body: int) -> None:
+    names: frozenset[str] = frozenset({"localhost"})
+    any_address: bool = True
+    port: int | None = None
+
+    @classmethod
+    def bound_to(cls, host: str, port: int) -> HostRule:
+        """What `taskq api --host HOST --port PORT` answers: the loopback names and HOST, on PORT;
+        any address when HOST is a wildcard (0.0.0.0, ::) whose names cannot be known."""
+        wildcard = host.strip("[]") in ("", "0.0.0.0", "::")
+        names = {*LOOPBACK_NAMES, _normal_host(host)}
+        return cls(frozenset(names), any_address=wildcard, port=None if wildcard else port)
+
+    def allows(self, header: bytes | None) -> bool:
+        if header is None:
+            return True
+        parsed = split_host(header.decode("latin-1"))
+        if parsed is None:
+            return False
+        name, port = parsed
+        if port is not None and self.port is not None and port != self.port:
+            return False
+        return name in self.names or (self.any_address and _is_address(name))
+
+
+def split_host(text: str) -> tuple[str, int | None] | None:
+    """(name, port) of a Host header or an origin's host part, the name lower-case and an IPv6
+    address without brackets; None when it is malformed."""
+    text = text.strip().lower()
+    if text.startswith("["):
+        name, bracket, rest = text[1:].partition("]")
+        if not bracket or (rest and not rest.startswith(":")):
+            return None
+        port_text = rest[1:] if rest else None
+    elif text.count(":") == 1:
+        name, _, port_text = text.partition(":")
+    else:
+        name, port_text = text, None
+    if not name or (port_text is not None and not (port_text.isdigit() and int(port_text) < 65536)):
+        return None
+    return name, None if port_text is None else int(port_text)
+
+
+def _normal_host(host: str) -> str:
+    return host.strip().strip("[]").lower()
+
+
+def _is_address(name: str) -> bool:
+    try:
+        ipaddress.ip_address(name)
+    except ValueError:
+        return False
+    return True
+
+
+class Guard:
+    """Before any route: refuses a Host header that names another site (no token only), a foreign
+    Origin on a request that changes something (unless CORS allows it), a missing or wrong bearer
+    token (every route but /healthz, when there is a token). Then, for the routes that take a body
+    only, checks it is JSON (415) and reads it whole, at most `max_body` bytes (413 beyond, whatever
+    Content-Length said). Other routes answer without reading a body."""
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        token: str | None,
+        max_body: int,
+        cors_origins: Collection[str] = (),
+        hosts: HostRule | None = None,
+    ) -> None:
         self.app = app
         self.digest = None if token is None else _digest(token.encode())
         self.max_body = max_body
+        self.origins = frozenset(o.rstrip("/").lower() for o in cors_origins)
+        self.hosts = hosts or HostRule()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
         headers = dict(scope.get("headers") or [])
-        if self.digest is not None and route_path(scope) != "/healthz" and not self._allowed(headers):
-            await send_error(send, 401, "missing or wrong bearer token", {"WWW-Authenticate": "Bearer"})
+        refusal = self._refusal(scope, headers)
+        if refusal is not None:
+            await send_error(send, *refusal)
             return
         declared = headers.get(b"content-length")
         if declared is not None and not declared.isdigit():
             await send_error(send, 400, "invalid Content-Length header")
+            return
+        if (scope.get("method"), route_path(scope)) not in BODY_ROUTES:
+            await self.app(scope, receive, send)  # its body, if any, is never read
+            return
+        await self._with_body(scope, receive, send, headers, declared)
+
+    def _refusal(self, scope: Scope, headers: dict[bytes, bytes]) -> tuple[Any, ...] | None:
+        """(status, detail[, headers]) when the request is refused before anything is read."""
+        if self.digest is None and not self.hosts.allows(headers.get(b"host")):
+            return 421, "unknown Host header: this server answers only the names it listens on"
+        origin = headers.get(b"origin")
+        if (
+            origin is not None
+            and scope.get("method") not in SAFE_METHODS
+            and not self._origin_ok(origin.decode("latin-1"), scope, headers.get(b"host"))
+        ):
+            return 403, "cross-origin request refused: allow the origin with --cors-origin"
+        if self.digest is not None and route_path(scope) != "/healthz" and not self._allowed(headers):
+            return 401, "missing or wrong bearer token", {"WWW-Authenticate": "Bearer"}
+        return None
+
+    def _origin_ok(self, origin: str, scope: Scope, host: bytes | None) -> bool:
+        """Same origin (the page the API serves itself, /docs), or one CORS allows."""
+        origin = origin.strip().rstrip("/").lower()
+        if "*" in self.origins or origin in self.origins:
+            return True
+        scheme, sep, netloc = origin.partition("://")
+        return (
+            bool(sep)
+            and host is not None
+            and (
+                scheme == scope.get("scheme", "http")
+                and split_host(netloc) == split_host(host.decode("latin-1"))
+            )
+        )
+
+    async def _with_body(
+        self, scope: Scope, receive: Receive, send: Send, headers: dict[bytes, bytes], declared: bytes | None
+    ) -> None:
+        has_body = declared != b"0" and (declared is not None or b"transfer-encoding" in headers)
+        if has_body and not is_json(headers.get(b"content-type")):
+            await send_error(send, 415, "the body must be JSON: send Content-Type: application/json")
             return
         too_big = declared is not None and int(declared) > self.max_body
         try:
@@ -97,6 +220,12 @@ class Guard:
             if not message.get("more_body", False):
                 break
         return b"".join(chunks)
+
+
+def is_json(content_type: bytes | None) -> bool:
+    """application/json, with or without parameters (charset)."""
+    media = (content_type or b"").split(b";", 1)[0].strip().lower()
+    return media == b"application/json"
 
 
 class _ClientGone(Exception):
@@ -152,9 +281,21 @@ def _no_constants(name: str) -> Any:
     raise ValueError(f"{name} is not valid JSON")
 
 
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """An object whose keys are all different: with a key given twice, which value would count is
+    the parser's choice (Python keeps the last, others the first), so neither is taken."""
+    found = dict(pairs)
+    if len(found) != len(pairs):
+        seen: set[str] = set()
+        twice = next(k for k, _ in pairs if k in seen or seen.add(k))  # type: ignore[func-returns-value]
+        raise ValueError(f"key {twice[:100]!r} given more than once in an object")
+    return found
+
+
 def parse_body(body: bytes, max_depth: int = MAX_DEPTH) -> Any:
-    """Strict JSON from a request body (UTF-8; no NaN or Infinity): 400 when it is not JSON, 422
-    when it nests deeper than `max_depth`, checked before the parser could recurse."""
+    """Strict JSON from a request body (UTF-8; no NaN or Infinity, no key twice in an object): 400
+    when it is not JSON, 422 when it nests deeper than `max_depth`, checked before the parser could
+    recurse."""
     if not body.strip():
         raise ApiError(400, "empty request body: expected JSON")
     try:
@@ -166,7 +307,7 @@ def parse_body(body: bytes, max_depth: int = MAX_DEPTH) -> Any:
     if openings > max_depth and nesting_depth(text) > max_depth:
         raise too_deep
     try:
-        return json.loads(text, parse_constant=_no_constants)
+        return json.loads(text, parse_constant=_no_constants, object_pairs_hook=_unique_keys)
     except RecursionError:  # cannot happen after the depth check; a guard all the same
         raise too_deep from None
     except ValueError as exc:

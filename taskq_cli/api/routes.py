@@ -5,6 +5,7 @@ pool, so a slow Redis never blocks the event loop."""
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Sequence
 from typing import Annotated, Any, cast
@@ -37,14 +38,19 @@ from taskq_cli.api.schema import (
     responses,
 )
 from taskq_cli.errors import NotFound, UsageError, ValidationFailed
+from taskq_cli.models import Task
 from taskq_cli.producer import MAX_ID_LENGTH, prepare, request_from_object
 from taskq_cli.protocol import EnqueueResult, NewTask
 from taskq_cli.queue import TaskQueue
 from taskq_cli.registry import build_validator
 from taskq_cli.timeparse import parse_duration
 
+log = logging.getLogger("taskq.api")
+
 MAX_ERRORS = 100  # validation errors listed in one answer
 MAX_QUERY_IDS = 100  # ids in one query string (more: several requests)
+MAX_LISTED_VALUE = 4096  # bytes of a payload or result shown in a listing (a page stays small)
+MAX_LISTED_TEXT = 4096  # characters of an error message, traceback or raw message in a listing
 
 LIST_PARAMETERS = frozenset({"id"})  # query parameters that may repeat
 
@@ -83,7 +89,7 @@ TaskId = Annotated[str, Path(min_length=1, max_length=MAX_ID_LENGTH, description
     "/enqueue",
     status_code=201,
     summary="Enqueue a task, or a batch of tasks",
-    responses=responses(201, 400, 401, 413, 422, 503, ok=EnqueueAnswer | list[EnqueueAnswer]),
+    responses=responses(201, 400, 401, 413, 415, 422, 503, ok=EnqueueAnswer | list[EnqueueAnswer]),
     openapi_extra={"requestBody": ENQUEUE_BODY},
 )
 def enqueue(request: Request, tq: Tq, body: Body) -> Response:
@@ -271,14 +277,34 @@ def dlq_list(
     limit: Annotated[int, Query(ge=1, le=MAX_PAGE, description="At most this many.")] = 50,
     offset: Annotated[int, Query(ge=0, le=1_000_000_000, description="Skip this many first.")] = 0,
 ) -> Response:
-    """As `taskq dlq list --json`; 404 for an unknown queue."""
-    return JSON([t.to_json() for t in Admin(tq.broker).dead_tasks(queue, name, limit, offset)])
+    """As `taskq dlq list --json`, bounded in size: a payload or result over 4 KiB is `null` with
+    `payload_truncated`/`result_truncated: true` (and never read from Redis), an error text or raw
+    message over 4,096 characters is cut (`last_error_truncated`, `raw_truncated`); `GET
+    /tasks/{id}` shows the task whole. 404 for an unknown queue."""
+    dead = Admin(tq.broker).dead_tasks(queue, name, limit, offset, max_value=MAX_LISTED_VALUE)
+    return JSON([listed(t) for t in dead])
+
+
+def listed(task: Task) -> dict[str, Any]:
+    """A task as a listing shows it: long texts cut (long payloads and results were not read)."""
+    out = task.to_json()
+    error = out.get("last_error")
+    if error and any(len(error[k]) > MAX_LISTED_TEXT for k in ("message", "traceback")):
+        out["last_error"] = {k: _cut(v) if isinstance(v, str) else v for k, v in error.items()}
+        out["last_error_truncated"] = True
+    if isinstance(out.get("raw"), str) and len(out["raw"]) > MAX_LISTED_TEXT:
+        out["raw"], out["raw_truncated"] = _cut(out["raw"]), True
+    return out
+
+
+def _cut(text: str) -> str:
+    return text if len(text) <= MAX_LISTED_TEXT else text[: MAX_LISTED_TEXT - 1] + "…"
 
 
 @router.post(
     "/dlq/retry",
     summary="Dead tasks back to pending, attempts reset",
-    responses=responses(200, 400, 401, 404, 413, 422, 503, ok=RetryAnswer),
+    responses=responses(200, 400, 401, 404, 413, 415, 422, 503, ok=RetryAnswer),
     openapi_extra={"requestBody": DLQ_RETRY_BODY},
 )
 def dlq_retry(tq: Tq, body: Body) -> Response:
@@ -347,6 +373,7 @@ def healthz(tq: Tq) -> Response:
     started = time.perf_counter()
     try:
         tq.broker.client.ping()
-    except RedisError as exc:
-        return JSON({"status": "unavailable", "detail": f"cannot reach Redis: {exc}"}, status_code=503)
+    except RedisError as exc:  # no token here: a short reason, the detail (hosts, pools) in the log
+        log.warning("health check: Redis failed: %s: %s", type(exc).__name__, exc)
+        return JSON({"status": "unavailable", "detail": "cannot reach Redis"}, status_code=503)
     return JSON({"status": "ok", "redis_ms": round((time.perf_counter() - started) * 1000, 3)})

@@ -8,7 +8,8 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from taskq_cli.producer import MAX_ID_LENGTH
+from taskq_cli.producer import AT_RANGE, MAX_ID_LENGTH, MAX_NAME_LENGTH
+from taskq_cli.timeparse import MAX_SECONDS
 
 if TYPE_CHECKING:
     from fastapi import FastAPI
@@ -17,8 +18,9 @@ QUEUE_PATTERN = r"^[A-Za-z0-9_.\-]{1,128}$"  # config.check_name's rule
 MAX_BATCH = 10_000  # tasks in one request
 MAX_PAGE = 1000  # tasks in one listing
 MAX_RETRIES = 1_000_000
-MAX_DURATION = 100 * 365.25 * 86400  # seconds: delays, timeouts, ages
-MAX_EPOCH_MS = 253_402_300_799_999  # 9999-12-31T23:59:59.999Z, the last time taskq's JSON can show
+# The bounds the producer applies (one source: the document says what the server accepts)
+MAX_DURATION = MAX_SECONDS  # seconds: delays, timeouts, ages
+MIN_AT, MAX_AT = AT_RANGE  # epoch seconds: 1970 to 9999
 
 Duration = (
     Annotated[float, Field(ge=0, le=MAX_DURATION, allow_inf_nan=False)]
@@ -41,7 +43,10 @@ class EnqueueItem(BaseModel):
     )
 
     name: str = Field(  # strict str: text with a lone surrogate is refused (Lua's JSON could not read it)
-        min_length=1, max_length=10_000, description="Task name (the handler's name)."
+        min_length=1,
+        max_length=MAX_NAME_LENGTH,
+        pattern=r"^[^\x00]*$",
+        description="Task name (the handler's name); no NUL character.",
     )
     payload: dict[str, Any] | None = Field(
         None, description="The handler's keyword arguments ({} if omitted)."
@@ -52,7 +57,7 @@ class EnqueueItem(BaseModel):
     delay: Duration | None = Field(None, description="Run after this many seconds, or a duration (`30s`).")
     at: (
         Annotated[str, Field(min_length=1, max_length=64)]
-        | Annotated[float, Field(ge=0, le=MAX_EPOCH_MS / 1000, allow_inf_nan=False)]
+        | Annotated[float, Field(ge=MIN_AT, le=MAX_AT, allow_inf_nan=False)]
         | None
     ) = Field(
         None, description="Run at this ISO 8601 time (no zone = the server's local time) or epoch seconds."
@@ -267,6 +272,7 @@ _ERRORS = {
     404: "Not found",
     409: "The task already finished",
     413: "Request body or batch too large",
+    415: "The body is not sent as application/json",
     422: "Invalid input: nothing was written",
     503: "Redis unreachable",
 }

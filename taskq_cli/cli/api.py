@@ -7,6 +7,7 @@ import ipaddress
 import os
 import re
 import signal
+import socket
 from typing import Annotated
 
 import typer
@@ -37,6 +38,9 @@ def api(
             help="Allow this origin through CORS (repeatable; CORS is off without it).", show_default=False
         ),
     ] = None,
+    read_timeout: Annotated[
+        float, typer.Option(help="Seconds a client has to send a whole request (headers and body).", min=0.1)
+    ] = 10.0,
     access_log: Annotated[bool, typer.Option(help="Log every request.")] = True,
     redis_url: RedisUrl = None,
     namespace: Namespace = None,
@@ -49,7 +53,8 @@ def api(
     try:
         import uvicorn
 
-        from taskq_cli.api import create_app
+        from taskq_cli.api import HostRule, create_app
+        from taskq_cli.api.server import protocol_class
     except ImportError:
         raise TaskqError("the HTTP API is not installed: pip install 'taskq-cli[api]'") from None
     token = _token(token_file)
@@ -60,16 +65,38 @@ def api(
                 "(or pass --insecure)"
             )
         output.warn(f"warning: serving on {host} with no authentication (--insecure)")
+    if token is None and "*" in (cors_origin or ()):
+        raise UsageError("--cors-origin '*' needs a token: any web page could use the API")
     limit = _size(max_body)
     tq = open_queue(ctx, redis_url, namespace, app)
-    server = create_app(tq, token=token or "", max_body=limit, cors_origins=cors_origin or ())
+    rule = HostRule.bound_to(host, port)
+    server = create_app(tq, token=token or "", max_body=limit, cors_origins=cors_origin or (), hosts=rule)
+    listener = _listen(host, port)
     auth = "bearer token required" if token else "no authentication"
     output.warn(f"api on http://{_url_host(host)}:{port} (namespace {tq.settings.namespace}, {auth})")
     # uvicorn stops gracefully on SIGINT/SIGTERM, then raises the signal again for the handler it
     # found: this one makes that a plain exit 0, like `taskq worker`.
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, _exit_0)
-    uvicorn.run(server, host=host, port=port, access_log=access_log, server_header=False, log_level="info")
+    config = uvicorn.Config(
+        server,
+        http=protocol_class(read_timeout),
+        access_log=access_log,
+        server_header=False,
+        log_level="info",
+    )
+    uvicorn.Server(config).run(sockets=[listener])
+
+
+def _listen(host: str, port: int) -> socket.socket:
+    """The listening socket, bound here: a port in use is one line and exit 1 (uvicorn would log
+    several and exit 3)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    try:
+        return socket.create_server((host.strip("[]"), port), family=family)
+    except OSError as exc:
+        reason = os.strerror(exc.errno) if exc.errno else str(exc)
+        raise TaskqError(f"cannot listen on {_url_host(host)}:{port}: {reason.lower()}") from None
 
 
 def _exit_0(signum: int, frame: object) -> None:

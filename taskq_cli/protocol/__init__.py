@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from taskq_cli.config import RetryDefaults, Settings
-from taskq_cli.errors import TaskqError
+from taskq_cli.errors import TaskqError, UsageError
 from taskq_cli.protocol.keys import NamespaceKeys, QueueKeys
 from taskq_cli.protocol.scripts import ScriptArg, execute_with_scripts, load_scripts
 from taskq_cli.protocol.topology import Client, connect, is_cluster
@@ -126,6 +126,7 @@ class TaskRecord:
     meta: dict[str, Any]
     payload_json: str | None
     result_json: str | None
+    truncated: frozenset[str] = frozenset()  # "payload", "result": too long to read (left None)
 
 
 @dataclass(frozen=True)
@@ -153,6 +154,7 @@ class Broker:
         self._scripts = load_scripts()
         self._keys: dict[str, QueueKeys] = {}
         self._waker: Waker | None = None
+        self._registered: set[str] = set()  # queue names this broker saw in <ns>:queues
 
     def close(self) -> None:
         if self._waker is not None:
@@ -199,15 +201,19 @@ class Broker:
         by_queue: dict[str, list[int]] = {}
         for index, task in enumerate(tasks):
             by_queue.setdefault(task.queue, []).append(index)
+        self._check_queue_limit(list(by_queue))
         pipe = self.client.pipeline(transaction=False)
-        pipe.sadd(self.ns.queues, *by_queue)
         for queue, indexes in by_queue.items():
             args = self._enqueue_args([tasks[i] for i in indexes])
             self._scripts["enqueue"].queue(pipe, self.keys(queue).script_keys(), args)
+        # the names after the tasks: a queue forgotten meanwhile as empty (forget_if_empty) is named
+        # again once its tasks are there
+        pipe.sadd(self.ns.queues, *by_queue)
         owners = self._add_waits(pipe, list(by_queue)) if durable else {}
         replies = execute_with_scripts(pipe, self.client)
+        self._registered.update(by_queue)
         results: list[EnqueueResult | None] = [None] * len(tasks)
-        for indexes, reply in zip(by_queue.values(), replies[1 : 1 + len(by_queue)], strict=True):
+        for indexes, reply in zip(by_queue.values(), replies[: len(by_queue)], strict=True):
             for offset, index in enumerate(indexes):
                 task_id, state, duplicate = reply[offset * 3 : offset * 3 + 3]
                 results[index] = EnqueueResult(task_id, tasks[index].queue, state, duplicate == 1)
@@ -218,6 +224,28 @@ class Broker:
             if moved or min(acked) < 1:
                 raise NotReplicated(written, self.durable_timeout, moved)
         return written
+
+    def _check_queue_limit(self, queues: Sequence[str]) -> None:
+        """Refuse (UsageError, nothing written) a batch that would bring the namespace past
+        `max_queues` queues: every maintenance pass visits each queue, so their number bounds how
+        soon a lost worker's tasks are recovered. One round trip, only for names this broker has not
+        registered yet; concurrent producers may overshoot by the new names each brings at once."""
+        unknown = [q for q in queues if q not in self._registered]
+        if not unknown:
+            return
+        pipe = self.client.pipeline(transaction=False)
+        pipe.scard(self.ns.queues)
+        pipe.smismember(self.ns.queues, unknown)
+        count, members = pipe.execute()
+        new = [q for q, member in zip(unknown, members, strict=True) if not member]
+        limit = self.settings.max_queues
+        if new and int(count) + len(new) > limit:
+            raise UsageError(
+                f"too many queues: {new[0]!r} would be queue {int(count) + 1} of namespace "
+                f"{self.settings.namespace!r}, at most {limit} (TASKQ_MAX_QUEUES); nothing written"
+            )
+        if len(self._registered) > 2 * limit:  # names forgotten since: start again
+            self._registered.clear()
 
     def _add_waits(self, pipe: Any, queues: Sequence[str]) -> dict[str, str]:
         """Add WAIT 1 for each primary the pipeline writes to. On a cluster each WAIT is routed to
@@ -374,8 +402,9 @@ class Broker:
         return int(moved), wait
 
     def recover(self, queue: str, defaults: RetryDefaults) -> tuple[int, int]:
-        """Expired leases back to scheduled (or dead); returns (retried, buried)."""
-        retried, buried = self._run(
+        """Expired leases back to scheduled (or dead); returns (retried, buried). A queue left with
+        nothing in it is forgotten (forget_if_empty), so names used once do not slow every pass."""
+        retried, buried, empty = self._run(
             "recover",
             queue,
             self._now(),
@@ -386,7 +415,34 @@ class Broker:
             defaults.backoff_max,
             *self._dead_limits,
         )
+        if int(empty):
+            self.forget_if_empty(queue)
         return int(retried), int(buried)
+
+    def forget_if_empty(self, queue: str) -> bool:
+        """Take an empty queue's name out of <ns>:queues; False when it holds something (tasks,
+        counters, a pause, a cron claim) or a schedule targets it. In two steps, since the name and
+        the queue live in different slots on a cluster: SREM, then the queue's own script checks it
+        is still empty, else the name goes back. Producers add the name after writing their tasks,
+        so whatever the interleaving, a queue with tasks ends up named."""
+        if not self.client.srem(self.ns.queues, queue):
+            return False  # not registered (a worker's queue nobody enqueued to): nothing to do
+        if self._run("forget", queue) == 1 and not self._cron_targets(queue):
+            self._registered.discard(queue)
+            return True
+        self.client.sadd(self.ns.queues, queue)
+        return False
+
+    def _cron_targets(self, queue: str) -> bool:
+        """Whether a periodic schedule enqueues into this queue (one not fired yet has no claim)."""
+        for definition in self.client.hvals(self.ns.cron):
+            try:
+                target = json.loads(definition).get("queue")
+            except (ValueError, AttributeError):
+                continue
+            if target == queue:
+                return True
+        return False
 
     # -- operating: dead-letter queue, cancel, pause, clear --------------------------------------
 
@@ -471,9 +527,16 @@ class Broker:
         reader = self.client.zrevrange if newest_first else self.client.zrange
         return [str(i) for i in reader(key, offset, end)]
 
-    def records(self, queue: str, ids: Sequence[str]) -> list[TaskRecord | None]:
+    def records(
+        self, queue: str, ids: Sequence[str], max_value: int | None = None
+    ) -> list[TaskRecord | None]:
+        """The tasks' records (None for an id not there). `max_value`: payloads and results longer
+        than this many bytes are not read at all (a listing stays small whatever was stored): they
+        are left None and named in `truncated`; one more round trip."""
         if not ids:
             return []
+        if max_value is not None:
+            return self._bounded_records(queue, ids, max_value)
         k = self.keys(queue)
         pipe = self.client.pipeline(transaction=False)
         pipe.hmget(k.tasks, list(ids))
@@ -484,6 +547,35 @@ class Broker:
             None if meta is None else TaskRecord(_parse_meta(meta, task_id, queue), payload, result)
             for task_id, meta, payload, result in zip(ids, metas, payloads, results, strict=True)
         ]
+
+    def _bounded_records(self, queue: str, ids: Sequence[str], max_value: int) -> list[TaskRecord | None]:
+        k = self.keys(queue)
+        pipe = self.client.pipeline(transaction=False)
+        pipe.hmget(k.tasks, list(ids))
+        for task_id in ids:
+            pipe.hstrlen(k.payloads, task_id)
+            pipe.hstrlen(k.results, task_id)
+        metas, *lengths = pipe.execute()
+        fields = ((k.payloads, "payload"), (k.results, "result"))
+        wanted = [
+            (task_id, key, field)
+            for i, task_id in enumerate(ids)
+            for j, (key, field) in enumerate(fields)
+            if 0 < int(lengths[2 * i + j]) <= max_value
+        ]
+        pipe = self.client.pipeline(transaction=False)
+        for task_id, key, _ in wanted:
+            pipe.hget(key, task_id)
+        values = {(task_id, field): v for (task_id, _, field), v in zip(wanted, pipe.execute(), strict=True)}
+        out: list[TaskRecord | None] = []
+        for i, (task_id, meta) in enumerate(zip(ids, metas, strict=True)):
+            if meta is None:
+                out.append(None)
+                continue
+            long = frozenset(f for j, (_, f) in enumerate(fields) if int(lengths[2 * i + j]) > max_value)
+            payload, result = values.get((task_id, "payload")), values.get((task_id, "result"))
+            out.append(TaskRecord(_parse_meta(meta, task_id, queue), payload, result, long))
+        return out
 
     # -- periodic schedules -------------------------------------------------------------------
 
@@ -516,10 +608,10 @@ class Broker:
     def cron_fire(self, name: str, tick_ms: int, task: NewTask) -> tuple[bool, str]:
         """Claim a tick and enqueue its task in one script; (False, '') when it was fired already."""
         pipe = self.client.pipeline(transaction=False)
-        pipe.sadd(self.ns.queues, task.queue)
         args: list[ScriptArg] = [self._now(), name, tick_ms, *self._enqueue_args([task])[2:]]
         self._scripts["cron_fire"].queue(pipe, self.keys(task.queue).script_keys(), args)
-        reply = execute_with_scripts(pipe, self.client)[1]
+        pipe.sadd(self.ns.queues, task.queue)  # after the task (see forget_if_empty)
+        reply = execute_with_scripts(pipe, self.client)[0]
         return (reply[0] == "fired", str(reply[1]) if reply[0] == "fired" else "")
 
     # -- registry and inspection ------------------------------------------------------------

@@ -63,6 +63,13 @@ local function forget(id)
   redis.call('ZREM', K_DONE, id)
 end
 
+-- Whether the queue holds nothing at all (its wake token aside): no task of any state, no counter,
+-- not paused, no cron claim. Such a queue may be forgotten (Broker.forget_if_empty).
+local function queue_is_empty()
+  return redis.call('EXISTS', K_TASKS, K_PAYLOADS, K_RESULTS, K_PENDING, K_ACTIVE, K_LEASES,
+    K_SCHEDULED, K_DEAD, K_DONE, K_COUNTERS, K_PAUSED, K_CRON) == 0
+end
+
 -- Keep the dead set within dead_max entries and dead_ttl ms (bounded work per call).
 local function trim_dead(now, dead_max, dead_ttl)
   for _, id in ipairs(redis.call('ZRANGEBYSCORE', K_DEAD, '-inf', now - dead_ttl, 'LIMIT', 0, 100)) do

@@ -4,7 +4,7 @@
 -- ARGV[1] now (ms, '' = Redis TIME)   ARGV[2] batch limit   ARGV[3] jitter seed in [0, 1)
 -- ARGV[4] default max_retries   ARGV[5] default backoff_base (s)   ARGV[6] default backoff_max (s)
 -- ARGV[7] dead_max   ARGV[8] dead_ttl_ms
--- Returns {retried, buried}.
+-- Returns {retried, buried, 1 when the queue is empty afterwards (queue_is_empty) else 0}.
 local now = now_ms(ARGV[1])
 local seed = tonumber(ARGV[3])
 local dead_max, dead_ttl = tonumber(ARGV[7]), tonumber(ARGV[8])
@@ -33,4 +33,4 @@ for i, id in ipairs(expired) do
     retried = retried + 1
   end
 end
-return {retried, buried}
+return {retried, buried, queue_is_empty() and 1 or 0}
