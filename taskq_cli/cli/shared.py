@@ -37,9 +37,11 @@ def make_queue(
     redis_url: str | None, namespace: str | None, app: str | None, *, need_app: bool = False
 ) -> TaskQueue:
     """The TaskQueue a command works with: the app's own (with --app or TASKQ_APP) or a plain one.
-    None means not given: the environment, then the default, applies."""
+    None means not given: the environment, then the default, applies. A malformed Redis URL is
+    refused here, before the command starts (a UsageError: exit 2)."""
     import os
 
+    from taskq_cli.protocol.topology import check_url
     from taskq_cli.queue import TaskQueue
 
     app_spec = app or os.environ.get("TASKQ_APP") or None
@@ -48,12 +50,14 @@ def make_queue(
 
         tq = load_app(app_spec)
         tq.configure(redis_url=redis_url, namespace=namespace)
-        return tq
-    if need_app:
+    elif need_app:
         from taskq_cli.errors import UsageError
 
         raise UsageError("this command needs --app (or TASKQ_APP) to find the task handlers")
-    return TaskQueue(redis_url=redis_url, namespace=namespace)
+    else:
+        tq = TaskQueue(redis_url=redis_url, namespace=namespace)
+    check_url(tq.settings.redis_url)
+    return tq
 
 
 # -- taskq enqueue ---------------------------------------------------------------------------------
