@@ -389,6 +389,15 @@ def test_bad_enqueue_input_exits_2_with_one_error_line_and_writes_nothing(
     assert_usage_error(result, raw, namespace)
 
 
+@pytest.mark.parametrize("typer_path", [False, True], ids=["fast path", "typer"])
+def test_an_empty_stdin_for_a_dash_payload_says_so(run_cli, raw, namespace, typer_path):
+    global_options = ["--namespace", namespace] if typer_path else []  # the fast path hands these over
+
+    result = run_cli(*global_options, "enqueue", "t", "-", input="  \n")
+
+    assert assert_usage_error(result, raw, namespace) == "taskq: error: empty payload on stdin"
+
+
 def test_unknown_option_exits_2_with_one_line_and_writes_nothing(run_cli, raw, namespace):
     result = run_cli("enqueue", "t", "{}", "--priority", "9")
 

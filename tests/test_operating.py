@@ -1283,3 +1283,16 @@ def test_a_task_retried_from_the_dead_letter_queue_counts_as_waiting_since_its_r
 
     age = ok_json(cli("stats", "--json"))["queues"]["default"]["oldest_pending_age"]
     assert age is not None and age < 60, f"pending for {age}s just after its retry from the DLQ"
+
+
+# -- worker options ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("concurrency", ["0", "-1"])
+def test_a_worker_concurrency_below_one_is_refused_as_bad_usage(tq, raw, namespace, cli, concurrency):
+    tq.enqueue("ok", {})
+
+    result = cli("worker", "--app", APP, "--burst", "--pool", "threads", "--concurrency", concurrency)
+
+    assert assert_one_error_line(result, 2) == "taskq: error: --concurrency must be at least 1"
+    assert runs(raw, namespace) == []

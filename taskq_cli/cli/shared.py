@@ -24,6 +24,8 @@ def parse_payload(text: str | None) -> dict[str, Any]:
         return {}
     if text == "-":
         text = sys.stdin.read()
+        if not text.strip():
+            raise UsageError("empty payload on stdin")
     try:
         value = json.loads(text)
     except ValueError as exc:
@@ -108,6 +110,13 @@ def submit_and_print(
             )
         else:
             output.line(result.id)
+
+
+def print_version() -> None:
+    from taskq_cli import __version__
+    from taskq_cli.cli import output
+
+    output.line(f"taskq {__version__}")
 
 
 # -- exit codes ------------------------------------------------------------------------------------
