@@ -1296,3 +1296,57 @@ def test_a_worker_concurrency_below_one_is_refused_as_bad_usage(tq, raw, namespa
 
     assert assert_one_error_line(result, 2) == "taskq: error: --concurrency must be at least 1"
     assert runs(raw, namespace) == []
+
+
+# -- output that cannot be written -------------------------------------------------------------------
+
+
+def run_into(stdout: int, args: Sequence[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """`taskq ARGS` writing to the file descriptor `stdout` (stderr captured)."""
+    return subprocess.run(
+        [sys.executable, "-m", "taskq_cli", *args],
+        stdin=subprocess.DEVNULL, stdout=stdout, stderr=subprocess.PIPE,
+        text=True, cwd=ROOT, env=env, timeout=30, check=False,
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize("typer_path", [False, True], ids=["dlq list", "taskq --help"])
+def test_a_reader_that_went_away_ends_the_command_quietly(tq, redis_url, namespace, typer_path):
+    # Given more dead tasks than one write buffer holds, and a pipe whose reader has already gone, as
+    # after `taskq dlq list | head -1`
+    for n in range(100):
+        bury(tq, f"t{n}")
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    args = ["--help"] if typer_path else ["dlq", "list", "--limit", "100"]
+    try:
+        result = run_into(write_end, args, cli_env(redis_url, namespace))
+    finally:
+        os.close(write_end)
+
+    assert result.stderr == ""  # no "Exception ignored", no traceback, no error line
+    assert result.returncode == 1  # the output is incomplete; Click ends `--help` so too
+
+
+def test_dlq_list_into_a_full_device_is_one_error_line(tq, redis_url, namespace):
+    bury(tq)
+    with open("/dev/full", "w") as full:
+        result = run_into(full.fileno(), ["dlq", "list"], cli_env(redis_url, namespace))
+
+    assert result.returncode == 1
+    assert result.stderr.startswith("taskq: error: cannot write to stdout: ")
+    assert result.stderr.count("\n") == 1, result.stderr
+
+
+@pytest.mark.parametrize(
+    ("setting", "ellipsis"), [({"PYTHONIOENCODING": "ascii"}, "..."), ({"LANG": "C", "LC_ALL": "C"}, "…")]
+)
+def test_plain_output_in_an_ascii_or_c_locale_is_written_without_an_error(
+    tq, redis_url, namespace, cli, setting, ellipsis
+):
+    bury(tq, failure=error("x" * 100, "RuntimeError"))  # long: its first line is cut with an ellipsis
+
+    result = cli("dlq", "list", env=cli_env(redis_url, namespace, **setting))
+
+    assert (result.returncode, result.stderr) == (0, "")
+    assert re.search(f"RuntimeError: x+{re.escape(ellipsis)}$", result.stdout, re.MULTILINE), result.stdout

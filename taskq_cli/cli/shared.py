@@ -103,13 +103,22 @@ def submit_and_print(
     one object, per task."""
     from taskq_cli.cli import output
 
-    for result in tq.submit(requests, durable=durable):
-        if as_json:
-            output.json_out(
-                {"id": result.id, "queue": result.queue, "state": result.state, "duplicate": result.duplicate}
-            )
-        else:
-            output.line(result.id)
+    results = tq.submit(requests, durable=durable)
+    try:
+        for result in results:
+            if as_json:
+                found = {"id": result.id, "queue": result.queue, "state": result.state}
+                output.json_out({**found, "duplicate": result.duplicate})
+            else:
+                output.line(result.id)
+        output.finish()
+    except output.OutputError as exc:  # the tasks are in Redis: whoever ran this must learn their ids
+        ids = " ".join(r.id for r in results)
+        what = f"task {ids} was" if len(results) == 1 else f"{len(results)} tasks ({ids}) were"
+        its = "its id" if len(results) == 1 else "their ids"
+        raise output.OutputError(
+            exc.reason, message=f"{what} enqueued but {its} could not be written to stdout: {exc.reason}"
+        ) from None
 
 
 def print_version() -> None:
@@ -134,6 +143,12 @@ def run_guarded(command: Callable[[], object]) -> int:
 
     try:
         result = command()
+        output.finish()
+    except output.OutputError as exc:
+        output.discard()
+        if not exc.broken_pipe:  # a reader that stopped reading (`| head -1`) needs no message
+            output.error(str(exc))
+        return 1
     except KeyboardInterrupt:
         output.error("interrupted")
         return 130
