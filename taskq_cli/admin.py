@@ -175,8 +175,13 @@ class Admin:
             raise UsageError(f"task {task_id} is already {state}; nothing to cancel")
         return state
 
-    def set_paused(self, queue: str, paused: bool) -> None:
-        self.broker.set_paused(queue, paused)
+    def set_paused(self, queue: str, paused: bool) -> bool:
+        """Pause or resume a queue; False when the queue has never been used. Pausing one anyway
+        pauses it ahead of time (it is listed from then on, paused); resuming one changes nothing."""
+        known = queue in self.broker.known_queues()
+        if known or paused:
+            self.broker.set_paused(queue, paused)
+        return known
 
     def clear(self, queue: str) -> int:
         self.queues(queue)

@@ -56,7 +56,7 @@ QUEUE_COUNT_FIELDS = ("pending", "scheduled", "active", "dead", "processed", "fa
 WORKER_FIELDS = {"id", "host", "pid", "queues", "concurrency", "started_at", "heartbeat_at", "active"}
 DLQ_COLUMNS = ("id", "name", "queue", "attempts", "died at", "error")
 TASK_COLUMNS = ("id", "name", "state", "attempts", "enqueued_at", "run_at", "error")
-STATS_COLUMNS = ("queue", *QUEUE_COUNT_FIELDS, "oldest pending")
+STATS_COLUMNS = ("queue", *QUEUE_COUNT_FIELDS, "oldest pending", "paused")
 BULK = 100_000
 
 Cli = Callable[..., subprocess.CompletedProcess[str]]
@@ -993,6 +993,43 @@ def test_queue_list_json_gives_each_queue_with_its_counts_and_whether_it_is_paus
     assert_plain(plain.stdout)
     rows = {r["name"]: r for r in plain_table(plain.stdout.splitlines(), fields)}
     assert (rows["default"]["pending"], rows["emails"]["pending"]) == ("2", "1")
+
+
+def test_pausing_a_queue_never_used_warns_and_pauses_it_ahead_of_time(tq, raw, namespace, cli):
+    tq.enqueue("t", {})
+
+    paused = cli("queue", "pause", "nosuch")
+    again = cli("queue", "pause", "nosuch")
+    known = cli("queue", "pause", "default")
+
+    assert (paused.returncode, paused.stdout) == (0, "paused nosuch\n")
+    assert paused.stderr == "taskq: queue nosuch has never been used; paused ahead of time\n"
+    assert (again.returncode, again.stderr, known.returncode, known.stderr) == (0, "", 0, "")
+    listed = {q["name"]: q["paused"] for q in ok_json(cli("queue", "list", "--json"))}
+    assert listed == {"default": True, "nosuch": True}
+
+
+def test_resuming_a_queue_never_used_says_so_and_writes_nothing(raw, namespace, cli):
+    resumed = cli("queue", "resume", "nosuch")
+
+    assert (resumed.returncode, resumed.stdout) == (0, "")
+    assert resumed.stderr == "taskq: queue nosuch has never been used; nothing to resume\n"
+    assert contents(raw, namespace) == {}
+
+
+def test_stats_shows_which_queues_are_paused_in_the_table_and_the_json(tq, cli):
+    tq.enqueue("t", {})
+    tq.enqueue("t", {}, queue="emails")
+    assert cli("queue", "pause", "emails").returncode == 0
+
+    as_json = ok_json(cli("stats", "--json"))
+    table = cli("stats")
+
+    assert {name: q["paused"] for name, q in as_json["queues"].items()} == {"default": False, "emails": True}
+    lines = table.stdout.splitlines()
+    end = next((i for i, line in enumerate(lines) if i > 0 and line.startswith("id ")), len(lines))
+    rows = {r["queue"]: r for r in plain_table(lines[:end], STATS_COLUMNS)}
+    assert (rows["default"]["paused"], rows["emails"]["paused"]) == ("no", "yes")
 
 
 def test_queue_clear_without_yes_off_a_terminal_exits_2_and_deletes_nothing(tq, raw, namespace, cli):

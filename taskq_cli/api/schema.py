@@ -166,6 +166,7 @@ class QueueCounts(BaseModel):
     processed: int
     failed: int
     oldest_pending_age: float | None = Field(description="Seconds.")
+    paused: bool
 
 
 class RunningTask(BaseModel):
