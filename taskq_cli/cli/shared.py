@@ -139,7 +139,7 @@ def run_guarded(command: Callable[[], object]) -> int:
     from redis.exceptions import TimeoutError as RedisTimeoutError
 
     from taskq_cli.cli import output
-    from taskq_cli.errors import NotFound, TaskqError, UsageError
+    from taskq_cli.errors import AmbiguousId, NotFound, TaskqError, UsageError
 
     try:
         result = command()
@@ -152,7 +152,7 @@ def run_guarded(command: Callable[[], object]) -> int:
     except KeyboardInterrupt:
         output.error("interrupted")
         return 130
-    except UsageError as exc:
+    except (UsageError, AmbiguousId) as exc:
         output.error(str(exc))
         return 2
     except (NotFound, TaskqError) as exc:
