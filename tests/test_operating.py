@@ -1387,3 +1387,26 @@ def test_plain_output_in_an_ascii_or_c_locale_is_written_without_an_error(
 
     assert (result.returncode, result.stderr) == (0, "")
     assert re.search(f"RuntimeError: x+{re.escape(ellipsis)}$", result.stdout, re.MULTILINE), result.stdout
+
+
+# -- the options that apply to a task ---------------------------------------------------------------
+
+
+def test_task_show_gives_the_max_retries_and_timeout_that_apply_and_where_they_come_from(cli):
+    plain = cli("enqueue", "boom").stdout.strip()  # no options given, the producer not knowing the task
+    given = cli("enqueue", "boom", "--max-retries", "5", "--timeout", "45s").stdout.strip()
+
+    without_app = ok_json(cli("task", "show", plain, "--json"))
+    with_app = ok_json(cli("task", "show", plain, "--json", "--app", APP))  # boom: max_retries=2
+    explicit = ok_json(cli("task", "show", given, "--json", "--app", APP))
+    table = cli("task", "show", plain, "--app", APP)
+
+    def options(shown: dict[str, Any]) -> tuple[Any, ...]:
+        return shown["max_retries"], shown["timeout"], shown["options_source"]
+
+    assert options(without_app) == (3, 600, {"max_retries": "default", "timeout": "default"})
+    assert options(with_app) == (2, 600, {"max_retries": "handler", "timeout": "default"})
+    assert options(explicit) == (5, 45, {"max_retries": "enqueue", "timeout": "enqueue"})
+    assert without_app.keys() >= SPEC_TASK_FIELDS
+    assert "max_retries: 2 (handler)\n" in table.stdout and "timeout: 600 (default)\n" in table.stdout
+    assert "options_source" not in table.stdout
