@@ -3,12 +3,17 @@ What the `dlq`, `task` and `queue` commands (and the HTTP API) do, with no Typer
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
 from taskq_cli.errors import NotFound, UsageError
-from taskq_cli.models import Task
+from taskq_cli.models import Options, Task
 from taskq_cli.protocol import Broker, TaskRecord
+
+if TYPE_CHECKING:
+    from taskq_cli.config import RetryDefaults
+    from taskq_cli.registry import TaskDef
 
 CHUNK = 1000  # ids per script call in bulk operations: Redis stays responsive
 LISTABLE_STATES = ("pending", "scheduled", "active", "dead", "done")
@@ -84,6 +89,31 @@ class Admin:
             if len(out) >= wanted:
                 break
         return out[:wanted]
+
+    def task_json(
+        self,
+        task_id: str,
+        queue: str | None,
+        handlers: Mapping[str, TaskDef],
+        defaults: RetryDefaults,
+    ) -> dict[str, Any]:
+        """A task as `task show --json` prints it: `max_retries` and `timeout` are the values that
+        apply to it (given at enqueue, else its handler's when `handlers` knows it, else the
+        defaults), and `options_source` says which: "enqueue", "handler" or "default"."""
+        record = self.broker.find_task(task_id, queue)
+        if record is None:
+            raise NotFound(f"task {task_id} not found")
+        out = Task.from_record(record.meta, record.payload_json, record.result_json).to_json()
+        handler = handlers.get(str(record.meta.get("name", "")))
+        try:
+            options = Options.resolve(record.meta, handler.retry if handler else None, defaults)
+        except (TypeError, ValueError):  # a record written by something else: show it as it is
+            return out
+        out["max_retries"], out["timeout"] = options.max_retries, options.timeout
+        out["options_source"] = {
+            k: _option_source(k, record.meta, handler) for k in ("max_retries", "timeout")
+        }
+        return out
 
     def dead_task(self, task_id: str, queue: str | None = None) -> Task:
         holders = self.broker.queues_holding_dead([task_id], self.queues(queue))
@@ -178,12 +208,29 @@ class Admin:
             raise UsageError(f"task {task_id} is already {state}; nothing to cancel")
         return state
 
-    def set_paused(self, queue: str, paused: bool) -> None:
-        self.broker.set_paused(queue, paused)
+    def set_paused(self, queue: str, paused: bool) -> bool:
+        """Pause or resume a queue; False when the queue has never been used. Pausing one anyway
+        pauses it ahead of time (it is listed from then on, paused); resuming one changes nothing."""
+        known = queue in self.broker.known_queues()
+        if known or paused:
+            self.broker.set_paused(queue, paused)
+        return known
 
     def clear(self, queue: str) -> int:
         self.queues(queue)
         return self.broker.clear(queue)
+
+
+def _option_source(name: str, meta: Mapping[str, Any], handler: TaskDef | None) -> str:
+    """Where a task's option comes from. A producer or worker that knew the handler records its
+    retry policy with the task (with backoff_base, which enqueue options never set): a recorded
+    max_retries is the handler's unless the handler, when known, says otherwise."""
+    if name not in meta:
+        return "handler" if handler is not None and name in handler.explicit else "default"
+    recorded = name == "max_retries" and "backoff_base" in meta
+    if recorded and (handler is None or meta[name] == handler.retry.max_retries):
+        return "handler"
+    return "enqueue"
 
 
 def _tasks(records: Iterable[TaskRecord | None]) -> list[Task]:

@@ -77,6 +77,15 @@ class Schedule:
         return f"cron:{self.name}:{tick_ms}"
 
 
+def local_time(iso_utc: str | None, timezone: str) -> str | None:
+    """A SPEC timestamp (`2026-11-28T18:00:00.000Z`) as people read it in a schedule's zone:
+    `2026-11-28 19:00:00+01:00`."""
+    if iso_utc is None:
+        return None
+    moment = datetime.fromisoformat(iso_utc.replace("Z", "+00:00")).astimezone(zone(timezone))
+    return moment.isoformat(sep=" ", timespec="seconds")
+
+
 def zone(name: str) -> ZoneInfo:
     try:
         return ZoneInfo(name)

@@ -15,6 +15,19 @@ class ValidationFailed(UsageError):
     """A payload does not match its handler's signature."""
 
 
+class AmbiguousId(TaskqError):
+    """An id found in more than one queue when no queue was given (bad usage: CLI exit 2; HTTP 409,
+    not a UsageError's 422): ids are unique per queue only, and picking one of the tasks silently
+    could act on the wrong one."""
+
+    def __init__(self, task_id: str, queues: list[str]) -> None:
+        self.task_id = task_id
+        self.queues = sorted(queues)
+        super().__init__(
+            f"task id {task_id} is in {len(self.queues)} queues: {', '.join(self.queues)} (name the queue)"
+        )
+
+
 class NotFound(TaskqError):
     """A task, queue or entry that is not there (CLI exit 1)."""
 

@@ -9,6 +9,8 @@ from __future__ import annotations
 import json
 import os
 import re
+import subprocess
+import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -389,6 +391,15 @@ def test_bad_enqueue_input_exits_2_with_one_error_line_and_writes_nothing(
     assert_usage_error(result, raw, namespace)
 
 
+@pytest.mark.parametrize("typer_path", [False, True], ids=["fast path", "typer"])
+def test_an_empty_stdin_for_a_dash_payload_says_so(run_cli, raw, namespace, typer_path):
+    global_options = ["--namespace", namespace] if typer_path else []  # the fast path hands these over
+
+    result = run_cli(*global_options, "enqueue", "t", "-", input="  \n")
+
+    assert assert_usage_error(result, raw, namespace) == "taskq: error: empty payload on stdin"
+
+
 def test_unknown_option_exits_2_with_one_line_and_writes_nothing(run_cli, raw, namespace):
     result = run_cli("enqueue", "t", "{}", "--priority", "9")
 
@@ -760,3 +771,61 @@ def test_invalid_namespace_exits_2_and_writes_nothing(run_cli, raw, namespace):
 
     assert_one_error_line(result, 2)
     assert raw.keys("bad namespace:*") == []
+
+
+# -- stdout that cannot be written -----------------------------------------------------------------
+
+UNWRITABLE = {"closed": ">&-", "full": ">/dev/full"}
+# `--namespace` before the command sends the enqueue to the Typer app instead of the fast path
+PATHS = {"fast path": (), "typer": ("--namespace", "{ns}")}
+
+
+def taskq_in_shell(redirect: str, args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """`taskq ARGS REDIRECT` run by sh, as a shell script runs it."""
+    return subprocess.run(
+        ["sh", "-c", f'exec "$@" {redirect}', "sh", sys.executable, "-m", "taskq_cli", *args],
+        capture_output=True, text=True, cwd=ROOT, env=env, timeout=30, check=False,
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize("path", list(PATHS))
+@pytest.mark.parametrize("stdout", list(UNWRITABLE))
+def test_an_enqueue_whose_id_cannot_be_written_says_the_task_was_enqueued_and_gives_its_id(
+    raw, namespace, redis_url, stdout, path
+):
+    args = [a.replace("{ns}", namespace) for a in PATHS[path]]
+
+    result = taskq_in_shell(
+        UNWRITABLE[stdout], [*args, "enqueue", "t", '{"n": 1}'], cli_env(redis_url, namespace)
+    )
+
+    assert result.returncode == 1, result.stderr
+    [line] = result.stderr.splitlines()
+    found = re.fullmatch(
+        r"taskq: error: task (\S+) was enqueued but its id could not be written to stdout: .+", line
+    )
+    assert found, line
+    assert pending_ids(raw, namespace) == [found.group(1)]
+
+
+@pytest.mark.parametrize("path", list(PATHS))
+def test_an_enqueue_whose_reader_went_away_still_gives_the_id_of_the_task_it_wrote(
+    raw, namespace, redis_url, path
+):
+    args = [a.replace("{ns}", namespace) for a in PATHS[path]]
+    read_end, write_end = os.pipe()
+    os.close(read_end)  # as `taskq enqueue t | consumer` after the consumer died
+    try:
+        result = subprocess.run(
+            [sys.executable, "-m", "taskq_cli", *args, "enqueue", "t"],
+            stdout=write_end, stderr=subprocess.PIPE, text=True, cwd=ROOT,
+            env=cli_env(redis_url, namespace), timeout=30, check=False,
+        )  # fmt: skip
+    finally:
+        os.close(write_end)
+
+    assert result.returncode == 1
+    [task_id] = pending_ids(raw, namespace)
+    assert result.stderr.startswith(
+        f"taskq: error: task {task_id} was enqueued but its id could not be written"
+    )

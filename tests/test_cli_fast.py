@@ -307,6 +307,21 @@ def test_an_enqueue_process_imports_neither_typer_click_rich_nor_pydantic(redis_
     assert result.stdout.splitlines()[-1] == "0 []", result.stdout
 
 
+@pytest.mark.parametrize(
+    "args", [("--version",), ("--namespace", "x", "--version")], ids=["fast path", "typer"]
+)
+def test_version_prints_taskq_and_the_package_version(run_cli, args):
+    from importlib.metadata import version
+
+    import taskq_cli
+
+    result = run_cli(*args)
+
+    assert (result.returncode, result.stderr) == (0, "")
+    assert result.stdout == f"taskq {taskq_cli.__version__}\n"
+    assert taskq_cli.__version__ == version("taskq-cli")  # one version: the package's
+
+
 def test_other_commands_still_run_through_typer(run_cli):
     result = run_cli("queue", "list", "--json")
 

@@ -40,6 +40,21 @@ def following(spec: str, start: int, count: int, tz: str = "UTC") -> list[int]:
 # -- tick arithmetic --------------------------------------------------------------------------------
 
 
+def test_cron_list_shows_the_next_run_in_the_schedules_own_time_zone_and_utc_in_json(run_cli) -> None:  # type: ignore[no-untyped-def]
+    import json
+    from datetime import date, timedelta
+
+    # Asia/Kolkata: UTC+05:30 all year (no DST), so 02:30 there is 21:00 UTC the day before
+    assert run_cli("cron", "add", "nightly", "30 2 * * *", "report", "--tz", "Asia/Kolkata").returncode == 0
+
+    [row] = json.loads(run_cli("cron", "list", "--json").stdout)
+    table = run_cli("cron", "list").stdout
+
+    assert row["next_run"].endswith("T21:00:00.000Z")
+    local_day = date.fromisoformat(row["next_run"][:10]) + timedelta(days=1)
+    assert f"{local_day.isoformat()} 02:30:00+05:30" in table, table
+
+
 @pytest.mark.parametrize(
     ("spec", "start", "expected"),
     [

@@ -231,6 +231,8 @@ def test_bad_input_starts_nothing_and_says_why_in_one_line(tmp_path: Path) -> No
         (["--app", "examples.tasks", "--enqueue", str(bad)], 2, "line 2"),
         (["--app", "no_such_module"], 2, "cannot import app"),
         (["--port", "70000"], 2, "--port"),
+        (["--enqueue", "examples/demo.jsonl", "--exit-when-done"], 2, "without --app no worker"),
+        (["--exit-when-done"], 2, "without --app no worker"),
     ]
     for args, code, message in cases:
         done = subprocess.run(

@@ -56,7 +56,7 @@ QUEUE_COUNT_FIELDS = ("pending", "scheduled", "active", "dead", "processed", "fa
 WORKER_FIELDS = {"id", "host", "pid", "queues", "concurrency", "started_at", "heartbeat_at", "active"}
 DLQ_COLUMNS = ("id", "name", "queue", "attempts", "died at", "error")
 TASK_COLUMNS = ("id", "name", "state", "attempts", "enqueued_at", "run_at", "error")
-STATS_COLUMNS = ("queue", *QUEUE_COUNT_FIELDS, "oldest pending")
+STATS_COLUMNS = ("queue", *QUEUE_COUNT_FIELDS, "oldest pending", "paused")
 BULK = 100_000
 
 Cli = Callable[..., subprocess.CompletedProcess[str]]
@@ -995,6 +995,43 @@ def test_queue_list_json_gives_each_queue_with_its_counts_and_whether_it_is_paus
     assert (rows["default"]["pending"], rows["emails"]["pending"]) == ("2", "1")
 
 
+def test_pausing_a_queue_never_used_warns_and_pauses_it_ahead_of_time(tq, raw, namespace, cli):
+    tq.enqueue("t", {})
+
+    paused = cli("queue", "pause", "nosuch")
+    again = cli("queue", "pause", "nosuch")
+    known = cli("queue", "pause", "default")
+
+    assert (paused.returncode, paused.stdout) == (0, "paused nosuch\n")
+    assert paused.stderr == "taskq: queue nosuch has never been used; paused ahead of time\n"
+    assert (again.returncode, again.stderr, known.returncode, known.stderr) == (0, "", 0, "")
+    listed = {q["name"]: q["paused"] for q in ok_json(cli("queue", "list", "--json"))}
+    assert listed == {"default": True, "nosuch": True}
+
+
+def test_resuming_a_queue_never_used_says_so_and_writes_nothing(raw, namespace, cli):
+    resumed = cli("queue", "resume", "nosuch")
+
+    assert (resumed.returncode, resumed.stdout) == (0, "")
+    assert resumed.stderr == "taskq: queue nosuch has never been used; nothing to resume\n"
+    assert contents(raw, namespace) == {}
+
+
+def test_stats_shows_which_queues_are_paused_in_the_table_and_the_json(tq, cli):
+    tq.enqueue("t", {})
+    tq.enqueue("t", {}, queue="emails")
+    assert cli("queue", "pause", "emails").returncode == 0
+
+    as_json = ok_json(cli("stats", "--json"))
+    table = cli("stats")
+
+    assert {name: q["paused"] for name, q in as_json["queues"].items()} == {"default": False, "emails": True}
+    lines = table.stdout.splitlines()
+    end = next((i for i, line in enumerate(lines) if i > 0 and line.startswith("id ")), len(lines))
+    rows = {r["queue"]: r for r in plain_table(lines[:end], STATS_COLUMNS)}
+    assert (rows["default"]["paused"], rows["emails"]["paused"]) == ("no", "yes")
+
+
 def test_queue_clear_without_yes_off_a_terminal_exits_2_and_deletes_nothing(tq, raw, namespace, cli):
     bury(tq)
     tq.enqueue("t", {})
@@ -1283,3 +1320,93 @@ def test_a_task_retried_from_the_dead_letter_queue_counts_as_waiting_since_its_r
 
     age = ok_json(cli("stats", "--json"))["queues"]["default"]["oldest_pending_age"]
     assert age is not None and age < 60, f"pending for {age}s just after its retry from the DLQ"
+
+
+# -- worker options ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("concurrency", ["0", "-1"])
+def test_a_worker_concurrency_below_one_is_refused_as_bad_usage(tq, raw, namespace, cli, concurrency):
+    tq.enqueue("ok", {})
+
+    result = cli("worker", "--app", APP, "--burst", "--pool", "threads", "--concurrency", concurrency)
+
+    assert assert_one_error_line(result, 2) == "taskq: error: --concurrency must be at least 1"
+    assert runs(raw, namespace) == []
+
+
+# -- output that cannot be written -------------------------------------------------------------------
+
+
+def run_into(stdout: int, args: Sequence[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """`taskq ARGS` writing to the file descriptor `stdout` (stderr captured)."""
+    return subprocess.run(
+        [sys.executable, "-m", "taskq_cli", *args],
+        stdin=subprocess.DEVNULL, stdout=stdout, stderr=subprocess.PIPE,
+        text=True, cwd=ROOT, env=env, timeout=30, check=False,
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize("typer_path", [False, True], ids=["dlq list", "taskq --help"])
+def test_a_reader_that_went_away_ends_the_command_quietly(tq, redis_url, namespace, typer_path):
+    # Given more dead tasks than one write buffer holds, and a pipe whose reader has already gone, as
+    # after `taskq dlq list | head -1`
+    for n in range(100):
+        bury(tq, f"t{n}")
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    args = ["--help"] if typer_path else ["dlq", "list", "--limit", "100"]
+    try:
+        result = run_into(write_end, args, cli_env(redis_url, namespace))
+    finally:
+        os.close(write_end)
+
+    assert result.stderr == ""  # no "Exception ignored", no traceback, no error line
+    assert result.returncode == 1  # the output is incomplete; Click ends `--help` so too
+
+
+def test_dlq_list_into_a_full_device_is_one_error_line(tq, redis_url, namespace):
+    bury(tq)
+    with open("/dev/full", "w") as full:
+        result = run_into(full.fileno(), ["dlq", "list"], cli_env(redis_url, namespace))
+
+    assert result.returncode == 1
+    assert result.stderr.startswith("taskq: error: cannot write to stdout: ")
+    assert result.stderr.count("\n") == 1, result.stderr
+
+
+@pytest.mark.parametrize(
+    ("setting", "ellipsis"), [({"PYTHONIOENCODING": "ascii"}, "..."), ({"LANG": "C", "LC_ALL": "C"}, "…")]
+)
+def test_plain_output_in_an_ascii_or_c_locale_is_written_without_an_error(
+    tq, redis_url, namespace, cli, setting, ellipsis
+):
+    bury(tq, failure=error("x" * 100, "RuntimeError"))  # long: its first line is cut with an ellipsis
+
+    result = cli("dlq", "list", env=cli_env(redis_url, namespace, **setting))
+
+    assert (result.returncode, result.stderr) == (0, "")
+    assert re.search(f"RuntimeError: x+{re.escape(ellipsis)}$", result.stdout, re.MULTILINE), result.stdout
+
+
+# -- the options that apply to a task ---------------------------------------------------------------
+
+
+def test_task_show_gives_the_max_retries_and_timeout_that_apply_and_where_they_come_from(cli):
+    plain = cli("enqueue", "boom").stdout.strip()  # no options given, the producer not knowing the task
+    given = cli("enqueue", "boom", "--max-retries", "5", "--timeout", "45s").stdout.strip()
+
+    without_app = ok_json(cli("task", "show", plain, "--json"))
+    with_app = ok_json(cli("task", "show", plain, "--json", "--app", APP))  # boom: max_retries=2
+    explicit = ok_json(cli("task", "show", given, "--json", "--app", APP))
+    table = cli("task", "show", plain, "--app", APP)
+
+    def options(shown: dict[str, Any]) -> tuple[Any, ...]:
+        return shown["max_retries"], shown["timeout"], shown["options_source"]
+
+    assert options(without_app) == (3, 600, {"max_retries": "default", "timeout": "default"})
+    assert options(with_app) == (2, 600, {"max_retries": "handler", "timeout": "default"})
+    assert options(explicit) == (5, 45, {"max_retries": "enqueue", "timeout": "enqueue"})
+    assert without_app.keys() >= SPEC_TASK_FIELDS
+    assert "max_retries: 2 (handler)\n" in table.stdout and "timeout: 600 (default)\n" in table.stdout
+    assert "options_source" not in table.stdout

@@ -169,13 +169,21 @@ def _allowed_methods(request: Request) -> list[str]:
     return sorted(allowed)
 
 
+async def _ambiguous_id(_: Request, exc: Exception) -> Response:
+    """An id in several queues, no `queue` given: 409, naming the queues to choose from."""
+    return _error(409, str(exc), queues=getattr(exc, "queues", []))
+
+
 async def _unexpected(_: Request, exc: Exception) -> Response:
     return _error(500, "internal error (the server log has the details)")
 
 
 def _add_error_handlers(app: FastAPI) -> None:
     """UsageError/ValidationFailed 422, NotFound 404, Redis unreachable 503; no stack traces."""
+    from taskq_cli.errors import AmbiguousId
+
     app.add_exception_handler(ApiError, _api_error)
+    app.add_exception_handler(AmbiguousId, _ambiguous_id)
     app.add_exception_handler(TaskqError, _taskq_error)
     app.add_exception_handler(RedisError, _redis_error)
     app.add_exception_handler(RequestValidationError, _request_error)

@@ -196,10 +196,11 @@ def summary(errors: list[dict[str, Any]]) -> str:
 @router.get(
     "/tasks/{task_id:path}",
     summary="One task, every field",
-    responses=responses(200, 401, 404, 422, 503, ok=TaskDoc),
+    responses=responses(200, 401, 404, 409, 422, 503, ok=TaskDoc),
 )
 def task_show(task_id: TaskId, tq: Tq, queue: QueueParam = None) -> Response:
-    """As `taskq task show ID --json`; 404 when no queue holds it."""
+    """As `taskq task show ID --json`; 404 when no queue holds it, 409 (naming the queues) when
+    several do and `queue` is not given."""
     found = tq.get_task(task_id, queue)
     if found is None:
         raise NotFound(f"task {task_id} not found")
@@ -304,7 +305,7 @@ def _cut(text: str) -> str:
 @router.post(
     "/dlq/retry",
     summary="Dead tasks back to pending, attempts reset",
-    responses=responses(200, 400, 401, 404, 413, 415, 422, 503, ok=RetryAnswer),
+    responses=responses(200, 400, 401, 404, 409, 413, 415, 422, 503, ok=RetryAnswer),
     openapi_extra={"requestBody": DLQ_RETRY_BODY},
 )
 def dlq_retry(tq: Tq, body: Body) -> Response:
@@ -321,7 +322,9 @@ def dlq_retry(tq: Tq, body: Body) -> Response:
 
 
 @router.delete(
-    "/dlq", summary="Delete dead tasks for good", responses=responses(200, 401, 404, 422, 503, ok=PurgeAnswer)
+    "/dlq",
+    summary="Delete dead tasks for good",
+    responses=responses(200, 401, 404, 409, 422, 503, ok=PurgeAnswer),
 )
 def dlq_purge(
     tq: Tq,

@@ -171,6 +171,7 @@ class QueueCounts(BaseModel):
     processed: int
     failed: int
     oldest_pending_age: float | None = Field(description="Seconds.")
+    paused: bool
 
 
 class RunningTask(BaseModel):
@@ -264,13 +265,14 @@ class ErrorBody(BaseModel):
 
     detail: str = Field(description="One line saying what went wrong.")
     errors: list[ErrorItem] | None = Field(None, description="Validation errors, when there are some.")
+    queues: list[str] | None = Field(None, description="409 for an ambiguous id: the queues holding it.")
 
 
 _ERRORS = {
     400: "Malformed JSON, or a body that is not UTF-8",
     401: "Missing or wrong bearer token (only when the server has a token)",
     404: "Not found",
-    409: "The task already finished",
+    409: "The task already finished, or its id is in several queues (`queues`): give `queue`",
     413: "Request body or batch too large",
     415: "The body is not sent as application/json",
     422: "Invalid input: nothing was written",

@@ -58,15 +58,20 @@ def cron_list(
     redis_url: RedisUrl = None,
     namespace: Namespace = None,
 ) -> None:
-    """Every schedule with its next run, last run, last task and that task's state.
+    """Every schedule with its next run, last run, last task and that task's state. The table gives
+    the runs in each schedule's own time zone; --json in UTC.
 
     Example: taskq cron list --json
     """
+    from taskq_cli.cron import local_time
+
     tq = open_queue(ctx, redis_url, namespace, None)
     rows = describe(tq)
     if as_json:
         output.json_out(rows)
         return
+    for row in rows:
+        row["next_run"], row["last_run"] = (local_time(row[k], row["tz"]) for k in ("next_run", "last_run"))
     columns = (
         "name",
         "schedule",

@@ -53,7 +53,8 @@ def dev(
     exit_when_done: Annotated[
         bool,
         typer.Option(
-            "--exit-when-done", help="Stop everything once no task is pending, scheduled or active."
+            "--exit-when-done",
+            help="Stop everything once no task is pending, scheduled or active (needs --app: the worker).",
         ),
     ] = False,
     namespace: Namespace = None,
@@ -67,6 +68,10 @@ def dev(
     from taskq_cli.dev import DevHooks, DevPlan, run_dev
 
     tq = open_queue(ctx, None, namespace, app)  # imports --app now: a bad one starts nothing
+    if exit_when_done and not tq.app_spec:
+        raise UsageError(
+            "--exit-when-done needs --app: without --app no worker runs the tasks, so it would wait forever"
+        )
     if api:
         _check_api_installed()
     plan = DevPlan(

@@ -56,7 +56,12 @@ class PlainEnqueue:
 
 
 def run(argv: Sequence[str]) -> int | None:
-    """The exit code of `taskq ARGV` when it is a plain enqueue (run here), else None."""
+    """The exit code of `taskq ARGV` when it is a plain enqueue or `taskq --version` (run here), else
+    None."""
+    if list(argv) == ["--version"]:
+        from taskq_cli.cli.shared import print_version, run_guarded
+
+        return run_guarded(print_version)
     command = recognise(argv)
     if command is None:
         return None

@@ -4,30 +4,101 @@ tables and colours import Rich lazily. Colours only on a terminal, and never wit
 from __future__ import annotations
 
 import json
+import os
 import sys
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
+
+from taskq_cli.errors import TaskqError
 
 if TYPE_CHECKING:
     from rich.console import Console
 
 
+class OutputError(TaskqError):
+    """stdout cannot be written: closed (`>&-`), full (`>/dev/full`), or its reader went away
+    (`broken_pipe`: `taskq dlq list | head -1`, which ends quietly)."""
+
+    def __init__(self, reason: str, *, broken_pipe: bool = False, message: str | None = None) -> None:
+        super().__init__(message or f"cannot write to stdout: {reason}")
+        self.reason = reason
+        self.broken_pipe = broken_pipe
+
+
 def error(message: str) -> None:
     """One line on stderr, no traceback."""
     first = " ".join(str(message).split("\n")[0].split()) or "error"
-    sys.stderr.write(f"taskq: error: {first}\n")
+    _write_stderr(f"taskq: error: {first}\n")
 
 
 def warn(message: str) -> None:
-    sys.stderr.write(f"taskq: {message}\n")
+    _write_stderr(f"taskq: {message}\n")
+
+
+def _write_stderr(text: str) -> None:
+    if sys.stderr is not None:  # `2>&-`: nowhere to say anything
+        sys.stderr.write(text)
 
 
 def line(text: str) -> None:
-    sys.stdout.write(text + "\n")
+    _write(text + "\n")
 
 
 def json_out(value: Any) -> None:
-    sys.stdout.write(json.dumps(value, ensure_ascii=False) + "\n")
+    text = json.dumps(value, ensure_ascii=False)
+    if not _encodable(text):  # an ASCII stdout: \u escapes are the same JSON
+        text = json.dumps(value)
+    _write(text + "\n")
+
+
+def finish() -> None:
+    """Flush stdout, so that a write that fails in the buffer fails here, while the command can
+    still say so, rather than in the interpreter's last flush ("Exception ignored", exit 120)."""
+    if sys.stdout is not None:
+        _guarded(sys.stdout.flush)
+
+
+def discard() -> None:
+    """After stdout failed: point it at /dev/null, so what is left in its buffer goes nowhere quietly
+    when the interpreter flushes it on exit."""
+    if sys.stdout is None:
+        return
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError):  # no file descriptor (a test's StringIO): nothing to protect
+        pass
+
+
+def _write(text: str) -> None:
+    out = sys.stdout
+    if out is None:  # started with fd 1 closed
+        raise OutputError("stdout is closed")
+    if not _encodable(text):  # PYTHONIOENCODING=ascii: people still read "..." and "?"
+        encoding = out.encoding or "ascii"
+        text = text.replace("…", "...").encode(encoding, "replace").decode(encoding)
+    _guarded(lambda: out.write(text))
+
+
+def _guarded(write: Any) -> None:
+    try:
+        write()
+    except BrokenPipeError:
+        raise OutputError("the reader went away", broken_pipe=True) from None
+    except OSError as exc:
+        raise OutputError(exc.strerror or str(exc)) from None
+
+
+def _encodable(text: str) -> bool:
+    encoding = getattr(sys.stdout, "encoding", None) or "utf-8"
+    if encoding.lower().replace("-", "").replace("_", "") in ("utf8", "utf8sig"):
+        return True
+    try:
+        text.encode(encoding)
+    except (UnicodeEncodeError, LookupError):
+        return False
+    return True
 
 
 def console(stderr: bool = False) -> Console:

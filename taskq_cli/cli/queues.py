@@ -51,11 +51,13 @@ def queue_list(
 def queue_pause(
     ctx: typer.Context, name: QueueName, redis_url: RedisUrl = None, namespace: Namespace = None
 ) -> None:
-    """Stop workers taking tasks from a queue; it keeps accepting new ones.
+    """Stop workers taking tasks from a queue; it keeps accepting new ones. A queue never used yet is
+    paused ahead of time, saying so on stderr (exit 0): its first tasks will wait.
 
     Example: taskq queue pause emails
     """
-    _set_paused(ctx, name, True, redis_url, namespace)
+    if not _set_paused(ctx, name, True, redis_url, namespace):
+        output.warn(f"queue {name} has never been used; paused ahead of time")
     output.line(f"paused {name}")
 
 
@@ -63,12 +65,15 @@ def queue_pause(
 def queue_resume(
     ctx: typer.Context, name: QueueName, redis_url: RedisUrl = None, namespace: Namespace = None
 ) -> None:
-    """Let workers take tasks from a paused queue again.
+    """Let workers take tasks from a paused queue again. A queue never used is left alone, saying so
+    on stderr (exit 0).
 
     Example: taskq queue resume emails
     """
-    _set_paused(ctx, name, False, redis_url, namespace)
-    output.line(f"resumed {name}")
+    if _set_paused(ctx, name, False, redis_url, namespace):
+        output.line(f"resumed {name}")
+    else:
+        output.warn(f"queue {name} has never been used; nothing to resume")
 
 
 @queue_app.command("clear")
@@ -95,8 +100,8 @@ def queue_clear(
 
 def _set_paused(
     ctx: typer.Context, name: str, paused: bool, redis_url: str | None, namespace: str | None
-) -> None:
+) -> bool:
     from taskq_cli.admin import Admin
 
     check_name("queue", name)
-    Admin(open_queue(ctx, redis_url, namespace, None).broker).set_paused(name, paused)
+    return Admin(open_queue(ctx, redis_url, namespace, None).broker).set_paused(name, paused)

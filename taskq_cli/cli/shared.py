@@ -24,6 +24,8 @@ def parse_payload(text: str | None) -> dict[str, Any]:
         return {}
     if text == "-":
         text = sys.stdin.read()
+        if not text.strip():
+            raise UsageError("empty payload on stdin")
     try:
         value = json.loads(text)
     except ValueError as exc:
@@ -37,9 +39,11 @@ def make_queue(
     redis_url: str | None, namespace: str | None, app: str | None, *, need_app: bool = False
 ) -> TaskQueue:
     """The TaskQueue a command works with: the app's own (with --app or TASKQ_APP) or a plain one.
-    None means not given: the environment, then the default, applies."""
+    None means not given: the environment, then the default, applies. A malformed Redis URL is
+    refused here, before the command starts (a UsageError: exit 2)."""
     import os
 
+    from taskq_cli.protocol.topology import check_url
     from taskq_cli.queue import TaskQueue
 
     app_spec = app or os.environ.get("TASKQ_APP") or None
@@ -48,12 +52,14 @@ def make_queue(
 
         tq = load_app(app_spec)
         tq.configure(redis_url=redis_url, namespace=namespace)
-        return tq
-    if need_app:
+    elif need_app:
         from taskq_cli.errors import UsageError
 
         raise UsageError("this command needs --app (or TASKQ_APP) to find the task handlers")
-    return TaskQueue(redis_url=redis_url, namespace=namespace)
+    else:
+        tq = TaskQueue(redis_url=redis_url, namespace=namespace)
+    check_url(tq.settings.redis_url)
+    return tq
 
 
 # -- taskq enqueue ---------------------------------------------------------------------------------
@@ -97,13 +103,29 @@ def submit_and_print(
     one object, per task."""
     from taskq_cli.cli import output
 
-    for result in tq.submit(requests, durable=durable):
-        if as_json:
-            output.json_out(
-                {"id": result.id, "queue": result.queue, "state": result.state, "duplicate": result.duplicate}
-            )
-        else:
-            output.line(result.id)
+    results = tq.submit(requests, durable=durable)
+    try:
+        for result in results:
+            if as_json:
+                found = {"id": result.id, "queue": result.queue, "state": result.state}
+                output.json_out({**found, "duplicate": result.duplicate})
+            else:
+                output.line(result.id)
+        output.finish()
+    except output.OutputError as exc:  # the tasks are in Redis: whoever ran this must learn their ids
+        ids = " ".join(r.id for r in results)
+        what = f"task {ids} was" if len(results) == 1 else f"{len(results)} tasks ({ids}) were"
+        its = "its id" if len(results) == 1 else "their ids"
+        raise output.OutputError(
+            exc.reason, message=f"{what} enqueued but {its} could not be written to stdout: {exc.reason}"
+        ) from None
+
+
+def print_version() -> None:
+    from taskq_cli import __version__
+    from taskq_cli.cli import output
+
+    output.line(f"taskq {__version__}")
 
 
 # -- exit codes ------------------------------------------------------------------------------------
@@ -117,14 +139,20 @@ def run_guarded(command: Callable[[], object]) -> int:
     from redis.exceptions import TimeoutError as RedisTimeoutError
 
     from taskq_cli.cli import output
-    from taskq_cli.errors import NotFound, TaskqError, UsageError
+    from taskq_cli.errors import AmbiguousId, NotFound, TaskqError, UsageError
 
     try:
         result = command()
+        output.finish()
+    except output.OutputError as exc:
+        output.discard()
+        if not exc.broken_pipe:  # a reader that stopped reading (`| head -1`) needs no message
+            output.error(str(exc))
+        return 1
     except KeyboardInterrupt:
         output.error("interrupted")
         return 130
-    except UsageError as exc:
+    except (UsageError, AmbiguousId) as exc:
         output.error(str(exc))
         return 2
     except (NotFound, TaskqError) as exc:

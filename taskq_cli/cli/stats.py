@@ -98,9 +98,9 @@ class OutageNote:
 
 
 def _show_snapshot(snapshot: dict[str, Any]) -> None:
-    columns = ("queue", *COUNT_FIELDS, "oldest pending")
+    columns = ("queue", *COUNT_FIELDS, "oldest pending", "paused")
     rows = [
-        (name, *(q[f] for f in COUNT_FIELDS), _age(q["oldest_pending_age"]))
+        (name, *(q[f] for f in COUNT_FIELDS), _age(q["oldest_pending_age"]), "yes" if q["paused"] else "no")
         for name, q in snapshot["queues"].items()
     ]
     output.show_table("queues", columns, rows)
@@ -130,10 +130,12 @@ def collect(tq: TaskQueue, queue: str | None) -> dict[str, Any]:
     broker = tq.broker
     names = [queue] if queue else broker.known_queues()
     now_ms = broker.redis_time_ms()
+    paused = broker.paused(names)
     queues: dict[str, dict[str, Any]] = {}
     for s in broker.queue_stats(names):
         age = None if s.oldest_pending_ms is None else max(now_ms - s.oldest_pending_ms, 0) / 1000
-        queues[s.queue] = {**{f: getattr(s, f) for f in COUNT_FIELDS}, "oldest_pending_age": age}
+        counts = {f: getattr(s, f) for f in COUNT_FIELDS}
+        queues[s.queue] = {**counts, "oldest_pending_age": age, "paused": paused[s.queue]}
     return {
         "queues": queues,
         "workers": [_worker_json(w) for w in broker.live_workers()],

@@ -7,8 +7,7 @@ from typing import Annotated
 import typer
 
 from taskq_cli.cli import output
-from taskq_cli.cli.common import JsonFlag, Limit, Namespace, Offset, RedisUrl, open_queue
-from taskq_cli.errors import NotFound
+from taskq_cli.cli.common import App, JsonFlag, Limit, Namespace, Offset, RedisUrl, open_queue
 
 task_app = typer.Typer(help="Look at, list or cancel tasks.", no_args_is_help=True)
 
@@ -25,19 +24,25 @@ def task_show(
     as_json: JsonFlag = False,
     redis_url: RedisUrl = None,
     namespace: Namespace = None,
+    app: App = None,
 ) -> None:
-    """Every field of one task.
+    """Every field of one task. max_retries and timeout are those that apply, with where they come
+    from: given at enqueue, the handler's (known with --app) or the defaults.
 
     Example: taskq task show 3f2a... --json
     """
-    tq = open_queue(ctx, redis_url, namespace, None)
-    found = tq.get_task(task_id, queue)
-    if found is None:
-        raise NotFound(f"task {task_id} not found")
+    from taskq_cli.admin import Admin
+
+    tq = open_queue(ctx, redis_url, namespace, app)
+    data = Admin(tq.broker).task_json(task_id, queue, tq.registry, tq.settings.defaults)
     if as_json:
-        output.json_out(found.to_json())
-    else:
-        output.show_task(found.to_json())
+        output.json_out(data)
+        return
+    sources = data.pop("options_source", {})
+    for option, source in sources.items():
+        value = "none" if data[option] is None else f"{data[option]:g}"
+        data[option] = f"{value} ({source})"
+    output.show_task(data)
 
 
 @task_app.command("cancel")

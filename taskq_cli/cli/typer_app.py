@@ -17,7 +17,7 @@ from taskq_cli.cli.dlq import dlq_app
 from taskq_cli.cli.doctor import doctor
 from taskq_cli.cli.enqueue import enqueue
 from taskq_cli.cli.queues import queue_app
-from taskq_cli.cli.shared import run_guarded
+from taskq_cli.cli.shared import print_version, run_guarded
 from taskq_cli.cli.stats import stats, workers
 from taskq_cli.cli.tasks import task_app
 from taskq_cli.cli.worker import scheduler, worker
@@ -30,6 +30,12 @@ app = typer.Typer(
     rich_markup_mode=None,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        print_version()
+        raise typer.Exit(0)
 
 
 @app.callback()
@@ -58,6 +64,12 @@ def root(
             show_default=False,
         ),
     ] = None,
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", help="Print taskq's version and exit.", is_eager=True, callback=_print_version
+        ),
+    ] = False,
 ) -> None:
     ctx.obj = GlobalOptions(redis_url, namespace, app_spec)
 

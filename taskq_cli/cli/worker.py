@@ -63,7 +63,7 @@ def worker(
     runner = Worker(
         tq,
         plan,
-        concurrency or os.cpu_count() or 1,
+        (os.cpu_count() or 1) if concurrency is None else concurrency,  # 0 is refused, not "the default"
         burst=burst,
         grace=grace_s,
         lease=lease_s,

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from taskq_cli.config import RetryDefaults, Settings
-from taskq_cli.errors import TaskqError, UsageError
+from taskq_cli.errors import AmbiguousId, TaskqError, UsageError
 from taskq_cli.protocol.keys import NamespaceKeys, QueueKeys
 from taskq_cli.protocol.scripts import ScriptArg, execute_with_scripts, load_scripts
 from taskq_cli.protocol.topology import Client, connect, is_cluster
@@ -462,17 +462,29 @@ class Broker:
         ]
 
     def queues_holding_dead(self, ids: Sequence[str], queues: Sequence[str]) -> dict[str, str]:
-        """For each id, the queue whose dead set holds it (ids found nowhere are left out)."""
+        """For each id, the queue whose dead set holds it (ids found nowhere are left out); an id
+        dead in several of the queues is refused (AmbiguousId)."""
+        holders = self.queues_holding(ids, queues, dead=True)
+        return {task_id: only_queue(task_id, found) for task_id, found in holders.items()}
+
+    def queues_holding(
+        self, ids: Sequence[str], queues: Sequence[str], *, dead: bool = False
+    ) -> dict[str, list[str]]:
+        """For each id, every one of the queues that has a task with it (with `dead`, a dead one);
+        ids found nowhere are left out."""
         pipe = self.client.pipeline(transaction=False)
         for queue in queues:
             for task_id in ids:
-                pipe.zscore(self.keys(queue).dead, task_id)
+                if dead:
+                    pipe.zscore(self.keys(queue).dead, task_id)
+                else:
+                    pipe.hexists(self.keys(queue).tasks, task_id)
         replies = iter(pipe.execute())
-        found: dict[str, str] = {}
+        found: dict[str, list[str]] = {}
         for queue in queues:
             for task_id in ids:
-                if next(replies) is not None:
-                    found.setdefault(task_id, queue)
+                if next(replies) not in (None, False, 0):
+                    found.setdefault(task_id, []).append(queue)
         return found
 
     def cancel(self, queue: str, task_id: str) -> str:
@@ -649,20 +661,13 @@ class Broker:
         return [json.loads(info) for info in infos if info is not None]
 
     def find_task(self, task_id: str, queue: str | None = None) -> TaskRecord | None:
-        """A task by id, in the given queue or in any known queue."""
-        queues = [queue] if queue else self.known_queues()
-        pipe = self.client.pipeline(transaction=False)
-        for q in queues:
-            k = self.keys(q)
-            pipe.hget(k.tasks, task_id)
-            pipe.hget(k.payloads, task_id)
-            pipe.hget(k.results, task_id)
-        replies = pipe.execute()
-        for i in range(len(queues)):
-            raw, payload, result = replies[i * 3 : i * 3 + 3]
-            if raw is not None:
-                return TaskRecord(_parse_meta(raw, task_id, queues[i]), payload, result)
-        return None
+        """A task by id, in the given queue or else in any known queue; an id found in several
+        queues is refused (AmbiguousId)."""
+        found = self.queues_holding([task_id], [queue] if queue else self.known_queues()).get(task_id)
+        if not found:
+            return None
+        [record] = self.records(only_queue(task_id, found), [task_id])
+        return record
 
     def queue_stats(self, queues: Iterable[str]) -> list[QueueStats]:
         names = list(queues)
@@ -748,6 +753,14 @@ def _with_oldest(stats: list[QueueStats], ready: dict[str, int]) -> list[QueueSt
         )
         for s in stats
     ]
+
+
+def only_queue(task_id: str, queues: Sequence[str]) -> str:
+    """The one queue an id was found in. Ids are unique per queue only: every lookup by id that was
+    not given the queue comes here, and one found in several queues is refused, never picked."""
+    if len(queues) > 1:
+        raise AmbiguousId(task_id, list(queues))
+    return queues[0]
 
 
 def _parse_meta(raw: str, task_id: str, queue: str) -> dict[str, Any]:

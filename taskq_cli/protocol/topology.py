@@ -57,7 +57,63 @@ def connect(url: str, *, socket_timeout: float | None = 10.0) -> Client:
         return _cluster(url, options)
     if scheme in SENTINEL_SCHEMES:
         return _sentinel(url, options)
+    return _single(url, options)
+
+
+def check_url(url: str) -> None:
+    """Refuse (UsageError) a URL no client can be made from, without connecting to anything: what a
+    command checks before it starts, so a typo is bad usage (exit 2) rather than a runtime failure."""
+    scheme = url.partition("://")[0].lower()
+    if scheme in CLUSTER_SCHEMES:
+        _cluster_nodes(url)
+    elif scheme in SENTINEL_SCHEMES:
+        _sentinel_target(url)
+    else:
+        _single_server_options(url, {})
+
+
+def _single(url: str, options: dict[str, Any]) -> redis.Redis:
+    _single_server_options(url, options)
+    if url.lower().startswith("unix:"):  # not a TCP socket: no keepalive (redis-py refuses it there)
+        options = {k: v for k, v in options.items() if k != "socket_keepalive"}
     return redis.Redis.from_url(url, health_check_interval=30, **options)
+
+
+# Options of redis-py's pool rather than of each connection.
+_POOL_OPTIONS = ("connection_class", "max_connections", "cache_factory", "maint_notifications_config")
+
+
+def _single_server_options(url: str, options: dict[str, Any]) -> dict[str, Any]:
+    """The options each connection of a redis://, rediss:// or unix:// URL gets: `options`, then the
+    URL's own (its query options win, as in redis-py's from_url); a malformed URL is a UsageError."""
+    parts = urlsplit(url)
+    scheme = parts.scheme.lower()
+    if scheme not in ("redis", "rediss", "unix"):
+        raise _bad_url(url, "use redis://, rediss://, unix://, redis+cluster:// or redis+sentinel://")
+    database = parts.path.strip("/")
+    if scheme == "unix" and not database:
+        raise _bad_url(url, "unix:// needs the socket's path (unix:///run/redis.sock)")
+    if scheme != "unix" and database and not database.isdigit():  # redis-py would ignore it
+        raise _bad_url(url, f"the database must be a number, not {database!r}")
+    try:
+        from_url = _parse_url(url)
+    except ValueError as exc:
+        raise _bad_url(url, str(exc)) from None
+    merged = {**options, **from_url}
+    connection_class = merged.get("connection_class", redis.Connection)
+    if scheme == "unix":
+        merged.pop("socket_keepalive", None)
+    kwargs = {k: v for k, v in merged.items() if k not in _POOL_OPTIONS}
+    try:  # making a connection object opens no socket: this only checks the options (`?bogus=1`)
+        connection_class(**kwargs)
+    except TypeError as exc:
+        unknown = str(exc).rpartition(" ")[2].strip("'")
+        raise _bad_url(url, f"unknown option {unknown!r}") from None
+    return kwargs
+
+
+def _bad_url(url: str, why: str) -> UsageError:
+    return UsageError(f"invalid Redis URL {_redacted(url)!r}: {why}")
 
 
 def is_cluster(client: Any) -> bool:
@@ -114,10 +170,15 @@ def _redacted(url: str) -> str:
     return url.replace(parts.netloc, f"***@{hostlist}", 1) if at and userinfo else url
 
 
-def _cluster(url: str, options: dict[str, Any]) -> RedisCluster:
+def _cluster_nodes(url: str) -> ParsedUrl:
     parsed = parse_multi_host_url(url, 6379)
     if parsed.path and parsed.path != ["0"]:
         raise UsageError(f"a Redis Cluster has only database 0: {_redacted(url)!r}")
+    return parsed
+
+
+def _cluster(url: str, options: dict[str, Any]) -> RedisCluster:
+    parsed = _cluster_nodes(url)
     try:
         return RedisCluster(
             startup_nodes=[_ClusterNode(host, port) for host, port in parsed.hosts],
@@ -128,7 +189,8 @@ def _cluster(url: str, options: dict[str, Any]) -> RedisCluster:
         raise redis.ConnectionError(f"Redis Cluster at {_redacted(url)}: {exc}") from exc
 
 
-def _sentinel(url: str, options: dict[str, Any]) -> redis.Redis:
+def _sentinel_target(url: str) -> tuple[ParsedUrl, str, int]:
+    """The sentinels, the service name and the database of a Sentinel URL."""
     parsed = parse_multi_host_url(url, SENTINEL_PORT)
     if not parsed.path or len(parsed.path) > 2:
         raise UsageError(
@@ -138,6 +200,11 @@ def _sentinel(url: str, options: dict[str, Any]) -> redis.Redis:
     service, db = parsed.path[0], parsed.path[1] if len(parsed.path) == 2 else "0"
     if not db.isdigit():
         raise UsageError(f"invalid database {db!r} in Sentinel URL {_redacted(url)!r}")
+    return parsed, service, int(db)
+
+
+def _sentinel(url: str, options: dict[str, Any]) -> redis.Redis:
+    parsed, service, db = _sentinel_target(url)
     node_options = dict(parsed.options)
     sentinel_options: dict[str, Any] = {
         "socket_connect_timeout": options["socket_connect_timeout"],
@@ -157,7 +224,7 @@ def _sentinel(url: str, options: dict[str, Any]) -> redis.Redis:
         service,
         redis_class=redis.Redis,
         ssl=parsed.tls,
-        db=int(db),
+        db=db,
         **{**options, **node_options, "decode_responses": True},
     )
     return client

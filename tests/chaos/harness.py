@@ -71,6 +71,7 @@ class RedisServer:
         args: Sequence[str] = (),
         tls: TlsFiles | None = None,
         password: str | None = None,
+        unixsocket: Path | None = None,
     ) -> None:
         if shutil.which("redis-server") is None:
             raise RuntimeError("redis-server is not installed")
@@ -80,12 +81,15 @@ class RedisServer:
         self.aof = aof
         self.tls = tls
         self.password = password
+        self.unixsocket = unixsocket  # listen there only (no TCP port)
         self.args = list(args)
         self.proc: subprocess.Popen[bytes] | None = None
         self.starts = 0
 
     @property
     def url(self) -> str:
+        if self.unixsocket:
+            return f"unix://{self.unixsocket}"
         if self.tls:  # the test certificates name `localhost`
             return f"rediss://localhost:{self.port}/0"
         return f"redis://127.0.0.1:{self.port}/0"
@@ -98,6 +102,8 @@ class RedisServer:
             cmd += ["--port", "0", "--tls-port", str(self.port), "--tls-auth-clients", "no"]
             cmd += ["--tls-cert-file", str(self.tls.cert), "--tls-key-file", str(self.tls.key)]
             cmd += ["--tls-ca-cert-file", str(self.tls.ca)]
+        elif self.unixsocket:
+            cmd += ["--port", "0", "--unixsocket", str(self.unixsocket), "--unixsocketperm", "700"]
         else:
             cmd += ["--port", str(self.port)]
         if self.password:

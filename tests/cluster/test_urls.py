@@ -1,10 +1,15 @@
 """Redis URLs for a cluster and for Sentinel: parsed into hosts, path and redis-py's own options,
-bad ones refused as usage errors (exit 2) before anything is written. No server needed."""
+bad ones refused as usage errors (exit 2) before anything is written; and unix:// URLs against a
+redis-server of the test's own on a unix socket."""
 
 from __future__ import annotations
 
+import json
+import shutil
 import subprocess
 import sys
+from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from redis.sentinel import SentinelManagedConnection, SentinelManagedSSLConnection
@@ -12,6 +17,7 @@ from redis.sentinel import SentinelManagedConnection, SentinelManagedSSLConnecti
 from taskq_cli.errors import UsageError
 from taskq_cli.protocol import connect
 from taskq_cli.protocol.topology import parse_multi_host_url
+from tests.chaos.harness import RedisServer
 from tests.conftest import ROOT, cli_env
 
 
@@ -83,3 +89,74 @@ def test_an_unreachable_cluster_is_the_usual_cannot_reach_redis_exit_1() -> None
     )  # fmt: skip
     assert proc.returncode == 1
     assert proc.stderr.startswith("taskq: error: cannot reach Redis") and proc.stderr.count("\n") == 1
+
+
+# -- unix:// and malformed URLs, through the CLI ---------------------------------------------------
+
+
+@pytest.fixture
+def unix_redis(tmp_path: Path) -> Iterator[RedisServer]:
+    """A redis-server of the test's own listening only on a unix socket (no TCP port)."""
+    if shutil.which("redis-server") is None:
+        pytest.skip("redis-server is not on PATH")
+    server = RedisServer(tmp_path / "redis", unixsocket=tmp_path / "redis.sock").start()
+    yield server
+    server.stop()
+
+
+def taskq(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "taskq_cli", *args],
+        capture_output=True, text=True, cwd=ROOT, env=env, timeout=60, check=False, stdin=subprocess.DEVNULL,
+    )  # fmt: skip
+
+
+def test_a_unix_socket_url_serves_enqueue_stats_and_a_burst_worker(unix_redis: RedisServer) -> None:
+    env = cli_env(unix_redis.url, "unix")
+
+    fast = taskq(env, "enqueue", "ok", '{"value": 1}')  # the fast path
+    typer = taskq(env, "enqueue", "--app", "tests.apps.basic", "ok", '{"value": 2}')  # the Typer command
+    assert (fast.returncode, typer.returncode) == (0, 0), fast.stderr + typer.stderr
+    stats = taskq(env, "stats", "--json")
+    assert stats.returncode == 0, stats.stderr
+    assert json.loads(stats.stdout)["queues"]["default"]["pending"] == 2
+    worker = taskq(env, "worker", "--app", "tests.apps.basic", "--burst", "--concurrency", "1")
+    assert worker.returncode == 0, worker.stderr
+
+    for proc, value in ((fast, 1), (typer, 2)):
+        shown = taskq(env, "task", "show", proc.stdout.strip(), "--json")
+        assert shown.returncode == 0, shown.stderr
+        assert json.loads(shown.stdout)["result"] == {"value": value}
+
+
+MALFORMED = [
+    "http://x",
+    "redis://:::",
+    "redis://127.0.0.1:abc/0",
+    "redis://h/abc",
+    "unix://",
+    "redis://h?bogus=1",
+]
+COMMANDS = [
+    ("enqueue", "t"),  # the fast path
+    ("enqueue", "t", "--durable"),  # the Typer command
+    ("stats",),
+    ("queue", "list"),
+    ("worker", "--app", "tests.apps.basic", "--burst"),
+    ("api", "--port", "1"),
+]
+
+
+@pytest.mark.parametrize("url", MALFORMED)
+def test_a_malformed_redis_url_is_bad_usage_on_one_line_for_every_command(url: str) -> None:
+    # Given the URL as an option to some commands and from the environment to others
+    for index, command in enumerate(COMMANDS):
+        from_env = index % 2 == 1
+        env = cli_env(url if from_env else "redis://127.0.0.1:6379/0", "urls")
+        args = command if from_env else (*command, "--redis-url", url)
+
+        proc = taskq(env, *args)
+
+        assert proc.returncode == 2, (args, proc.stderr)
+        assert proc.stderr.startswith("taskq: error: invalid Redis URL"), (args, proc.stderr)
+        assert proc.stderr.count("\n") == 1 and proc.stdout == "", (args, proc.stderr)
