@@ -1,0 +1,27 @@
+"""Recent handler run times: measured once, where outcomes arrive (the pool), and read by the
+worker's prefetch (the overall average) and by the process pool's placement (per task name)."""
+
+from __future__ import annotations
+
+import threading
+
+WEIGHT = 0.2  # of the newest sample in each moving average
+
+
+class Runtimes:
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.samples = 0  # outcomes recorded so far
+        self.overall = 0.0  # moving average over every task (s)
+        self._by_name: dict[str, float] = {}
+
+    def record(self, name: str, seconds: float) -> None:
+        with self._lock:
+            self.samples += 1
+            self.overall += (seconds - self.overall) * WEIGHT
+            last = self._by_name.get(name, seconds)
+            self._by_name[name] = last + (seconds - last) * WEIGHT
+
+    def of(self, name: str) -> float | None:
+        """The moving average of `name`'s run times, None before its first outcome."""
+        return self._by_name.get(name)
