@@ -201,10 +201,7 @@ def summary(errors: list[dict[str, Any]]) -> str:
 def task_show(task_id: TaskId, tq: Tq, queue: QueueParam = None) -> Response:
     """As `taskq task show ID --json`; 404 when no queue holds it, 409 (naming the queues) when
     several do and `queue` is not given."""
-    found = tq.get_task(task_id, queue)
-    if found is None:
-        raise NotFound(f"task {task_id} not found")
-    return JSON(found.to_json())
+    return JSON(Admin(tq.broker).task_json(task_id, queue, tq.registry, tq.settings.defaults))
 
 
 @router.delete(

@@ -155,6 +155,10 @@ class TaskDoc(BaseModel):
     last_error: TaskErrorDoc | None
     result: Any
     raw: str | None = Field(None, description="Only for a malformed message: its raw text.")
+    options_source: dict[str, str] | None = Field(
+        None,
+        description="Where `max_retries` and `timeout` come from: enqueue, handler (the app's) or default.",
+    )
 
 
 class CancelAnswer(BaseModel):
