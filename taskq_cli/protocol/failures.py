@@ -12,7 +12,7 @@ import functools
 import inspect
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisClusterException, RedisError
@@ -23,6 +23,7 @@ from taskq_cli.errors import BrokerError, BrokerUnavailable
 REDIS_PY_ERRORS = (RedisError, RedisClusterException)
 
 C = TypeVar("C", bound=type)
+F = TypeVar("F", bound=Callable[..., Any])
 
 
 def broker_error(exc: BaseException) -> BrokerError:
@@ -47,16 +48,18 @@ def translating(cls: C) -> C:
     redis-py's: one wrapper per method, put on once when the class is made."""
     for name, attr in list(vars(cls).items()):
         if not name.startswith("_") and inspect.isfunction(attr):
-            setattr(cls, name, _translated(attr))
+            setattr(cls, name, translated(attr))
     return cls
 
 
-def _translated(method: Callable[..., Any]) -> Callable[..., Any]:
-    @functools.wraps(method)
+def translated(function: F) -> F:
+    """One function (or method) raising taskq's errors in place of redis-py's."""
+
+    @functools.wraps(function)
     def call(*args: Any, **kwargs: Any) -> Any:
         try:
-            return method(*args, **kwargs)
+            return function(*args, **kwargs)
         except REDIS_PY_ERRORS as exc:
             raise broker_error(exc) from exc
 
-    return call
+    return cast(F, call)
