@@ -18,8 +18,9 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import redis
 from redis.crc import key_slot
-from redis.exceptions import ResponseError
+from redis.exceptions import RedisError, ResponseError
 
 from taskq_cli.protocol.failures import translated
 from taskq_cli.protocol.keys import QUEUE_KEY_ORDER, NamespaceKeys, QueueKeys
@@ -168,6 +169,18 @@ def clock_offset_ms(broker: Reads) -> float:
     seconds, micros = client.time()
     after = time.time()
     return (int(seconds) * 1000 + int(micros) / 1000) - (before + after) / 2 * 1000
+
+
+def server_pid(host: str, port: int, timeout: float = 0.5) -> int | None:
+    """The process id of the Redis server answering on host:port, None while none answers (`taskq
+    dev` waits for its own redis-server this way: another server on the port answers another pid)."""
+    client = redis.Redis(host=host, port=port, socket_timeout=timeout, socket_connect_timeout=timeout)
+    try:
+        return int(client.info("server")["process_id"])
+    except (RedisError, OSError, KeyError, ValueError):
+        return None
+    finally:
+        client.close()
 
 
 # -- the namespace ------------------------------------------------------------------------------
