@@ -166,15 +166,9 @@ class RedisServer:
         return f"no answer within {READY_TIMEOUT:g}s"
 
     def _answers(self) -> bool:
-        import redis
+        from taskq_cli.protocol.probes import server_pid
 
-        client = redis.Redis(host=LOOPBACK, port=self.port, socket_timeout=0.5, socket_connect_timeout=0.5)
-        try:
-            return int(client.info("server")["process_id"]) == self.proc.pid
-        except (redis.RedisError, OSError, KeyError, ValueError):
-            return False
-        finally:
-            client.close()
+        return server_pid(LOOPBACK, self.port) == self.proc.pid
 
     def _log(self) -> str:
         self.log.seek(0)

@@ -1,8 +1,9 @@
 """`taskq doctor`: what silently breaks queues in production, each finding with how to fix it.
 
-Pure logic, no Typer or Rich: `run_checks(broker)` gathers facts from Redis (read-only, apart from
-loading taskq's own Lua scripts into the script cache, as every worker does) and the `check_*`
-functions turn facts into findings, so each can be tested with made-up INFO/CONFIG values.
+Pure logic, no Typer or Rich, no Redis: `run_checks(broker)` gathers facts through the protocol's
+probes (protocol/probes.py: read-only, apart from loading taskq's own Lua scripts into the script
+cache, as every worker does) and the `check_*` functions turn facts into findings, so each can be
+tested with made-up INFO/CONFIG values.
 
 Severities: `fail` loses or stalls tasks now (Redis older than 6.2 or missing commands, an evicting
 `maxmemory-policy` with a memory limit, leases expired long ago that nobody recovers, keys in the
@@ -10,7 +11,7 @@ namespace that are not taskq's, a cluster that does not serve every slot, a queu
 slots); `warn` is a risk or could not be checked (persistence off, round-trip latency, clock offset,
 workers that stopped heartbeating, queues missing from the registry, an evicting policy without a
 memory limit, CONFIG refused, sentinels not answering). Redis unreachable is not a finding: the
-client's ConnectionError reaches the CLI, which exits 1 with one line.
+probes' BrokerUnavailable reaches the CLI, which exits 1 with one line.
 
 On a Redis Cluster the server checks (version, commands, eviction, persistence, latency) run on every
 primary and are reported as one finding per check: the worst result, naming the primaries it comes
@@ -19,23 +20,23 @@ from; SCAN covers every primary.
 
 from __future__ import annotations
 
-import inspect
-import json
 import statistics
-import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
-from redis.crc import key_slot
-from redis.exceptions import ResponseError
+from taskq_cli.protocol import Broker, probes
+from taskq_cli.protocol.probes import (
+    ExpiredLeases,
+    KeyCensus,
+    KeyLayout,
+    Registration,
+    ServerFacts,
+    take_census,
+)
+from taskq_cli.protocol.topology import Topology
 
-from taskq_cli.config import check_name
-from taskq_cli.errors import UsageError
-from taskq_cli.protocol import Broker
-from taskq_cli.protocol.keys import QUEUE_KEY_ORDER, NamespaceKeys, QueueKeys
-from taskq_cli.protocol.scripts import load_scripts
-from taskq_cli.protocol.topology import Topology, describe, server_clients
+__all__ = ["ExpiredLeases", "KeyCensus", "KeyLayout", "Registration", "take_census"]
 
 Status = Literal["ok", "warn", "fail"]
 
@@ -47,8 +48,6 @@ CLOCK_WARN_MS = 1000.0
 STALE_HEARTBEAT_MS = 60_000  # a worker beats every lease/3 (10 s by default)
 LEASE_GRACE_MS = 10_000  # recovery runs every second wherever a worker or scheduler serves the queue
 SHOWN = 5  # ids, keys or queues named in one message
-
-_MARK = "\x00"  # cannot occur in a namespace or queue name: marks the variable part of a key
 
 
 @dataclass(frozen=True)
@@ -279,20 +278,13 @@ def merge_servers(check: str, results: Sequence[tuple[str, Finding]]) -> Finding
 # -- the namespace ----------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class Registration:
-    """One member of `<ns>:workers`: its heartbeat score and its description (None: expired)."""
-
-    id: str
-    heartbeat_ms: int
-    info: dict[str, Any] | None
-
-    def alive(self, now_ms: int) -> bool:
-        return self.info is not None and now_ms - self.heartbeat_ms <= STALE_HEARTBEAT_MS
+def alive(registration: Registration, now_ms: int) -> bool:
+    """Registered and heartbeating: its description is there and its last beat is recent."""
+    return registration.info is not None and now_ms - registration.heartbeat_ms <= STALE_HEARTBEAT_MS
 
 
 def check_workers(registrations: Sequence[Registration], now_ms: int) -> Finding:
-    stale = [r for r in registrations if not r.alive(now_ms)]
+    stale = [r for r in registrations if not alive(r, now_ms)]
     live = len(registrations) - len(stale)
     if not stale:
         return Finding("workers", "ok", f"{live} live worker{_s(live)}")
@@ -312,14 +304,6 @@ def check_workers(registrations: Sequence[Registration], now_ms: int) -> Finding
         "if they should run, restart them and find why they stopped (OOM killer, kill -9, network); "
         "their tasks come back through their leases",
     )
-
-
-@dataclass(frozen=True)
-class ExpiredLeases:
-    """Active tasks of one queue whose lease ended more than LEASE_GRACE_MS ago."""
-
-    count: int
-    oldest_deadline_ms: int
 
 
 def check_leases(
@@ -347,64 +331,6 @@ def check_leases(
             Finding("leases", "ok", f"no lease expired more than {LEASE_GRACE_MS // 1000} s ago unrecovered")
         )
     return findings
-
-
-class KeyLayout:
-    """Recognises the keys keys.py produces for one namespace, derived from keys.py itself: every
-    per-queue part in QUEUE_KEY_ORDER, every NamespaceKeys property (a fixed key) and every
-    NamespaceKeys method taking one name (a family of keys, like `worker(id)`)."""
-
-    def __init__(self, namespace: str) -> None:
-        self.namespace = namespace
-        ns = NamespaceKeys(namespace)
-        self.fixed: set[str] = set()
-        self.families: list[tuple[str, str]] = []
-        for name, attr in vars(NamespaceKeys).items():
-            if name.startswith("_"):
-                continue
-            if isinstance(attr, property):
-                self.fixed.add(str(getattr(ns, name)))
-            elif inspect.isfunction(attr) and len(inspect.signature(attr).parameters) == 2:
-                self.families.append(_split(str(getattr(ns, name)(_MARK))))
-        self.queue_parts = [_split(QueueKeys(namespace, _MARK).key(part)) for part in QUEUE_KEY_ORDER]
-
-    def queue_of(self, key: str) -> str | None:
-        """The queue a per-queue key belongs to, or None."""
-        for prefix, suffix in self.queue_parts:
-            name = _between(key, prefix, suffix)
-            if name is not None and _valid_name(name):
-                return name
-        return None
-
-    def is_namespace_key(self, key: str) -> bool:
-        return key in self.fixed or any(_between(key, p, s) is not None for p, s in self.families)
-
-
-@dataclass(frozen=True)
-class KeyCensus:
-    total: int
-    unknown: list[str]  # a sorted sample of at most UNKNOWN_KEPT
-    unknown_count: int
-    queues: set[str]  # queues that have keys
-
-
-UNKNOWN_KEPT = 100
-
-
-def take_census(layout: KeyLayout, keys: Iterable[str]) -> KeyCensus:
-    total, unknown_count = 0, 0
-    unknown: list[str] = []
-    queues: set[str] = set()
-    for key in keys:
-        total += 1
-        queue = layout.queue_of(key)
-        if queue is not None:
-            queues.add(queue)
-        elif not layout.is_namespace_key(key):
-            unknown_count += 1
-            if len(unknown) < UNKNOWN_KEPT:
-                unknown.append(key)
-    return KeyCensus(total, sorted(unknown), unknown_count, queues)
 
 
 def check_keys(namespace: str, census: KeyCensus) -> Finding:
@@ -440,188 +366,48 @@ def check_registry(registry_key: str, census: KeyCensus, known: Sequence[str]) -
 
 
 def run_checks(broker: Broker, *, pings: int = PINGS) -> list[Finding]:
-    """Every check, in order. Connection errors propagate (the CLI exits 1)."""
-    client: Any = broker.client
-    servers = server_clients(client)
-
-    def each(check: str, probe: Callable[[Any], Finding]) -> Finding:
-        return merge_servers(check, [(name, probe(server)) for name, server in servers])
-
-    findings = [check_topology(describe(client))]
-    findings.append(each("redis-version", lambda server: check_version(server.info("server"))))
-    findings.append(each("redis-commands", lambda server: _commands(broker, server)))
-    findings.append(each("maxmemory-policy", _eviction))
-    findings.append(each("persistence", _persistence))
-    findings.append(each("latency", lambda server: check_latency(_ping_ms(server, pings))))
-    findings.append(check_clock(_clock_offset_ms(client)))
+    """Every check, in order. BrokerUnavailable propagates (the CLI exits 1)."""
+    findings = [check_topology(probes.topology(broker))]
+    findings += server_findings(probes.servers(broker, REQUIRED_COMMANDS, pings))
+    findings.append(check_clock(probes.clock_offset_ms(broker)))
     now_ms = broker.redis_time_ms()
-    registrations = _registrations(broker)
+    registrations = probes.registrations(broker)
     findings.append(check_workers(registrations, now_ms))
-    layout = KeyLayout(broker.settings.namespace)
-    census = take_census(layout, (str(k) for k in client.scan_iter(match=broker.ns.pattern(), count=1000)))
+    census = probes.key_census(broker)
     known = broker.known_queues()
-    serving: dict[str, int] = {}
-    for r in registrations:
-        if r.alive(now_ms) and r.info is not None:
-            for queue in r.info.get("queues") or []:
-                serving[str(queue)] = serving.get(str(queue), 0) + 1
     queues = sorted(set(known) | census.queues)
-    findings += check_leases(_expired_leases(broker, queues, now_ms), serving, now_ms)
+    expired = probes.expired_leases(broker, queues, now_ms - LEASE_GRACE_MS)
+    findings += check_leases(expired, serving(registrations, now_ms), now_ms)
     findings.append(check_keys(broker.settings.namespace, census))
     findings.append(check_registry(broker.ns.queues, census, known))
-    findings.append(check_slots(*_slots(broker, queues)))
+    findings.append(check_slots(*probes.queue_slots(broker, queues)))
     return findings
 
 
-def _slots(broker: Broker, queues: Sequence[str]) -> tuple[dict[str, set[int]], dict[str, str] | None]:
-    """The hash slot of every key of every queue (CRC16 as Redis computes it), and on a cluster the
-    primary that serves each queue's slot, from the client's slot map."""
-    slots = {q: {key_slot(k.encode()) for k in broker.keys(q).script_keys()} for q in queues}
-    if not broker.cluster:
-        return slots, None
-    cluster: Any = broker.client
-    return slots, {q: str(cluster.get_node_from_key(broker.keys(q).tasks).name) for q in queues}
+def server_findings(servers: Sequence[ServerFacts]) -> list[Finding]:
+    """The server checks, each one finding over every primary (see merge_servers). The facts' fields
+    are named as the checks' parameters."""
+
+    def each(check: str, judge: Callable[[ServerFacts], Finding]) -> Finding:
+        return merge_servers(check, [(server.name, judge(server)) for server in servers])
+
+    return [
+        each("redis-version", lambda s: check_version(s.info)),
+        each("redis-commands", lambda s: check_commands(**asdict(s.commands))),
+        each("maxmemory-policy", lambda s: check_eviction(**asdict(s.eviction))),
+        each("persistence", lambda s: check_persistence(**asdict(s.persistence))),
+        each("latency", lambda s: check_latency(s.pings_ms)),
+    ]
 
 
-def _commands(broker: Broker, server: Any) -> Finding:
-    """`server`: one primary (the commands and the script cache are per server)."""
-    client: Any = broker.client
-    refused: dict[str, str] = {}
-    missing: list[str] = []
-    listed = True
-    try:
-        # one word "COMMAND INFO" keeps redis-py from parsing the reply (it cannot parse unknown ones)
-        replies = server.execute_command("COMMAND INFO", *REQUIRED_COMMANDS)
-        missing = [c for c, reply in zip(REQUIRED_COMMANDS, replies, strict=False) if reply is None]
-    except ResponseError:
-        listed = False  # not a problem in itself: the probes below still run
-    try:
-        client.zrange(broker.ns.workers, "-inf", "+inf", byscore=True, offset=0, num=1)
-    except ResponseError as exc:
-        refused["ZRANGE BYSCORE"] = _first_line(exc)
-    for script in load_scripts().values():
-        try:
-            server.script_load(script.source)
-        except ResponseError as exc:
-            refused[f"Lua script {script.name}"] = _first_line(exc)
-            break
-    return check_commands(missing, refused, listed)
-
-
-def _eviction(client: Any) -> Finding:
-    """CONFIG GET first; managed Redis often refuses CONFIG, then INFO memory (which most allow)."""
-    reason = None
-    try:
-        config = client.config_get("maxmemory*")
-        if "maxmemory-policy" in config:
-            return check_eviction(str(config["maxmemory-policy"]), _int(config.get("maxmemory")))
-    except ResponseError as exc:
-        reason = f"CONFIG GET refused: {_first_line(exc)}"
-    memory = client.info("memory")
-    if "maxmemory_policy" in memory:
-        return check_eviction(str(memory["maxmemory_policy"]), _int(memory.get("maxmemory")))
-    return check_eviction(None, None, reason)
-
-
-def _persistence(client: Any) -> Finding:
-    info = client.info("persistence")
-    aof = None if "aof_enabled" not in info else bool(int(info["aof_enabled"]))
-    try:
-        config = client.config_get("save")
-        save = str(config["save"]).strip() if "save" in config else None
-        reason = None if save is not None else "CONFIG GET save returned nothing"
-    except ResponseError as exc:
-        save, reason = None, f"CONFIG GET refused: {_first_line(exc)}"
-    return check_persistence(save, aof, reason)
-
-
-def _ping_ms(client: Any, pings: int) -> list[float]:
-    samples = []
-    for _ in range(max(pings, 1)):
-        start = time.perf_counter()
-        client.ping()
-        samples.append((time.perf_counter() - start) * 1000)
-    return samples
-
-
-def _clock_offset_ms(client: Any) -> float:
-    before = time.time()
-    seconds, micros = client.time()
-    after = time.time()
-    return (int(seconds) * 1000 + int(micros) / 1000) - (before + after) / 2 * 1000
-
-
-def _registrations(broker: Broker) -> list[Registration]:
-    """`<ns>:workers` with each worker's description, read without pruning (doctor only reads).
-    The heartbeat is the worker host's clock, compared with Redis's."""
-    client: Any = broker.client
-    entries = [(str(i), int(score)) for i, score in client.zrange(broker.ns.workers, 0, -1, withscores=True)]
-    if not entries:
-        return []
-    pipe = client.pipeline(transaction=False)  # one GET per worker: MGET cannot span cluster slots
-    for worker_id, _ in entries:
-        pipe.get(broker.ns.worker(worker_id))
-    infos = pipe.execute()
-    found = []
-    for (worker_id, heartbeat), raw in zip(entries, infos, strict=True):
-        info: dict[str, Any] | None = None
-        if raw is not None:
-            try:
-                parsed = json.loads(raw)
-            except ValueError:
-                parsed = None
-            info = parsed if isinstance(parsed, dict) else {}
-        found.append(Registration(worker_id, heartbeat, info))
-    return found
-
-
-def _expired_leases(broker: Broker, queues: Sequence[str], now_ms: int) -> dict[str, ExpiredLeases]:
-    if not queues:
-        return {}
-    client: Any = broker.client
-    pipe = client.pipeline(transaction=False)
-    cutoff = now_ms - LEASE_GRACE_MS
-    for queue in queues:
-        active = broker.keys(queue).active
-        pipe.zcount(active, "-inf", cutoff)
-        pipe.zrange(active, 0, 0, withscores=True)
-    replies = pipe.execute()
-    expired = {}
-    for i, queue in enumerate(queues):
-        count, oldest = int(replies[2 * i]), replies[2 * i + 1]
-        if count and oldest:
-            expired[queue] = ExpiredLeases(count, int(oldest[0][1]))
-    return expired
-
-
-def _split(template: str) -> tuple[str, str]:
-    prefix, _, suffix = template.partition(_MARK)
-    return prefix, suffix
-
-
-def _between(key: str, prefix: str, suffix: str) -> str | None:
-    if len(key) > len(prefix) + len(suffix) and key.startswith(prefix) and key.endswith(suffix):
-        return key[len(prefix) : len(key) - len(suffix)]
-    return None
-
-
-def _valid_name(name: str) -> bool:
-    try:
-        check_name("queue", name)
-    except UsageError:
-        return False
-    return True
-
-
-def _int(value: Any) -> int | None:
-    try:
-        return int(value)
-    except (TypeError, ValueError):
-        return None
-
-
-def _first_line(exc: Exception) -> str:
-    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+def serving(registrations: Sequence[Registration], now_ms: int) -> dict[str, int]:
+    """Live workers per queue they serve."""
+    counts: dict[str, int] = {}
+    for r in registrations:
+        if alive(r, now_ms) and r.info is not None:
+            for queue in r.info.get("queues") or []:
+                counts[str(queue)] = counts.get(str(queue), 0) + 1
+    return counts
 
 
 def _s(count: int) -> str:

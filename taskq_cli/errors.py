@@ -32,8 +32,26 @@ class NotFound(TaskqError):
     """A task, queue or entry that is not there (CLI exit 1)."""
 
 
-class BrokerUnavailable(TaskqError):
-    """Redis cannot be reached (CLI exit 1)."""
+class InvalidRedisUrl(UsageError):
+    """A Redis URL no client can be made from (CLI exit 2): found before connecting to anything."""
+
+
+class TooManyQueues(UsageError):
+    """A write that would bring a namespace past its queue limit (CLI exit 2): nothing was written."""
+
+
+class BrokerError(TaskqError):
+    """Redis answered a command with an error (NOPERM, OOM, READONLY...) or could not be asked (CLI
+    exit 1, HTTP 503). The protocol raises it from redis-py's error (`__cause__`); `kind` names that
+    error's class, so logs still tell a NOPERM from an OOM."""
+
+    def __init__(self, message: str, kind: str | None = None) -> None:
+        super().__init__(message)
+        self.kind = kind or type(self).__name__
+
+
+class BrokerUnavailable(BrokerError):
+    """Redis cannot be reached: connection refused or lost, or no answer in time (CLI exit 1)."""
 
 
 class Retry(Exception):

@@ -15,11 +15,12 @@ import threading
 import time
 from collections.abc import Callable
 
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import RedisError
-from redis.exceptions import TimeoutError as RedisTimeoutError
+from taskq_cli.errors import BrokerError, BrokerUnavailable
+from taskq_cli.protocol.failures import REDIS_PY_ERRORS, broker_error
 
-REDIS_ERRORS = (RedisError,)
+# What the protocol raises (BrokerError), and redis-py's own errors for code that still meets them
+# directly (a fake broker in tests, a client used outside the protocol): both mean "Redis failed".
+REDIS_ERRORS = (BrokerError, *REDIS_PY_ERRORS)
 FIRST_REMINDER = 5.0  # seconds into an outage; then every twice as long, up to REMINDER_MAX
 REMINDER_MAX = 60.0
 
@@ -31,10 +32,21 @@ def redis_backoff(failures: int) -> float:
 
 def describe(exc: BaseException) -> str:
     """`Redis unreachable (...)` for a lost connection, else the error Redis answered."""
-    text = " ".join(str(exc).split())
-    if isinstance(exc, RedisConnectionError | RedisTimeoutError):
+    failure = as_broker_error(exc)
+    text = " ".join(str(failure).split())
+    if isinstance(failure, BrokerUnavailable):
         return f"Redis unreachable ({text})"
-    return f"Redis error {type(exc).__name__} ({text})"
+    return f"Redis error {failure.kind} ({text})"
+
+
+def as_broker_error(exc: BaseException) -> BrokerError:
+    """`exc` as the protocol raises it: a BrokerError naming the kind of failure (NoPermissionError,
+    ReadOnlyError, ConnectionError...)."""
+    if isinstance(exc, BrokerError):
+        return exc
+    if isinstance(exc, REDIS_PY_ERRORS):
+        return broker_error(exc)
+    return BrokerError(str(exc), type(exc).__name__)
 
 
 class Outage:
@@ -54,7 +66,7 @@ class Outage:
             self._failures[loop] = failures
             wait = redis_backoff(failures)
             now = self.clock()
-            kind = type(exc).__name__
+            kind = as_broker_error(exc).kind
             if self._since is None:
                 self._since, self._next_reminder = now, now + FIRST_REMINDER
             elif kind in self._said and now < self._next_reminder:

@@ -96,9 +96,11 @@ class TaskQueue:
     @property
     def broker(self) -> Broker:
         if self._broker is None:
-            from taskq_cli.protocol import Broker, connect
+            from taskq_cli.protocol import Broker, BrokerSettings, connect
 
-            self._broker = Broker(connect(self.settings.redis_url), self.settings)
+            s = self.settings
+            limits = BrokerSettings(s.namespace, s.dead_max, s.dead_ttl, s.max_queues)
+            self._broker = Broker(connect(s.redis_url), limits)
         return self._broker
 
     def close(self) -> None:

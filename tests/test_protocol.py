@@ -163,7 +163,7 @@ def test_promote_reports_when_the_next_task_is_due(broker: Broker, clock: Clock)
 def test_promote_moves_at_most_one_batch_per_call(
     broker: Broker, clock: Clock, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr("taskq_cli.protocol.PROMOTE_BATCH", 3)
+    monkeypatch.setattr("taskq_cli.protocol.broker.PROMOTE_BATCH", 3)
     broker.enqueue([new(str(i), delay_ms=1) for i in range(5)])
     clock.advance(1)
     assert broker.promote("default")[0] == 3

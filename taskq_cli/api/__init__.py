@@ -21,16 +21,14 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import RedisError
-from redis.exceptions import TimeoutError as RedisTimeoutError
 from starlette.exceptions import HTTPException
 
 from taskq_cli import __version__
 from taskq_cli.api.guard import JSON, MAX_BODY, MAX_DEPTH, ApiError, Guard, HostRule
 from taskq_cli.api.routes import MAX_ERRORS, error_item, router, summary
 from taskq_cli.api.schema import build_openapi
-from taskq_cli.errors import BrokerUnavailable, NotFound, TaskqError, UsageError
+from taskq_cli.errors import BrokerError, BrokerUnavailable, NotFound, TaskqError, UsageError
+from taskq_cli.outage import REDIS_ERRORS, as_broker_error
 from taskq_cli.queue import TaskQueue
 
 __all__ = ["MAX_BODY", "MAX_DEPTH", "HostRule", "create_app"]
@@ -123,21 +121,19 @@ async def _taskq_error(_: Request, exc: Exception) -> Response:
     """Bad input 422, not found 404; any other failure of taskq's (Redis unavailable, a write no
     replica confirmed) is the service's, not the request's: 503."""
     status = 422 if isinstance(exc, UsageError) else 404 if isinstance(exc, NotFound) else 503
-    if isinstance(exc, BrokerUnavailable):  # its message names the Redis host
-        log.warning("Redis unavailable: %s", exc)
-        return _error(status, redis_reason(RedisConnectionError()))
     return _error(status, str(exc))
 
 
 async def _redis_error(request: Request, exc: Exception) -> Response:
     """A short reason: Redis's own message can name its host, a command's text or redis-py's pool
     (2 KB of it for a Sentinel without a master). The detail goes to the server's log."""
-    log.warning("%s %s: Redis failed: %s: %s", request.method, request.url.path, type(exc).__name__, exc)
-    return _error(503, redis_reason(exc))
+    failure = as_broker_error(exc)
+    log.warning("%s %s: Redis failed: %s: %s", request.method, request.url.path, failure.kind, failure)
+    return _error(503, redis_reason(failure))
 
 
-def redis_reason(exc: Exception) -> str:
-    if isinstance(exc, RedisConnectionError | RedisTimeoutError):
+def redis_reason(exc: BrokerError) -> str:
+    if isinstance(exc, BrokerUnavailable):
         return "cannot reach Redis (the server log has the details)"
     return "Redis refused the request (the server log has the details)"
 
@@ -185,7 +181,8 @@ def _add_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(ApiError, _api_error)
     app.add_exception_handler(AmbiguousId, _ambiguous_id)
     app.add_exception_handler(TaskqError, _taskq_error)
-    app.add_exception_handler(RedisError, _redis_error)
+    for failure in REDIS_ERRORS:  # BrokerError before TaskqError's handler (FastAPI takes the closest)
+        app.add_exception_handler(failure, _redis_error)
     app.add_exception_handler(RequestValidationError, _request_error)
     app.add_exception_handler(HTTPException, _http_error)
     app.add_exception_handler(Exception, _unexpected)

@@ -13,7 +13,6 @@ from typing import Annotated, Any, cast
 from fastapi import APIRouter, Depends, Path, Query, Request
 from fastapi.responses import Response
 from pydantic import StringConstraints, ValidationError
-from redis.exceptions import RedisError
 
 from taskq_cli.admin import Admin, BulkReport
 from taskq_cli.api.guard import JSON, ApiError, parse_body
@@ -37,7 +36,7 @@ from taskq_cli.api.schema import (
     TaskDoc,
     responses,
 )
-from taskq_cli.errors import NotFound, UsageError, ValidationFailed
+from taskq_cli.errors import BrokerError, NotFound, UsageError, ValidationFailed
 from taskq_cli.models import Task
 from taskq_cli.producer import MAX_ID_LENGTH, prepare, request_from_object
 from taskq_cli.protocol import EnqueueResult, NewTask
@@ -372,8 +371,8 @@ def healthz(tq: Tq) -> Response:
     """200 when Redis answers a PING, else 503."""
     started = time.perf_counter()
     try:
-        tq.broker.client.ping()
-    except RedisError as exc:  # no token here: a short reason, the detail (hosts, pools) in the log
-        log.warning("health check: Redis failed: %s: %s", type(exc).__name__, exc)
+        tq.broker.ping()
+    except BrokerError as exc:  # no token here: a short reason, the detail (hosts, pools) in the log
+        log.warning("health check: Redis failed: %s: %s", exc.kind, exc)
         return JSON({"status": "unavailable", "detail": "cannot reach Redis"}, status_code=503)
     return JSON({"status": "ok", "redis_ms": round((time.perf_counter() - started) * 1000, 3)})

@@ -134,12 +134,9 @@ def print_version() -> None:
 def run_guarded(command: Callable[[], object]) -> int:
     """Run a command and answer its exit code: an int it returns, else 0; every failure becomes one
     line on stderr (no traceback) and exit 2 (bad usage or input) or 1 (runtime failure)."""
-    from redis.exceptions import ConnectionError as RedisConnectionError
-    from redis.exceptions import RedisError
-    from redis.exceptions import TimeoutError as RedisTimeoutError
-
     from taskq_cli.cli import output
-    from taskq_cli.errors import AmbiguousId, NotFound, TaskqError, UsageError
+    from taskq_cli.errors import AmbiguousId, BrokerUnavailable, NotFound, TaskqError, UsageError
+    from taskq_cli.outage import REDIS_ERRORS, as_broker_error
 
     try:
         result = command()
@@ -155,13 +152,12 @@ def run_guarded(command: Callable[[], object]) -> int:
     except (UsageError, AmbiguousId) as exc:
         output.error(str(exc))
         return 2
+    except REDIS_ERRORS as exc:
+        failure = as_broker_error(exc)
+        unreachable = isinstance(failure, BrokerUnavailable)
+        output.error(f"{'cannot reach Redis' if unreachable else 'Redis error'}: {failure}")
+        return 1
     except (NotFound, TaskqError) as exc:
         output.error(str(exc))
-        return 1
-    except (RedisConnectionError, RedisTimeoutError) as exc:
-        output.error(f"cannot reach Redis: {exc}")
-        return 1
-    except RedisError as exc:
-        output.error(f"Redis error: {exc}")
         return 1
     return result if isinstance(result, int) else 0

@@ -28,7 +28,8 @@ from redis.exceptions import RedisClusterException
 from redis.retry import Retry as RedisRetry
 from redis.sentinel import Sentinel, SentinelConnectionPool
 
-from taskq_cli.errors import UsageError
+from taskq_cli.errors import BrokerUnavailable, InvalidRedisUrl
+from taskq_cli.protocol.failures import broker_error
 
 Client: TypeAlias = "redis.Redis | RedisCluster"
 
@@ -61,7 +62,7 @@ def connect(url: str, *, socket_timeout: float | None = 10.0) -> Client:
 
 
 def check_url(url: str) -> None:
-    """Refuse (UsageError) a URL no client can be made from, without connecting to anything: what a
+    """Refuse (InvalidRedisUrl) a URL no client can be made from, without connecting to anything: what a
     command checks before it starts, so a typo is bad usage (exit 2) rather than a runtime failure."""
     scheme = url.partition("://")[0].lower()
     if scheme in CLUSTER_SCHEMES:
@@ -85,7 +86,7 @@ _POOL_OPTIONS = ("connection_class", "max_connections", "cache_factory", "maint_
 
 def _single_server_options(url: str, options: dict[str, Any]) -> dict[str, Any]:
     """The options each connection of a redis://, rediss:// or unix:// URL gets: `options`, then the
-    URL's own (its query options win, as in redis-py's from_url); a malformed URL is a UsageError."""
+    URL's own (its query options win, as in redis-py's from_url); a malformed URL is InvalidRedisUrl."""
     parts = urlsplit(url)
     scheme = parts.scheme.lower()
     if scheme not in ("redis", "rediss", "unix"):
@@ -112,8 +113,8 @@ def _single_server_options(url: str, options: dict[str, Any]) -> dict[str, Any]:
     return kwargs
 
 
-def _bad_url(url: str, why: str) -> UsageError:
-    return UsageError(f"invalid Redis URL {_redacted(url)!r}: {why}")
+def _bad_url(url: str, why: str) -> InvalidRedisUrl:
+    return InvalidRedisUrl(f"invalid Redis URL {_redacted(url)!r}: {why}")
 
 
 def is_cluster(client: Any) -> bool:
@@ -136,7 +137,7 @@ def parse_multi_host_url(url: str, default_port: int) -> ParsedUrl:
     userinfo, _, hostlist = parts.netloc.rpartition("@")
     hosts = [_host_port(item.strip(), default_port, url) for item in hostlist.split(",") if item.strip()]
     if not hosts:
-        raise UsageError(
+        raise InvalidRedisUrl(
             f"no host in Redis URL {_redacted(url)!r}: use {parts.scheme}://host:port[,host:port]"
         )
     tls = parts.scheme.lower().startswith("rediss")
@@ -160,7 +161,7 @@ def _host_port(item: str, default_port: int, url: str) -> tuple[str, int]:
     if not port_text:
         return host, default_port
     if not port_text.isdigit() or not 0 < int(port_text) < 65536:
-        raise UsageError(f"invalid port {port_text!r} in Redis URL {_redacted(url)!r}")
+        raise InvalidRedisUrl(f"invalid port {port_text!r} in Redis URL {_redacted(url)!r}")
     return host, int(port_text)
 
 
@@ -173,7 +174,7 @@ def _redacted(url: str) -> str:
 def _cluster_nodes(url: str) -> ParsedUrl:
     parsed = parse_multi_host_url(url, 6379)
     if parsed.path and parsed.path != ["0"]:
-        raise UsageError(f"a Redis Cluster has only database 0: {_redacted(url)!r}")
+        raise InvalidRedisUrl(f"a Redis Cluster has only database 0: {_redacted(url)!r}")
     return parsed
 
 
@@ -186,20 +187,22 @@ def _cluster(url: str, options: dict[str, Any]) -> RedisCluster:
             **{**options, **parsed.options, "decode_responses": True},
         )
     except RedisClusterException as exc:  # no startup node answered: the usual "cannot reach Redis"
-        raise redis.ConnectionError(f"Redis Cluster at {_redacted(url)}: {exc}") from exc
+        raise BrokerUnavailable(f"Redis Cluster at {_redacted(url)}: {exc}", type(exc).__name__) from exc
+    except redis.RedisError as exc:
+        raise broker_error(exc) from exc
 
 
 def _sentinel_target(url: str) -> tuple[ParsedUrl, str, int]:
     """The sentinels, the service name and the database of a Sentinel URL."""
     parsed = parse_multi_host_url(url, SENTINEL_PORT)
     if not parsed.path or len(parsed.path) > 2:
-        raise UsageError(
+        raise InvalidRedisUrl(
             f"Sentinel URL {_redacted(url)!r} needs the service name: "
             "redis+sentinel://host:port[,host:port]/service_name[/db]"
         )
     service, db = parsed.path[0], parsed.path[1] if len(parsed.path) == 2 else "0"
     if not db.isdigit():
-        raise UsageError(f"invalid database {db!r} in Sentinel URL {_redacted(url)!r}")
+        raise InvalidRedisUrl(f"invalid database {db!r} in Sentinel URL {_redacted(url)!r}")
     return parsed, service, int(db)
 
 

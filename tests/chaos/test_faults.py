@@ -25,8 +25,8 @@ import threading
 import time
 
 import pytest
-import redis
 
+from taskq_cli.errors import BrokerUnavailable
 from taskq_cli.protocol import Broker, connect
 from tests.apps.chaos import Fault, Verdict, judge, read_ledger
 from tests.chaos.conftest import FIGURES, Lab
@@ -123,7 +123,7 @@ class Feeder(threading.Thread):
                     try:
                         self.ids += self.lab.producer.enqueue_many(batch)
                         break
-                    except (redis.ConnectionError, redis.TimeoutError):
+                    except BrokerUnavailable:
                         self.retries += 1
                         time.sleep(0.2)
                 time.sleep(self.seconds / self.batches)

@@ -11,9 +11,9 @@ import time
 from collections.abc import Callable
 
 import pytest
-import redis
 
 from taskq_cli import TaskQueue
+from taskq_cli.errors import BrokerError
 from taskq_cli.protocol import Broker, NotReplicated
 from tests.conftest import wait_until
 
@@ -48,7 +48,7 @@ class Producer(threading.Thread):
             payload = {"n": n, "seconds": 0.3 if n % 5 == 0 else 0.0}  # some run across the kill
             try:
                 self.tq.enqueue("stamp", payload, task_id=f"t{n}", durable=True, **options)  # type: ignore[arg-type]
-            except (redis.RedisError, NotReplicated) as exc:
+            except (BrokerError, NotReplicated) as exc:
                 self.errors[type(exc).__name__] = self.errors.get(type(exc).__name__, 0) + 1
                 self.stop.wait(0.1)
                 continue

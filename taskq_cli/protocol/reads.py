@@ -1,0 +1,277 @@
+"""The read-only half of the Broker: lookups, listings and counts, each pipelined into one or two
+round trips. (`live_workers` also drops the expired registrations it comes across.)"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
+
+from taskq_cli.errors import AmbiguousId
+from taskq_cli.protocol.failures import translating
+from taskq_cli.protocol.keys import NamespaceKeys, QueueKeys
+from taskq_cli.protocol.topology import Client, is_cluster
+from taskq_cli.protocol.types import BrokerSettings, QueueStats, TaskRecord
+
+
+@translating
+class Reads:
+    """Typed reads of one namespace. `clock` returns a fixed time in ms for tests, else None
+    (scripts then read Redis's own clock, one clock for every worker)."""
+
+    def __init__(self, client: Client, settings: BrokerSettings) -> None:
+        self.client = client
+        self.settings = settings
+        self.ns = NamespaceKeys(settings.namespace)
+        self.clock: Callable[[], int | None] = lambda: None
+        self._keys: dict[str, QueueKeys] = {}
+
+    def keys(self, queue: str) -> QueueKeys:
+        found = self._keys.get(queue)
+        if found is None:
+            found = self._keys[queue] = QueueKeys(self.settings.namespace, queue)
+        return found
+
+    @property
+    def cluster(self) -> bool:
+        """Whether the client speaks to a Redis Cluster (one queue per slot, shards apart)."""
+        return is_cluster(self.client)
+
+    def ping(self) -> None:
+        """One round trip to Redis: raises BrokerUnavailable when it cannot be reached."""
+        self.client.ping()
+
+    def known_queues(self) -> list[str]:
+        return sorted(str(q) for q in self.client.smembers(self.ns.queues))
+
+    def paused(self, queues: Sequence[str]) -> dict[str, bool]:
+        if not queues:
+            return {}
+        pipe = self.client.pipeline(transaction=False)  # one GET per queue: MGET cannot span slots
+        for q in queues:
+            pipe.get(self.keys(q).paused)
+        return {q: flag is not None for q, flag in zip(queues, pipe.execute(), strict=True)}
+
+    def dead_ids(self, queue: str, died_before_ms: int | None = None) -> list[str]:
+        """Every dead id of a queue, newest first (or only those that died before a time)."""
+        if died_before_ms is None:
+            return [str(i) for i in self.client.zrevrange(self.keys(queue).dead, 0, -1)]
+        return [
+            str(i) for i in self.client.zrevrangebyscore(self.keys(queue).dead, f"({died_before_ms}", "-inf")
+        ]
+
+    def queues_holding_dead(self, ids: Sequence[str], queues: Sequence[str]) -> dict[str, str]:
+        """For each id, the queue whose dead set holds it (ids found nowhere are left out); an id
+        dead in several of the queues is refused (AmbiguousId)."""
+        holders = self.queues_holding(ids, queues, dead=True)
+        return {task_id: only_queue(task_id, found) for task_id, found in holders.items()}
+
+    def queues_holding(
+        self, ids: Sequence[str], queues: Sequence[str], *, dead: bool = False
+    ) -> dict[str, list[str]]:
+        """For each id, every one of the queues that has a task with it (with `dead`, a dead one);
+        ids found nowhere are left out."""
+        pipe = self.client.pipeline(transaction=False)
+        for queue in queues:
+            for task_id in ids:
+                if dead:
+                    pipe.zscore(self.keys(queue).dead, task_id)
+                else:
+                    pipe.hexists(self.keys(queue).tasks, task_id)
+        replies = iter(pipe.execute())
+        found: dict[str, list[str]] = {}
+        for queue in queues:
+            for task_id in ids:
+                if next(replies) not in (None, False, 0):
+                    found.setdefault(task_id, []).append(queue)
+        return found
+
+    def ids_in_state(self, queue: str, state: str, offset: int, limit: int) -> list[str]:
+        """Ids of one state in the order they will be handled (pending: next first; scheduled: due
+        first; active: lease ending first; dead and done: newest first)."""
+        k = self.keys(queue)
+        end = offset + limit - 1
+        if state == "pending":
+            ids = self.client.lrange(k.pending, -(end + 1), -(offset + 1)) if limit > 0 else []
+            return [str(i) for i in reversed(ids)]
+        structures = {
+            "scheduled": (k.scheduled, False),
+            "active": (k.active, False),
+            "dead": (k.dead, True),
+            "done": (k.done, True),
+        }
+        if state not in structures:
+            raise ValueError(state)
+        key, newest_first = structures[state]
+        reader = self.client.zrevrange if newest_first else self.client.zrange
+        return [str(i) for i in reader(key, offset, end)]
+
+    def records(
+        self, queue: str, ids: Sequence[str], max_value: int | None = None
+    ) -> list[TaskRecord | None]:
+        """The tasks' records (None for an id not there). `max_value`: payloads and results longer
+        than this many bytes are not read at all (a listing stays small whatever was stored): they
+        are left None and named in `truncated`; one more round trip."""
+        if not ids:
+            return []
+        if max_value is not None:
+            return self._bounded_records(queue, ids, max_value)
+        k = self.keys(queue)
+        pipe = self.client.pipeline(transaction=False)
+        pipe.hmget(k.tasks, list(ids))
+        pipe.hmget(k.payloads, list(ids))
+        pipe.hmget(k.results, list(ids))
+        metas, payloads, results = pipe.execute()
+        return [
+            None if meta is None else TaskRecord(_parse_meta(meta, task_id, queue), payload, result)
+            for task_id, meta, payload, result in zip(ids, metas, payloads, results, strict=True)
+        ]
+
+    def _bounded_records(self, queue: str, ids: Sequence[str], max_value: int) -> list[TaskRecord | None]:
+        k = self.keys(queue)
+        pipe = self.client.pipeline(transaction=False)
+        pipe.hmget(k.tasks, list(ids))
+        for task_id in ids:
+            pipe.hstrlen(k.payloads, task_id)
+            pipe.hstrlen(k.results, task_id)
+        metas, *lengths = pipe.execute()
+        fields = ((k.payloads, "payload"), (k.results, "result"))
+        wanted = [
+            (task_id, key, field)
+            for i, task_id in enumerate(ids)
+            for j, (key, field) in enumerate(fields)
+            if 0 < int(lengths[2 * i + j]) <= max_value
+        ]
+        pipe = self.client.pipeline(transaction=False)
+        for task_id, key, _ in wanted:
+            pipe.hget(key, task_id)
+        values = {(task_id, field): v for (task_id, _, field), v in zip(wanted, pipe.execute(), strict=True)}
+        out: list[TaskRecord | None] = []
+        for i, (task_id, meta) in enumerate(zip(ids, metas, strict=True)):
+            if meta is None:
+                out.append(None)
+                continue
+            long = frozenset(f for j, (_, f) in enumerate(fields) if int(lengths[2 * i + j]) > max_value)
+            payload, result = values.get((task_id, "payload")), values.get((task_id, "result"))
+            out.append(TaskRecord(_parse_meta(meta, task_id, queue), payload, result, long))
+        return out
+
+    def cron_definitions(self) -> dict[str, str]:
+        """Every schedule of the namespace: name -> definition JSON."""
+        return {str(k): str(v) for k, v in self.client.hgetall(self.ns.cron).items()}
+
+    def cron_last(self, schedules: Sequence[tuple[str, str]]) -> list[tuple[int, str] | None]:
+        """For (name, queue) pairs: the last tick fired (ms) and the task id it enqueued."""
+        if not schedules:
+            return []
+        pipe = self.client.pipeline(transaction=False)
+        for name, queue in schedules:
+            pipe.hget(self.keys(queue).cron, name)
+        out: list[tuple[int, str] | None] = []
+        for value in pipe.execute():
+            tick, _, task_id = str(value or "").partition(":")
+            out.append((int(tick), task_id) if tick.isdigit() else None)
+        return out
+
+    def live_workers(self) -> list[dict[str, Any]]:
+        ids = [str(i) for i in self.client.zrange(self.ns.workers, 0, -1)]
+        if not ids:
+            return []
+        pipe = self.client.pipeline(transaction=False)  # one GET per worker: MGET cannot span slots
+        for worker_id in ids:
+            pipe.get(self.ns.worker(worker_id))
+        infos = pipe.execute()
+        gone = [i for i, info in zip(ids, infos, strict=True) if info is None]
+        if gone:
+            self.client.zrem(self.ns.workers, *gone)  # their description expired: they are dead
+        return [json.loads(info) for info in infos if info is not None]
+
+    def find_task(self, task_id: str, queue: str | None = None) -> TaskRecord | None:
+        """A task by id, in the given queue or else in any known queue; an id found in several
+        queues is refused (AmbiguousId)."""
+        found = self.queues_holding([task_id], [queue] if queue else self.known_queues()).get(task_id)
+        if not found:
+            return None
+        [record] = self.records(only_queue(task_id, found), [task_id])
+        return record
+
+    def queue_stats(self, queues: Iterable[str]) -> list[QueueStats]:
+        names = list(queues)
+        pipe = self.client.pipeline(transaction=False)
+        for q in names:
+            k = self.keys(q)
+            pipe.llen(k.pending)
+            pipe.zcard(k.scheduled)
+            pipe.zcard(k.active)
+            pipe.zcard(k.dead)
+            pipe.hgetall(k.counters)
+            pipe.lindex(k.pending, -1)
+        replies = pipe.execute()
+        stats: list[QueueStats] = []
+        oldest_ids: list[tuple[str, str]] = []
+        for i, q in enumerate(names):
+            pending, scheduled, active, dead, counters, oldest = replies[i * 6 : i * 6 + 6]
+            stats.append(
+                QueueStats(
+                    q,
+                    pending,
+                    scheduled,
+                    active,
+                    dead,
+                    int(counters.get("processed", 0)),
+                    int(counters.get("failed", 0)),
+                )
+            )
+            if oldest is not None:
+                oldest_ids.append((q, oldest))
+        return _with_oldest(stats, self._oldest_ready(oldest_ids))
+
+    def _oldest_ready(self, heads: list[tuple[str, str]]) -> dict[str, int]:
+        if not heads:
+            return {}
+        pipe = self.client.pipeline(transaction=False)
+        for q, task_id in heads:
+            pipe.hget(self.keys(q).tasks, task_id)
+        ready: dict[str, int] = {}
+        for (q, task_id), raw in zip(heads, pipe.execute(), strict=True):
+            if raw is not None:
+                meta = _parse_meta(raw, task_id, q)
+                # ready since it was enqueued, became due, or came back from the dead-letter queue
+                ready[q] = max(int(meta.get(f) or 0) for f in ("enqueued_at", "run_at", "retried_at"))
+        return ready
+
+    def redis_time_ms(self) -> int:
+        fixed = self.clock()
+        if fixed is not None:
+            return fixed
+        seconds, micros = self.client.time()
+        return int(seconds) * 1000 + int(micros) // 1000
+
+
+def _with_oldest(stats: list[QueueStats], ready: dict[str, int]) -> list[QueueStats]:
+    return [
+        QueueStats(
+            s.queue, s.pending, s.scheduled, s.active, s.dead, s.processed, s.failed, ready.get(s.queue)
+        )
+        for s in stats
+    ]
+
+
+def only_queue(task_id: str, queues: Sequence[str]) -> str:
+    """The one queue an id was found in. Ids are unique per queue only: every lookup by id that was
+    not given the queue comes here, and one found in several queues is refused, never picked."""
+    if len(queues) > 1:
+        raise AmbiguousId(task_id, list(queues))
+    return queues[0]
+
+
+def _parse_meta(raw: str, task_id: str, queue: str) -> dict[str, Any]:
+    try:
+        meta = json.loads(raw)
+    except ValueError:
+        meta = None
+    if not isinstance(meta, dict):
+        return {"id": task_id, "queue": queue, "name": "<malformed>", "state": "dead", "raw": raw}
+    meta.setdefault("id", task_id)
+    meta.setdefault("queue", queue)
+    return meta

@@ -1,0 +1,135 @@
+"""What the protocol takes and gives back: the tasks it writes, the attempts it hands out and the
+reports on them, what it reads, and the few settings a Broker needs (built from taskq's Settings by
+whoever makes the Broker: the protocol does not read configuration)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from taskq_cli.errors import TaskqError
+
+
+@dataclass(frozen=True)
+class BrokerSettings:
+    """The namespace a Broker serves and its limits: `dead_max`/`dead_ttl` trim each dead-letter
+    queue by count and age (seconds); `max_queues` bounds how many queues the namespace may have.
+    No defaults here: they live in taskq's Settings, which this is built from."""
+
+    namespace: str
+    dead_max: int
+    dead_ttl: float
+    max_queues: int
+
+
+class RetryFallbacks(Protocol):
+    """The retry policy recovery applies to an attempt whose task names none of its own (taskq's
+    RetryDefaults is one)."""
+
+    @property
+    def max_retries(self) -> int: ...
+
+    @property
+    def backoff_base(self) -> float: ...
+
+    @property
+    def backoff_max(self) -> float: ...
+
+
+class NotReplicated(TaskqError):
+    """A durable enqueue that no replica confirmed in time (CLI exit 1). The primary took the tasks,
+    so they are most likely there and will run; only a failover before they replicate loses them."""
+
+    def __init__(self, results: Sequence[EnqueueResult], timeout: float, moved: bool = False) -> None:
+        self.results = list(results)
+        ids = [r.id for r in self.results]
+        shown = ", ".join(ids[:5]) + (f" and {len(ids) - 5} more" if len(ids) > 5 else "")
+        why = (
+            "a queue's slot moved to another node during the write, so the replicas could not be asked"
+            if moved
+            else f"no replica acknowledged it within {timeout:g}s"
+        )
+        super().__init__(
+            f"durable enqueue not confirmed: {why}. The task(s) {shown} were written to the primary and "
+            "are most likely there (they run as usual) but are lost if it fails before they replicate; "
+            "check its replicas (INFO replication). Enqueueing again with the same --id/task_id is safe."
+        )
+
+
+@dataclass(frozen=True)
+class NewTask:
+    """A validated task ready to be written; `meta` holds name, queue and explicit options."""
+
+    id: str
+    queue: str
+    meta: dict[str, Any]
+    payload_json: str
+    delay_ms: int | None = None
+    at_ms: int | None = None
+    custom_id: bool = False
+
+
+@dataclass(frozen=True)
+class EnqueueResult:
+    id: str
+    queue: str
+    state: str
+    duplicate: bool
+
+
+@dataclass(frozen=True)
+class Fetched:
+    """One attempt handed to this worker: `token` fences every later report of it."""
+
+    queue: str
+    id: str
+    meta: dict[str, Any]
+    payload_json: str
+    token: str
+
+
+@dataclass(frozen=True)
+class Ack:
+    """Report: the attempt succeeded."""
+
+    job: Fetched
+    result_json: str | None
+    result_ttl: float
+
+
+@dataclass(frozen=True)
+class Failure:
+    """Report: the attempt failed; `final` buries it, otherwise retry after `delay` if attempts remain."""
+
+    job: Fetched
+    error: dict[str, str]
+    final: bool
+    delay: float
+    max_retries: int
+
+
+@dataclass(frozen=True)
+class Malformed:
+    queue: str
+    dead_id: str
+
+
+@dataclass(frozen=True)
+class TaskRecord:
+    meta: dict[str, Any]
+    payload_json: str | None
+    result_json: str | None
+    truncated: frozenset[str] = frozenset()  # "payload", "result": too long to read (left None)
+
+
+@dataclass(frozen=True)
+class QueueStats:
+    queue: str
+    pending: int
+    scheduled: int
+    active: int
+    dead: int
+    processed: int
+    failed: int
+    oldest_pending_ms: int | None = None  # when the oldest pending task became ready
