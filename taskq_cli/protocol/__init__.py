@@ -11,12 +11,13 @@ import os
 import random
 import secrets
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from taskq_cli.config import RetryDefaults, Settings
 from taskq_cli.errors import AmbiguousId, TaskqError, UsageError
 from taskq_cli.protocol.keys import NamespaceKeys, QueueKeys
+from taskq_cli.protocol.record import TaskMeta
 from taskq_cli.protocol.scripts import ScriptArg, execute_with_scripts, load_scripts
 from taskq_cli.protocol.topology import Client, connect, is_cluster
 from taskq_cli.protocol.waker import Waker
@@ -93,6 +94,10 @@ class Fetched:
     meta: dict[str, Any]
     payload_json: str
     token: str
+    record: TaskMeta = field(init=False, repr=False, compare=False)  # `meta`, typed, decoded once
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "record", TaskMeta.decode(self.meta))
 
 
 @dataclass(frozen=True)
