@@ -36,6 +36,7 @@ class FakeBroker:
         self.lost: set[str] = set()  # ids whose lease renew says is gone
         self.registered: dict[str, Any] = {}
         self.attempts: dict[str, int] = {}
+        self.pins: list[dict[str, tuple[int, float, float]]] = []
 
     def _take(self, queue: str, count: int) -> list[Fetched | Malformed]:
         taken, self.pending[queue] = self.pending[queue][:count], self.pending[queue][count:]
@@ -64,8 +65,14 @@ class FakeBroker:
     def promote(self, queue: str) -> tuple[int, float | None]:
         return 0, None
 
-    def renew(self, leases: dict[str, list[tuple[str, str]]], lease: float) -> list[str]:
+    def renew(
+        self,
+        leases: dict[str, list[tuple[str, str]]],
+        lease: float,
+        pins: dict[str, tuple[int, float, float]] | None = None,
+    ) -> list[str]:
         self.calls.append("renew")
+        self.pins.append(dict(pins or {}))
         return [task_id for held in leases.values() for task_id, _ in held if task_id in self.lost]
 
     def requeue(self, job: Fetched) -> bool:
@@ -218,6 +225,20 @@ def test_a_lease_found_lost_at_renewal_stops_its_execution() -> None:
     _keeper(h, stopped).tick(0.0)
 
     assert [job.id for job in stopped] == ["a"]
+
+
+def test_a_handlers_policy_rides_on_the_next_renewal_once_and_costs_no_round_trip_of_its_own() -> None:
+    # Given a running task whose producer did not write its handler's retry policy
+    h = Harness(FakeBroker({"default": ["a"]}), concurrency=1)
+    h.reporter.tick(0.0)
+    h.launched[0].pin = (0, 1.0, 2.0)
+    keeper = _keeper(h, [])
+    # When the keeper beats twice
+    keeper.tick(0.0)
+    keeper.tick(1.0)
+    # Then the first renewal carries the policy, the second does not, and nothing else was sent
+    assert h.fake.pins == [{"a": (0, 1.0, 2.0)}, {}]
+    assert h.fake.calls == ["report 0 + fetch default", "renew", "register", "renew", "register"]
 
 
 def test_the_lease_guard_stops_an_execution_whose_lease_was_not_renewed_in_time() -> None:

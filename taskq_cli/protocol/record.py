@@ -8,9 +8,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from taskq_cli.states import TaskState
+from taskq_cli.states import ALL_STATES, TaskState
 
-_STATES = frozenset(s.value for s in TaskState)
 OPTION_NAMES = ("max_retries", "timeout", "backoff_base", "backoff_max", "result_ttl")
 
 
@@ -61,7 +60,7 @@ class TaskMeta:
         return cls(
             name=str(meta.get("name", "")),
             attempts=int(_number(meta.get("attempts")) or 0),
-            state=TaskState(state) if state in _STATES else None,
+            state=TaskState(state) if state in ALL_STATES else None,
             started_at=_int_or_none(meta.get("started_at")),
             given=given,
             unreadable=bad,

@@ -25,8 +25,14 @@ class WorkerBroker(Protocol):
     def promote(self, queue: str) -> tuple[int, float | None]:
         """Due scheduled tasks to pending: (moved, seconds until the next is due)."""
 
-    def renew(self, leases: dict[str, list[tuple[str, str]]], lease: float) -> list[str]:
-        """Extend leases ({queue: [(id, token)]}); returns the ids whose lease was lost."""
+    def renew(
+        self,
+        leases: dict[str, list[tuple[str, str]]],
+        lease: float,
+        pins: dict[str, tuple[int, float, float]] | None = None,
+    ) -> list[str]:
+        """Extend leases ({queue: [(id, token)]}) and record retry policies (`pins`, by id) on the
+        tasks; returns the ids whose lease was lost."""
 
     def requeue(self, job: Fetched) -> bool:
         """Return an unfinished attempt to the head of its queue without using up an attempt."""

@@ -29,7 +29,10 @@ StopRuns = Callable[[list[Fetched]], None]  # stop these executions and let go o
 
 
 class LeaseKeeper:
-    """Every lease / 3: renew the leases held, then register the worker."""
+    """Every lease / 3: renew the leases held, then register the worker. A renewal also carries the
+    retry policy of handlers that the producer did not know (see renew.lua): the first renewal after a
+    fetch writes it, so a worker that dies before (within lease / 3) leaves a record recovered under
+    the policy it holds (the producer's values, else the defaults)."""
 
     def __init__(
         self,
@@ -71,8 +74,9 @@ class LeaseKeeper:
         by_queue: dict[str, list[tuple[str, str]]] = {}
         for running in runs:
             by_queue.setdefault(running.job.queue, []).append((running.job.id, running.job.token))
+        pins = {r.job.id: r.pin for r in runs if r.pin is not None}
         sent = time.monotonic()
-        lost_ids = set(self.broker.renew(by_queue, self.lease))
+        lost_ids = set(self.broker.renew(by_queue, self.lease, pins))
         lost = self.slots.renewed(runs, lost_ids, sent + self.lease)
         if lost:
             for running in lost:

@@ -17,6 +17,7 @@ from taskq_cli.models import Decision, Outcome, Verdict, decide
 from taskq_cli.outage import REDIS_ERRORS, Outage, describe
 from taskq_cli.protocol import Ack, Failure, Fetched, Malformed
 from taskq_cli.runner import Execution
+from taskq_cli.states import TaskState
 from taskq_cli.worker.broker import WorkerBroker
 from taskq_cli.worker.plan import QueuePlan
 from taskq_cli.worker.slots import Running, Slots
@@ -203,7 +204,7 @@ def log_outcome(running: Running, outcome: Outcome, report: Ack | Failure, resul
 
 
 def _log_failure(report: Failure, result: bool | str, fields: dict[str, object]) -> None:
-    then = "dead" if result == "dead" else f"retry in {report.delay:.1f}s"
+    then = "dead" if result == TaskState.DEAD else f"retry in {report.delay:.1f}s"
     message = report.error.get("message") or ""
     first_line = message.splitlines()[:1]
     log.warning(

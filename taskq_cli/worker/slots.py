@@ -32,6 +32,9 @@ class Running:
     started: float  # monotonic
     lease_until: float  # monotonic; Redis's lease ends no sooner (counted from before the request)
     finished: bool = False  # the outcome is known; only its report may still be in flight
+    # the handler's retry policy (max_retries, backoff_base, backoff_max) to record on the task for
+    # recovery, when the producer did not write it; sent with the next renewal, then None
+    pin: tuple[int, float, float] | None = None
 
 
 class Slots:
@@ -101,6 +104,7 @@ class Slots:
                     continue
                 if running.job.id not in lost_ids:
                     running.lease_until = lease_until
+                    running.pin = None  # recorded with this renewal
                 elif not running.finished:
                     lost.append(running)
         return lost

@@ -25,14 +25,17 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+from taskq_cli.config import RetryDefaults
 from taskq_cli.errors import UsageError
 from taskq_cli.models import Options, Outcome
 from taskq_cli.outage import REDIS_ERRORS, Outage, describe
 from taskq_cli.pool import POOL_KINDS, Pool, make_pool
 from taskq_cli.protocol import Ack, Failure, Fetched
+from taskq_cli.protocol.record import TaskMeta
 from taskq_cli.runner import Execution
 from taskq_cli.runtime import Runtimes
 from taskq_cli.scheduler import CronRunner, Maintenance
+from taskq_cli.states import TaskState
 from taskq_cli.stopsignals import StopSignals
 from taskq_cli.worker.broker import WorkerBroker
 from taskq_cli.worker.leases import LeaseGuard, LeaseKeeper, describe_worker
@@ -211,14 +214,15 @@ class Worker:
         handler = self.tq.registry.get(record.name)
         if record.unreadable:  # a record written by something else: run it, without those
             log.warning("task %s: unreadable options in its record; using the defaults", job.id)
-        options = Options.resolve(record.given, handler.retry if handler else None, self.tq.settings.defaults)
-        return Running(job, options, time.monotonic(), leased_at + self.lease)
+        defaults = self.tq.settings.defaults
+        options = Options.resolve(record.given, handler.retry if handler else None, defaults)
+        return Running(
+            job, options, time.monotonic(), leased_at + self.lease, pin=_pin(record, options, defaults)
+        )
 
     def _launch(self, runs: list[Running]) -> None:
         for running in runs:
             job, options = running.job, running.options
-            if job.record.name in self.tq.registry and not job.record.given.retry_policy_given:
-                self._pin(job, options)
             if log.isEnabledFor(logging.INFO):  # skip building the record: a few µs of every short task
                 _log_started(job)
             self.pool.submit(
@@ -234,19 +238,6 @@ class Worker:
                 )
             )
 
-    def _pin(self, job: Fetched, options: Options) -> None:
-        """The producer did not know this handler: record its retry policy for crash recovery."""
-        d = self.tq.settings.defaults
-        if (options.max_retries, options.backoff_base, options.backoff_max) != (
-            d.max_retries,
-            d.backoff_base,
-            d.backoff_max,
-        ):
-            with contextlib.suppress(*REDIS_ERRORS):
-                self.tq.broker.pin_options(
-                    job, options.max_retries, options.backoff_base, options.backoff_max
-                )
-
     # -- outcomes -----------------------------------------------------------------------------
 
     def _on_done(self, execution: Execution, outcome: Outcome) -> None:
@@ -260,7 +251,7 @@ class Worker:
         self, running: Running, outcome: Outcome, report: Ack | Failure, result: bool | str
     ) -> None:
         self._log_outcome(running, outcome, report, result)
-        if isinstance(report, Failure) and result == "scheduled":
+        if isinstance(report, Failure) and result == TaskState.SCHEDULED:
             self.poke_maintenance(report.delay)
 
     _log_outcome = staticmethod(log_outcome)  # an attribute: tests slow it down
@@ -295,6 +286,19 @@ class Worker:
         with contextlib.suppress(*REDIS_ERRORS):
             self.broker.unregister_worker(self.id)
             self.broker.live_workers()  # and sweep out workers that died without a word
+
+
+def _pin(record: TaskMeta, options: Options, defaults: RetryDefaults) -> tuple[int, float, float] | None:
+    """The retry policy to record on the task for crash recovery: only when the producer did not
+    write one and the handler's differs from the defaults that recovery applies otherwise."""
+    policy = (options.max_retries, options.backoff_base, options.backoff_max)
+    if record.given.retry_policy_given or policy == (
+        defaults.max_retries,
+        defaults.backoff_base,
+        defaults.backoff_max,
+    ):
+        return None
+    return policy
 
 
 def _loop_thread(
