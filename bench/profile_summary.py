@@ -14,7 +14,7 @@ import re
 BUCKETS = [
     ("fetch (Broker.fetch_many)", r"^Broker\.fetch_many "),
     ("report (Broker.report)", r"^Broker\.report "),
-    ("renew + register (heartbeat)", r"^Worker\._beat "),
+    ("renew + register (heartbeat)", r"^LeaseKeeper\._beat "),
     ("promote/recover (maintenance)", r"^Maintenance\.tick "),
     (
         "redis-py send/parse (any call)",

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import json
 import random
+from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any
+from typing import Any, TypeVar
 
 from pydantic import BaseModel, ConfigDict, PrivateAttr
 
 from taskq_cli.config import RetryDefaults
+from taskq_cli.protocol.record import GivenOptions
 from taskq_cli.states import TaskState
 from taskq_cli.timeparse import iso_ms
 
@@ -102,16 +104,32 @@ class Options:
     result_ttl: float
 
     @classmethod
-    def resolve(cls, meta: dict[str, Any], handler: RetryDefaults | None, defaults: RetryDefaults) -> Options:
+    def resolve(
+        cls, given: GivenOptions | Mapping[str, Any], handler: RetryDefaults | None, defaults: RetryDefaults
+    ) -> Options:
+        """The one resolution of a task's options: given at enqueue (on the record), else the
+        handler's decorator, else the defaults. A mapping is a record's metadata; ValueError when an
+        option on it is not a number."""
+        if not isinstance(given, GivenOptions):
+            given, unreadable = GivenOptions.decode(given)
+            if unreadable:
+                raise ValueError(f"unreadable options in the record: {', '.join(unreadable)}")
         base = handler or defaults
-        timeout = meta.get("timeout", base.timeout)
+        timeout = base.timeout if given.timeout is None else given.timeout
         return cls(
-            max_retries=int(meta.get("max_retries", base.max_retries)),
-            timeout=None if not timeout else float(timeout),
-            backoff_base=float(meta.get("backoff_base", base.backoff_base)),
-            backoff_max=float(meta.get("backoff_max", base.backoff_max)),
-            result_ttl=float(meta.get("result_ttl", base.result_ttl)),
+            max_retries=_first(given.max_retries, base.max_retries),
+            timeout=float(timeout) if timeout else None,
+            backoff_base=_first(given.backoff_base, base.backoff_base),
+            backoff_max=_first(given.backoff_max, base.backoff_max),
+            result_ttl=_first(given.result_ttl, base.result_ttl),
         )
+
+
+N = TypeVar("N", int, float)
+
+
+def _first(given: N | None, otherwise: N) -> N:
+    return otherwise if given is None else given
 
 
 class OutcomeKind(StrEnum):
@@ -143,3 +161,29 @@ class Outcome:
         delay: float | None = None,
     ) -> Outcome:
         return cls(kind, error={"type": error_type, "message": message, "traceback": traceback}, delay=delay)
+
+
+class Verdict(StrEnum):
+    ACK = "ack"  # done: keep the result
+    RETRY = "retry"  # another attempt after `delay`
+    DEAD = "dead"  # to the dead-letter queue
+
+
+@dataclass(frozen=True)
+class Decision:
+    verdict: Verdict
+    delay: float = 0.0  # seconds before the next attempt (RETRY only)
+
+
+def decide(outcome: Outcome, attempts: int, options: Options, rng: random.Random | None = None) -> Decision:
+    """What becomes of a task after attempt number `attempts` ended with `outcome` (SPEC, "Delivery
+    and retries"): a success is acked; `Fail` (and an invalid payload) is dead at once; any other
+    failure is retried while attempts remain (`max_retries` + 1 executions in all), after the delay
+    the handler asked for (`Retry(delay=...)`, used as given) or else the jittered backoff."""
+    if outcome.kind is OutcomeKind.SUCCESS:
+        return Decision(Verdict.ACK)
+    if outcome.kind is OutcomeKind.FAIL or attempts >= options.max_retries + 1:
+        return Decision(Verdict.DEAD)
+    if outcome.delay is not None:
+        return Decision(Verdict.RETRY, outcome.delay)
+    return Decision(Verdict.RETRY, backoff_delay(attempts, options.backoff_base, options.backoff_max, rng))

@@ -13,3 +13,9 @@ class TaskState(StrEnum):
     ACTIVE = "active"
     DONE = "done"
     DEAD = "dead"
+
+
+# Named sets, used wherever states are compared (Lua spells the same sets in enqueue_one and fetch).
+UNFINISHED_STATES = frozenset({TaskState.PENDING, TaskState.SCHEDULED, TaskState.ACTIVE})  # may still run
+FINISHED_STATES = frozenset({TaskState.DONE, TaskState.DEAD})  # will not run again unless retried by hand
+ALL_STATES = (TaskState.PENDING, TaskState.SCHEDULED, TaskState.ACTIVE, TaskState.DEAD, TaskState.DONE)

@@ -212,15 +212,23 @@ class Broker(Reads):
             self._waker = Waker(self.client, wake_keys)
         return self._waker.wait(timeout)
 
-    def renew(self, leases: dict[str, list[tuple[str, str]]], lease: float) -> list[str]:
-        """Extend the leases of running attempts ({queue: [(id, token)]}); returns the lost ids."""
+    def renew(
+        self,
+        leases: dict[str, list[tuple[str, str]]],
+        lease: float,
+        pins: dict[str, tuple[int, float, float]] | None = None,
+    ) -> list[str]:
+        """Extend the leases of running attempts ({queue: [(id, token)]}); returns the lost ids.
+        `pins`: id -> (max_retries, backoff_base, backoff_max) to record on the task for recovery."""
         if not leases:
             return []
+        pins = pins or {}
         pipe = self.client.pipeline(transaction=False)
         for queue, held in leases.items():
             args: list[ScriptArg] = [self._now(), int(lease * 1000)]
             for task_id, token in held:
-                args += [task_id, token]
+                policy = pins.get(task_id)
+                args += [task_id, token, "" if policy is None else " ".join(map(repr, policy))]
             self._scripts["renew"].queue(pipe, self.keys(queue).script_keys(), args)
         return [task_id for lost in execute_with_scripts(pipe, self.client) for task_id in lost]
 
@@ -272,10 +280,6 @@ class Broker(Reads):
 
     def requeue(self, job: Fetched) -> bool:
         return bool(self._run("requeue", job.queue, job.id, job.token) == 1)
-
-    def pin_options(self, job: Fetched, max_retries: int, backoff_base: float, backoff_max: float) -> bool:
-        reply = self._run("pin", job.queue, job.id, job.token, max_retries, backoff_base, backoff_max)
-        return bool(reply == 1)
 
     # -- maintenance ------------------------------------------------------------------------
 

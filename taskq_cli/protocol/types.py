@@ -5,10 +5,11 @@ whoever makes the Broker: the protocol does not read configuration)."""
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from taskq_cli.errors import TaskqError
+from taskq_cli.protocol.record import TaskMeta
 
 
 @dataclass(frozen=True)
@@ -87,6 +88,10 @@ class Fetched:
     meta: dict[str, Any]
     payload_json: str
     token: str
+    record: TaskMeta = field(init=False, repr=False, compare=False)  # `meta`, typed, decoded once
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "record", TaskMeta.decode(self.meta))
 
 
 @dataclass(frozen=True)

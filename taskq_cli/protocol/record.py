@@ -1,0 +1,82 @@
+"""The task record as the worker reads it: the metadata JSON of a fetched task, decoded once (at
+fetch) into typed fields. The JSON stays what Lua and `task show` read; this is its typed view."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from taskq_cli.states import ALL_STATES, TaskState
+
+OPTION_NAMES = ("max_retries", "timeout", "backoff_base", "backoff_max", "result_ttl")
+
+
+@dataclass(frozen=True)
+class GivenOptions:
+    """Options written on the record (at enqueue, by the producer): None where none was given.
+    `timeout` 0 means "no timeout" given explicitly."""
+
+    max_retries: int | None = None
+    timeout: float | None = None
+    backoff_base: float | None = None
+    backoff_max: float | None = None
+    result_ttl: float | None = None
+
+    @classmethod
+    def decode(cls, meta: Mapping[str, Any]) -> tuple[GivenOptions, tuple[str, ...]]:
+        """The options on a record, and the names of those present but unreadable (left None)."""
+        values: dict[str, float | None] = {}
+        bad: list[str] = []
+        for name in OPTION_NAMES:
+            raw = meta.get(name)
+            values[name] = _number(raw)
+            if raw is not None and values[name] is None:
+                bad.append(name)
+        retries = values.pop("max_retries")
+        return cls(max_retries=None if retries is None else int(retries), **values), tuple(bad)
+
+    @property
+    def retry_policy_given(self) -> bool:
+        """Whether recovery after a crash can follow the record alone (it holds the whole policy)."""
+        return None not in (self.max_retries, self.backoff_base, self.backoff_max)
+
+
+@dataclass(frozen=True)
+class TaskMeta:
+    name: str
+    attempts: int  # executions started so far, this one included once fetched
+    state: TaskState | None
+    started_at: int | None  # ms, when this attempt was fetched
+    given: GivenOptions
+    unreadable: tuple[str, ...] = ()  # option fields present but not numbers: ignored
+
+    @classmethod
+    def decode(cls, meta: Mapping[str, Any]) -> TaskMeta:
+        """Never raises: a record written by something else still runs, with what can be read."""
+        given, bad = GivenOptions.decode(meta)
+        state = str(meta.get("state"))
+        return cls(
+            name=str(meta.get("name", "")),
+            attempts=int(_number(meta.get("attempts")) or 0),
+            state=TaskState(state) if state in ALL_STATES else None,
+            started_at=_int_or_none(meta.get("started_at")),
+            given=given,
+            unreadable=bad,
+        )
+
+
+def _number(raw: object) -> float | None:
+    if isinstance(raw, bool) or not isinstance(raw, int | float | str):
+        return None
+    try:
+        number = float(raw)
+    except ValueError:
+        return None
+    return number if math.isfinite(number) else None
+
+
+def _int_or_none(raw: object) -> int | None:
+    number = _number(raw)
+    return None if number is None else int(number)

@@ -1,0 +1,45 @@
+"""What the worker needs of the protocol: the Broker methods its loops call. Tests drive the loops
+against an in-memory fake of it; `taskq_cli.protocol.Broker` satisfies it (mypy checks that in
+worker.py, where the real one is passed)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, Protocol
+
+from taskq_cli.protocol import Ack, Failure, Fetched, Malformed
+
+
+class WorkerBroker(Protocol):
+    def fetch_many(self, queue: str, count: int, lease: float, worker_id: str) -> list[Fetched | Malformed]:
+        """Up to `count` tasks of one queue, each under its own lease."""
+
+    def report_and_fetch(
+        self, reports: Sequence[Ack | Failure], queue: str | None, count: int, lease: float, worker_id: str
+    ) -> tuple[list[bool | str], list[Fetched | Malformed]]:
+        """Outcomes and, when `queue` is given, a fetch from it, in one round trip."""
+
+    def wait_for_work(self, queues: Sequence[str], timeout: float) -> bool:
+        """Block until woken (a task became pending) or the timeout passes."""
+
+    def promote(self, queue: str) -> tuple[int, float | None]:
+        """Due scheduled tasks to pending: (moved, seconds until the next is due)."""
+
+    def renew(
+        self,
+        leases: dict[str, list[tuple[str, str]]],
+        lease: float,
+        pins: dict[str, tuple[int, float, float]] | None = None,
+    ) -> list[str]:
+        """Extend leases ({queue: [(id, token)]}) and record retry policies (`pins`, by id) on the
+        tasks; returns the ids whose lease was lost."""
+
+    def requeue(self, job: Fetched) -> bool:
+        """Return an unfinished attempt to the head of its queue without using up an attempt."""
+
+    def register_worker(self, worker_id: str, info: dict[str, Any], ttl: float) -> None: ...
+
+    def unregister_worker(self, worker_id: str) -> None: ...
+
+    def live_workers(self) -> list[dict[str, Any]]:
+        """The registered workers (and sweeps out those whose description expired)."""

@@ -1,0 +1,227 @@
+"""The reporter: the only thread that reports outcomes and fetches tasks. Each tick sends the
+outcomes that piled up and fetches as many tasks as there are free slots, in one round trip (more
+only when the first queue of the plan runs short); a worker never has two fetchers racing, so a
+lower queue's task never starts before a higher one's that was pending first."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import queue
+import threading
+import time
+from collections.abc import Callable
+from typing import Final
+
+from taskq_cli.models import Decision, Outcome, Verdict, decide
+from taskq_cli.outage import REDIS_ERRORS, Outage, describe
+from taskq_cli.protocol import Ack, Failure, Fetched, Malformed
+from taskq_cli.runner import Execution
+from taskq_cli.states import TaskState
+from taskq_cli.worker.broker import WorkerBroker
+from taskq_cli.worker.plan import QueuePlan
+from taskq_cli.worker.slots import Running, Slots
+
+log = logging.getLogger("taskq.worker")
+
+IDLE: Final = 1.0  # seconds a tick may wait for news when it has nothing to do (any news wakes it)
+BATCH_MAX = 256  # outcomes per round trip
+WAKE: Final = "wake"  # in the inbox: look for tasks now (the waiter saw a wake-up)
+STOP: Final = "stop"  # in the inbox: report what is left, then end
+
+Item = tuple[Execution, Outcome] | str
+Prepare = Callable[[Fetched, float], Running]  # a fetched task, when its lease began -> its slot
+Launch = Callable[[list[Running]], None]
+OnResult = Callable[[Running, Outcome, Ack | Failure, bool | str], None]
+
+
+class Reporter:
+    def __init__(
+        self,
+        broker: WorkerBroker,
+        plan: QueuePlan,
+        slots: Slots,
+        *,
+        worker_id: str,
+        lease: float,
+        prepare: Prepare,
+        launch: Launch,
+        on_result: OnResult,
+        stopping: threading.Event,
+        outage: Outage,
+        burst: bool = False,
+    ) -> None:
+        self.broker, self.plan, self.slots = broker, plan, slots
+        self.worker_id, self.lease = worker_id, lease
+        self.prepare, self.launch, self.on_result = prepare, launch, on_result
+        self.stopping, self.outage, self.burst = stopping, outage, burst
+        self.inbox: queue.SimpleQueue[Item] = queue.SimpleQueue()
+        self.idle = threading.Event()  # the last fetch found nothing pending: the waiter may block
+        self.failure: str | None = None  # burst: why it gave up (Redis refused a fetch)
+        self.ended = False  # STOP seen and everything before it reported
+        self._batch: list[tuple[Execution, Outcome]] = []  # collected, not yet reported
+        self._stop_seen = False
+
+    def deliver(self, execution: Execution, outcome: Outcome) -> None:
+        """An outcome from the pool (any thread; never blocks)."""
+        self.inbox.put((execution, outcome))
+
+    def wake(self) -> None:
+        self.inbox.put(WAKE)
+
+    def run(self) -> None:
+        wait = 0.0
+        while not self.ended:
+            self._receive(wait)
+            try:
+                wait = self.tick(time.monotonic())
+            except Exception:  # a bug: without a reporter no slot ever frees; stop instead of hanging
+                log.exception("reporter failed; stopping (unreported tasks come back through their leases)")
+                self.stopping.set()
+                return
+
+    def _receive(self, wait: float) -> None:
+        """Block until news arrives or `wait` passes; the tick collects the rest."""
+        if wait <= 0:
+            return
+        with contextlib.suppress(queue.Empty):
+            self._note(self.inbox.get(timeout=wait))
+
+    def _note(self, item: Item) -> None:
+        if item == STOP:
+            self._stop_seen = True
+        elif not isinstance(item, str):
+            self._batch.append(item)
+
+    def tick(self, now: float) -> float:
+        """Report what piled up and refill the free slots; returns seconds until it wants to run
+        again (news in the inbox wakes it sooner)."""
+        while len(self._batch) < BATCH_MAX:
+            try:
+                self._note(self.inbox.get_nowait())
+            except queue.Empty:
+                break
+        items = [(r, o) for e, o in self._batch if (r := self.slots.held(e.task_id, e.token)) is not None]
+        wanted = 0 if self.stopping.is_set() else self.slots.free(freed=len(items))
+        if not items and not wanted:
+            self._batch.clear()  # outcomes of attempts no longer held (stopped, lease lost)
+            self.ended = self._stop_seen and self.inbox.empty()
+            return IDLE
+        reports = [_report(running, outcome) for running, outcome in items]
+        order = self.plan.order() if wanted else []
+        try:
+            results, found, leased_at = self._send(reports, order, wanted)
+        except REDIS_ERRORS as exc:
+            if self.burst and not reports:
+                self.failure = describe(exc)
+                self.stopping.set()
+                return IDLE
+            if self._stop_seen:  # the worker is gone: the leases bring these tasks back
+                self.ended = True
+            return self.outage.failed("reporter", exc)  # the batch is kept for the next tick
+        self.outage.ok("reporter")
+        self._batch = []
+        for (running, outcome), report, result in zip(items, reports, results, strict=True):
+            self.on_result(running, outcome, report, result)
+        jobs = _tasks(found)
+        runs = [self.prepare(job, leased_at) for job in jobs]
+        self.slots.take(runs, reported=[running for running, _ in items])
+        self.launch(runs)
+        buried = len(found) - len(jobs)
+        if wanted and len(found) < wanted:
+            self.idle.set()  # the queues ran dry: the waiter watches for new tasks
+        return 0.0 if buried or self._stop_seen else IDLE  # behind buried entries more may wait
+
+    def _send(
+        self, reports: list[Ack | Failure], order: list[str], wanted: int
+    ) -> tuple[list[bool | str], list[Fetched | Malformed], float]:
+        """One round trip for the reports and the first queue's fetch; then the next queues of the
+        plan, while slots are left. Returns the results, what was fetched and when the first lease
+        began (monotonic, counted from before the request)."""
+        self.idle.clear()
+        leased_at = time.monotonic()
+        first = order[0] if order else None
+        results, found = self.broker.report_and_fetch(reports, first, wanted, self.lease, self.worker_id)
+        for name in order[1:]:
+            if len(found) >= wanted:
+                break
+            found += self.broker.fetch_many(name, wanted - len(found), self.lease, self.worker_id)
+        return results, found, leased_at
+
+
+def _report(running: Running, outcome: Outcome) -> Ack | Failure:
+    job, options = running.job, running.options
+    decision: Decision = decide(outcome, job.record.attempts, options)
+    if decision.verdict is Verdict.ACK:
+        return Ack(job, outcome.result_json, options.result_ttl)
+    error = outcome.error or {"type": "Error", "message": "", "traceback": ""}
+    return Failure(job, error, decision.verdict is Verdict.DEAD, decision.delay, options.max_retries)
+
+
+def _tasks(found: list[Fetched | Malformed]) -> list[Fetched]:
+    """The tasks among fetched entries; logs the malformed ones fetch moved to the dead letters."""
+    jobs: list[Fetched] = []
+    for got in found:
+        if isinstance(got, Malformed):
+            log.error(
+                "queue %s: malformed message moved to the dead-letter queue as %s", got.queue, got.dead_id
+            )
+        else:
+            jobs.append(got)
+    return jobs
+
+
+def log_outcome(running: Running, outcome: Outcome, report: Ack | Failure, result: bool | str | None) -> None:
+    """One line per reported attempt (a lost lease, a failure; a success at INFO)."""
+    if result and isinstance(report, Ack) and not log.isEnabledFor(logging.INFO):
+        return
+    job = running.job
+    name, attempt = job.record.name, job.record.attempts
+    fields: dict[str, object] = {
+        "task_id": job.id,
+        "task": name,
+        "queue": job.queue,
+        "attempt": attempt,
+        "duration": round(time.monotonic() - running.started, 6),
+    }
+    if not result:
+        log.warning(
+            "task %s: outcome not recorded: its lease was lost",
+            job.id,
+            extra={"fields": {**fields, "event": "lease_lost"}},
+        )
+    elif isinstance(report, Ack):
+        log.info(
+            "task %s %s attempt %s: done in %.3fs",
+            job.id,
+            name,
+            attempt,
+            fields["duration"],
+            extra={"fields": {**fields, "event": "done"}},
+        )
+    else:
+        _log_failure(report, result, fields)
+
+
+def _log_failure(report: Failure, result: bool | str, fields: dict[str, object]) -> None:
+    then = "dead" if result == TaskState.DEAD else f"retry in {report.delay:.1f}s"
+    message = report.error.get("message") or ""
+    first_line = message.splitlines()[:1]
+    log.warning(
+        "task %s %s attempt %s: %s: %s (%s)",
+        fields["task_id"],
+        fields["task"],
+        fields["attempt"],
+        report.error.get("type"),
+        first_line[0] if first_line else "",
+        then,
+        extra={
+            "fields": {
+                **fields,
+                "event": "failed",
+                "error": report.error.get("type"),
+                "message": message,
+                "then": result,
+            }
+        },
+    )
