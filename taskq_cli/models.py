@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import random
 from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import StrEnum
@@ -87,12 +86,6 @@ def _loads_or_text(text: str | None) -> Any:
         return text
 
 
-def backoff_delay(attempt: int, base: float, cap: float, rng: random.Random | None = None) -> float:
-    """Seconds before retry `attempt` (1-based): uniform in [d/2, d], d = min(cap, base*2**(n-1))."""
-    d = min(cap, base * 2 ** (max(attempt, 1) - 1))
-    return (rng or random).uniform(d / 2, d)
-
-
 @dataclass(frozen=True)
 class Options:
     """The options one attempt runs under: enqueue values, else the decorator's, else defaults."""
@@ -172,18 +165,20 @@ class Verdict(StrEnum):
 @dataclass(frozen=True)
 class Decision:
     verdict: Verdict
-    delay: float = 0.0  # seconds before the next attempt (RETRY only)
+    delay: float | None = None  # RETRY: seconds before the next attempt; None = the retry backoff,
+    # drawn by the protocol (lua/_lib.lua backoff_ms: the formula's one home, recovery uses it too)
 
 
-def decide(outcome: Outcome, attempts: int, options: Options, rng: random.Random | None = None) -> Decision:
+def decide(outcome: Outcome, attempts: int, options: Options) -> Decision:
     """What becomes of a task after attempt number `attempts` ended with `outcome` (SPEC, "Delivery
     and retries"): a success is acked; `Fail` (and an invalid payload) is dead at once; any other
     failure is retried while attempts remain (`max_retries` + 1 executions in all), after the delay
-    the handler asked for (`Retry(delay=...)`, used as given) or else the jittered backoff."""
+    the handler asked for (`Retry(delay=...)`, used as given) or else the jittered backoff
+    (Decision.delay None), which the protocol draws."""
     if outcome.kind is OutcomeKind.SUCCESS:
         return Decision(Verdict.ACK)
     if outcome.kind is OutcomeKind.FAIL or attempts >= options.max_retries + 1:
         return Decision(Verdict.DEAD)
     if outcome.delay is not None:
         return Decision(Verdict.RETRY, outcome.delay)
-    return Decision(Verdict.RETRY, backoff_delay(attempts, options.backoff_base, options.backoff_max, rng))
+    return Decision(Verdict.RETRY)

@@ -9,7 +9,7 @@ import pytest
 
 from taskq_cli import TaskQueue, UsageError, ValidationFailed
 from taskq_cli.config import RetryDefaults
-from taskq_cli.models import Options, Task, backoff_delay
+from taskq_cli.models import Options, Task
 from taskq_cli.producer import EnqueueRequest, parse_json_lines, prepare
 from taskq_cli.timeparse import iso_ms, parse_datetime, parse_duration
 from taskq_cli.worker import QueuePlan
@@ -54,16 +54,6 @@ def test_datetimes_with_zone_and_without_are_understood() -> None:
 def test_json_timestamps_are_utc_with_milliseconds() -> None:
     assert iso_ms(1_795_888_800_123) == "2026-11-28T18:00:00.123Z"
     assert iso_ms(None) is None
-
-
-def test_backoff_stays_in_half_to_full_of_the_capped_exponential() -> None:
-    rng = random.Random(7)
-    for attempt in range(1, 20):
-        d = min(3600.0, 5.0 * 2 ** (attempt - 1))
-        samples = [backoff_delay(attempt, 5.0, 3600.0, rng) for _ in range(200)]
-        assert all(d / 2 <= s <= d for s in samples)
-        assert max(samples) - min(samples) > d / 4, "jitter is present"
-    assert backoff_delay(40, 5.0, 3600.0) <= 3600.0
 
 
 def test_options_prefer_enqueue_then_decorator_then_defaults() -> None:

@@ -23,6 +23,7 @@ from taskq_cli.protocol.types import (
     Ack,
     BrokerSettings,
     EnqueueResult,
+    FailState,
     Failure,
     Fetched,
     Malformed,
@@ -191,7 +192,7 @@ class Broker(Reads):
             args = self._fetch_args(lease, worker_id, queue, tokens)
             self._scripts["fetch"].queue(pipe, self.keys(queue).script_keys(), args)
         replies = execute_with_scripts(pipe, self.client)
-        results = _decode_reports(len(reports), calls, replies[: len(calls)])
+        results = _decode_reports(reports, calls, replies[: len(calls)])
         if queue is None or not tokens:
             return results, []
         return results, _decode_fetch(queue, replies[-1], tokens)
@@ -236,17 +237,27 @@ class Broker(Reads):
         return bool(self.report([Ack(job, result_json, result_ttl)])[0])
 
     def fail(
-        self, job: Fetched, error: dict[str, str], *, final: bool, delay: float, max_retries: int
-    ) -> str:
-        """Report a failed attempt; returns the new state, or '' when the lease was lost."""
-        return str(self.report([Failure(job, error, final, delay, max_retries)])[0])
+        self,
+        job: Fetched,
+        error: dict[str, str],
+        *,
+        final: bool,
+        delay: float | None,
+        max_retries: int,
+        backoff: tuple[float, float] = (0.0, 0.0),
+    ) -> FailState:
+        """Report a failed attempt; returns the new state, or '' when the lease was lost. `delay`
+        None: after the backoff (base, max) the protocol draws."""
+        answer = self.report([Failure(job, error, final, delay, max_retries, *backoff)])[0]
+        assert isinstance(answer, FailState)
+        return answer
 
     def report(self, reports: Sequence[Ack | Failure]) -> list[bool | str]:
         """Outcomes of attempts, in one round trip. Per report: an Ack answers True (False when the
         lease was lost), a Failure the new state ('scheduled' or 'dead'; '' when the lease was lost)."""
         pipe = self.client.pipeline(transaction=False)
         calls = self._queue_reports(pipe, reports)
-        return _decode_reports(len(reports), calls, execute_with_scripts(pipe, self.client))
+        return _decode_reports(reports, calls, execute_with_scripts(pipe, self.client))
 
     def _queue_reports(self, pipe: Any, reports: Sequence[Ack | Failure]) -> list[list[int]]:
         """Queue one `ack` call per queue for all its acks and one `fail` call per failure; returns
@@ -267,9 +278,12 @@ class Broker(Reads):
                 job.token,
                 json.dumps(item.error),
                 "dead" if item.final else "retry",
-                int(item.delay * 1000),
+                "" if item.delay is None else int(item.delay * 1000),
                 item.max_retries,
                 *self._dead_limits,
+                int(item.backoff_base * 1000),
+                int(item.backoff_max * 1000),
+                random.random(),
             ]
             self._scripts["fail"].queue(pipe, self.keys(job.queue).script_keys(), fail_args)
             calls.append([index])
@@ -417,16 +431,23 @@ def _decode_fetch(queue: str, reply: list[Any], tokens: list[str]) -> list[Fetch
     return found
 
 
-def _decode_reports(count: int, calls: list[list[int]], replies: list[Any]) -> list[bool | str]:
-    """Per report: ack.lua's 1|0 as a bool, fail.lua's new state as a string."""
-    results: list[bool | str] = [""] * count
+def _decode_reports(
+    reports: Sequence[Ack | Failure], calls: list[list[int]], replies: list[Any]
+) -> list[bool | str]:
+    """Per report: ack.lua's 1|0 as a bool, fail.lua's {state, delay_ms} as a FailState."""
+    results: list[bool | str] = [""] * len(reports)
     for indexes, reply in zip(calls, replies, strict=True):
-        if isinstance(reply, list):
-            for index, one in zip(indexes, reply, strict=True):
-                results[index] = one == 1
-        else:
-            results[indexes[0]] = str(reply)
+        if isinstance(reports[indexes[0]], Failure):
+            state, delay_ms = _text(reply[0]), int(reply[1])
+            results[indexes[0]] = FailState(state, delay_ms / 1000 if state == "scheduled" else None)
+            continue
+        for index, one in zip(indexes, reply, strict=True):
+            results[index] = one == 1
     return results
+
+
+def _text(value: str | bytes) -> str:
+    return value.decode() if isinstance(value, bytes) else value
 
 
 def new_id() -> str:

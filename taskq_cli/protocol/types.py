@@ -105,13 +105,29 @@ class Ack:
 
 @dataclass(frozen=True)
 class Failure:
-    """Report: the attempt failed; `final` buries it, otherwise retry after `delay` if attempts remain."""
+    """Report: the attempt failed; `final` buries it, otherwise retry if attempts remain, after `delay`
+    seconds or, when it is None, after the retry backoff of `backoff_base`/`backoff_max`, which the
+    protocol draws (lua/_lib.lua `backoff_ms`: the one formula, also used to recover lost attempts)."""
 
     job: Fetched
     error: dict[str, str]
     final: bool
-    delay: float
+    delay: float | None
     max_retries: int
+    backoff_base: float = 0.0
+    backoff_max: float = 0.0
+
+
+class FailState(str):
+    """What fail.lua answers: the task's new state ('scheduled', 'dead'; '' when the lease was lost),
+    a str that compares as one, with `retry_in`: seconds until the retry when it is 'scheduled'."""
+
+    retry_in: float | None
+
+    def __new__(cls, state: str, retry_in: float | None = None) -> FailState:
+        made = super().__new__(cls, state)
+        made.retry_in = retry_in
+        return made
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,7 @@ from typing import Final
 
 from taskq_cli.models import Decision, Outcome, Verdict, decide
 from taskq_cli.outage import REDIS_ERRORS, Outage, describe
-from taskq_cli.protocol import Ack, Failure, Fetched, Malformed
+from taskq_cli.protocol import Ack, FailState, Failure, Fetched, Malformed
 from taskq_cli.runner import Execution
 from taskq_cli.states import TaskState
 from taskq_cli.worker.broker import WorkerBroker
@@ -155,7 +155,15 @@ def _report(running: Running, outcome: Outcome) -> Ack | Failure:
     if decision.verdict is Verdict.ACK:
         return Ack(job, outcome.result_json, options.result_ttl)
     error = outcome.error or {"type": "Error", "message": "", "traceback": ""}
-    return Failure(job, error, decision.verdict is Verdict.DEAD, decision.delay, options.max_retries)
+    return Failure(
+        job,
+        error,
+        decision.verdict is Verdict.DEAD,
+        decision.delay,
+        options.max_retries,
+        options.backoff_base,
+        options.backoff_max,
+    )
 
 
 def _tasks(found: list[Fetched | Malformed]) -> list[Fetched]:
@@ -204,7 +212,8 @@ def log_outcome(running: Running, outcome: Outcome, report: Ack | Failure, resul
 
 
 def _log_failure(report: Failure, result: bool | str, fields: dict[str, object]) -> None:
-    then = "dead" if result == TaskState.DEAD else f"retry in {report.delay:.1f}s"
+    retry_in = result.retry_in if isinstance(result, FailState) else None
+    then = "dead" if result == TaskState.DEAD else f"retry in {retry_in or 0:.1f}s"
     message = report.error.get("message") or ""
     first_line = message.splitlines()[:1]
     log.warning(

@@ -30,12 +30,11 @@ from taskq_cli.errors import UsageError
 from taskq_cli.models import Options, Outcome
 from taskq_cli.outage import REDIS_ERRORS, Outage, describe
 from taskq_cli.pool import POOL_KINDS, Pool, make_pool
-from taskq_cli.protocol import Ack, Failure, Fetched
+from taskq_cli.protocol import Ack, FailState, Failure, Fetched
 from taskq_cli.protocol.record import TaskMeta
 from taskq_cli.runner import Execution
 from taskq_cli.runtime import Runtimes
 from taskq_cli.scheduler import CronRunner, Maintenance
-from taskq_cli.states import TaskState
 from taskq_cli.stopsignals import StopSignals
 from taskq_cli.worker.broker import WorkerBroker
 from taskq_cli.worker.leases import LeaseGuard, LeaseKeeper, describe_worker
@@ -251,8 +250,8 @@ class Worker:
         self, running: Running, outcome: Outcome, report: Ack | Failure, result: bool | str
     ) -> None:
         self._log_outcome(running, outcome, report, result)
-        if isinstance(report, Failure) and result == TaskState.SCHEDULED:
-            self.poke_maintenance(report.delay)
+        if isinstance(result, FailState) and result.retry_in is not None:
+            self.poke_maintenance(result.retry_in)
 
     _log_outcome = staticmethod(log_outcome)  # an attribute: tests slow it down
 
