@@ -26,7 +26,7 @@ QUEUE_BEHIND = 0.02  # seconds a task may have run and still get one queued behi
 AHEAD_PAYLOAD = 16 * 1024  # larger payloads go to idle children only
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: its __init__ would cost a microsecond per child and placement
 class ChildState:
     """One child as placement sees it, at one moment."""
 
