@@ -1,9 +1,13 @@
 """Where tasks run. A worker submits Executions to a pool; the pool runs them and hands each Outcome to
 the worker's callback. Three pools:
 
-- `processes` (default, prefork.py): supervised child processes; hard timeouts, crash isolation.
+- `processes` (default, prefork/): supervised child processes; hard timeouts, crash isolation.
 - `threads`: threads of the worker process; cheapest for I/O-bound sync handlers, no hard timeout.
 - `asyncio`: one event loop running many `async def` handlers at once (sync ones go to threads).
+
+Each pool records every outcome's run time in its `runtimes` before the callback hears of it: the one
+record of run times (the worker's prefetch reads the overall average, the process pool's placement
+the average per task name).
 """
 
 from __future__ import annotations
@@ -18,12 +22,15 @@ from typing import Protocol
 from taskq_cli.models import Outcome
 from taskq_cli.registry import TaskDef
 from taskq_cli.runner import Execution, TaskTimeout, call_here, outcome_of, run_task, run_task_async
+from taskq_cli.runtime import Runtimes
 
 OnDone = Callable[[Execution, Outcome], None]
 POOL_KINDS = ("processes", "threads", "asyncio")
 
 
 class Pool(Protocol):
+    runtimes: Runtimes  # every outcome's run time, recorded before `on_done` is called
+
     def start(self, on_done: OnDone) -> None:
         """Get ready; `on_done` is called once per execution that was not aborted."""
 
@@ -53,6 +60,7 @@ class ThreadPool:
         self._on_done: OnDone | None = None
         self._closed = threading.Event()
         self._threads = 0
+        self.runtimes = Runtimes()
 
     def start(self, on_done: OnDone) -> None:
         self._on_done = on_done
@@ -94,6 +102,7 @@ class ThreadPool:
                 abandoned = execution.token in self._dropped
             if abandoned:
                 return  # this thread was replaced when its task timed out or was aborted
+            self.runtimes.record(known_name(self.registry, execution.name), outcome.runtime)
             if self._on_done is not None:
                 self._on_done(execution, outcome)
 
@@ -108,10 +117,10 @@ class ThreadPool:
                     self._executing.discard(execution.token)
             for execution in late:
                 self._add_thread()
+                outcome = outcome_of(TaskTimeout(f"timed out after {execution.timeout:g}s"))
+                self.runtimes.record(None, outcome.runtime)  # not measured: no guess for its name
                 if self._on_done is not None:
-                    self._on_done(
-                        execution, outcome_of(TaskTimeout(f"timed out after {execution.timeout:g}s"))
-                    )
+                    self._on_done(execution, outcome)
 
 
 class AsyncPool:
@@ -123,6 +132,7 @@ class AsyncPool:
         self._slots = asyncio.Semaphore(size)  # submissions beyond `size` wait their turn
         self._running: dict[str, asyncio.Task[None]] = {}
         self._on_done: OnDone | None = None
+        self.runtimes = Runtimes()
         self._thread = threading.Thread(target=self._loop.run_forever, name="taskq-asyncio", daemon=True)
 
     def start(self, on_done: OnDone) -> None:
@@ -155,8 +165,17 @@ class AsyncPool:
     async def _run(self, execution: Execution) -> None:
         async with self._slots:
             outcome = await run_task_async(self.registry.get(execution.name), execution)
-        if self._running.pop(execution.token, None) is not None and self._on_done is not None:
+        if self._running.pop(execution.token, None) is None:
+            return  # aborted
+        self.runtimes.record(known_name(self.registry, execution.name), outcome.runtime)
+        if self._on_done is not None:
             self._on_done(execution, outcome)
+
+
+def known_name(registry: Mapping[str, TaskDef], name: str) -> str | None:
+    """The name to record a run time under: None for a name no handler has (names come from Redis,
+    and per-name averages are for our tasks only)."""
+    return name if name in registry else None
 
 
 async def _call(fn: Callable[[], None]) -> None:

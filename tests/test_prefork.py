@@ -27,7 +27,8 @@ from hypothesis import strategies as st
 
 from taskq_cli import TaskQueue, prefork
 from taskq_cli.models import Outcome, OutcomeKind
-from taskq_cli.prefork import KILL_AFTER, ProcessPool
+from taskq_cli.prefork import KILL_AFTER, ProcessPool, placement
+from taskq_cli.prefork import child as child_side
 from taskq_cli.runner import Execution
 
 SLACK = 1.0  # seconds allowed on top of a deadline on a loaded machine
@@ -122,9 +123,9 @@ def running_pool(
 ) -> Iterator[tuple[ProcessPool, Collector]]:
     """A started pool whose children queue several executions (and, with `flush_after`, hold their
     outcomes back that long); closed, with no child left, after."""
-    saved = prefork.PACK_BUDGET, prefork.FLUSH_AFTER
-    prefork.PACK_BUDGET = 60.0
-    prefork.FLUSH_AFTER = flush_after or prefork.FLUSH_AFTER  # children are forked with it
+    saved = placement.PACK_BUDGET, child_side.FLUSH_AFTER
+    placement.PACK_BUDGET = 60.0
+    child_side.FLUSH_AFTER = flush_after or child_side.FLUSH_AFTER  # children are forked with it
     pool = ProcessPool(size, app.registry, None, **options)
     got = Collector()
     pool.start(got)
@@ -136,7 +137,7 @@ def running_pool(
     finally:
         seen.update(pool.pids())
         pool.close()
-        prefork.PACK_BUDGET, prefork.FLUSH_AFTER = saved
+        placement.PACK_BUDGET, child_side.FLUSH_AFTER = saved
     assert not [pid for pid in seen if alive(pid)], "children outlived the pool"
 
 
@@ -351,9 +352,9 @@ def test_under_a_random_mix_every_execution_gets_exactly_one_outcome_or_none_onc
 
 @pytest.fixture(autouse=True)
 def _no_setting_leaks() -> Iterator[None]:
-    saved = prefork.PACK_BUDGET, prefork.FLUSH_AFTER
+    saved = placement.PACK_BUDGET, child_side.FLUSH_AFTER
     yield
-    assert saved == (prefork.PACK_BUDGET, prefork.FLUSH_AFTER)
+    assert saved == (placement.PACK_BUDGET, child_side.FLUSH_AFTER)
 
 
 def test_a_child_that_cannot_be_replaced_leaves_the_supervisor_alive_it_tries_again_and_serves_on(

@@ -1,14 +1,9 @@
-"""The process pool: supervised child processes that each run one task at a time.
+"""The process pool's supervisor: a thread of the worker that keeps `size` child processes (child.py),
+hands them Executions (where: placement.py), and turns what they send back (wire.py) into Outcomes.
 
-The supervisor (a thread of the worker) sends Executions to the children over a pipe and waits on every
-child's pipe and process sentinel at once. A busy child is sent its next executions behind the running
-one (up to AHEAD, several per message), so it goes from one task to the next without waiting for the
-supervisor. A child writes each outcome to an outcome pipe the moment its task returns, so a later
-crash cannot lose it, but wakes the supervisor to read them (a doorbell) only when it runs out of work
-or would otherwise hold an outcome back longer than FLUSH_AFTER: one wake-up per batch, not per task.
-Each child also shows in shared memory which execution it runs and since when.
-
-So the supervisor knows which child holds which executions and which one is running:
+It waits on every child's pipe and process sentinel at once. A busy child is sent its next executions
+behind the running one (several per message), so it goes from one task to the next without waiting
+for the supervisor. So the supervisor knows which child holds which executions and which one runs:
 - a child that dies (segfault, os._exit, OOM kill) fails the execution it was running at once and is
   replaced; what it held but had not started goes to another child;
 - a task past its timeout first gets TaskTimeout raised inside it (SIGALRM in the child), and if it
@@ -16,12 +11,9 @@ So the supervisor knows which child holds which executions and which one is runn
 - an aborted execution is skipped by its child if it has not started, else its child is SIGKILLed;
 - children die with the supervisor (PR_SET_PDEATHSIG, and a watcher thread as a fallback), leaving no
   orphans; their tasks come back through lease expiry.
-Executions queued in a child wait for the task it runs, so the supervisor queues them only where the
-wait is short: tiny tasks go to a child that is awake if what it holds is expected to take under
-PACK_BUDGET in all (each task name's recent run time is the guess), else to an idle child, else one
-behind a task that began under QUEUE_BEHIND ago (the worker holds more than one task per slot only
-while tasks are short).
-Children never talk to Redis: the worker batches their outcomes into pipelined reports.
+Every outcome's run time goes to `runtimes` before the worker hears of it: placement reads it per
+task name, the worker's prefetch overall. Children never talk to Redis: the worker batches their
+outcomes into pipelined reports.
 """
 
 from __future__ import annotations
@@ -29,10 +21,8 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import logging
-import marshal
 import multiprocessing
 import os
-import select
 import selectors
 import signal
 import threading
@@ -45,35 +35,26 @@ from multiprocessing.process import BaseProcess
 from typing import Any
 
 from taskq_cli.models import Outcome, OutcomeKind
+from taskq_cli.pool import OnDone, known_name
+from taskq_cli.prefork import wire
+from taskq_cli.prefork.child import child_main
+from taskq_cli.prefork.placement import ChildState, place
+from taskq_cli.prefork.wire import BEGAN, CLAIMED, Record
 from taskq_cli.registry import TaskDef
-from taskq_cli.runner import Execution, call_with_alarm, run_task
+from taskq_cli.runner import Execution
+from taskq_cli.runtime import Runtimes
 
 log = logging.getLogger("taskq.pool")
 
 KILL_AFTER = 1.0  # seconds between the soft timeout and the hard kill
 SUPERVISOR_TICK = 0.05
-AHEAD = 4  # executions a child may hold behind its running one (tiny tasks; else 1)
-PACK_BUDGET = 0.0005  # seconds of expected work that may wait in one child rather than wake another
-QUEUE_BEHIND = 0.02  # seconds a task may have run and still get one queued behind it
-AHEAD_PAYLOAD = 16 * 1024  # larger payloads go to idle children only: a busy child's pipe stays small
-FLUSH_AFTER = 0.002  # seconds a child may hold a finished outcome back while it runs more
-FLUSH_COUNT = 16  # outcomes a child may hold back
-PIPE_ROOM = 16 * 1024  # bytes a child writes to its outcome pipe before ringing (the pipe holds 64 KB)
-
-RUN, DROP = 0, 1  # kinds of message to a child; an empty message asks it to stop
-CLAIMED, BEGAN = 0, 1  # a child's shared progress: the number of the execution it took last, and
-# when that one began to run (0.0 while it runs nothing); executions are numbered from 1, in order sent
-
-Record = tuple[str, str, str | None, dict[str, str] | None, float | None, float, str | None]
-# (task id, outcome kind or "" for an execution skipped as aborted, result, error, delay, runtime,
-#  why the child retires after it or None)
 
 
 @dataclass(eq=False)
 class Child:
     process: BaseProcess
     conn: Connection  # executions and drops to the child; its doorbells back (raw frames)
-    outcomes: Connection  # the read end of its outcome pipe (read raw, see _ChildLoop.record)
+    outcomes: Connection  # the read end of its outcome pipe (read raw, see ChildLoop.record)
     progress: Any  # shared doubles, indexed by CLAIMED and BEGAN
     held: deque[Execution] = field(default_factory=deque)  # sent, outcome not received yet, in order
     received: int = 0  # outcomes received: held[0] is execution number received + 1
@@ -98,6 +79,16 @@ class Child:
         if began and 0 <= index < len(self.held):
             return self.held[index], began
         return None
+
+    def accepts(self, max_tasks: int | None) -> bool:
+        """Whether it takes more work (a child retiring after N tasks is sent exactly N)."""
+        return not self.retiring and (max_tasks is None or self.sent < max_tasks)
+
+    def running_for(self, now: float) -> float:
+        """How long its current task has run (0.0 when it runs none; approximate: it may have just
+        begun another)."""
+        began: float = self.progress[BEGAN]
+        return now - began if began else 0.0
 
 
 class ProcessPool:
@@ -127,9 +118,9 @@ class ProcessPool:
         self._lock = threading.Lock()
         self._backlog: deque[Execution] = deque()
         self._dropped: set[str] = set()
-        self._runtimes: dict[str, float] = {}  # task name -> recent run time (moving average)
+        self.runtimes = Runtimes()
         self._closing = threading.Event()
-        self._on_done: Any = None
+        self._on_done: OnDone | None = None
         self._selector = selectors.DefaultSelector()
         self._next_deadline_check = 0.0
         self._missing = 0  # children that died and could not be replaced yet
@@ -138,7 +129,7 @@ class ProcessPool:
 
     # -- Pool interface ---------------------------------------------------------------------
 
-    def start(self, on_done: Any) -> None:
+    def start(self, on_done: OnDone) -> None:
         self._on_done = on_done
         with self._lock:
             for _ in range(self.size):
@@ -170,7 +161,7 @@ class ProcessPool:
             children = list(self._children)
         for child in children:
             with contextlib.suppress(OSError):
-                child.conn.send_bytes(b"")
+                child.conn.send_bytes(wire.STOP)
         deadline = time.monotonic() + 3
         for child in children:
             child.process.join(max(deadline - time.monotonic(), 0))
@@ -190,62 +181,47 @@ class ProcessPool:
     def _assign(self) -> None:
         """Hand waiting executions out, each child's share in one message. Called on submit and
         whenever a child reports, so a busy child has its next task before it finishes this one."""
-        shares: dict[Child, list[Execution]] = {}
+        if not self._backlog:
+            return
         now = time.monotonic()
+        children = self._children
+        states = [self._state(child, now) for child in children]
+        shares: dict[Child, list[Execution]] = {}
         while self._backlog:
-            child = self._place(self._backlog[0], now)
-            if child is None:
+            execution = self._backlog[0]
+            expected = self.runtimes.of(execution.name)
+            index = place(states, expected, len(execution.payload_json))
+            if index is None:
                 break
-            execution = self._backlog.popleft()
+            self._backlog.popleft()
+            child = children[index]
             child.held.append(execution)
             child.sent += 1
+            states[index] = states[index].given(expected, child.accepts(self.max_tasks))
             shares.setdefault(child, []).append(execution)
         for child, executions in shares.items():
             with contextlib.suppress(OSError):  # it just died: its sentinel settles what it held
-                child.conn.send_bytes(marshal.dumps((RUN, [astuple_execution(e) for e in executions])))
+                child.conn.send_bytes(wire.run_message(executions))
 
-    def _place(self, execution: Execution, now: float) -> Child | None:
-        """The child to run this execution next, or None: it waits for one to report.
-        1. A busy child, if the work queued there, this one included, is expected to take under
-           PACK_BUDGET: a child that is awake runs tiny tasks back to back, and waking an idle
-           one costs more than such a task (a context switch, cold caches, one more doorbell).
-        2. An idle child.
-        3. One behind the running task of a child that holds nothing else, if that task began
-           under QUEUE_BEHIND ago, so that the child goes on without waiting for the supervisor.
-        A large payload goes to an idle child only: a busy child's pipe stays small, so sending
-        to it never blocks."""
-        queueable = len(execution.payload_json) <= AHEAD_PAYLOAD
-        packed = idle = behind = None
-        for child in self._children:
-            if child.retiring or (self.max_tasks is not None and child.sent >= self.max_tasks):
-                continue  # (a child retiring after N tasks is sent exactly N)
-            held = len(child.held)
-            if not held:
-                idle = idle or child
-            elif queueable and held <= AHEAD:
-                if (packed is None or held > len(packed.held)) and self._packable(child, execution, now):
-                    packed = child
-                if held == 1 and _running_for(child, now) < QUEUE_BEHIND:
-                    behind = behind or child
-        return packed or idle or behind
-
-    def _packable(self, child: Child, execution: Execution, now: float) -> bool:
-        if _running_for(child, now) >= PACK_BUDGET:
-            return False
+    def _state(self, child: Child, now: float) -> ChildState:
+        """The child as placement sees it: what it holds is expected to take the sum of each task
+        name's recent run time (None if one has none yet)."""
+        if not child.accepts(self.max_tasks):
+            return ChildState(accepts=False)
         expected = 0.0
-        for held in (*child.held, execution):
-            runtime = self._runtimes.get(held.name)
+        for execution in child.held:
+            runtime = self.runtimes.of(execution.name)
             if runtime is None:
-                return False
+                return ChildState(len(child.held), None, child.running_for(now))
             expected += runtime
-        return expected < PACK_BUDGET
+        return ChildState(len(child.held), expected, child.running_for(now))
 
     def _drop_from(self, child: Child, tokens: list[str]) -> None:
         """Aborted executions a child holds: it skips those it has not taken yet. The child marks
         an execution taken (CLAIMED) before it reads its pipe for drops, and we read CLAIMED after
         sending the drop: so either it sees the drop, or we see it took the execution and kill it."""
         with contextlib.suppress(OSError):
-            child.conn.send_bytes(marshal.dumps((DROP, tokens)))
+            child.conn.send_bytes(wire.drop_message(tokens))
         number, _ = child.claimed()
         index = number - child.received - 1
         if 0 <= index < len(child.held) and child.held[index].token in tokens:
@@ -315,15 +291,15 @@ class ProcessPool:
             data = os.read(child.conn.fileno(), 65536)
         except OSError:
             return  # the child died; its sentinel tells
-        messages, child.inbox = _frames(child.inbox + data)
-        self._settle(child, _records(child, messages))
+        doorbells, child.inbox = wire.unframe(child.inbox + data)
+        self._settle(child, _announced(child, doorbells))
 
     def _settle(self, child: Child, records: Iterable[Record]) -> None:
         """Match outcomes to the executions the child held (in the order sent) and deliver them."""
         done: list[tuple[Execution, Outcome]] = []
         with self._lock:
             for record in records:
-                task_id, kind, result_json, error, delay, runtime, retire = record
+                task_id, *_, retire = record
                 if not child.held or child.held[0].task_id != task_id:
                     log.error(
                         "child %s sent an outcome for task %s it does not hold", child.process.pid, task_id
@@ -334,17 +310,17 @@ class ProcessPool:
                 if retire:
                     child.retiring = True
                     log.info("recycling child %s: %s", child.process.pid, retire)
-                if kind:  # else it skipped the execution, aborted
-                    done.append((execution, Outcome(OutcomeKind(kind), result_json, error, delay, runtime)))
-                    self._learn(execution.name, runtime)
+                outcome = wire.record_outcome(record)
+                if outcome is not None:  # else it skipped the execution, aborted
+                    done.append((execution, outcome))
+                    self._learn(execution.name, outcome.runtime)
             self._assign()
         for execution, outcome in done:
             self._deliver(execution, outcome)
 
     def _learn(self, name: str, runtime: float) -> None:
-        if name in self.registry:  # names from Redis are not ours to count
-            last = self._runtimes.get(name, runtime)
-            self._runtimes[name] = last + (runtime - last) * 0.2
+        """A run time measured in a child (placement's guess for the next of this name)."""
+        self.runtimes.record(known_name(self.registry, name), runtime)
 
     def _reap(self, child: Child) -> None:
         """A child exited: settle what it finished, fail the task it was running at once (no need
@@ -364,6 +340,7 @@ class ProcessPool:
         child.conn.close()
         child.outcomes.close()
         if failed is not None:
+            self.runtimes.record(None, failed[1].runtime)  # not measured: no per-name guess from it
             self._deliver(*failed)
 
     def _replace(self) -> None:
@@ -436,79 +413,24 @@ class ProcessPool:
     def _deliver(self, execution: Execution, outcome: Outcome) -> None:
         if execution.token in self._dropped:
             return
-        self._on_done(execution, outcome)
+        if self._on_done is not None:
+            self._on_done(execution, outcome)
 
 
-def _running_for(child: Child, now: float) -> float:
-    """How long the child's current task has run (0.0 when it runs none; approximate: it may
-    have just begun another)."""
-    began: float = child.progress[BEGAN]
-    return now - began if began else 0.0
-
-
-def _frames(data: bytes) -> tuple[list[Any], bytes]:
-    """The messages in `data` (each a 4-byte length, then marshal), and what is left of an
-    incomplete last one."""
-    messages, offset = [], 0
-    while offset + 4 <= len(data):
-        end = offset + 4 + int.from_bytes(data[offset : offset + 4], "little")
-        if end > len(data):
-            break
-        messages.append(marshal.loads(data[offset + 4 : end]))
-        offset = end
-    return messages, data[offset:]
-
-
-def _frame(data: bytes) -> bytes:
-    return len(data).to_bytes(4, "little") + data
-
-
-def _records(child: Child, doorbells: list[int | Record]) -> list[Record]:
-    """The outcomes doorbells announce, in order: a number of bytes of them in the outcome pipe
-    (written before the doorbell, so reading them never waits), or one record sent inline (too
-    large for the pipe)."""
-    records: list[Record] = []
-    announced = 0
-    for doorbell in [*doorbells, None]:
-        if isinstance(doorbell, int):
-            announced += doorbell
-            continue
-        if announced:
-            records += _frames(_read(child.outcomes.fileno(), announced))[0]
-            announced = 0
-        if doorbell is not None:
-            records.append(doorbell)
-    return records
-
-
-def _read(fd: int, size: int) -> bytes:
-    chunks = []
-    while size > 0 and (chunk := os.read(fd, size)):
-        chunks.append(chunk)
-        size -= len(chunk)
-    return b"".join(chunks)
-
-
-def _read_all(fd: int) -> bytes:
-    """What a dead process left in a pipe (no wait: another holder of its write end cannot hang us)."""
-    chunks = []
-    while select.select([fd], [], [], 0)[0] and (chunk := os.read(fd, 65536)):
-        chunks.append(chunk)
-    return b"".join(chunks)
+def _announced(child: Child, doorbells: list[int | Record]) -> list[Record]:
+    """The records a child's doorbells announce (read from its outcome pipe, or inline)."""
+    fd = child.outcomes.fileno()
+    return wire.announced_records(doorbells, lambda size: wire.read_exactly(fd, size))
 
 
 def _last_records(child: Child) -> list[Record]:
     """Everything a dead child sent: its last doorbells, then what it wrote to the outcome pipe
     without ringing (finished outcomes are never lost; a record cut short by the kill is dropped)."""
     with contextlib.suppress(OSError):
-        doorbells, child.inbox = _frames(child.inbox + _read_all(child.conn.fileno()))
-        return _records(child, doorbells) + _frames(_read_all(child.outcomes.fileno()))[0]
+        doorbells, child.inbox = wire.unframe(child.inbox + wire.read_available(child.conn.fileno()))
+        announced = _announced(child, doorbells)  # first: they are the start of the outcome pipe
+        return announced + wire.unframe(wire.read_available(child.outcomes.fileno()))[0]
     return []
-
-
-def astuple_execution(e: Execution) -> tuple[str, str, str, int, int, str, float | None, str]:
-    """The Execution as a plain tuple (marshal is the cheapest codec for it; order = fields)."""
-    return (e.task_id, e.name, e.queue, e.attempt, e.max_retries, e.payload_json, e.timeout, e.token)
 
 
 def _start_forkserver() -> None:
@@ -532,190 +454,3 @@ def _kill(process: BaseProcess) -> None:
     with contextlib.suppress(ProcessLookupError, OSError):
         if process.pid is not None:
             os.kill(process.pid, signal.SIGKILL)
-
-
-# -- the child side -------------------------------------------------------------------------------
-
-
-def child_main(
-    conn: Connection,
-    outcomes: Connection,
-    progress: Any,
-    app_spec: str | None,
-    registry: Mapping[str, TaskDef] | None,
-    supervisor_pid: int,
-    max_tasks: int | None,
-    max_memory_mb: int | None,
-) -> None:
-    """Run Executions from the pipe, one at a time, until told to stop or the supervisor is gone."""
-    _die_with_supervisor(supervisor_pid)
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C and service managers signal the whole
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)  # group: the supervisor decides what stops
-    if registry is None:
-        from taskq_cli.registry import load_app
-
-        assert app_spec is not None
-        registry = load_app(app_spec).registry
-    _ChildLoop(conn, outcomes, progress, registry, max_tasks, max_memory_mb).serve()
-
-
-class _ChildLoop:
-    def __init__(
-        self,
-        conn: Connection,
-        outcomes: Connection,
-        progress: Any,
-        registry: Mapping[str, TaskDef],
-        max_tasks: int | None,
-        max_memory_mb: int | None,
-    ) -> None:
-        self.conn, self.outcomes_fd, self.progress = conn, outcomes.fileno(), progress
-        self.doorbell_fd = conn.fileno()  # raw frames to the supervisor (see ProcessPool._receive)
-        self._outcomes = outcomes  # keeps the fd open
-        self.registry, self.max_tasks, self.max_memory_mb = registry, max_tasks, max_memory_mb
-        self.queue: deque[Execution] = deque()
-        self.dropped: set[str] = set()
-        self.taken = 0
-        self.unsent_bytes = self.unsent_count = 0  # written to the outcome pipe since the last doorbell
-        self.oldest_unsent = 0.0
-        self.last_runtime = 0.0
-        self.poller = select.poll()
-        self.poller.register(conn.fileno(), select.POLLIN)
-
-    def serve(self) -> None:
-        while True:
-            if not self.queue:
-                self.ring()  # about to wait: the supervisor gets everything first
-                self.dropped.clear()  # nothing held any more
-                if not self.receive(block=True):
-                    return
-            execution = self.queue.popleft()
-            self.taken += 1
-            self.progress[CLAIMED] = self.taken  # before reading drops: see ProcessPool._drop_from
-            if not self.receive(block=False):
-                return
-            if self.handle(execution):
-                self.ring()
-                return
-
-    def receive(self, block: bool) -> bool:
-        """Take what the supervisor sent (wait for a message if `block`); False: stop now."""
-        while block or self.poller.poll(0):
-            block = False
-            try:
-                message = self.conn.recv_bytes()
-            except (EOFError, OSError):
-                return False
-            if not message:  # the supervisor asks us to stop
-                return False
-            kind, body = marshal.loads(message)
-            if kind == RUN:
-                self.queue.extend(Execution(*fields) for fields in body)
-            else:
-                self.dropped.update(body)
-        return True
-
-    def handle(self, execution: Execution) -> str | None:
-        """Run it (or skip it, aborted) and record its outcome; returns why this child retires."""
-        if execution.token in self.dropped:
-            self.dropped.discard(execution.token)
-            # it counts as taken: the supervisor sends a child exactly max_tasks executions
-            retire = _retire_reason(self.taken, self.max_tasks, self.max_memory_mb)
-            self.record((execution.task_id, "", None, None, None, 0.0, retire))
-            return retire
-        if self.unsent_count and self.should_ring_before_running():
-            self.ring()
-        self.progress[BEGAN] = time.monotonic()
-        outcome = run_task(self.registry.get(execution.name), execution, call=call_with_alarm)
-        self.last_runtime = outcome.runtime
-        retire = _retire_reason(self.taken, self.max_tasks, self.max_memory_mb)
-        self.record(
-            (
-                execution.task_id,
-                outcome.kind.value,
-                outcome.result_json,
-                outcome.error,
-                outcome.delay,
-                outcome.runtime,
-                retire,
-            )
-        )
-        self.progress[BEGAN] = 0.0  # after the record: a kill before this still finds the outcome
-        return retire
-
-    def should_ring_before_running(self) -> bool:
-        """Outcomes held back while the next task runs keep their slots busy: hold them only a
-        little (the last task's run time predicts this one's)."""
-        held_for = time.monotonic() - self.oldest_unsent + self.last_runtime
-        return self.unsent_count >= FLUSH_COUNT or held_for >= FLUSH_AFTER
-
-    def record(self, record: Record) -> None:
-        """Write an outcome where a crash of this process cannot lose it: the outcome pipe, which the
-        supervisor reads when we ring; one too large for the pipe goes inline with a doorbell."""
-        data = _frame(marshal.dumps(record))
-        if self.unsent_bytes + len(data) > PIPE_ROOM:
-            self.ring()  # never leave more unannounced than the pipe holds: we would block forever
-        if len(data) > PIPE_ROOM:
-            _write(self.doorbell_fd, data)
-            return
-        _write(self.outcomes_fd, data)
-        if not self.unsent_count:
-            self.oldest_unsent = time.monotonic()
-        self.unsent_bytes += len(data)
-        self.unsent_count += 1
-
-    def ring(self) -> None:
-        """Tell the supervisor how many bytes of outcomes wait in the pipe."""
-        if self.unsent_count:
-            _write(self.doorbell_fd, _frame(marshal.dumps(self.unsent_bytes)))
-            self.unsent_bytes = self.unsent_count = 0
-
-
-def _write(fd: int, data: bytes) -> None:
-    view = memoryview(data)
-    while view:
-        view = view[os.write(fd, view) :]
-
-
-def _retire_reason(done: int, max_tasks: int | None, max_memory_mb: int | None) -> str | None:
-    if max_tasks is not None and done >= max_tasks:
-        return f"ran {done} tasks (--max-tasks-per-child)"
-    if max_memory_mb is not None:
-        rss = resident_memory_mb()
-        if rss is not None and rss > max_memory_mb:
-            return f"uses {rss:.0f} MB (--max-memory-per-child {max_memory_mb})"
-    return None
-
-
-def resident_memory_mb() -> float | None:
-    try:
-        with open("/proc/self/statm") as statm:
-            pages = int(statm.read().split()[1])
-    except (OSError, ValueError, IndexError):
-        return None
-    return pages * os.sysconf("SC_PAGE_SIZE") / 1024 / 1024
-
-
-def _die_with_supervisor(supervisor_pid: int) -> None:
-    with contextlib.suppress(OSError, AttributeError):
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG: die with our parent process
-    parent = os.getppid()
-
-    def watch() -> None:  # the fallback: our parent changed (we were orphaned) or it is gone
-        while True:
-            time.sleep(0.5)
-            if os.getppid() != parent or not _alive(supervisor_pid):
-                os._exit(1)
-
-    threading.Thread(target=watch, name="taskq-watch-supervisor", daemon=True).start()
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
