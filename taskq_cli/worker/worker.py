@@ -3,7 +3,7 @@
 Threads of the worker process, each a small object with a `tick(now)`:
 - the waiter (main thread): while the queues are dry, waits on Redis for a wake-up and passes it on
   to the reporter; a burst worker exits here once nothing is left;
-- the pool (pool.py / prefork.py) runs tasks and hands back outcomes;
+- the pool (pool.py / prefork/) runs tasks and hands back outcomes;
 - the reporter (reporter.py) is the only one to report and fetch: outcomes and a refill of the slots
   they free go in one round trip;
 - the lease keeper (leases.py) renews leases and registers the worker, and nothing else;
@@ -33,7 +33,6 @@ from taskq_cli.pool import POOL_KINDS, Pool, make_pool
 from taskq_cli.protocol import Ack, FailState, Failure, Fetched
 from taskq_cli.protocol.record import TaskMeta
 from taskq_cli.runner import Execution
-from taskq_cli.runtime import Runtimes
 from taskq_cli.scheduler import CronRunner, Maintenance
 from taskq_cli.stopsignals import StopSignals
 from taskq_cli.worker.broker import WorkerBroker
@@ -83,9 +82,8 @@ class Worker:
         self.stopping = threading.Event()  # no new tasks
         self._halted = threading.Event()  # the worker is gone: its loops end
         self.outage = Outage(log)  # what the loops log about Redis trouble
-        # the one record of run times; the prefetch reads it. TODO(prefork split): the pools record
-        # into it (pool.runtimes) and this callback stops doing so.
-        self.runtimes = Runtimes()
+        # the one record of run times: the pool records every outcome into it, the prefetch reads it
+        self.runtimes = self.pool.runtimes
         self.slots = Slots(concurrency, self.runtimes)
         self.reporter = Reporter(
             self.broker,
@@ -243,7 +241,6 @@ class Worker:
         """Called by the pool from its own thread; never blocks. The slot frees once the reporter
         has recorded the outcome: a worker never holds more leased tasks than its capacity."""
         self.slots.finish(execution.task_id, execution.token)
-        self.runtimes.record(execution.name, outcome.runtime)
         self.reporter.deliver(execution, outcome)
 
     def _reported(
