@@ -612,7 +612,7 @@ def test_a_worker_never_holds_more_leased_tasks_than_it_can_start_soon_so_an_idl
                 break
             assert time.monotonic() < deadline, logs(one, two)
 
-    assert len(most) == 2, most  # both workers held tasks at some point
+    # (the sampler may miss a worker that held tasks only briefly; the done records below do not)
     assert all(held_most <= may_hold for held_most in most.values()), (most, "held per worker, concurrency 2")
     assert most_active <= 2 * may_hold, most_active
     assert len({m["worker"] for m in metas}) == 2  # the idle one took its share
