@@ -41,14 +41,13 @@ def make_queue(
     """The TaskQueue a command works with: the app's own (with --app or TASKQ_APP) or a plain one.
     None means not given: the environment, then the default, applies. A malformed Redis URL is
     refused here, before the command starts (a UsageError: exit 2)."""
-    import os
-
+    from taskq_cli.config import app_from_env
     from taskq_cli.protocol.topology import check_url
     from taskq_cli.queue import TaskQueue
 
-    app_spec = app or os.environ.get("TASKQ_APP") or None
+    app_spec = app or app_from_env()
     if app_spec:
-        from taskq_cli.registry import load_app
+        from taskq_cli.loading import load_app
 
         tq = load_app(app_spec)
         tq.configure(redis_url=redis_url, namespace=namespace)
