@@ -101,13 +101,13 @@ def submit_and_print(
     """Enqueue the requests (all validated before any is written) and print one id, or with --json
     one object, per task."""
     from taskq_cli.cli import output
+    from taskq_cli.services.enqueue import submit
 
-    results = tq.submit(requests, durable=durable)
+    results = submit(tq, requests, durable=durable)
     try:
         for result in results:
             if as_json:
-                found = {"id": result.id, "queue": result.queue, "state": result.state}
-                output.json_out({**found, "duplicate": result.duplicate})
+                output.json_out(result.to_json())
             else:
                 output.line(result.id)
         output.finish()
