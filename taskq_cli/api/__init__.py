@@ -6,8 +6,8 @@ size- and nesting-limited and parsed strictly before anything is written, and ev
 (503 when Redis is unreachable) with a one-line `detail`, never a stack trace.
 
   guard.py   Host and Origin checks, bearer token, body type and size, strict JSON (pure ASGI)
-  routes.py  the routes: producer for enqueue, admin.Admin for operations
-  schema.py  the documented shapes and the OpenAPI document
+  routes.py  the routes over taskq_cli.services (the answers are its shapes)
+  schema.py  the request bodies, the error body and the OpenAPI document
 """
 
 from __future__ import annotations
