@@ -62,6 +62,27 @@ class Settings:
         return replace(self, defaults=replace(self.defaults, **known))  # type: ignore[arg-type]
 
 
+def app_from_env() -> str | None:
+    """TASKQ_APP: the app (`module[:attribute]`) a command or the API loads when none is given."""
+    return os.environ.get("TASKQ_APP") or None
+
+
+def api_token_from_env() -> str:
+    """TASKQ_API_TOKEN, stripped ("" when unset): the bearer token of the HTTP API."""
+    return os.environ.get("TASKQ_API_TOKEN", "").strip()
+
+
+def completing() -> bool:
+    """True while the shell asks for completions (Typer sets _TASKQ_COMPLETE): Typer must answer."""
+    return bool(os.environ.get("_TASKQ_COMPLETE"))
+
+
+def child_env(redis_url: str, namespace: str) -> dict[str, str]:
+    """The environment of a process started for this Redis and namespace (`taskq dev`'s services
+    and commands): this one's, pointed at them."""
+    return {**os.environ, "TASKQ_REDIS_URL": redis_url, "TASKQ_NAMESPACE": namespace}
+
+
 def check_name(kind: str, value: str) -> str:
     """Queue and namespace names: letters, digits, `_ . -` (they become parts of Redis keys)."""
     if not isinstance(value, str) or not _NAME.fullmatch(value):

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from types import FrameType
 from typing import IO, TYPE_CHECKING, Any, Protocol
 
-from taskq_cli.config import DEFAULT_QUEUE
+from taskq_cli.config import DEFAULT_QUEUE, child_env
 from taskq_cli.errors import TaskqError
 
 if TYPE_CHECKING:
@@ -359,7 +359,7 @@ def run_dev(tq: TaskQueue, plan: DevPlan, hooks: DevHooks) -> int:
         services = plan_services(tq, plan)
         try:
             tq.configure(redis_url=redis.url)
-            env = {**os.environ, "TASKQ_REDIS_URL": redis.url, "TASKQ_NAMESPACE": tq.settings.namespace}
+            env = child_env(redis.url, tq.settings.namespace)
             for service in services:
                 service.start(env)
             hooks.ready(redis, services)

@@ -14,7 +14,7 @@ from taskq_cli.registry import TaskDef
 if TYPE_CHECKING:
     from taskq_cli.cron import Schedule
     from taskq_cli.models import Task
-    from taskq_cli.protocol import Broker, EnqueueResult
+    from taskq_cli.protocol import Broker, EnqueueResult, NewTask
 
 # Keyword arguments of `handler.enqueue(...)` that are options, not payload fields.
 ENQUEUE_OPTIONS = ("delay", "at", "queue", "task_id", "max_retries", "timeout")
@@ -204,7 +204,10 @@ class TaskQueue:
 
     def submit(self, requests: Sequence[EnqueueRequest], *, durable: bool = False) -> list[EnqueueResult]:
         """Validate every request, then write them all (one round trip, atomic per queue)."""
-        tasks = [prepare(request, self.registry) for request in requests]
+        return self.write([prepare(request, self.registry) for request in requests], durable=durable)
+
+    def write(self, tasks: Sequence[NewTask], *, durable: bool = False) -> list[EnqueueResult]:
+        """Write tasks `producer.prepare` already validated (one round trip, atomic per queue)."""
         return self.broker.enqueue(tasks, durable=durable)
 
     # -- periodic schedules ---------------------------------------------------------------------

@@ -1,12 +1,10 @@
-"""Task handlers: the `@tq.task` definition, payload validation from the signature, `--app` loading."""
+"""Task handlers: the `@tq.task` definition and payload validation from the signature (`--app`
+loading is in loading.py: this module is below the TaskQueue and never imports it)."""
 
 from __future__ import annotations
 
 import contextvars
-import importlib
 import inspect
-import os
-import sys
 import typing
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -17,8 +15,6 @@ from taskq_cli.errors import UsageError, ValidationFailed
 
 if TYPE_CHECKING:
     from pydantic import BaseModel
-
-    from taskq_cli.queue import TaskQueue
 
 
 @dataclass(frozen=True)
@@ -109,28 +105,3 @@ def build_validator(name: str, fn: Callable[..., Any]) -> tuple[type[BaseModel],
     config = ConfigDict(extra="allow" if takes_extra else "forbid", arbitrary_types_allowed=True)
     model = create_model(f"Payload_{abs(hash(name))}", __config__=config, **fields)
     return model, names
-
-
-def load_app(spec: str) -> TaskQueue:
-    """The TaskQueue named by `module` or `module:attribute`; the current directory is importable."""
-    from taskq_cli.queue import TaskQueue
-
-    module_name, _, attribute = spec.partition(":")
-    if os.getcwd() not in sys.path:
-        sys.path.insert(0, os.getcwd())
-    try:
-        module = importlib.import_module(module_name)
-    except ImportError as exc:
-        raise UsageError(f"cannot import app {spec!r}: {exc}") from None
-    if attribute:
-        found = getattr(module, attribute, None)
-        if not isinstance(found, TaskQueue):
-            raise UsageError(f"app {spec!r}: {attribute!r} is not a TaskQueue")
-    else:
-        queues = [v for v in vars(module).values() if isinstance(v, TaskQueue)]
-        if len(queues) != 1:
-            what = "no TaskQueue" if not queues else "several TaskQueue instances"
-            raise UsageError(f"app {spec!r} has {what}; name one as module:attribute")
-        found = queues[0]
-    found.app_spec = spec
-    return found

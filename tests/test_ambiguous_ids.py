@@ -58,6 +58,7 @@ def assert_ambiguous(result: subprocess.CompletedProcess[str]) -> None:
 
 @pytest.fixture
 def client(tq: TaskQueue) -> Iterator[TestClient]:
+    # without a token the API answers only the Host names it listens on
     with TestClient(create_app(tq, token=""), base_url="http://localhost") as test_client:
         yield test_client
 

@@ -6,14 +6,13 @@ size- and nesting-limited and parsed strictly before anything is written, and ev
 (503 when Redis is unreachable) with a one-line `detail`, never a stack trace.
 
   guard.py   Host and Origin checks, bearer token, body type and size, strict JSON (pure ASGI)
-  routes.py  the routes: producer for enqueue, admin.Admin for operations
-  schema.py  the documented shapes and the OpenAPI document
+  routes.py  the routes over taskq_cli.services (the answers are its shapes)
+  schema.py  the request bodies, the error body and the OpenAPI document
 """
 
 from __future__ import annotations
 
 import logging
-import os
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
@@ -27,6 +26,7 @@ from taskq_cli import __version__
 from taskq_cli.api.guard import JSON, MAX_BODY, MAX_DEPTH, ApiError, Guard, HostRule
 from taskq_cli.api.routes import MAX_ERRORS, error_item, router, summary
 from taskq_cli.api.schema import build_openapi
+from taskq_cli.config import api_token_from_env, app_from_env
 from taskq_cli.errors import BrokerError, BrokerUnavailable, NotFound, TaskqError, UsageError
 from taskq_cli.outage import REDIS_ERRORS, as_broker_error
 from taskq_cli.queue import TaskQueue
@@ -56,7 +56,7 @@ def create_app(
     in bytes. `cors_origins`: the origins CORS allows (none by default: CORS off), which may also
     send requests that change something; `"*"` only with a token. `hosts`: the Host headers
     answered without a token (default: localhost and IP addresses, any port)."""
-    secret = (token if token is not None else os.environ.get("TASKQ_API_TOKEN", "")).strip() or None
+    secret = (token if token is not None else api_token_from_env()).strip() or None
     if "*" in cors_origins and secret is None:
         raise UsageError("--cors-origin '*' needs a token: any web page could use the API")
     owned = tq is None
@@ -97,9 +97,9 @@ def create_app(
 
 
 def _queue_from_env() -> TaskQueue:
-    spec = os.environ.get("TASKQ_APP")
+    spec = app_from_env()
     if spec:
-        from taskq_cli.registry import load_app
+        from taskq_cli.loading import load_app
 
         return load_app(spec)
     return TaskQueue()

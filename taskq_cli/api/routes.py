@@ -1,12 +1,12 @@
-"""The routes. Each is a thin adapter: enqueue goes through producer.request_from_object and
-producer.prepare (the rules of `taskq enqueue --file`), operations through admin.Admin, and every
-answer is the dict the CLI's --json prints. Routes are plain `def`s: FastAPI runs them in its thread
+"""The routes. Each is a thin adapter over taskq_cli.services: enqueue checks every item with
+producer.request_from_object and producer.prepare (the rules of `taskq enqueue --file`) and writes
+through services.enqueue; every answer is a services shape (services/shapes.py), the JSON the CLI's
+--json prints, and the same model documents it. Routes are plain `def`s: FastAPI runs them in its thread
 pool, so a slow Redis never blocks the event loop."""
 
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Sequence
 from typing import Annotated, Any, cast
 
@@ -14,7 +14,6 @@ from fastapi import APIRouter, Depends, Path, Query, Request
 from fastapi.responses import Response
 from pydantic import StringConstraints, ValidationError
 
-from taskq_cli.admin import Admin, BulkReport
 from taskq_cli.api.guard import JSON, ApiError, parse_body
 from taskq_cli.api.schema import (
     DLQ_RETRY_BODY,
@@ -23,10 +22,21 @@ from taskq_cli.api.schema import (
     MAX_DURATION,
     MAX_PAGE,
     QUEUE_PATTERN,
-    CancelAnswer,
     DlqRetryBody,
-    EnqueueAnswer,
     EnqueueItem,
+    responses,
+)
+from taskq_cli.errors import BrokerError, UsageError, ValidationFailed
+from taskq_cli.producer import MAX_ID_LENGTH, prepare, request_from_object
+from taskq_cli.protocol import NewTask
+from taskq_cli.queue import TaskQueue
+from taskq_cli.registry import build_validator
+from taskq_cli.services import dlq, health, tasks
+from taskq_cli.services import queues as queue_service
+from taskq_cli.services import stats as stats_service
+from taskq_cli.services.enqueue import EnqueueAnswer, write
+from taskq_cli.services.shapes import (
+    CancelAnswer,
     Health,
     PauseAnswer,
     PurgeAnswer,
@@ -34,22 +44,13 @@ from taskq_cli.api.schema import (
     RetryAnswer,
     StatsAnswer,
     TaskDoc,
-    responses,
 )
-from taskq_cli.errors import BrokerError, NotFound, UsageError, ValidationFailed
-from taskq_cli.models import Task
-from taskq_cli.producer import MAX_ID_LENGTH, prepare, request_from_object
-from taskq_cli.protocol import EnqueueResult, NewTask
-from taskq_cli.queue import TaskQueue
-from taskq_cli.registry import build_validator
 from taskq_cli.timeparse import parse_duration
 
 log = logging.getLogger("taskq.api")
 
 MAX_ERRORS = 100  # validation errors listed in one answer
 MAX_QUERY_IDS = 100  # ids in one query string (more: several requests)
-MAX_LISTED_VALUE = 4096  # bytes of a payload or result shown in a listing (a page stays small)
-MAX_LISTED_TEXT = 4096  # characters of an error message, traceback or raw message in a listing
 
 LIST_PARAMETERS = frozenset({"id"})  # query parameters that may repeat
 
@@ -95,8 +96,8 @@ def enqueue(request: Request, tq: Tq, body: Body) -> Response:
     """One task object, or a JSON array of them written in one transaction: one invalid item and
     nothing is written. With an app (`--app`), payloads are validated against the handler's
     signature. An `id` whose task is unfinished answers with that task and `duplicate: true`."""
-    tasks, batch = enqueue_body(tq, body, request.app.state.validators)
-    results = [_result(r) for r in tq.broker.enqueue(tasks)]
+    prepared, batch = enqueue_body(tq, body, request.app.state.validators)
+    results = [answer.to_json() for answer in write(tq, prepared)]
     return JSON(results if batch else results[0], status_code=201)
 
 
@@ -109,13 +110,13 @@ def enqueue_body(tq: TaskQueue, body: bytes, validators: dict[str, Any]) -> tupl
         raise ApiError(422, "empty batch: give at least one task")
     if len(items) > MAX_BATCH:
         raise ApiError(422, f"batch of {len(items)} tasks: at most {MAX_BATCH} per request")
-    tasks: list[NewTask] = []
+    prepared: list[NewTask] = []
     errors: list[dict[str, Any]] = []
     messages: list[str] = []
     for index, item in enumerate(items):
         where: tuple[str | int, ...] = ("body", index) if batch else ("body",)
         try:
-            tasks.append(_one_task(tq, item, index if batch else None))
+            prepared.append(_one_task(tq, item, index if batch else None))
         except ValidationError as exc:
             found = item_errors(exc)
             errors += [{**e, "loc": [*where, *e["loc"]]} for e in found]
@@ -129,7 +130,7 @@ def enqueue_body(tq: TaskQueue, body: bytes, validators: dict[str, Any]) -> tupl
     if errors:
         more = f" (and {len(messages) - 1} more invalid)" if len(messages) > 1 else ""
         raise ApiError(422, f"nothing enqueued: {messages[0]}{more}", errors[:MAX_ERRORS])
-    return tasks, batch
+    return prepared, batch
 
 
 def _one_task(tq: TaskQueue, item: Any, index: int | None) -> NewTask:
@@ -156,10 +157,6 @@ def _handler_errors(
         found = exc.errors(include_url=False, include_context=False, include_input=False)
         return [error_item(e, (*where, "payload")) for e in found]
     return [{"loc": [*where, "payload"], "msg": "invalid payload", "type": "value_error"}]
-
-
-def _result(result: EnqueueResult) -> dict[str, Any]:
-    return {"id": result.id, "queue": result.queue, "state": result.state, "duplicate": result.duplicate}
 
 
 def error_item(error: Any, prefix: Sequence[str | int] = ()) -> dict[str, Any]:
@@ -200,7 +197,7 @@ def summary(errors: list[dict[str, Any]]) -> str:
 def task_show(task_id: TaskId, tq: Tq, queue: QueueParam = None) -> Response:
     """As `taskq task show ID --json`; 404 when no queue holds it, 409 (naming the queues) when
     several do and `queue` is not given."""
-    return JSON(Admin(tq.broker).task_json(task_id, queue, tq.registry, tq.settings.defaults))
+    return JSON(tasks.show(tq, task_id, queue).to_json())
 
 
 @router.delete(
@@ -212,10 +209,10 @@ def task_cancel(task_id: TaskId, tq: Tq, queue: QueueParam = None) -> Response:
     """As `taskq task cancel ID --json`: removes a pending or scheduled task, stops an active one (its
     worker kills it at its next lease renewal); 409 when it already finished."""
     try:
-        was = Admin(tq.broker).cancel(task_id, queue)
+        cancelled = tasks.cancel(tq, task_id, queue)
     except UsageError as exc:  # done or dead: nothing to cancel
         raise ApiError(409, str(exc)) from None
-    return JSON({"id": task_id, "cancelled": True, "state": was})
+    return JSON(cancelled.to_json())
 
 
 @router.get(
@@ -225,11 +222,8 @@ def task_cancel(task_id: TaskId, tq: Tq, queue: QueueParam = None) -> Response:
 )
 def stats(tq: Tq, queue: QueueParam = None) -> Response:
     """As `taskq stats --json`; 404 for an unknown queue."""
-    from taskq_cli.cli.stats import collect
-
-    if queue is not None and queue not in tq.broker.known_queues():
-        raise NotFound(f"queue {queue!r} not found")
-    return JSON(collect(tq, queue))
+    stats_service.check_queue(tq, queue)
+    return JSON(stats_service.collect(tq, queue).to_json())
 
 
 @router.get(
@@ -239,8 +233,7 @@ def stats(tq: Tq, queue: QueueParam = None) -> Response:
 )
 def queues(tq: Tq) -> Response:
     """As `taskq queue list --json`."""
-    fields = ("name", "paused", "pending", "scheduled", "active", "dead")
-    return JSON([{f: getattr(q, f) for f in fields} for q in Admin(tq.broker).queue_infos()])
+    return JSON([q.to_json() for q in queue_service.list_queues(tq)])
 
 
 @router.post(
@@ -248,8 +241,8 @@ def queues(tq: Tq) -> Response:
 )
 def queue_pause(name: QueueName, tq: Tq) -> Response:
     """Workers stop taking tasks from this queue; it keeps accepting new ones."""
-    Admin(tq.broker).set_paused(name, True)
-    return JSON({"name": name, "paused": True})
+    answer, _ = queue_service.set_paused(tq, name, True)
+    return JSON(answer.to_json())
 
 
 @router.post(
@@ -257,8 +250,8 @@ def queue_pause(name: QueueName, tq: Tq) -> Response:
 )
 def queue_resume(name: QueueName, tq: Tq) -> Response:
     """Workers take tasks from this queue again."""
-    Admin(tq.broker).set_paused(name, False)
-    return JSON({"name": name, "paused": False})
+    answer, _ = queue_service.set_paused(tq, name, False)
+    return JSON(answer.to_json())
 
 
 # -- the dead-letter queue ------------------------------------------------------------------------------
@@ -278,24 +271,8 @@ def dlq_list(
     `payload_truncated`/`result_truncated: true` (and never read from Redis), an error text or raw
     message over 4,096 characters is cut (`last_error_truncated`, `raw_truncated`); `GET
     /tasks/{id}` shows the task whole. 404 for an unknown queue."""
-    dead = Admin(tq.broker).dead_tasks(queue, name, limit, offset, max_value=MAX_LISTED_VALUE)
-    return JSON([listed(t) for t in dead])
-
-
-def listed(task: Task) -> dict[str, Any]:
-    """A task as a listing shows it: long texts cut (long payloads and results were not read)."""
-    out = task.to_json()
-    error = out.get("last_error")
-    if error and any(len(error[k]) > MAX_LISTED_TEXT for k in ("message", "traceback")):
-        out["last_error"] = {k: _cut(v) if isinstance(v, str) else v for k, v in error.items()}
-        out["last_error_truncated"] = True
-    if isinstance(out.get("raw"), str) and len(out["raw"]) > MAX_LISTED_TEXT:
-        out["raw"], out["raw_truncated"] = _cut(out["raw"]), True
-    return out
-
-
-def _cut(text: str) -> str:
-    return text if len(text) <= MAX_LISTED_TEXT else text[: MAX_LISTED_TEXT - 1] + "…"
+    dead = dlq.dead_tasks(tq, queue, name, limit, offset, bounded=True)
+    return JSON([t.to_json() for t in dead])
 
 
 @router.post(
@@ -313,8 +290,8 @@ def dlq_retry(tq: Tq, body: Body) -> Response:
     except ValidationError as exc:
         errors = item_errors(exc, ("body",))
         raise ApiError(422, summary(errors), errors) from None
-    report = Admin(tq.broker).dlq_retry(_selection(chosen.ids, chosen.all), chosen.queue, chosen.name)
-    return JSON(_bulk("retried", report))
+    report = dlq.retry(tq, _selection(chosen.ids, chosen.all), chosen.queue, chosen.name)
+    return JSON(RetryAnswer.of(report).to_json())
 
 
 @router.delete(
@@ -341,7 +318,7 @@ def dlq_purge(
     age = None if older_than is None else parse_duration(older_than)
     if age is not None and age > MAX_DURATION:
         raise UsageError(f"older_than too long: at most {MAX_DURATION:.0f} seconds")
-    return JSON(_bulk("purged", Admin(tq.broker).dlq_purge(ids, queue, name, age)))
+    return JSON(PurgeAnswer.of(dlq.purge(tq, ids, queue, name, age)).to_json())
 
 
 def _selection(ids: list[str] | None, all_: bool) -> list[str] | None:
@@ -352,15 +329,6 @@ def _selection(ids: list[str] | None, all_: bool) -> list[str] | None:
     return None if all_ else ids
 
 
-def _bulk(verb: str, report: BulkReport) -> dict[str, Any]:
-    return {
-        verb: len(report.handled),
-        "ids": report.handled,
-        "missing": report.missing,
-        "refused": report.refused,
-    }
-
-
 # -- health -----------------------------------------------------------------------------------------------
 
 
@@ -369,10 +337,9 @@ def _bulk(verb: str, report: BulkReport) -> dict[str, Any]:
 )
 def healthz(tq: Tq) -> Response:
     """200 when Redis answers a PING, else 503."""
-    started = time.perf_counter()
     try:
-        tq.broker.ping()
+        answer = health.ping(tq)
     except BrokerError as exc:  # no token here: a short reason, the detail (hosts, pools) in the log
         log.warning("health check: Redis failed: %s: %s", exc.kind, exc)
         return JSON({"status": "unavailable", "detail": "cannot reach Redis"}, status_code=503)
-    return JSON({"status": "ok", "redis_ms": round((time.perf_counter() - started) * 1000, 3)})
+    return JSON(answer.to_json())

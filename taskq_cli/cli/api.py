@@ -14,6 +14,7 @@ import typer
 
 from taskq_cli.cli import output
 from taskq_cli.cli.common import App, Namespace, RedisUrl, open_queue
+from taskq_cli.config import api_token_from_env
 from taskq_cli.errors import TaskqError, UsageError
 
 _SIZE = re.compile(r"(\d+)\s*(b|k|kb|kib|m|mb|mib)?", re.IGNORECASE)
@@ -114,7 +115,7 @@ def _token(path: str | None) -> str | None:
         if not text:
             raise UsageError(f"the token file {path} is empty")
     else:
-        text = os.environ.get("TASKQ_API_TOKEN", "").strip()
+        text = api_token_from_env()
         if not text:
             return None
     if not text.isascii() or not text.isprintable() or any(c.isspace() for c in text):

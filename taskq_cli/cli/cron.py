@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 
@@ -42,13 +42,14 @@ def cron_add(
 
     Example: taskq cron add nightly-report "30 2 * * *" build_report '{"kind": "daily"}' --tz Europe/Berlin
     """
+    from taskq_cli.services import cron
+
     body = parse_payload(payload)
     tq = open_queue(ctx, redis_url, namespace, app)
-    stored = tq.schedule(
-        name, spec, task, body, queue=queue, timezone=tz, catchup=catchup, max_retries=max_retries
+    added = cron.add(
+        tq, name, spec, task, body, queue=queue, timezone=tz, catchup=catchup, max_retries=max_retries
     )
-    nxt = stored.ticks.following(tq.broker.redis_time_ms())
-    output.line(f"scheduled {stored.name}: next run {iso_ms(nxt)}")
+    output.line(f"scheduled {added.schedule.name}: next run {iso_ms(added.next_run_ms)}")
 
 
 @cron_app.command("list")
@@ -64,9 +65,9 @@ def cron_list(
     Example: taskq cron list --json
     """
     from taskq_cli.cron import local_time
+    from taskq_cli.services.cron import describe
 
-    tq = open_queue(ctx, redis_url, namespace, None)
-    rows = describe(tq)
+    rows = [s.to_json() for s in describe(open_queue(ctx, redis_url, namespace, None))]
     if as_json:
         output.json_out(rows)
         return
@@ -122,33 +123,3 @@ def cron_resume(
     """
     open_queue(ctx, redis_url, namespace, None).set_schedule_paused(name, False)
     output.line(f"resumed {name}")
-
-
-def describe(tq: Any) -> list[dict[str, Any]]:
-    schedules = tq.schedules()
-    broker = tq.broker
-    now = broker.redis_time_ms()
-    lasts = broker.cron_last([(s.name, s.queue) for s in schedules])
-    rows = []
-    for schedule, last in zip(schedules, lasts, strict=True):
-        state = None
-        if last is not None:
-            found = broker.find_task(last[1], schedule.queue)
-            state = found.meta.get("state") if found else "expired"
-        rows.append(
-            {
-                "name": schedule.name,
-                "schedule": schedule.spec,
-                "tz": schedule.timezone,
-                "task": schedule.task,
-                "queue": schedule.queue,
-                "payload": schedule.payload,
-                "paused": schedule.paused,
-                "catchup": schedule.catchup,
-                "next_run": None if schedule.paused else iso_ms(schedule.ticks.following(now)),
-                "last_run": iso_ms(last[0]) if last else None,
-                "last_task_id": last[1] if last else None,
-                "last_task_state": state,
-            }
-        )
-    return rows

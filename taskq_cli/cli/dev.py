@@ -124,10 +124,10 @@ def _ready(redis: DevRedis, services: list[Service]) -> None:
 
 def _settled(redis: DevRedis, namespace: str) -> None:
     """What a newcomer wants to see before the throwaway Redis goes away: the real commands' output."""
-    import os
+    from taskq_cli.config import child_env
 
     output.warn("dev: every task is done or dead")
-    env = {**os.environ, "TASKQ_REDIS_URL": redis.url, "TASKQ_NAMESPACE": namespace}
+    env = child_env(redis.url, namespace)
     for args in (["stats"], ["dlq", "list"]):
         output.line(f"$ taskq {' '.join(args)}")
         sys.stdout.flush()

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from taskq_cli.cli import output
 from taskq_cli.cli.common import JsonFlag, Limit, Namespace, Offset, RedisUrl, open_queue
 from taskq_cli.errors import NotFound, UsageError
+
+if TYPE_CHECKING:
+    from taskq_cli.services.shapes import BulkReport
 
 dlq_app = typer.Typer(help="The dead-letter queue: tasks that failed for good.", no_args_is_help=True)
 
@@ -33,10 +36,10 @@ def dlq_list(
 
     Example: taskq dlq list --queue emails --name send_email --limit 20
     """
-    from taskq_cli.admin import Admin
+    from taskq_cli.services.dlq import dead_tasks
 
     tq = open_queue(ctx, redis_url, namespace, None)
-    tasks = [t.to_json() for t in Admin(tq.broker).dead_tasks(queue, name, limit, offset)]
+    tasks = [t.to_json() for t in dead_tasks(tq, queue, name, limit, offset)]
     if as_json:
         output.json_out(tasks)
         return
@@ -60,10 +63,9 @@ def dlq_show(
 
     Example: taskq dlq show 3f2a...
     """
-    from taskq_cli.admin import Admin
+    from taskq_cli.services.dlq import dead_task
 
-    tq = open_queue(ctx, redis_url, namespace, None)
-    data = Admin(tq.broker).dead_task(task_id, queue).to_json()
+    data = dead_task(open_queue(ctx, redis_url, namespace, None), task_id, queue).to_json()
     if as_json:
         output.json_out(data)
     else:
@@ -85,15 +87,16 @@ def dlq_retry(
 
     Example: taskq dlq retry --all --queue emails
     """
-    from taskq_cli.admin import Admin
+    from taskq_cli.services import dlq
+    from taskq_cli.services.shapes import RetryAnswer
 
     chosen = _selection(ids, all_)
     tq = open_queue(ctx, redis_url, namespace, None)
     with output.progress("retrying dead tasks") as step:
-        report = Admin(tq.broker).dlq_retry(chosen, queue, name, progress=step)
+        report = dlq.retry(tq, chosen, queue, name, progress=step)
     for task_id in report.refused:
         output.warn(f"{task_id} is a malformed message (raw text): it cannot be retried")
-    return _finish("retried", report.handled, report.missing, as_json, refused=report.refused)
+    return _finish("retried", report, RetryAnswer.of(report).to_json(), as_json)
 
 
 @dlq_app.command("purge")
@@ -115,7 +118,8 @@ def dlq_purge(
 
     Example: taskq dlq purge --all --older-than 7d --yes
     """
-    from taskq_cli.admin import Admin
+    from taskq_cli.services import dlq
+    from taskq_cli.services.shapes import PurgeAnswer
     from taskq_cli.timeparse import parse_duration
 
     chosen = _selection(ids, all_)
@@ -124,8 +128,8 @@ def dlq_purge(
     what = f"{len(chosen)} dead task(s)" if chosen is not None else "every matching dead task"
     output.confirm(f"Delete {what} for good?", yes)
     with output.progress("purging dead tasks") as step:
-        report = Admin(tq.broker).dlq_purge(chosen, queue, name, age, progress=step)
-    return _finish("purged", report.handled, report.missing, as_json)
+        report = dlq.purge(tq, chosen, queue, name, age, progress=step)
+    return _finish("purged", report, PurgeAnswer.of(report).to_json(), as_json)
 
 
 def _selection(ids: list[str] | None, all_: bool) -> list[str] | None:
@@ -136,17 +140,15 @@ def _selection(ids: list[str] | None, all_: bool) -> list[str] | None:
     return None if all_ else ids
 
 
-def _finish(
-    verb: str, handled: list[str], missing: list[str], as_json: bool, refused: list[str] | None = None
-) -> int:
+def _finish(verb: str, report: BulkReport, answer: dict[str, Any], as_json: bool) -> int:
     if as_json:
-        output.json_out({verb: len(handled), "ids": handled, "missing": missing, "refused": refused or []})
+        output.json_out(answer)
     else:
-        output.line(f"{verb} {len(handled)} task(s)")
-    if missing:
-        output.warn(f"not found in the dead-letter queue: {' '.join(missing)}")
-        raise NotFound(f"{len(missing)} task(s) not found")
-    return 1 if refused else 0
+        output.line(f"{verb} {len(report.handled)} task(s)")
+    if report.missing:
+        output.warn(f"not found in the dead-letter queue: {' '.join(report.missing)}")
+        raise NotFound(f"{len(report.missing)} task(s) not found")
+    return 1 if report.refused else 0
 
 
 def _error(task: dict[str, object]) -> str:

@@ -22,10 +22,11 @@ def doctor(
     Exit 0 when nothing failed (warnings allowed), 1 when a check failed.
     Example: taskq doctor --json
     """
-    from taskq_cli.doctor import failed, run_checks
+    from taskq_cli.doctor import failed
+    from taskq_cli.services.processes import doctor as checks
 
     tq = open_queue(ctx, redis_url, namespace, None)
-    findings = run_checks(tq.broker)
+    findings = checks(tq)
     if as_json:
         output.json_out([f.as_json() for f in findings])
     else:

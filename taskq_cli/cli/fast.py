@@ -8,7 +8,6 @@ Typer app then behaves exactly as it always has."""
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
@@ -73,7 +72,9 @@ def run(argv: Sequence[str]) -> int | None:
 def recognise(argv: Sequence[str]) -> PlainEnqueue | None:
     """`enqueue NAME [PAYLOAD]` with options from VALUE_OPTIONS (`--opt VALUE`, long ones also
     `--opt=VALUE`, each at most once) and FLAGS, in any order, parsed as Typer parses them; else None."""
-    if not argv or argv[0] != "enqueue" or os.environ.get("TASKQ_APP") or os.environ.get("_TASKQ_COMPLETE"):
+    from taskq_cli.config import app_from_env, completing
+
+    if not argv or argv[0] != "enqueue" or app_from_env() or completing():
         return None
     positional: list[str] = []
     options: dict[str, str] = {}

@@ -6,13 +6,14 @@ from __future__ import annotations
 import json
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from taskq_cli.errors import TaskqError
 
 if TYPE_CHECKING:
-    from rich.console import Console
+    from rich.console import Console, RenderableType
 
 
 class OutputError(TaskqError):
@@ -212,3 +213,67 @@ def first_line(text: str | None, width: int = 60) -> str:
     line_ = (text or "").strip().splitlines()[:1]
     value = line_[0] if line_ else ""
     return value if len(value) <= width else value[: width - 1] + "…"
+
+
+# -- a live view (`stats --watch` on a terminal) ------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TableView:
+    """A table of a live view; `right`: the columns aligned right (numbers)."""
+
+    title: str
+    columns: Sequence[str]
+    rows: Sequence[Sequence[Any]]
+    right: Collection[str] = ()
+
+
+Part = TableView | str  # a str is a line of text under the tables
+
+
+class live_view:
+    """A full-screen view redrawn in place on every `show`, until the block ends (Ctrl-C ends it
+    quietly). `alert` keeps the last parts shown under a bold red line saying they are not current."""
+
+    def __init__(self, parts: Sequence[Part]) -> None:
+        from rich.live import Live
+
+        self._view = _group(parts)
+        self._live = Live(
+            self._view, console=console(), screen=is_terminal(), auto_refresh=False, transient=False
+        )
+
+    def __enter__(self) -> live_view:
+        self._live.__enter__()
+        return self
+
+    def show(self, parts: Sequence[Part]) -> None:
+        self._view = _group(parts)
+        self._live.update(self._view, refresh=True)
+
+    def alert(self, message: str) -> None:
+        from rich.console import Group
+        from rich.text import Text
+
+        self._live.update(Group(Text(message, style="bold red"), self._view), refresh=True)
+
+    def __exit__(self, *exc: object) -> bool:
+        self._live.__exit__(None, None, None)
+        return exc[0] is KeyboardInterrupt
+
+
+def _group(parts: Sequence[Part]) -> RenderableType:
+    from rich.console import Group
+
+    return Group(*(part if isinstance(part, str) else _rich_table(part) for part in parts))
+
+
+def _rich_table(view: TableView) -> RenderableType:
+    from rich.table import Table
+
+    table = Table(title=view.title, show_edge=False, header_style="bold")
+    for column in view.columns:
+        table.add_column(column, justify="right" if column in view.right else "left")
+    for row in view.rows:
+        table.add_row(*row)
+    return table

@@ -26,20 +26,9 @@ def queue_list(
 
     Example: taskq queue list --json
     """
-    from taskq_cli.admin import Admin
+    from taskq_cli.services.queues import list_queues
 
-    infos = Admin(open_queue(ctx, redis_url, namespace, None).broker).queue_infos()
-    rows = [
-        {
-            "name": q.name,
-            "paused": q.paused,
-            "pending": q.pending,
-            "scheduled": q.scheduled,
-            "active": q.active,
-            "dead": q.dead,
-        }
-        for q in infos
-    ]
+    rows = [q.to_json() for q in list_queues(open_queue(ctx, redis_url, namespace, None))]
     if as_json:
         output.json_out(rows)
         return
@@ -88,20 +77,20 @@ def queue_clear(
 
     Example: taskq queue clear emails --yes
     """
-    from taskq_cli.admin import Admin
+    from taskq_cli.services import queues
 
     check_name("queue", name)
     tq = open_queue(ctx, redis_url, namespace, None)
-    admin = Admin(tq.broker)
-    admin.queues(name)
+    queues.require(tq, name)
     output.confirm(f"Delete every waiting and dead task of queue {name!r}?", yes)
-    output.line(f"deleted {admin.clear(name)} task(s) from {name}")
+    output.line(f"deleted {queues.clear(tq, name)} task(s) from {name}")
 
 
 def _set_paused(
     ctx: typer.Context, name: str, paused: bool, redis_url: str | None, namespace: str | None
 ) -> bool:
-    from taskq_cli.admin import Admin
+    from taskq_cli.services import queues
 
     check_name("queue", name)
-    return Admin(open_queue(ctx, redis_url, namespace, None).broker).set_paused(name, paused)
+    _, known = queues.set_paused(open_queue(ctx, redis_url, namespace, None), name, paused)
+    return known

@@ -41,14 +41,13 @@ def make_queue(
     """The TaskQueue a command works with: the app's own (with --app or TASKQ_APP) or a plain one.
     None means not given: the environment, then the default, applies. A malformed Redis URL is
     refused here, before the command starts (a UsageError: exit 2)."""
-    import os
-
+    from taskq_cli.config import app_from_env
     from taskq_cli.protocol.topology import check_url
     from taskq_cli.queue import TaskQueue
 
-    app_spec = app or os.environ.get("TASKQ_APP") or None
+    app_spec = app or app_from_env()
     if app_spec:
-        from taskq_cli.registry import load_app
+        from taskq_cli.loading import load_app
 
         tq = load_app(app_spec)
         tq.configure(redis_url=redis_url, namespace=namespace)
@@ -102,13 +101,13 @@ def submit_and_print(
     """Enqueue the requests (all validated before any is written) and print one id, or with --json
     one object, per task."""
     from taskq_cli.cli import output
+    from taskq_cli.services.enqueue import submit
 
-    results = tq.submit(requests, durable=durable)
+    results = submit(tq, requests, durable=durable)
     try:
         for result in results:
             if as_json:
-                found = {"id": result.id, "queue": result.queue, "state": result.state}
-                output.json_out({**found, "duplicate": result.duplicate})
+                output.json_out(result.to_json())
             else:
                 output.line(result.id)
         output.finish()

@@ -1,4 +1,4 @@
-"""`taskq stats` (and its live `--watch` view) and `taskq workers`."""
+"""`taskq stats` (and its live `--watch` view) and `taskq workers`, over services/stats.py."""
 
 from __future__ import annotations
 
@@ -10,15 +10,13 @@ import typer
 
 from taskq_cli.cli import output
 from taskq_cli.cli.common import JsonFlag, Namespace, RedisUrl, open_queue
-from taskq_cli.errors import NotFound
-from taskq_cli.timeparse import iso_ms
 
 if TYPE_CHECKING:
-    from rich.console import RenderableType
-
     from taskq_cli.queue import TaskQueue
+    from taskq_cli.services.shapes import StatsAnswer, WorkerDoc
 
 COUNT_FIELDS = ("pending", "scheduled", "active", "dead", "processed", "failed")
+WORKER_COLUMNS = ("id", "queues", "concurrency", "running", "heartbeat")
 
 
 def stats(
@@ -36,9 +34,10 @@ def stats(
 
     Example: taskq stats --watch
     """
+    from taskq_cli.services.stats import check_queue, collect
+
     tq = open_queue(ctx, redis_url, namespace, None)
-    if queue is not None and queue not in tq.broker.known_queues():
-        raise NotFound(f"queue {queue!r} not found")
+    check_queue(tq, queue)
     if watch and output.is_terminal() and not as_json:
         _watch(tq, queue, max(interval, 0.1))
         return
@@ -58,11 +57,22 @@ def stats(
         return
 
 
-def _show(snapshot: dict[str, Any], as_json: bool) -> None:
+def _show(snapshot: StatsAnswer, as_json: bool) -> None:
     if as_json:
-        output.json_out(snapshot)
-    else:
-        _show_snapshot(snapshot)
+        output.json_out(snapshot.to_json())
+        return
+    columns = ("queue", *COUNT_FIELDS, "oldest pending", "paused")
+    rows = [
+        (
+            name,
+            *(getattr(q, f) for f in COUNT_FIELDS),
+            _age(q.oldest_pending_age),
+            "yes" if q.paused else "no",
+        )
+        for name, q in snapshot.queues.items()
+    ]
+    output.show_table("queues", columns, rows)
+    _show_workers(snapshot.workers)
 
 
 class OutageNote:
@@ -74,8 +84,9 @@ class OutageNote:
         self.error = ""
         self._told = False
 
-    def collect(self, tq: TaskQueue, queue: str | None) -> dict[str, Any] | None:
+    def collect(self, tq: TaskQueue, queue: str | None) -> StatsAnswer | None:
         from taskq_cli.outage import REDIS_ERRORS, describe
+        from taskq_cli.services.stats import collect
 
         try:
             snapshot = collect(tq, queue)
@@ -97,16 +108,6 @@ class OutageNote:
         return f"{self.error}; since {since}, retrying"
 
 
-def _show_snapshot(snapshot: dict[str, Any]) -> None:
-    columns = ("queue", *COUNT_FIELDS, "oldest pending", "paused")
-    rows = [
-        (name, *(q[f] for f in COUNT_FIELDS), _age(q["oldest_pending_age"]), "yes" if q["paused"] else "no")
-        for name, q in snapshot["queues"].items()
-    ]
-    output.show_table("queues", columns, rows)
-    _show_workers(snapshot["workers"])
-
-
 def workers(
     ctx: typer.Context,
     as_json: JsonFlag = False,
@@ -117,51 +118,34 @@ def workers(
 
     Example: taskq workers --json
     """
-    tq = open_queue(ctx, redis_url, namespace, None)
-    found = [_worker_json(w) for w in tq.broker.live_workers()]
+    from taskq_cli.services.stats import workers as live_workers
+
+    found = live_workers(open_queue(ctx, redis_url, namespace, None))
     if as_json:
-        output.json_out(found)
+        output.json_out([w.to_json() for w in found])
         return
     _show_workers(found)
 
 
-def collect(tq: TaskQueue, queue: str | None) -> dict[str, Any]:
-    """The SPEC's `stats --json` document."""
-    broker = tq.broker
-    names = [queue] if queue else broker.known_queues()
-    now_ms = broker.redis_time_ms()
-    paused = broker.paused(names)
-    queues: dict[str, dict[str, Any]] = {}
-    for s in broker.queue_stats(names):
-        age = None if s.oldest_pending_ms is None else max(now_ms - s.oldest_pending_ms, 0) / 1000
-        counts = {f: getattr(s, f) for f in COUNT_FIELDS}
-        queues[s.queue] = {**counts, "oldest_pending_age": age, "paused": paused[s.queue]}
-    return {
-        "queues": queues,
-        "workers": [_worker_json(w) for w in broker.live_workers()],
-        "limits": {"dead_max": tq.settings.dead_max, "dead_ttl": tq.settings.dead_ttl},
-    }
+# -- the live view -------------------------------------------------------------------------------------
 
 
-def render(snapshot: dict[str, Any], rates: dict[str, tuple[float, float]]) -> RenderableType:
-    from rich.console import Group
-    from rich.table import Table
-
-    table = Table(title="queues", show_edge=False, header_style="bold")
-    for column in ("queue", *COUNT_FIELDS, "oldest pending", "done/min", "failed/min"):
-        table.add_column(column, justify="left" if column == "queue" else "right")
-    for name, q in snapshot["queues"].items():
+def view(snapshot: StatsAnswer, rates: dict[str, tuple[float, float]]) -> list[output.Part]:
+    """The live view's parts: queues with their rates, workers, and the dead-letter limits."""
+    rows = []
+    for name, q in snapshot.queues.items():
         done_rate, failed_rate = rates.get(name, (None, None))
-        table.add_row(
-            name,
-            *(str(q[f]) for f in COUNT_FIELDS),
-            _age(q["oldest_pending_age"]),
-            _rate(done_rate),
-            _rate(failed_rate),
-        )
-    limits = snapshot["limits"]
-    caption = f"dead-letter limits: {limits['dead_max']:,} tasks, {_age(limits['dead_ttl'])}"
-    return Group(table, _workers_table(snapshot["workers"]), caption)
+        counts = (str(getattr(q, f)) for f in COUNT_FIELDS)
+        rows.append((name, *counts, _age(q.oldest_pending_age), _rate(done_rate), _rate(failed_rate)))
+    columns = ("queue", *COUNT_FIELDS, "oldest pending", "done/min", "failed/min")
+    limits = snapshot.limits
+    return [
+        output.TableView("queues", columns, rows, right=columns[1:]),
+        output.TableView(
+            f"workers ({len(snapshot.workers)})", WORKER_COLUMNS, _worker_rows(snapshot.workers)
+        ),
+        f"dead-letter limits: {limits.dead_max:,} tasks, {_age(limits.dead_ttl)}",
+    ]
 
 
 class RateWindow:
@@ -171,8 +155,8 @@ class RateWindow:
         self.window = window
         self.samples: deque[tuple[float, dict[str, tuple[int, int]]]] = deque()
 
-    def add(self, at: float, snapshot: dict[str, Any]) -> dict[str, tuple[float, float]]:
-        counts = {name: (q["processed"] - q["failed"], q["failed"]) for name, q in snapshot["queues"].items()}
+    def add(self, at: float, snapshot: StatsAnswer) -> dict[str, tuple[float, float]]:
+        counts = {name: (q.processed - q.failed, q.failed) for name, q in snapshot.queues.items()}
         self.samples.append((at, counts))
         while len(self.samples) > 2 and at - self.samples[1][0] >= self.window:
             self.samples.popleft()
@@ -190,69 +174,33 @@ class RateWindow:
 
 
 def _watch(tq: TaskQueue, queue: str | None, interval: float) -> None:
-    from rich.console import Group
-    from rich.live import Live
-    from rich.text import Text
+    from taskq_cli.services.stats import collect
 
     rates = RateWindow()
     outage = OutageNote()
     snapshot = collect(tq, queue)
-    view = render(snapshot, rates.add(time.monotonic(), snapshot))
-    with Live(
-        view, console=output.console(), screen=output.is_terminal(), auto_refresh=False, transient=False
-    ) as live:
-        try:
-            while True:
-                time.sleep(interval)
-                fresh = outage.collect(tq, queue)
-                if fresh is not None:
-                    view = render(fresh, rates.add(time.monotonic(), fresh))
-                    live.update(view, refresh=True)
-                else:  # the last figures stay, under a line saying they are not current
-                    live.update(Group(Text(outage.text(), style="bold red"), view), refresh=True)
-        except KeyboardInterrupt:
-            pass
+    with output.live_view(view(snapshot, rates.add(time.monotonic(), snapshot))) as live:
+        while True:
+            time.sleep(interval)
+            fresh = outage.collect(tq, queue)
+            if fresh is not None:
+                live.show(view(fresh, rates.add(time.monotonic(), fresh)))
+            else:  # the last figures stay, under a line saying they are not current
+                live.alert(outage.text())
 
 
-WORKER_COLUMNS = ("id", "queues", "concurrency", "running", "heartbeat")
-
-
-def _worker_rows(found: list[dict[str, Any]]) -> list[tuple[Any, ...]]:
+def _worker_rows(found: list[WorkerDoc]) -> list[tuple[Any, ...]]:
     rows: list[tuple[Any, ...]] = []
     for w in found:
-        running = ", ".join(f"{a.get('name')} {a.get('id')}" for a in w["active"][:3])
-        if len(w["active"]) > 3:
-            running += f" (+{len(w['active']) - 3})"
-        rows.append(
-            (w["id"], ",".join(w["queues"]), str(w["concurrency"]), running or "-", w["heartbeat_at"])
-        )
+        running = ", ".join(f"{a.name} {a.id}" for a in w.active[:3])
+        if len(w.active) > 3:
+            running += f" (+{len(w.active) - 3})"
+        rows.append((w.id, ",".join(w.queues), str(w.concurrency), running or "-", w.heartbeat_at))
     return rows
 
 
-def _show_workers(found: list[dict[str, Any]]) -> None:
+def _show_workers(found: list[WorkerDoc]) -> None:
     output.show_table(f"workers ({len(found)})", WORKER_COLUMNS, _worker_rows(found))
-
-
-def _workers_table(found: list[dict[str, Any]]) -> RenderableType:
-    from rich.table import Table
-
-    table = Table(title=f"workers ({len(found)})", show_edge=False, header_style="bold")
-    for column in WORKER_COLUMNS:
-        table.add_column(column)
-    for row in _worker_rows(found):
-        table.add_row(*row)
-    return table
-
-
-def _worker_json(info: dict[str, Any]) -> dict[str, Any]:
-    out = {
-        k: info.get(k) for k in ("id", "host", "pid", "queues", "concurrency", "started_at", "heartbeat_at")
-    }
-    out["started_at"] = iso_ms(info.get("started_at"))
-    out["heartbeat_at"] = iso_ms(info.get("heartbeat_at"))
-    out["pool"] = info.get("pool")
-    out["active"] = [{**a, "started_at": iso_ms(a.get("started_at"))} for a in info.get("active", [])]
-    return out
 
 
 def _age(seconds: float | None) -> str:
@@ -263,6 +211,10 @@ def _age(seconds: float | None) -> str:
     if seconds < 86400:
         return time.strftime("%H:%M:%S", time.gmtime(seconds))
     return f"{seconds / 86400:.0f}d"
+
+
+def _yes(flag: bool) -> str:
+    return "yes" if flag else "no"
 
 
 def _rate(value: float | None) -> str:

@@ -31,10 +31,9 @@ def task_show(
 
     Example: taskq task show 3f2a... --json
     """
-    from taskq_cli.admin import Admin
+    from taskq_cli.services import tasks
 
-    tq = open_queue(ctx, redis_url, namespace, app)
-    data = Admin(tq.broker).task_json(task_id, queue, tq.registry, tq.settings.defaults)
+    data = tasks.show(open_queue(ctx, redis_url, namespace, app), task_id, queue).to_json()
     if as_json:
         output.json_out(data)
         return
@@ -59,14 +58,13 @@ def task_cancel(
 
     Example: taskq task cancel 3f2a...
     """
-    from taskq_cli.admin import Admin
+    from taskq_cli.services import tasks
 
-    tq = open_queue(ctx, redis_url, namespace, None)
-    was = Admin(tq.broker).cancel(task_id, queue)
+    cancelled = tasks.cancel(open_queue(ctx, redis_url, namespace, None), task_id, queue)
     if as_json:
-        output.json_out({"id": task_id, "cancelled": True, "state": was})
+        output.json_out(cancelled.to_json())
     else:
-        output.line(f"cancelled {task_id} (was {was})")
+        output.line(f"cancelled {task_id} (was {cancelled.state})")
 
 
 @task_app.command("list")
@@ -84,16 +82,16 @@ def task_list(
 
     Example: taskq task list --queue emails --state scheduled --limit 20
     """
-    from taskq_cli.admin import Admin
+    from taskq_cli.services.tasks import list_tasks
 
     tq = open_queue(ctx, redis_url, namespace, None)
-    tasks = [t.to_json() for t in Admin(tq.broker).list_tasks(queue, state, limit, offset)]
+    found = [t.to_json() for t in list_tasks(tq, queue, state, limit, offset)]
     if as_json:
-        output.json_out(tasks)
+        output.json_out(found)
         return
     columns = ("id", "name", "state", "attempts", "enqueued_at", "run_at", "error")
     output.show_table(
-        f"{state} tasks in {queue} ({len(tasks)})",
+        f"{state} tasks in {queue} ({len(found)})",
         columns,
         [
             (
@@ -105,6 +103,6 @@ def task_list(
                 t["run_at"],
                 output.first_line((t.get("last_error") or {}).get("message")),
             )
-            for t in tasks
+            for t in found
         ],
     )

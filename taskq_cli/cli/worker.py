@@ -88,12 +88,12 @@ def scheduler(
 ) -> int:
     """Promote due scheduled tasks, recover lost workers' tasks and fire periodic schedules."""
     from taskq_cli import logs
-    from taskq_cli.scheduler import Scheduler
+    from taskq_cli.services.processes import scheduler as scheduler_for
     from taskq_cli.stopsignals import StopSignals
 
     logs.configure(log_level, log_format)
     tq = open_queue(ctx, redis_url, namespace, app)
-    runner = Scheduler(tq.broker, tq.settings.defaults, cron=not no_cron)
+    runner = scheduler_for(tq, cron=not no_cron)
     if not no_cron:
         tq.sync_schedules()
 

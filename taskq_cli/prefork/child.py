@@ -46,7 +46,7 @@ def child_main(
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C and service managers signal the whole
     signal.signal(signal.SIGTERM, signal.SIG_IGN)  # group: the supervisor decides what stops
     if registry is None:
-        from taskq_cli.registry import load_app
+        from taskq_cli.loading import load_app
 
         assert app_spec is not None
         registry = load_app(app_spec).registry

@@ -1,0 +1,220 @@
+"""The JSON shapes the CLI's `--json` prints and the HTTP API answers, each declared once. The
+services return these; the CLI prints `to_json()`, the API answers it and documents the same models
+in its OpenAPI document (their class names are the document's schema names)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Annotated, Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+Timestamp = Annotated[str | None, Field(description="ISO 8601 UTC with milliseconds.")]
+Flag = Annotated[bool, Field(description="Present (true) only when it applies.")]
+
+
+class JsonShape(BaseModel):
+    """A JSON document: its fields in the declared order; fields never given are left out."""
+
+    def to_json(self) -> dict[str, Any]:
+        return self.model_dump(exclude_unset=True)
+
+
+# -- tasks ----------------------------------------------------------------------------------------------
+
+
+class TaskErrorDoc(JsonShape):
+    type: str
+    message: str
+    traceback: str
+
+
+class TaskDoc(JsonShape):
+    """A task as `taskq task show --json` prints it."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "id": "3f2a9c",
+                    "name": "send_email",
+                    "queue": "default",
+                    "payload": {"to": "a@example.com"},
+                    "state": "done",
+                    "attempts": 1,
+                    "max_retries": 3,
+                    "timeout": 600.0,
+                    "enqueued_at": "2026-11-28T18:00:00.123Z",
+                    "run_at": None,
+                    "started_at": "2026-11-28T18:00:00.200Z",
+                    "finished_at": "2026-11-28T18:00:00.450Z",
+                    "died_at": None,
+                    "worker": "host-1234-ab12",
+                    "last_error": None,
+                    "result": {"sent": True},
+                }
+            ]
+        }
+    )
+
+    id: str
+    name: str
+    queue: str
+    payload: Any
+    state: str = Field(description="pending, scheduled, active, done or dead.")
+    attempts: int
+    max_retries: int | None
+    timeout: float | None
+    enqueued_at: Timestamp
+    run_at: Timestamp
+    started_at: Timestamp
+    finished_at: Timestamp
+    died_at: Timestamp
+    worker: str | None
+    last_error: TaskErrorDoc | None
+    result: Any
+    raw: str | None = Field(None, description="Only for a malformed message: its raw text.")
+    # a listing's bounds (GET /dlq): what it left out or cut; `GET /tasks/{id}` shows the task whole
+    payload_truncated: Flag = False
+    result_truncated: Flag = False
+    last_error_truncated: Flag = False
+    raw_truncated: Flag = False
+    options_source: dict[str, str] = Field(
+        default_factory=dict,
+        description="One task's view only: where max_retries and timeout come from (enqueue, handler "
+        "or default).",
+    )
+
+
+class CancelAnswer(JsonShape):
+    id: str
+    cancelled: bool
+    state: str = Field(description="The state the task was in.")
+
+
+# -- stats and workers ----------------------------------------------------------------------------------
+
+
+class QueueCounts(JsonShape):
+    pending: int
+    scheduled: int
+    active: int
+    dead: int
+    processed: int
+    failed: int
+    oldest_pending_age: float | None = Field(description="Seconds.")
+    paused: bool
+
+
+class RunningTask(JsonShape):
+    model_config = ConfigDict(extra="allow")
+
+    id: str
+    name: str | None
+    queue: str
+    started_at: Timestamp
+
+
+class WorkerDoc(JsonShape):
+    id: str
+    host: str
+    pid: int
+    queues: list[str]
+    concurrency: int
+    started_at: Timestamp
+    heartbeat_at: Timestamp
+    pool: str | None
+    active: list[RunningTask]
+
+
+class Limits(JsonShape):
+    dead_max: int
+    dead_ttl: float = Field(description="Seconds.")
+
+
+class StatsAnswer(JsonShape):
+    """As `taskq stats --json`."""
+
+    queues: dict[str, QueueCounts]
+    workers: list[WorkerDoc]
+    limits: Limits
+
+
+# -- queues ----------------------------------------------------------------------------------------------
+
+
+class QueueInfoDoc(JsonShape):
+    name: str
+    paused: bool
+    pending: int
+    scheduled: int
+    active: int
+    dead: int
+
+
+class PauseAnswer(JsonShape):
+    name: str
+    paused: bool
+
+
+# -- the dead-letter queue ---------------------------------------------------------------------------------
+
+
+@dataclass
+class BulkReport:
+    """What a bulk operation on dead tasks did, id by id."""
+
+    handled: list[str] = field(default_factory=list)
+    missing: list[str] = field(default_factory=list)
+    refused: list[str] = field(default_factory=list)  # malformed entries cannot be retried
+
+
+class RetryAnswer(JsonShape):
+    retried: int
+    ids: list[str]
+    missing: list[str] = Field(description="Ids not in the dead-letter queue.")
+    refused: list[str] = Field(description="Malformed messages (raw text): they cannot be retried.")
+
+    @classmethod
+    def of(cls, report: BulkReport) -> RetryAnswer:
+        return cls(
+            retried=len(report.handled), ids=report.handled, missing=report.missing, refused=report.refused
+        )
+
+
+class PurgeAnswer(JsonShape):
+    purged: int
+    ids: list[str]
+    missing: list[str]
+    refused: list[str]
+
+    @classmethod
+    def of(cls, report: BulkReport) -> PurgeAnswer:
+        return cls(
+            purged=len(report.handled), ids=report.handled, missing=report.missing, refused=report.refused
+        )
+
+
+# -- periodic schedules and health ---------------------------------------------------------------------------
+
+
+class ScheduleDoc(JsonShape):
+    """A schedule as `taskq cron list --json` prints it."""
+
+    name: str
+    schedule: str
+    tz: str
+    task: str
+    queue: str
+    payload: dict[str, Any]
+    paused: bool
+    catchup: str
+    next_run: Timestamp
+    last_run: Timestamp
+    last_task_id: str | None
+    last_task_state: str | None = Field(description="The last fired task's state; `expired` once gone.")
+
+
+class Health(JsonShape):
+    status: str = Field(description="`ok`")
+    redis_ms: float = Field(description="PING round trip in milliseconds.")

@@ -1,0 +1,61 @@
+"""Counts per queue, the oldest pending task's age, the live workers and the dead-letter limits:
+what `taskq stats`, `taskq workers` and GET /stats show."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from taskq_cli.errors import NotFound
+from taskq_cli.services.shapes import Limits, QueueCounts, RunningTask, StatsAnswer, WorkerDoc
+from taskq_cli.timeparse import iso_ms
+
+if TYPE_CHECKING:
+    from taskq_cli.queue import TaskQueue
+
+COUNT_FIELDS = ("pending", "scheduled", "active", "dead", "processed", "failed")
+WORKER_FIELDS = ("id", "host", "pid", "queues", "concurrency")
+
+
+def check_queue(tq: TaskQueue, queue: str | None) -> None:
+    """NotFound for a queue never used (None: every queue)."""
+    if queue is not None and queue not in tq.broker.known_queues():
+        raise NotFound(f"queue {queue!r} not found")
+
+
+def collect(tq: TaskQueue, queue: str | None = None) -> StatsAnswer:
+    """The SPEC's `stats --json` document, for one queue or every known one."""
+    broker = tq.broker
+    names = [queue] if queue else broker.known_queues()
+    now_ms = broker.redis_time_ms()
+    paused = broker.paused(names)
+    queues: dict[str, QueueCounts] = {}
+    for s in broker.queue_stats(names):
+        age = None if s.oldest_pending_ms is None else max(now_ms - s.oldest_pending_ms, 0) / 1000
+        counts = {f: getattr(s, f) for f in COUNT_FIELDS}
+        queues[s.queue] = QueueCounts(**counts, oldest_pending_age=age, paused=paused[s.queue])
+    return StatsAnswer(
+        queues=queues,
+        workers=workers(tq),
+        limits=Limits(dead_max=tq.settings.dead_max, dead_ttl=tq.settings.dead_ttl),
+    )
+
+
+def workers(tq: TaskQueue) -> list[WorkerDoc]:
+    """The live workers, as they last described themselves."""
+    return [_worker(info) for info in tq.broker.live_workers()]
+
+
+def _worker(info: dict[str, Any]) -> WorkerDoc:
+    """A worker's description (written by the worker itself) in its JSON shape."""
+    return WorkerDoc.model_validate(
+        {
+            **{k: info.get(k) for k in WORKER_FIELDS},
+            "started_at": iso_ms(info.get("started_at")),
+            "heartbeat_at": iso_ms(info.get("heartbeat_at")),
+            "pool": info.get("pool"),
+            "active": [
+                RunningTask.model_validate({**a, "started_at": iso_ms(a.get("started_at"))})
+                for a in info.get("active", [])
+            ],
+        }
+    )

@@ -1,0 +1,36 @@
+"""One task (show, cancel) and the tasks of a queue in one state."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from taskq_cli.services.admin import Admin
+from taskq_cli.services.shapes import CancelAnswer, TaskDoc
+
+if TYPE_CHECKING:
+    from taskq_cli.models import Task
+    from taskq_cli.queue import TaskQueue
+
+
+def doc(task: Task) -> TaskDoc:
+    """A task in its JSON shape."""
+    return TaskDoc.model_validate(task.to_json())
+
+
+def show(tq: TaskQueue, task_id: str, queue: str | None = None) -> TaskDoc:
+    """A task with the max_retries and timeout that apply to it and where they come from
+    (`options_source`): given at enqueue, its handler's (known with an app) or the defaults."""
+    found = Admin(tq.broker).task_json(task_id, queue, tq.registry, tq.settings.defaults)
+    return TaskDoc.model_validate(found)
+
+
+def list_tasks(tq: TaskQueue, queue: str, state: str, limit: int, offset: int = 0) -> list[TaskDoc]:
+    """The tasks of `queue` in `state`, in the order they will be handled."""
+    return [doc(t) for t in Admin(tq.broker).list_tasks(queue, state, limit, offset)]
+
+
+def cancel(tq: TaskQueue, task_id: str, queue: str | None = None) -> CancelAnswer:
+    """Remove an unfinished task (an active one is stopped at its worker's next lease renewal);
+    UsageError when it already finished."""
+    was = Admin(tq.broker).cancel(task_id, queue)
+    return CancelAnswer(id=task_id, cancelled=True, state=was)
