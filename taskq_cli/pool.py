@@ -180,19 +180,3 @@ def known_name(registry: Mapping[str, TaskDef], name: str) -> str | None:
 
 async def _call(fn: Callable[[], None]) -> None:
     fn()
-
-
-def make_pool(
-    kind: str,
-    concurrency: int,
-    registry: Mapping[str, TaskDef],
-    app_spec: str | None,
-    **process_options: float | int | None,
-) -> Pool:
-    if kind == "threads":
-        return ThreadPool(concurrency, registry)
-    if kind == "asyncio":
-        return AsyncPool(concurrency, registry)
-    from taskq_cli.prefork import ProcessPool
-
-    return ProcessPool(concurrency, registry, app_spec, **process_options)  # type: ignore[arg-type]

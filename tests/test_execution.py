@@ -31,7 +31,8 @@ import redis
 
 from taskq_cli import TaskQueue
 from taskq_cli.models import Outcome, OutcomeKind
-from taskq_cli.pool import AsyncPool, make_pool
+from taskq_cli.pool import AsyncPool
+from taskq_cli.pools import make_pool
 from taskq_cli.prefork import KILL_AFTER, ProcessPool
 from taskq_cli.runner import Execution
 from taskq_cli.worker import MAX_AHEAD_PER_SLOT

@@ -14,7 +14,8 @@ import pytest
 
 from taskq_cli import TaskQueue
 from taskq_cli.models import Outcome, OutcomeKind
-from taskq_cli.pool import POOL_KINDS, Pool, make_pool
+from taskq_cli.pool import Pool
+from taskq_cli.pools import POOL_KINDS, make_pool
 from taskq_cli.runner import Execution
 
 app = TaskQueue(redis_url="redis://127.0.0.1:1/0", namespace="unused")

@@ -29,7 +29,8 @@ from taskq_cli.config import RetryDefaults
 from taskq_cli.errors import UsageError
 from taskq_cli.models import Options, Outcome
 from taskq_cli.outage import REDIS_ERRORS, Outage, describe
-from taskq_cli.pool import POOL_KINDS, Pool, make_pool
+from taskq_cli.pool import Pool
+from taskq_cli.pools import POOL_KINDS, make_pool
 from taskq_cli.protocol import Ack, FailState, Failure, Fetched
 from taskq_cli.protocol.record import TaskMeta
 from taskq_cli.runner import Execution
