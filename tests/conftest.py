@@ -7,18 +7,17 @@ import os
 import shutil
 import subprocess
 import sys
-import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
-from pathlib import Path
 
 import pytest
 import redis
 
 from taskq_cli import TaskQueue
 from taskq_cli.protocol import Broker
+from tests.support import ROOT, Procs, taskq_env, until
 
-ROOT = Path(__file__).resolve().parent.parent
+__all__ = ["ROOT", "Clock", "cli_env", "run_python", "wait_until"]
 REDIS_URL = os.environ.get("TASKQ_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 
 
@@ -137,16 +136,7 @@ def run_python(code: str, redis_url: str, namespace: str) -> subprocess.Complete
     )
 
 
-def cli_env(redis_url: str, namespace: str, **extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("TASKQ_")}
-    env.update(
-        TASKQ_REDIS_URL=redis_url,
-        TASKQ_NAMESPACE=namespace,
-        NO_COLOR="1",
-        PYTHONPATH=os.pathsep.join([str(ROOT), env.get("PYTHONPATH", "")]),
-    )
-    env.update(extra)
-    return env
+cli_env = taskq_env  # the name the tests have always used
 
 
 @pytest.fixture
@@ -176,35 +166,23 @@ def run_cli(redis_url: str, namespace: str) -> Callable[..., subprocess.Complete
 
 
 @pytest.fixture
-def spawn(redis_url: str, namespace: str) -> Iterator[Callable[..., subprocess.Popen[str]]]:
-    """Start `taskq ARGS` in the background; every process is killed at the end of the test."""
-    procs: list[subprocess.Popen[str]] = []
+def procs(redis_url: str, namespace: str) -> Iterator[Procs]:
+    """Background `taskq` processes (tests/support/procs.py), each process group killed at the end."""
+    started = Procs(cli_env(redis_url, namespace))
+    yield started
+    started.close()
+
+
+@pytest.fixture
+def spawn(procs: Procs) -> Callable[..., subprocess.Popen[str]]:
+    """Start `taskq ARGS` in the background as a bare Popen; killed (its whole group) at the end."""
 
     def start(*args: str, env: dict[str, str] | None = None) -> subprocess.Popen[str]:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "taskq_cli", *args],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            cwd=ROOT,
-            env=env or cli_env(redis_url, namespace),
-            start_new_session=True,
-        )
-        procs.append(proc)
-        return proc
+        return procs.popen(*args, env=env)
 
-    yield start
-    for proc in procs:
-        if proc.poll() is None:
-            proc.kill()
-        proc.communicate(timeout=10)
+    return start
 
 
 def wait_until(predicate: Callable[[], object], timeout: float = 10.0, interval: float = 0.02) -> None:
     """Poll a condition (for real processes only; protocol tests move the clock instead)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(interval)
-    raise AssertionError(f"condition not met within {timeout}s")
+    until(predicate, timeout, interval=interval)

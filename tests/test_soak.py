@@ -14,7 +14,7 @@ import pytest
 import redis
 
 from taskq_cli import TaskQueue
-from tests.chaos.harness import ROOT, RedisServer
+from tests.support import ROOT, RedisServer
 
 NS = "soak"
 RESULT_TTL = 3600  # tests/apps/chaos.py keeps results that long, so the soak can count every done task
