@@ -15,6 +15,9 @@ import redis
 
 from taskq_cli import TaskQueue
 from taskq_cli.protocol import Broker
+from taskq_cli.protocol.keys import NamespaceKeys
+from taskq_cli.protocol.topology import Client, connect
+from tests.cluster.servers import Cluster, Unsupported
 from tests.support import ROOT, Procs, taskq_env, until
 
 __all__ = ["ROOT", "Clock", "cli_env", "run_python", "wait_until"]
@@ -31,8 +34,12 @@ def _answers(url: str) -> bool:
         client.close()
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "cluster: on a local 3-primary Redis Cluster (CI still runs them)")
+
+
 @pytest.fixture(scope="session")
-def redis_url() -> Iterator[str]:
+def suite_redis_url() -> Iterator[str]:
     """The Redis the tests use. When none answers at the default address, start a redis-server
     there for the session (it dies with pytest), or skip saying exactly why."""
     if _answers(REDIS_URL):
@@ -52,15 +59,46 @@ def redis_url() -> Iterator[str]:
     server.stop()
 
 
+@pytest.fixture(scope="session")
+def redis_url(suite_redis_url: str) -> str:
+    """The Redis a test runs on; tests/cluster and the protocol contract point it elsewhere."""
+    return suite_redis_url
+
+
+@pytest.fixture(scope="session")
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+    """A 3-primary Redis Cluster on loopback for the whole session, started when first needed."""
+    deployment = Cluster(tmp_path_factory.mktemp("cluster"))
+    try:
+        deployment.start()
+    except Unsupported as exc:
+        deployment.stop()
+        pytest.skip(f"no Redis Cluster: {exc}")
+    except BaseException:
+        deployment.stop()
+        raise
+    yield deployment
+    deployment.stop()
+
+
+def _client(url: str) -> Client:
+    """A plain decoding client for a single Redis, taskq's own for a cluster or Sentinel URL."""
+    if url.partition("://")[0].lower() in ("redis", "rediss", "unix"):
+        return redis.Redis.from_url(url, decode_responses=True)
+    return connect(url)
+
+
 @pytest.fixture
 def namespace(redis_url: str) -> Iterator[str]:
     ns = f"test-{uuid.uuid4().hex[:12]}"
     yield ns
-    client = redis.Redis.from_url(redis_url)
-    keys = list(client.scan_iter(match=f"{ns}:*", count=1000))
-    if keys:
-        client.delete(*keys)
-    client.close()
+    client = _client(redis_url)
+    try:
+        keys = list(client.scan_iter(match=NamespaceKeys(ns).pattern(), count=1000))  # every primary
+        if keys:
+            client.delete(*keys)  # a cluster client deletes slot by slot
+    finally:
+        client.close()
 
 
 @pytest.fixture
@@ -74,18 +112,20 @@ def extra_namespace(redis_url: str) -> Iterator[Callable[[], str]]:
         return ns
 
     yield make
-    client = redis.Redis.from_url(redis_url)
-    for ns in made:
-        keys = list(client.scan_iter(match=f"{ns}:*", count=1000))
-        if keys:
-            client.delete(*keys)
-    client.close()
+    client = _client(redis_url)
+    try:
+        for ns in made:
+            keys = list(client.scan_iter(match=NamespaceKeys(ns).pattern(), count=1000))
+            if keys:
+                client.delete(*keys)
+    finally:
+        client.close()
 
 
 @pytest.fixture
 def raw(redis_url: str) -> Iterator[redis.Redis]:
-    """A plain client for looking at keys directly."""
-    client = redis.Redis.from_url(redis_url, decode_responses=True)
+    """A plain client for looking at keys directly (a cluster client on a cluster)."""
+    client = _client(redis_url)
     yield client
     client.close()
 

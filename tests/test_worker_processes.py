@@ -147,9 +147,11 @@ def test_a_failing_task_runs_max_retries_plus_one_times_then_is_dead_with_its_tr
     worker = start("worker", "worker", "--app", BASIC, "--concurrency", "2")
 
     until(lambda: state_of(raw, namespace, task_id) == "dead", 10, logs=[worker], what="boom dead")
-    time.sleep(0.5)  # a fourth execution would show up here
+    after = enqueue(run_cli, "ok", '{"value": 1}', "--app", BASIC)  # a fourth execution would come first
+    until(lambda: state_of(raw, namespace, after) == "done", 10, logs=[worker], what="a later task done")
 
-    assert runs(raw, namespace) == [f"{task_id}:1", f"{task_id}:2", f"{task_id}:3"], worker.report()
+    mine = [r for r in runs(raw, namespace) if r.split(":")[0] == task_id]
+    assert mine == [f"{task_id}:1", f"{task_id}:2", f"{task_id}:3"], worker.report()
     task = meta(raw, namespace, task_id)
     assert task["attempts"] == 3, worker.report()
     assert task["last_error"]["type"] == "RuntimeError"
@@ -243,7 +245,8 @@ def test_a_task_no_worker_knows_is_retried_then_dead_as_unknown(
     worker = start("worker", "worker", "--app", BASIC, "--concurrency", "1")
 
     until(lambda: state_of(raw, namespace, task_id) == "dead", 10, logs=[worker], what="unknown task dead")
-    time.sleep(0.3)
+    after = enqueue(run_cli, "ok", '{"value": 1}', "--app", BASIC)  # the worker has moved on
+    until(lambda: state_of(raw, namespace, after) == "done", 10, logs=[worker], what="a later task done")
 
     task = meta(raw, namespace, task_id)
     assert task["attempts"] == 2, worker.report()
@@ -505,7 +508,9 @@ def test_two_schedulers_and_a_worker_racing_over_200_delayed_tasks_run_each_exac
 
     until(lambda: len(runs(raw, namespace)) >= 200, 15, logs=everyone, what="200 executions")
     until(lambda: counters(raw, namespace).get("processed") == 200, 5, logs=everyone, what="200 acks")
-    time.sleep(0.5)  # duplicates would land here
+    # duplicates would land before a task due after every one of them has run
+    [after] = cli(run_cli, "enqueue", "--app", BASIC, "ok", '{"value": 0}', "--delay", "1s").split()
+    until(lambda: state_of(raw, namespace, after) == "done", 10, logs=everyone, what="a later task done")
 
     executed = Counter(entry.split(":")[0] for entry in runs(raw, namespace))
     twice = {tid: n for tid, n in executed.items() if n > 1}

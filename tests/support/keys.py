@@ -37,7 +37,7 @@ def meta_of(raw: redis.Redis, namespace: str, task_id: str, queue: str = DEFAULT
 
 def payload_of(raw: redis.Redis, namespace: str, task_id: str, queue: str = DEFAULT) -> Any:
     text = raw.hget(QueueKeys(namespace, queue).payloads, task_id)
-    assert text is not None, f"no payload for {task_id!r} in queue {queue!r}"
+    assert text is not None, f"no payload stored for {task_id!r}"
     return json.loads(text)
 
 

@@ -99,8 +99,7 @@ class Proc:
             code = self.popen.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
             raise AssertionError(f"still running after {timeout}s\n{self.report()}") from None
-        for reader in self._readers:
-            reader.join(timeout=5)
+        self._finish()
         return code
 
     def report(self) -> str:
@@ -112,8 +111,16 @@ class Proc:
         kill_group(self.pid)
         with contextlib.suppress(subprocess.TimeoutExpired):
             self.popen.wait(timeout=10)
+        self._finish()
+
+    def _finish(self) -> None:
+        """Read the output to its end (the group is gone), then close the pipes."""
         for reader in self._readers:
             reader.join(timeout=5)
+        for stream in (self.popen.stdout, self.popen.stderr):
+            if stream is not None:
+                with contextlib.suppress(OSError):
+                    stream.close()
 
 
 def _collect(stream: IO[str], into: list[str]) -> None:
