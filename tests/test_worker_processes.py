@@ -344,7 +344,15 @@ def test_a_sigkilled_workers_task_is_left_alone_while_it_lives_then_recovered_by
     # A live worker keeps its task, however long it runs past its lease, with a rival worker idle.
     second = start("worker B", "worker", "--app", CRASHY, "--lease", "1s", "--concurrency", "1")
     until(lambda: registered(raw, namespace, second), 10, logs=[first, second], what="worker B registered")
-    time.sleep(3 * lease)
+    # the lease deadline is the clock: renewed three leases on, the task was held past its lease all along
+    active = qkeys(namespace).active
+    deadline = float(raw.zscore(active, task_id) or 0)
+    until(
+        lambda: float(raw.zscore(active, task_id) or 0) >= deadline + 3 * lease * 1000,
+        10,
+        logs=[first, second],
+        what="the lease renewed three leases on",
+    )
     task = meta(raw, namespace, task_id)
     assert (task["state"], task["attempts"], error_type(task)) == ("active", 1, None), logs(first, second)
 
