@@ -93,9 +93,9 @@ def check_bounded_memory(server: RedisServer, client: redis.Redis, summary: dict
     # Dead workers leave the registry: their descriptions expire, and their entries in the list of
     # workers with them (no `taskq stats` needed to clean up after them)
     until(
-        lambda: not [k for k in namespace_keys(client) if k.startswith(f"{NS}:worker:")],
+        lambda: not [k for k in namespace_keys(client) if k.startswith((f"{NS}:worker:", f"{NS}:workers"))],
         REGISTRY_TTL + 5,
-        what="the dead workers' descriptions expired",
+        what="the dead workers' descriptions and entries expired",
     )
     keys = namespace_keys(client)
     assert client.llen(key("wake")) <= 1
