@@ -86,13 +86,17 @@ class DevRedis(Protocol):
     def stop(self) -> None: ...
 
 
-def start_redis(port: int | None = None, *, embedded: bool = False) -> DevRedis:
+def start_redis(port: int | None = None, *, embedded: bool = False, args: Sequence[str] = ()) -> DevRedis:
     """A Redis on the loopback at `port`, else on 6379 when free, else on any free port: a
-    `redis-server` from PATH unless `embedded` (or none is installed), else the embedded server."""
+    `redis-server` from PATH unless `embedded` (or none is installed), else the embedded server.
+    `args` go to redis-server after its defaults, so they override them; a config file, if any,
+    comes first, as redis-server wants it (the test suite's private servers use this)."""
     binary = None if embedded else shutil.which("redis-server")
     if binary is None:
+        if args:
+            raise TaskqError("redis-server options need a redis-server on PATH")
         return EmbeddedRedis.start(port)
-    return RedisServer.start(os.path.abspath(binary), port)
+    return RedisServer.start(os.path.abspath(binary), port, args)
 
 
 def answers_ping(port: int, timeout: float = 0.5) -> bool:
@@ -136,13 +140,13 @@ class RedisServer:
         return f"redis://{LOOPBACK}:{self.port}/0"
 
     @classmethod
-    def start(cls, binary: str, port: int | None) -> RedisServer:
+    def start(cls, binary: str, port: int | None, args: Sequence[str] = ()) -> RedisServer:
         if port is not None and _bind_probe(port) is None:
             raise TaskqError(f"cannot listen on {LOOPBACK}:{port}: address already in use")
         for attempt in range(3):  # a port found free may be taken before redis-server binds it
             chosen = port if port is not None else free_port(DEFAULT_PORT if attempt == 0 else None)
             log = tempfile.TemporaryFile()  # noqa: SIM115 - lives as long as the server; closed by stop()
-            server = cls(spawn(_server_argv(binary, chosen), output=log), chosen, log)
+            server = cls(spawn(_server_argv(binary, chosen, args), output=log), chosen, log)
             problem = server._wait_ready()
             if problem is None:
                 server.description = f"redis-server (pid {server.proc.pid}) on {LOOPBACK}:{chosen}"
@@ -189,11 +193,14 @@ class RedisServer:
         self.log.close()
 
 
-def _server_argv(binary: str, port: int) -> list[str]:
+def _server_argv(binary: str, port: int, args: Sequence[str] = ()) -> list[str]:
+    config = list(args[:1]) if args and not args[0].startswith("-") else []
     return [
         binary,
+        *config,
         *("--port", str(port), "--bind", LOOPBACK, "--save", "", "--appendonly", "no"),
         *("--dir", tempfile.gettempdir(), "--logfile", "", "--loglevel", "warning", "--daemonize", "no"),
+        *args[len(config) :],
     ]
 
 

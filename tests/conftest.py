@@ -7,18 +7,20 @@ import os
 import shutil
 import subprocess
 import sys
-import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
-from pathlib import Path
 
 import pytest
 import redis
 
 from taskq_cli import TaskQueue
 from taskq_cli.protocol import Broker
+from taskq_cli.protocol.keys import NamespaceKeys
+from taskq_cli.protocol.topology import Client, connect
+from tests.cluster.servers import Cluster, Unsupported
+from tests.support import ROOT, Procs, taskq_env, until
 
-ROOT = Path(__file__).resolve().parent.parent
+__all__ = ["ROOT", "Clock", "cli_env", "run_python", "wait_until"]
 REDIS_URL = os.environ.get("TASKQ_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 
 
@@ -32,8 +34,12 @@ def _answers(url: str) -> bool:
         client.close()
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "cluster: on a local 3-primary Redis Cluster (CI still runs them)")
+
+
 @pytest.fixture(scope="session")
-def redis_url() -> Iterator[str]:
+def suite_redis_url() -> Iterator[str]:
     """The Redis the tests use. When none answers at the default address, start a redis-server
     there for the session (it dies with pytest), or skip saying exactly why."""
     if _answers(REDIS_URL):
@@ -53,15 +59,46 @@ def redis_url() -> Iterator[str]:
     server.stop()
 
 
+@pytest.fixture(scope="session")
+def redis_url(suite_redis_url: str) -> str:
+    """The Redis a test runs on; tests/cluster and the protocol contract point it elsewhere."""
+    return suite_redis_url
+
+
+@pytest.fixture(scope="session")
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+    """A 3-primary Redis Cluster on loopback for the whole session, started when first needed."""
+    deployment = Cluster(tmp_path_factory.mktemp("cluster"))
+    try:
+        deployment.start()
+    except Unsupported as exc:
+        deployment.stop()
+        pytest.skip(f"no Redis Cluster: {exc}")
+    except BaseException:
+        deployment.stop()
+        raise
+    yield deployment
+    deployment.stop()
+
+
+def _client(url: str) -> Client:
+    """A plain decoding client for a single Redis, taskq's own for a cluster or Sentinel URL."""
+    if url.partition("://")[0].lower() in ("redis", "rediss", "unix"):
+        return redis.Redis.from_url(url, decode_responses=True)
+    return connect(url)
+
+
 @pytest.fixture
 def namespace(redis_url: str) -> Iterator[str]:
     ns = f"test-{uuid.uuid4().hex[:12]}"
     yield ns
-    client = redis.Redis.from_url(redis_url)
-    keys = list(client.scan_iter(match=f"{ns}:*", count=1000))
-    if keys:
-        client.delete(*keys)
-    client.close()
+    client = _client(redis_url)
+    try:
+        keys = list(client.scan_iter(match=NamespaceKeys(ns).pattern(), count=1000))  # every primary
+        if keys:
+            client.delete(*keys)  # a cluster client deletes slot by slot
+    finally:
+        client.close()
 
 
 @pytest.fixture
@@ -75,18 +112,20 @@ def extra_namespace(redis_url: str) -> Iterator[Callable[[], str]]:
         return ns
 
     yield make
-    client = redis.Redis.from_url(redis_url)
-    for ns in made:
-        keys = list(client.scan_iter(match=f"{ns}:*", count=1000))
-        if keys:
-            client.delete(*keys)
-    client.close()
+    client = _client(redis_url)
+    try:
+        for ns in made:
+            keys = list(client.scan_iter(match=NamespaceKeys(ns).pattern(), count=1000))
+            if keys:
+                client.delete(*keys)
+    finally:
+        client.close()
 
 
 @pytest.fixture
 def raw(redis_url: str) -> Iterator[redis.Redis]:
-    """A plain client for looking at keys directly."""
-    client = redis.Redis.from_url(redis_url, decode_responses=True)
+    """A plain client for looking at keys directly (a cluster client on a cluster)."""
+    client = _client(redis_url)
     yield client
     client.close()
 
@@ -137,16 +176,7 @@ def run_python(code: str, redis_url: str, namespace: str) -> subprocess.Complete
     )
 
 
-def cli_env(redis_url: str, namespace: str, **extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("TASKQ_")}
-    env.update(
-        TASKQ_REDIS_URL=redis_url,
-        TASKQ_NAMESPACE=namespace,
-        NO_COLOR="1",
-        PYTHONPATH=os.pathsep.join([str(ROOT), env.get("PYTHONPATH", "")]),
-    )
-    env.update(extra)
-    return env
+cli_env = taskq_env  # the name the tests have always used
 
 
 @pytest.fixture
@@ -176,35 +206,23 @@ def run_cli(redis_url: str, namespace: str) -> Callable[..., subprocess.Complete
 
 
 @pytest.fixture
-def spawn(redis_url: str, namespace: str) -> Iterator[Callable[..., subprocess.Popen[str]]]:
-    """Start `taskq ARGS` in the background; every process is killed at the end of the test."""
-    procs: list[subprocess.Popen[str]] = []
+def procs(redis_url: str, namespace: str) -> Iterator[Procs]:
+    """Background `taskq` processes (tests/support/procs.py), each process group killed at the end."""
+    started = Procs(cli_env(redis_url, namespace))
+    yield started
+    started.close()
+
+
+@pytest.fixture
+def spawn(procs: Procs) -> Callable[..., subprocess.Popen[str]]:
+    """Start `taskq ARGS` in the background as a bare Popen; killed (its whole group) at the end."""
 
     def start(*args: str, env: dict[str, str] | None = None) -> subprocess.Popen[str]:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "taskq_cli", *args],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            cwd=ROOT,
-            env=env or cli_env(redis_url, namespace),
-            start_new_session=True,
-        )
-        procs.append(proc)
-        return proc
+        return procs.popen(*args, env=env)
 
-    yield start
-    for proc in procs:
-        if proc.poll() is None:
-            proc.kill()
-        proc.communicate(timeout=10)
+    return start
 
 
 def wait_until(predicate: Callable[[], object], timeout: float = 10.0, interval: float = 0.02) -> None:
     """Poll a condition (for real processes only; protocol tests move the clock instead)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(interval)
-    raise AssertionError(f"condition not met within {timeout}s")
+    until(predicate, timeout, interval=interval)

@@ -11,9 +11,7 @@ from __future__ import annotations
 
 import json
 import signal
-import socket
 import subprocess
-import sys
 import time
 import warnings
 from collections.abc import Callable, Iterator
@@ -30,7 +28,8 @@ from taskq_cli import TaskQueue
 from taskq_cli.api.guard import nesting_depth
 from taskq_cli.api.schema import DlqRetryBody, EnqueueItem
 from taskq_cli.protocol import Fetched
-from tests.conftest import ROOT, cli_env, run_python
+from tests.conftest import cli_env, run_python
+from tests.support import Procs, free_port, until
 
 with warnings.catch_warnings():  # starlette asks for httpx2; httpx (the api extra) works the same
     warnings.simplefilter("ignore", StarletteDeprecationWarning)
@@ -88,12 +87,6 @@ def counts(stats: dict[str, Any]) -> dict[str, dict[str, Any]]:
         name: {k: v for k, v in queue.items() if k != "oldest_pending_age"}
         for name, queue in stats["queues"].items()
     }
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @pytest.fixture
@@ -624,39 +617,28 @@ def test_the_enqueue_examples_of_the_document_are_accepted(client):
 # -- a real `taskq api` process ------------------------------------------------------------------------------
 
 
+def healthy(url: str) -> bool:
+    try:
+        return httpx.get(f"{url}/healthz", timeout=1).status_code == 200
+    except httpx.TransportError:
+        return False
+
+
 @pytest.fixture
-def serve(redis_url: str, namespace: str) -> Iterator[Callable[..., str]]:
+def serve(procs: Procs, redis_url: str, namespace: str) -> Callable[..., str]:
     """Start `taskq api` on a free loopback port; returns its base URL once /healthz answers."""
-    procs: list[subprocess.Popen[str]] = []
 
     def start(*args: str, **env: str) -> str:
         port = free_port()
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "taskq_cli", "api", "--port", str(port), "--no-access-log", *args],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            cwd=ROOT,
-            env=cli_env(redis_url, namespace, **env),
-            start_new_session=True,
+        proc = procs.start(
+            "api", "--port", str(port), "--no-access-log", *args, env=cli_env(redis_url, namespace, **env)
         )
-        procs.append(proc)
         url = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline:
-            assert proc.poll() is None, proc.communicate()
-            try:
-                if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
-                    return url
-            except httpx.TransportError:
-                time.sleep(0.05)
-        raise AssertionError("taskq api did not answer within 20 s")
+        until(lambda: healthy(url) or not proc.running(), 20, what="taskq api answering", logs=[proc])
+        assert proc.running(), proc.report()
+        return url
 
-    yield start
-    for proc in procs:
-        if proc.poll() is None:
-            proc.kill()
-        proc.communicate(timeout=10)
+    return start
 
 
 def test_a_real_taskq_api_process_enqueues_what_the_cli_then_sees(serve, run_cli):
@@ -685,31 +667,14 @@ def test_a_real_process_with_a_token_file_or_env_token_requires_it(serve, tmp_pa
         assert httpx.get(f"{url}/healthz").status_code == 200
 
 
-def test_a_real_process_stops_cleanly_on_sigterm(redis_url, namespace):
+def test_a_real_process_stops_cleanly_on_sigterm(procs: Procs) -> None:
     port = free_port()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "taskq_cli", "api", "--port", str(port)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        cwd=ROOT,
-        env=cli_env(redis_url, namespace),
-    )
-    try:
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline:
-            try:
-                httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1)
-                break
-            except httpx.TransportError:
-                time.sleep(0.05)
-        proc.send_signal(signal.SIGTERM)
-        _, stderr = proc.communicate(timeout=15)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.communicate()
-    assert proc.returncode == 0, stderr
+    proc = procs.start("api", "--port", str(port))
+    until(lambda: healthy(f"http://127.0.0.1:{port}") or not proc.running(), 20, what="api up", logs=[proc])
+    proc.send(signal.SIGTERM)
+    proc.wait(15)
+    stderr = proc.stderr
+    assert proc.popen.returncode == 0, stderr
     assert "Traceback" not in stderr
 
 

@@ -27,6 +27,7 @@ from taskq_cli.scheduler import Maintenance
 from taskq_cli.timeparse import MAX_SECONDS
 from tests import test_api
 from tests.conftest import cli_env
+from tests.support import nskeys
 from tests.test_api import LOCAL, TOKEN, assert_error, bury, keys
 
 with warnings.catch_warnings():
@@ -295,7 +296,7 @@ def test_the_number_of_queues_is_bounded_and_a_new_one_past_it_is_refused(redis_
         tq.enqueue("t", {}, queue="d")
     tq.enqueue("t", {}, queue="a")
     assert not [k for k in keys(raw, namespace) if "{d}" in k]
-    assert raw.scard(f"{namespace}:queues") == 3
+    assert raw.scard(nskeys(namespace).queues) == 3
     # the HTTP API: a batch naming a new queue writes nothing (422)
     with TestClient(create_app(tq, token=""), base_url=LOCAL) as api:
         batch = api.post("/enqueue", json=[{"name": "t", "queue": "a"}, {"name": "t", "queue": "e"}])

@@ -20,6 +20,7 @@ import redis
 
 from taskq_cli.protocol import Broker
 from tests.conftest import ROOT, cli_env
+from tests.support import meta_of, nskeys, payload_of, qkeys
 
 UNREACHABLE_URL = "redis://127.0.0.1:1/0"
 # A POSIX TZ string (no tz database needed): local time is UTC+05:30, so a zone-less time read as
@@ -31,24 +32,8 @@ LOCAL_OFFSET = timedelta(hours=5, minutes=30)
 # -- helpers ---------------------------------------------------------------------------------------
 
 
-def key(namespace: str, queue: str, part: str) -> str:
-    return f"{namespace}:{{{queue}}}:{part}"
-
-
-def meta_of(raw: redis.Redis, namespace: str, task_id: str, queue: str = "default") -> dict[str, Any]:
-    text = raw.hget(key(namespace, queue, "tasks"), task_id)
-    assert text is not None, f"task {task_id!r} is not in queue {queue!r}"
-    return json.loads(text)
-
-
-def payload_of(raw: redis.Redis, namespace: str, task_id: str, queue: str = "default") -> Any:
-    text = raw.hget(key(namespace, queue, "payloads"), task_id)
-    assert text is not None, f"no payload stored for {task_id!r}"
-    return json.loads(text)
-
-
 def pending_ids(raw: redis.Redis, namespace: str, queue: str = "default") -> list[str]:
-    return raw.lrange(key(namespace, queue, "pending"), 0, -1)
+    return raw.lrange(qkeys(namespace, queue).pending, 0, -1)
 
 
 def redis_now_ms(raw: redis.Redis) -> int:
@@ -98,7 +83,7 @@ def test_enqueue_prints_only_the_task_id_and_the_task_is_pending_with_its_payloa
     assert meta["state"] == "pending"
     assert meta["attempts"] == 0
     assert payload_of(raw, namespace, task_id) == {"to": "a@example.com", "n": 2}
-    assert "default" in raw.smembers(f"{namespace}:queues")
+    assert "default" in raw.smembers(nskeys(namespace).queues)
 
 
 def test_each_enqueue_gets_a_new_id(run_cli, raw, namespace):
@@ -152,7 +137,7 @@ def test_enqueue_queue_option_puts_the_task_in_that_queue(run_cli, raw, namespac
     assert pending_ids(raw, namespace, "emails") == [out["id"]]
     assert pending_ids(raw, namespace, "default") == []
     assert meta_of(raw, namespace, out["id"], "emails")["queue"] == "emails"
-    assert "emails" in raw.smembers(f"{namespace}:queues")
+    assert "emails" in raw.smembers(nskeys(namespace).queues)
 
 
 def test_enqueue_delay_schedules_the_task_for_later_and_not_in_pending(run_cli, raw, namespace):
@@ -167,7 +152,7 @@ def test_enqueue_delay_schedules_the_task_for_later_and_not_in_pending(run_cli, 
     meta = meta_of(raw, namespace, task_id)
     assert meta["state"] == "scheduled"
     assert before + 5000 <= meta["run_at"] <= after + 5000
-    assert raw.zscore(key(namespace, "default", "scheduled"), task_id) == meta["run_at"]
+    assert raw.zscore(qkeys(namespace, "default").scheduled, task_id) == meta["run_at"]
     assert pending_ids(raw, namespace) == []
 
 
@@ -272,8 +257,8 @@ def test_enqueue_with_a_pending_custom_id_again_adds_nothing_and_answers_the_sam
         "state": "pending",
         "duplicate": True,
     }
-    assert raw.llen(key(namespace, "default", "pending")) == 1
-    assert raw.hlen(key(namespace, "default", "tasks")) == 1
+    assert raw.llen(qkeys(namespace, "default").pending) == 1
+    assert raw.hlen(qkeys(namespace, "default").tasks) == 1
     assert payload_of(raw, namespace, "order-42") == {"n": 1}
 
 
@@ -297,7 +282,7 @@ def test_a_scheduled_custom_id_blocks_a_second_enqueue(run_cli, raw, namespace):
     assert out["state"] == "scheduled"
     assert out["duplicate"] is True
     assert pending_ids(raw, namespace) == []
-    assert raw.zcard(key(namespace, "default", "scheduled")) == 1
+    assert raw.zcard(qkeys(namespace, "default").scheduled) == 1
 
 
 def test_an_active_custom_id_blocks_a_second_enqueue(run_cli, raw, namespace, broker: Broker):
@@ -344,7 +329,7 @@ def test_a_dead_custom_id_creates_a_new_task_and_leaves_the_dead_letter_queue(
     assert job is not None
     error = {"type": "Fail", "message": "no", "traceback": ""}
     assert broker.fail(job, error, final=True, delay=0, max_retries=3) == "dead"
-    dead_key = key(namespace, "default", "dead")
+    dead_key = qkeys(namespace, "default").dead
     assert raw.zscore(dead_key, "doomed") is not None
 
     result = run_cli("enqueue", "t", '{"n": 2}', "--id", "doomed", "--json")

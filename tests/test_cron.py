@@ -347,12 +347,12 @@ def test_invalid_cron_input_exits_2_with_one_line_and_stores_nothing(
 def test_a_scheduler_process_fires_an_interval_schedule(
     run_cli, spawn, raw: redis.Redis, namespace: str
 ) -> None:  # type: ignore[no-untyped-def]
-    from .conftest import wait_until
+    from .support import until
 
     assert run_cli("cron", "add", "beat", "every 1s", "report").returncode == 0
     spawn("scheduler")
     spawn("scheduler")
-    wait_until(lambda: len(fired_ids(raw, namespace)) >= 3, timeout=10)
+    until(lambda: len(fired_ids(raw, namespace)) >= 3, timeout=10)
     ticks = [int(i.split(":")[-1]) for i in fired_ids(raw, namespace)]
     assert len(ticks) == len(set(ticks)) and all(t % 1000 == 0 for t in ticks)
 

@@ -25,9 +25,10 @@ from pathlib import Path
 import pytest
 
 from taskq_cli import TaskQueue
-from taskq_cli.dev import answers_ping, free_port
+from taskq_cli.dev import answers_ping
 
-from .conftest import ROOT, cli_env, wait_until
+from .conftest import ROOT, cli_env
+from .support import free_port, until
 
 HAS_REDIS_SERVER = shutil.which("redis-server") is not None
 needs_redis_server = pytest.mark.skipif(not HAS_REDIS_SERVER, reason="no redis-server on PATH")
@@ -128,11 +129,11 @@ def still_running(groups: set[int]) -> list[int]:
 
 def wait_ready(dev: Dev) -> None:
     """Ready: Redis answers, and the worker has registered itself."""
-    wait_until(lambda: "export TASKQ_REDIS_URL=" in dev.output() or dev.proc.poll() is not None, 20)
+    until(lambda: "export TASKQ_REDIS_URL=" in dev.output() or dev.proc.poll() is not None, 20)
     assert dev.proc.poll() is None, dev.output()
     tq = TaskQueue(redis_url=dev.url, namespace=dev.namespace)
     try:
-        wait_until(tq.broker.live_workers, 20)
+        until(tq.broker.live_workers, 20)
     finally:
         tq.close()
 
@@ -154,7 +155,7 @@ def enqueue(dev: Dev, *args: str) -> str:
 def wait_for_state(dev: Dev, task_id: str, state: str) -> None:
     tq = TaskQueue(redis_url=dev.url, namespace=dev.namespace)
     try:
-        wait_until(lambda: (task := tq.get_task(task_id)) is not None and task.state == state, 20)
+        until(lambda: (task := tq.get_task(task_id)) is not None and task.state == state, 20)
     finally:
         tq.close()
 
@@ -219,7 +220,7 @@ def test_a_sigkilled_taskq_dev_takes_redis_and_the_worker_with_it(start_dev: Sta
     os.kill(dev.proc.pid, signal.SIGKILL)
     dev.proc.wait(timeout=10)
 
-    wait_until(lambda: still_running(groups) == [], 10)
+    until(lambda: still_running(groups) == [], 10)
     assert not answers_ping(dev.port)
 
 
@@ -252,7 +253,7 @@ def test_bad_input_starts_nothing_and_says_why_in_one_line(tmp_path: Path) -> No
 @pytest.mark.parametrize("path", REDIS_VARIANTS)
 def test_a_port_already_taken_is_refused_with_exit_1(start_dev: StartDev, path: str | None) -> None:
     first = start_dev(path=WITHOUT_REDIS_SERVER)
-    wait_until(lambda: answers_ping(first.port), 20)
+    until(lambda: answers_ping(first.port), 20)
 
     second = start_dev(path=path, port=first.port)
 
@@ -278,6 +279,6 @@ def test_with_api_the_http_api_serves_the_dev_redis_and_stops_with_the_rest(star
         except OSError:
             return False
 
-    wait_until(healthy, 20)
+    until(healthy, 20)
     assert dev.interrupt() == 0, dev.output()
     assert still_running(groups) == [] and not healthy()

@@ -6,10 +6,9 @@ from __future__ import annotations
 
 import json
 import shutil
-import socket
 import subprocess
-import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -32,6 +31,7 @@ from taskq_cli.doctor import (
 from taskq_cli.protocol import Broker, Fetched
 from taskq_cli.protocol.keys import NamespaceKeys, QueueKeys
 from tests.conftest import Clock, cli_env
+from tests.support import RedisServer, free_port
 
 RunCli = Callable[..., subprocess.CompletedProcess[str]]
 FIELDS = {"check", "status", "message", "fix"}
@@ -46,12 +46,6 @@ def doctor_json(
 
 def by_check(findings: list[dict[str, Any]], check: str) -> list[dict[str, Any]]:
     return [f for f in findings if f["check"] == check]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 # -- the checks on made-up facts ---------------------------------------------------------------
@@ -347,43 +341,20 @@ def test_unreachable_redis_exits_1_with_one_line(namespace: str, run_cli: RunCli
 
 
 @pytest.fixture
-def private_redis(tmp_path: Any) -> Iterator[Callable[..., str]]:
+def private_redis(tmp_path: Path) -> Iterator[Callable[..., str]]:
     """Start a redis-server of our own with the given options; every one is stopped afterwards."""
     if shutil.which("redis-server") is None:
         pytest.skip("redis-server is not on PATH")
-    procs: list[subprocess.Popen[bytes]] = []
+    servers: list[RedisServer] = []
 
     def start(*options: str) -> str:
-        port = free_port()
-        proc = subprocess.Popen(
-            ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--dir", str(tmp_path), *options],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        procs.append(proc)
-        client = redis.Redis(port=port, socket_connect_timeout=0.2)
-        deadline = time.monotonic() + 10
-        try:
-            while True:
-                try:
-                    client.ping()
-                    break
-                except redis.ConnectionError:
-                    if proc.poll() is not None or time.monotonic() > deadline:
-                        raise AssertionError("the private redis-server did not start") from None
-                    time.sleep(0.05)
-        finally:
-            client.close()
-        return f"redis://127.0.0.1:{port}/0"
+        server = RedisServer(tmp_path / f"redis-{len(servers)}", args=options)
+        servers.append(server)
+        return server.start().url
 
     yield start
-    for proc in procs:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=10)
+    for server in servers:
+        server.shutdown()
 
 
 def test_an_evicting_redis_without_persistence_fails_on_eviction_and_warns_on_persistence(

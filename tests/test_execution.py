@@ -20,7 +20,6 @@ import os
 import queue
 import signal
 import subprocess
-import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -37,12 +36,11 @@ from taskq_cli.prefork import KILL_AFTER, ProcessPool
 from taskq_cli.runner import Execution
 from taskq_cli.worker import MAX_AHEAD_PER_SLOT
 from tests.conftest import cli_env
+from tests.support import Proc, Procs, until, worker_ids
 
 APP = "tests.apps.execution"
 MARK = "EXECUTION_TEST"
 SLACK = 0.75  # seconds allowed on top of a deadline for reporting and a loaded machine
-
-Spawn = Callable[..., subprocess.Popen[str]]
 
 
 # -- processes --------------------------------------------------------------------------------------
@@ -103,75 +101,23 @@ def describe(pids: list[int]) -> str:
     return "\n".join(f"  {pid}: {cmdline(pid)[:160]}" for pid in pids)
 
 
-class Proc:
-    """A background `taskq` process whose stderr is read as it comes (for logs in assertion
-    messages, and so the pipe never fills)."""
-
-    def __init__(self, popen: subprocess.Popen[str], label: str) -> None:
-        self.popen = popen
-        self.label = label
-        self.lines: list[str] = []
-        self._reader = threading.Thread(target=self._read, daemon=True)
-        self._reader.start()
-
-    def _read(self) -> None:
-        assert self.popen.stderr is not None
-        with contextlib.suppress(OSError, ValueError):
-            for line in self.popen.stderr:
-                self.lines.append(line)
-
-    @property
-    def pid(self) -> int:
-        return self.popen.pid
-
-    @property
-    def stderr(self) -> str:
-        return "".join(self.lines)
-
-    def running(self) -> bool:
-        return self.popen.poll() is None
-
-    def send(self, sig: int) -> None:
-        os.kill(self.pid, sig)
-
-    def wait(self, timeout: float) -> int:
-        try:
-            code = self.popen.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            raise AssertionError(f"still running after {timeout}s\n{self.report()}") from None
-        self._reader.join(timeout=5)
-        return code
-
-    def report(self) -> str:
-        state = "running" if self.running() else f"exited {self.popen.returncode}"
-        return f"--- {self.label} (pid {self.pid}, {state}) stderr:\n{self.stderr}"
-
-
 Start = Callable[..., Proc]
 
 
 @pytest.fixture
-def worker(spawn: Spawn, redis_url: str, namespace: str) -> Iterator[Start]:
+def worker(procs: Procs, redis_url: str, namespace: str) -> Iterator[Start]:
     """Start `taskq worker --app tests.apps.execution ARGS`. At teardown every process group a test
     started is killed, and no process carrying the test's mark may be left."""
-    started: list[Proc] = []
 
     def run(*args: str, label: str = "worker") -> Proc:
         env = cli_env(redis_url, namespace, **{MARK: namespace})
-        proc = Proc(spawn("worker", "--app", APP, *args, env=env), label)
-        started.append(proc)
-        return proc
+        return procs.start("worker", "--app", APP, *args, env=env, label=label)
 
     yield run
-    for proc in started:
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(proc.pid, signal.SIGKILL)
-    for proc in started:
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            proc.popen.wait(timeout=5)
-    deadline = time.monotonic() + 3
-    while (left := marked(namespace)) and time.monotonic() < deadline:
-        time.sleep(0.05)
+    procs.close()
+    with contextlib.suppress(AssertionError):  # the group's last processes take a moment to go
+        until(lambda: not marked(namespace), 3)
+    left = marked(namespace)
     for pid in left:
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)
@@ -182,21 +128,8 @@ def logs(*procs: Proc) -> str:
     return "\n".join(p.report() for p in procs)
 
 
-def until(predicate: Callable[[], object], timeout: float, *procs: Proc, what: str = "") -> float:
-    """Poll until the predicate holds; the seconds it took. Fails with the processes' logs."""
-    began = time.monotonic()
-    while not predicate():
-        if time.monotonic() - began > timeout:
-            raise AssertionError(f"not within {timeout}s: {what}\n{logs(*procs)}")
-        time.sleep(0.02)
-    return time.monotonic() - began
-
-
 def registered(raw: redis.Redis, ns: str, proc: Proc) -> bool:
-    for worker_id in raw.zrange(f"{ns}:workers", 0, -1):
-        if str(worker_id).split(":")[-2] == str(proc.pid):
-            return True
-    return False
+    return any(worker_id.split(":")[-2] == str(proc.pid) for worker_id in worker_ids(raw, ns))
 
 
 # -- Redis ------------------------------------------------------------------------------------------
@@ -282,7 +215,7 @@ def test_a_task_past_its_timeout_is_stopped_within_timeout_plus_1s_fails_as_time
     proc = worker("--concurrency", "1")
     hung = tq.enqueue(name, {}, max_retries=retries)
 
-    until(in_state(tq, hung, "dead"), 4 + 3 * (retries + 1), proc, what=f"{name} dead")
+    until(in_state(tq, hung, "dead"), 4 + 3 * (retries + 1), logs=[proc], what=f"{name} dead")
     info = task(tq, hung)
     assert info["attempts"] == retries + 1, logs(proc)  # a timeout follows the retry rules
     assert error_type(info) == "TaskTimeout", (info["last_error"], logs(proc))
@@ -295,7 +228,7 @@ def test_a_task_past_its_timeout_is_stopped_within_timeout_plus_1s_fails_as_time
     assert "caught-by-except-Exception" not in tags(raw, namespace, hung)
 
     after = tq.enqueue("pid", {})
-    until(in_state(tq, after, "done"), 5, proc, what="the next task done")
+    until(in_state(tq, after, "done"), 5, logs=[proc], what="the next task done")
     (next_pid,) = pids(raw, namespace, after)
     if soft:  # stopped by the exception alone: its child lives on and runs the next task
         assert next_pid == hung_pids[-1], logs(proc)
@@ -319,7 +252,7 @@ def test_tasks_waiting_behind_a_hard_killed_task_run_normally_and_the_worker_sur
     until(
         lambda: not proc.running() or all(state(tq, i) in ("done", "dead") for i in ids),
         10,
-        proc,
+        logs=[proc],
         what="all four ended",
     )
     assert proc.running(), logs(proc)
@@ -346,13 +279,13 @@ def test_a_handler_that_kills_its_child_fails_at_once_is_retried_then_dead_and_o
     name: str, reason: str, worker: Start, tq: TaskQueue, raw: redis.Redis, namespace: str
 ) -> None:
     proc = worker("--concurrency", "2", "--lease", "30s")
-    until(lambda: registered(raw, namespace, proc), 10, proc, what="worker up")
+    until(lambda: registered(raw, namespace, proc), 10, logs=[proc], what="worker up")
     neighbour = tq.enqueue("nap", {"seconds": 1.5})
-    until(lambda: runs(raw, namespace, neighbour), 5, proc, what="the neighbour started")
+    until(lambda: runs(raw, namespace, neighbour), 5, logs=[proc], what="the neighbour started")
     crasher = tq.enqueue(name, {})  # decorator: max_retries=1
 
     # both attempts fail at once: waiting for the 30 s lease would blow this bound
-    until(in_state(tq, crasher, "dead"), 6, proc, what=f"{name} dead")
+    until(in_state(tq, crasher, "dead"), 6, logs=[proc], what=f"{name} dead")
     info = task(tq, crasher)
     assert info["attempts"] == 2, info
     assert error_type(info) == "WorkerProcessDied", info["last_error"]
@@ -362,14 +295,14 @@ def test_a_handler_that_kills_its_child_fails_at_once_is_retried_then_dead_and_o
     assert len(crashed) == 2, runs(raw, namespace)
 
     # the task running next to it in another child was not disturbed
-    until(in_state(tq, neighbour, "done"), 5, proc, what="the neighbour done")
+    until(in_state(tq, neighbour, "done"), 5, logs=[proc], what="the neighbour done")
     neighbour_info = task(tq, neighbour)
     assert neighbour_info["attempts"] == 1, neighbour_info
     assert len(set(pids(raw, namespace, neighbour))) == 1, runs(raw, namespace, neighbour)
 
     # the worker lives on with fresh children
     after = tq.enqueue("pid", {})
-    until(in_state(tq, after, "done"), 5, proc, what="a task after the crashes")
+    until(in_state(tq, after, "done"), 5, logs=[proc], what="a task after the crashes")
     (next_pid,) = pids(raw, namespace, after)
     assert next_pid not in crashed
     assert not any(alive(p) for p in crashed), describe([p for p in crashed if alive(p)])
@@ -381,19 +314,19 @@ def test_a_child_sigkilled_from_outside_fails_its_task_at_once_and_is_replaced(
 ) -> None:
     proc = worker("--concurrency", "1", "--lease", "30s")
     victim = tq.enqueue("nap", {"seconds": 30}, max_retries=0)
-    until(lambda: pids(raw, namespace, victim), 10, proc, what="the task started")
+    until(lambda: pids(raw, namespace, victim), 10, logs=[proc], what="the task started")
     (child,) = pids(raw, namespace, victim)
     assert pgid_of(child) == proc.pid  # a process of this worker
 
     os.kill(child, signal.SIGKILL)
-    took = until(in_state(tq, victim, "dead"), 5, proc, what="the task dead")
+    took = until(in_state(tq, victim, "dead"), 5, logs=[proc], what="the task dead")
     assert took < 2, took
     info = task(tq, victim)
     assert error_type(info) == "WorkerProcessDied", info["last_error"]
     assert "SIGKILL" in error_message(info), info["last_error"]
 
     after = tq.enqueue("pid", {})
-    until(in_state(tq, after, "done"), 5, proc, what="the next task done")
+    until(in_state(tq, after, "done"), 5, logs=[proc], what="the next task done")
     assert pids(raw, namespace, after) != [child]
     assert proc.running(), logs(proc)
 
@@ -407,7 +340,7 @@ def test_a_sigkilled_worker_leaves_no_child_or_forkserver_behind_and_its_tasks_r
 ) -> None:
     first = worker("--concurrency", "2", "--lease", "1s", label="killed worker")
     ids = [tq.enqueue("nap_first", {"seconds": 60}) for _ in range(2)]
-    until(lambda: all(pids(raw, namespace, i) for i in ids), 10, first, what="both tasks started")
+    until(lambda: all(pids(raw, namespace, i) for i in ids), 10, logs=[first], what="both tasks started")
     children = [pids(raw, namespace, i)[0] for i in ids]
     family = [p for p in group_members(first.pid) if p != first.pid]
     assert set(children) <= set(family), describe(family)
@@ -416,12 +349,14 @@ def test_a_sigkilled_worker_leaves_no_child_or_forkserver_behind_and_its_tasks_r
 
     first.popen.kill()
     assert first.wait(5) == -signal.SIGKILL
-    until(lambda: not group_members(first.pid), 3, first, what="every process of the killed worker gone")
+    until(
+        lambda: not group_members(first.pid), 3, logs=[first], what="every process of the killed worker gone"
+    )
     assert not any(alive(p) for p in children + forkservers)
 
     second = worker("--concurrency", "2", "--lease", "1s", label="second worker")
     for task_id in ids:
-        until(in_state(tq, task_id, "done"), 12, second, what=f"{task_id} recovered and done")
+        until(in_state(tq, task_id, "done"), 12, logs=[second], what=f"{task_id} recovered and done")
         info = task(tq, task_id)
         assert info["attempts"] == 2, info
         second_pid = pids(raw, namespace, task_id)[-1]
@@ -436,10 +371,10 @@ def test_sigterm_lets_a_running_task_finish_within_grace_fetches_nothing_new_and
 ) -> None:
     proc = worker("--concurrency", "2", "--grace", "5s")
     running = tq.enqueue("nap", {"seconds": 1.0})
-    until(lambda: runs(raw, namespace, running), 10, proc, what="the task started")
+    until(lambda: runs(raw, namespace, running), 10, logs=[proc], what="the task started")
 
     proc.send(signal.SIGTERM)
-    until(lambda: "stopping" in proc.stderr, 3, proc, what="the stop was logged")
+    until(lambda: "stopping" in proc.stderr, 3, logs=[proc], what="the stop was logged")
     late = tq.enqueue("pid", {})  # a free slot, but the worker is stopping
 
     assert proc.wait(6) == 0, logs(proc)
@@ -457,7 +392,7 @@ def test_a_task_still_running_when_grace_runs_out_is_stopped_and_pending_again_w
 ) -> None:
     proc = worker("--concurrency", "1", "--grace", "1s", "--lease", "30s")
     long = tq.enqueue("nap", {"seconds": 30})
-    until(lambda: pids(raw, namespace, long), 10, proc, what="the task started")
+    until(lambda: pids(raw, namespace, long), 10, logs=[proc], what="the task started")
     (child,) = pids(raw, namespace, long)
 
     began = time.monotonic()
@@ -471,7 +406,7 @@ def test_a_task_still_running_when_grace_runs_out_is_stopped_and_pending_again_w
     assert raw.lrange(f"{namespace}:{{default}}:pending", 0, -1) == [long]
     assert raw.zcard(f"{namespace}:{{default}}:active") == 0
     assert tags(raw, namespace, long) == [f"pid={child},start"]  # stopped, not finished
-    until(lambda: not alive(child), 2, proc, what="the child running it gone")
+    until(lambda: not alive(child), 2, logs=[proc], what="the child running it gone")
 
 
 @pytest.mark.soak
@@ -480,20 +415,20 @@ def test_a_second_sigint_stops_at_once_with_exit_1_and_the_task_comes_back_throu
 ) -> None:
     proc = worker("--concurrency", "1", "--grace", "30s", "--lease", "1s", label="stopped worker")
     long = tq.enqueue("nap_first", {"seconds": 60})
-    until(lambda: pids(raw, namespace, long), 10, proc, what="the task started")
+    until(lambda: pids(raw, namespace, long), 10, logs=[proc], what="the task started")
     (child,) = pids(raw, namespace, long)
 
     proc.send(signal.SIGINT)
-    until(lambda: "stopping" in proc.stderr, 3, proc, what="the first stop was logged")
+    until(lambda: "stopping" in proc.stderr, 3, logs=[proc], what="the first stop was logged")
     began = time.monotonic()
     proc.send(signal.SIGINT)
     assert proc.wait(3) == 1, logs(proc)
     assert time.monotonic() - began < 1.5
-    until(lambda: not group_members(proc.pid), 3, proc, what="no child left behind")
+    until(lambda: not group_members(proc.pid), 3, logs=[proc], what="no child left behind")
     assert not alive(child)
 
     rescuer = worker("--concurrency", "1", "--lease", "1s", label="rescuer")
-    until(in_state(tq, long, "done"), 12, proc, rescuer, what="the task recovered and done")
+    until(in_state(tq, long, "done"), 12, logs=[proc, rescuer], what="the task recovered and done")
     info = task(tq, long)
     assert info["attempts"] == 2, info  # the interrupted attempt counted, like a crash
 
@@ -505,10 +440,10 @@ def test_async_handlers_run_concurrently_on_one_event_loop_under_the_asyncio_poo
     worker: Start, tq: TaskQueue, raw: redis.Redis, namespace: str
 ) -> None:
     proc = worker("--pool", "asyncio", "--concurrency", "10")
-    until(lambda: registered(raw, namespace, proc), 10, proc, what="worker up")
+    until(lambda: registered(raw, namespace, proc), 10, logs=[proc], what="worker up")
     ids = tq.enqueue_many([("async_nap", {"seconds": 0.5})] * 10)
 
-    until(lambda: all(state(tq, i) == "done" for i in ids), 5, proc, what="all 10 done")
+    until(lambda: all(state(tq, i) == "done" for i in ids), 5, logs=[proc], what="all 10 done")
     infos = [task(tq, i) for i in ids]
     span = (max(i["finished_at"] for i in infos) - min(i["started_at"] for i in infos)) / 1000
     assert span < 2.0, span  # 10 x 0.5 s one after the other would take 5 s
@@ -523,10 +458,10 @@ def test_the_thread_pool_runs_sync_handlers_concurrently_in_the_worker_process(
     worker: Start, tq: TaskQueue, raw: redis.Redis, namespace: str
 ) -> None:
     proc = worker("--pool", "threads", "--concurrency", "4")
-    until(lambda: registered(raw, namespace, proc), 10, proc, what="worker up")
+    until(lambda: registered(raw, namespace, proc), 10, logs=[proc], what="worker up")
     ids = tq.enqueue_many([("nap", {"seconds": 0.5})] * 4)
 
-    until(lambda: all(state(tq, i) == "done" for i in ids), 5, proc, what="all 4 done")
+    until(lambda: all(state(tq, i) == "done" for i in ids), 5, logs=[proc], what="all 4 done")
     infos = [task(tq, i) for i in ids]
     span = (max(i["finished_at"] for i in infos) - min(i["started_at"] for i in infos)) / 1000
     assert span < 1.5, span
@@ -540,13 +475,13 @@ def test_max_tasks_per_child_replaces_each_child_after_that_many_tasks_without_f
     proc = worker("--concurrency", "1", "--max-tasks-per-child", "2")
     ids = tq.enqueue_many([("pid", {})] * 6)
 
-    until(lambda: all(state(tq, i) == "done" for i in ids), 10, proc, what="all 6 done")
+    until(lambda: all(state(tq, i) == "done" for i in ids), 10, logs=[proc], what="all 6 done")
     order = [pid_of(t) for _, _, t in runs(raw, namespace)]
     assert len(order) == 6, order
     a, b, c = order[0], order[2], order[4]
     assert order == [a, a, b, b, c, c] and len({a, b, c}) == 3, order
     assert all(task(tq, i)["attempts"] == 1 for i in ids)
-    until(lambda: not alive(a) and not alive(b), 2, proc, what="retired children gone")
+    until(lambda: not alive(a) and not alive(b), 2, logs=[proc], what="retired children gone")
     assert "recycling child" in proc.stderr
 
 
@@ -558,12 +493,12 @@ def test_max_memory_per_child_replaces_a_child_that_grew_past_the_limit_after_it
         [("pid", {}), ("pid", {}), ("hog", {"mb": 100}), ("pid", {}), ("pid", {}), ("pid", {})]
     )
 
-    until(lambda: all(state(tq, i) == "done" for i in ids), 10, proc, what="all done")
+    until(lambda: all(state(tq, i) == "done" for i in ids), 10, logs=[proc], what="all done")
     order = [pid_of(t) for _, _, t in runs(raw, namespace)]
     first, second = order[0], order[3]
     assert order == [first] * 3 + [second] * 3 and first != second, order  # small tasks stay under
     assert task(tq, ids[2])["attempts"] == 1  # the hog itself succeeded
-    until(lambda: not alive(first), 2, proc, what="the grown child gone")
+    until(lambda: not alive(first), 2, logs=[proc], what="the grown child gone")
     assert "max-memory-per-child" in proc.stderr
 
 
@@ -590,7 +525,7 @@ def test_a_worker_never_holds_more_leased_tasks_than_it_can_start_soon_so_an_idl
 ) -> None:
     one = worker("--concurrency", "2", label="worker one")
     two = worker("--concurrency", "2", label="worker two")
-    until(lambda: registered(raw, namespace, one) and registered(raw, namespace, two), 10, one, two)
+    until(lambda: registered(raw, namespace, one) and registered(raw, namespace, two), 10, logs=[one, two])
     ids = tq.enqueue_many([(name, payload)] * count)
 
     active_key, tasks_key = f"{namespace}:{{default}}:active", f"{namespace}:{{default}}:tasks"
@@ -624,15 +559,15 @@ def test_a_worker_whose_slots_are_all_taken_by_long_tasks_holds_no_short_ones_an
 ) -> None:
     one = worker("--concurrency", "2", label="worker one")
     warm = tq.enqueue_many([("pid", {})] * 20)  # its recent tasks are short: it prefetches deeply
-    until(lambda: all(state(tq, i) == "done" for i in warm), 15, one, what="warm-up done")
+    until(lambda: all(state(tq, i) == "done" for i in warm), 15, logs=[one], what="warm-up done")
     naps = tq.enqueue_many([("nap", {"seconds": 4})] * 2)
-    until(lambda: all(state(tq, i) == "active" for i in naps), 5, one, what="both slots taken")
+    until(lambda: all(state(tq, i) == "active" for i in naps), 5, logs=[one], what="both slots taken")
     two = worker("--concurrency", "2", label="worker two")
-    until(lambda: registered(raw, namespace, two), 10, one, two, what="worker two serving")
+    until(lambda: registered(raw, namespace, two), 10, logs=[one, two], what="worker two serving")
     time.sleep(0.6)  # the naps are now held longer than a short task takes
 
     short = tq.enqueue_many([("pid", {})] * 30)
-    until(lambda: all(state(tq, i) == "done" for i in short), 15, one, two, what="short tasks done")
+    until(lambda: all(state(tq, i) == "done" for i in short), 15, logs=[one, two], what="short tasks done")
 
     by = [task(tq, i)["worker"] for i in short]
     assert all(state(tq, i) == "active" for i in naps), logs(one, two)  # all ran while one was busy

@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -13,28 +12,13 @@ import pytest
 import redis
 
 from taskq_cli import TaskHandle, TaskQueue, UsageError, ValidationFailed
+from tests.support import meta_of, nskeys, payload_of, qkeys
 
 UNREACHABLE_URL = "redis://127.0.0.1:1/0"
 
 
-def key(namespace: str, queue: str, part: str) -> str:
-    return f"{namespace}:{{{queue}}}:{part}"
-
-
-def meta_of(raw: redis.Redis, namespace: str, task_id: str, queue: str = "default") -> dict[str, Any]:
-    text = raw.hget(key(namespace, queue, "tasks"), task_id)
-    assert text is not None, f"task {task_id!r} is not in queue {queue!r}"
-    return json.loads(text)
-
-
-def payload_of(raw: redis.Redis, namespace: str, task_id: str, queue: str = "default") -> Any:
-    text = raw.hget(key(namespace, queue, "payloads"), task_id)
-    assert text is not None, f"no payload stored for {task_id!r}"
-    return json.loads(text)
-
-
 def pending_ids(raw: redis.Redis, namespace: str, queue: str = "default") -> list[str]:
-    return raw.lrange(key(namespace, queue, "pending"), 0, -1)
+    return raw.lrange(qkeys(namespace, queue).pending, 0, -1)
 
 
 def redis_now_ms(raw: redis.Redis) -> int:
@@ -117,7 +101,7 @@ def test_handle_enqueue_with_delay_schedules_the_task_and_keeps_delay_out_of_the
     meta = meta_of(raw, namespace, task_id)
     assert meta["state"] == "scheduled"
     assert before + 10_000 <= meta["run_at"] <= after + 10_000
-    assert raw.zscore(key(namespace, "default", "scheduled"), task_id) == meta["run_at"]
+    assert raw.zscore(qkeys(namespace, "default").scheduled, task_id) == meta["run_at"]
     assert pending_ids(raw, namespace) == []
     assert payload_of(raw, namespace, task_id) == {"to": "a@example.com"}
 
@@ -163,7 +147,7 @@ def test_enqueue_with_a_queue_puts_the_task_in_that_queue(tq, raw, namespace):
     task_id = tq.enqueue("t", {}, queue="bulk")
 
     assert pending_ids(raw, namespace, "bulk") == [task_id]
-    assert "bulk" in raw.smembers(f"{namespace}:queues")
+    assert "bulk" in raw.smembers(nskeys(namespace).queues)
     task = tq.get_task(task_id)
     assert task is not None
     assert task.queue == "bulk"
@@ -409,8 +393,8 @@ def test_enqueue_many_writes_a_large_batch_across_queues(tq, raw, namespace):
 
     assert len(ids) == 1500
     assert len(set(ids)) == 1500
-    assert raw.llen(key(namespace, "q0", "pending")) == 750
-    assert raw.llen(key(namespace, "q1", "pending")) == 750
+    assert raw.llen(qkeys(namespace, "q0").pending) == 750
+    assert raw.llen(qkeys(namespace, "q1").pending) == 750
     assert payload_of(raw, namespace, ids[1499], "q1") == {"i": 1499}
 
 
@@ -426,7 +410,7 @@ def test_enqueue_many_with_a_duplicate_custom_id_answers_the_existing_id(tq, raw
 
     assert first == "dup"
     assert ids[0] == "dup"
-    assert raw.llen(key(namespace, "default", "pending")) == 2
+    assert raw.llen(qkeys(namespace, "default").pending) == 2
     assert payload_of(raw, namespace, "dup") == {"n": 1}
 
 
@@ -489,7 +473,7 @@ def test_a_custom_id_enqueued_twice_returns_the_existing_id_and_adds_nothing(tq,
     second = tq.enqueue("t", {"n": 2}, task_id="order-7")
 
     assert first == second == "order-7"
-    assert raw.llen(key(namespace, "default", "pending")) == 1
+    assert raw.llen(qkeys(namespace, "default").pending) == 1
     task = tq.get_task("order-7")
     assert task is not None
     assert task.payload == {"n": 1}

@@ -33,7 +33,8 @@ import redis
 
 from taskq_cli import TaskQueue
 from taskq_cli.protocol import Broker, Fetched, Malformed
-from tests.conftest import ROOT, cli_env, wait_until
+from tests.conftest import ROOT, cli_env
+from tests.support import qkeys, until
 
 APP = "tests.apps.basic"
 ISO_MS = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z")
@@ -63,10 +64,6 @@ Cli = Callable[..., subprocess.CompletedProcess[str]]
 
 
 # -- helpers ---------------------------------------------------------------------------------------
-
-
-def key(namespace: str, queue: str, part: str) -> str:
-    return f"{namespace}:{{{queue}}}:{part}"
 
 
 def iso(epoch_ms: int) -> str:
@@ -492,8 +489,8 @@ def test_dlq_retry_puts_a_dead_task_back_to_pending_with_attempts_reset_and_a_wo
     assert result.returncode == 0, result.stderr
     shown = ok_json(cli("task", "show", task_id, "--json"))
     assert (shown["state"], shown["attempts"]) == ("pending", 0)
-    assert raw.lrange(key(namespace, "default", "pending"), 0, -1) == [task_id]
-    assert raw.zcard(key(namespace, "default", "dead")) == 0
+    assert raw.lrange(qkeys(namespace, "default").pending, 0, -1) == [task_id]
+    assert raw.zcard(qkeys(namespace, "default").dead) == 0
 
     worker = cli("worker", "--app", APP, "--burst", "--concurrency", "1", "--pool", "threads")
 
@@ -530,10 +527,10 @@ def test_dlq_retry_all_with_queue_and_name_retries_only_the_matching_dead_tasks(
     result = cli("dlq", "retry", "--all", "--queue", "default", "--name", "a")
 
     assert result.returncode == 0, result.stderr
-    assert sorted(raw.lrange(key(namespace, "default", "pending"), 0, -1)) == sorted(matching)
-    assert raw.zrange(key(namespace, "default", "dead"), 0, -1) == [other_name]
-    assert raw.zrange(key(namespace, "emails", "dead"), 0, -1) == [other_queue]
-    assert raw.llen(key(namespace, "emails", "pending")) == 0
+    assert sorted(raw.lrange(qkeys(namespace, "default").pending, 0, -1)) == sorted(matching)
+    assert raw.zrange(qkeys(namespace, "default").dead, 0, -1) == [other_name]
+    assert raw.zrange(qkeys(namespace, "emails").dead, 0, -1) == [other_queue]
+    assert raw.llen(qkeys(namespace, "emails").pending) == 0
     for task_id in matching:
         shown = ok_json(cli("task", "show", task_id, "--json"))
         assert (shown["state"], shown["attempts"]) == ("pending", 0)
@@ -552,8 +549,8 @@ def test_dlq_retry_with_a_missing_id_retries_the_others_lists_the_missing_on_std
     assert "no-such-task" in result.stderr
     assert pending_id in result.stderr
     assert first not in result.stderr and second not in result.stderr
-    assert raw.zcard(key(namespace, "default", "dead")) == 0
-    assert sorted(raw.lrange(key(namespace, "default", "pending"), 0, -1)) == sorted(
+    assert raw.zcard(qkeys(namespace, "default").dead) == 0
+    assert sorted(raw.lrange(qkeys(namespace, "default").pending, 0, -1)) == sorted(
         [first, second, pending_id]
     )
     untouched = ok_json(cli("task", "show", pending_id, "--json"))
@@ -571,11 +568,11 @@ def test_a_malformed_message_in_the_dead_letter_queue_shows_its_raw_text_and_can
     good = bury(tq, "ok", {"value": 1})
     if kind == "unknown-pending-entry":
         raw_text = "%%% not a task id %%%"
-        raw.lpush(key(namespace, "default", "pending"), raw_text)
+        raw.lpush(qkeys(namespace, "default").pending, raw_text)
     else:
         raw_text = '{"name": "ok", "payload"'
-        raw.hset(key(namespace, "default", "tasks"), "corrupt-1", raw_text)
-        raw.lpush(key(namespace, "default", "pending"), "corrupt-1")
+        raw.hset(qkeys(namespace, "default").tasks, "corrupt-1", raw_text)
+        raw.lpush(qkeys(namespace, "default").pending, "corrupt-1")
     buried = broker.fetch("default", 30, "test-worker")
     assert isinstance(buried, Malformed), buried
     bad = buried.dead_id
@@ -596,15 +593,15 @@ def test_a_malformed_message_in_the_dead_letter_queue_shows_its_raw_text_and_can
     assert_no_traceback(refused)
     assert bad in refused.stderr
     assert "malformed" in refused.stderr.lower()
-    assert raw.zscore(key(namespace, "default", "dead"), bad) is not None
-    assert raw.llen(key(namespace, "default", "pending")) == 0
+    assert raw.zscore(qkeys(namespace, "default").dead, bad) is not None
+    assert raw.llen(qkeys(namespace, "default").pending) == 0
 
     everything = cli("dlq", "retry", "--all")
 
     assert everything.returncode == 1, (everything.stdout, everything.stderr)
     assert bad in everything.stderr
-    assert raw.lrange(key(namespace, "default", "pending"), 0, -1) == [good]
-    assert raw.zrange(key(namespace, "default", "dead"), 0, -1) == [bad]
+    assert raw.lrange(qkeys(namespace, "default").pending, 0, -1) == [good]
+    assert raw.zrange(qkeys(namespace, "default").dead, 0, -1) == [bad]
 
 
 @pytest.mark.parametrize(
@@ -661,11 +658,11 @@ def test_dlq_purge_with_yes_deletes_the_given_dead_tasks_for_good_and_lists_miss
     assert result.returncode == 1, (result.stdout, result.stderr)
     assert_no_traceback(result)
     assert "no-such-task" in result.stderr and pending_id in result.stderr
-    assert raw.zrange(key(namespace, "default", "dead"), 0, -1) == [kept]
-    assert raw.zcard(key(namespace, "emails", "dead")) == 0
+    assert raw.zrange(qkeys(namespace, "default").dead, 0, -1) == [kept]
+    assert raw.zcard(qkeys(namespace, "emails").dead) == 0
     for task_id, queue in ((gone, "default"), (also_gone, "emails")):
-        assert raw.hget(key(namespace, queue, "tasks"), task_id) is None
-        assert raw.hget(key(namespace, queue, "payloads"), task_id) is None
+        assert raw.hget(qkeys(namespace, queue).tasks, task_id) is None
+        assert raw.hget(qkeys(namespace, queue).payloads, task_id) is None
     assert_one_error_line(cli("task", "show", gone), 1)
     assert ok_json(cli("task", "show", pending_id, "--json"))["state"] == "pending"
 
@@ -696,13 +693,13 @@ def test_dlq_purge_all_older_than_deletes_only_the_tasks_dead_longer_than_that(
 
     assert second.returncode == 0, second.stderr
     assert [t["id"] for t in ok_json(cli("dlq", "list", "--json"))] == [young_emails, young_default]
-    assert raw.hget(key(namespace, "default", "tasks"), old_default) is None
-    assert raw.hget(key(namespace, "emails", "tasks"), old_emails) is None
+    assert raw.hget(qkeys(namespace, "default").tasks, old_default) is None
+    assert raw.hget(qkeys(namespace, "emails").tasks, old_emails) is None
 
 
 def test_dlq_purge_on_a_terminal_asks_first_and_deletes_only_after_yes(tq, raw, namespace, terminal):
     task_id = bury(tq)
-    dead = key(namespace, "default", "dead")
+    dead = qkeys(namespace, "default").dead
 
     declined = terminal("dlq", "purge", task_id)
     declined.read_until(lambda text: "?" in text, timeout=10)
@@ -724,7 +721,7 @@ def write_dead_tasks(tq: TaskQueue, raw: redis.Redis, namespace: str, count: int
     """`count` dead tasks in `default`, fast: one real dead task is the template, the others are its
     copies written with pipelines in the layout of protocol/keys.py. Returns the ids, newest first."""
     template = bury(tq, "bulk", {"n": -1}, failure=error("boom", "RuntimeError"))
-    tasks, payloads, dead = (key(namespace, "default", part) for part in ("tasks", "payloads", "dead"))
+    tasks, payloads, dead = (qkeys(namespace, "default").key(part) for part in ("tasks", "payloads", "dead"))
     meta = json.loads(raw.hget(tasks, template))
     died = int(raw.zscore(dead, template))
     ids = [f"bulk-{i:06d}" for i in range(count - 1)]
@@ -752,12 +749,12 @@ def test_dlq_retry_all_of_100000_dead_tasks_finishes_in_seconds_and_leaves_them_
 
     assert result.returncode == 0, result.stderr
     assert took < 15, f"dlq retry --all of {BULK} dead tasks took {took:.1f}s"
-    assert raw.zcard(key(namespace, "default", "dead")) == 0
-    assert raw.llen(key(namespace, "default", "pending")) == BULK
+    assert raw.zcard(qkeys(namespace, "default").dead) == 0
+    assert raw.llen(qkeys(namespace, "default").pending) == BULK
     counts = ok_json(cli("stats", "--json"))["queues"]["default"]
     assert (counts["pending"], counts["dead"]) == (BULK, 0)
     for task_id in (ids[0], ids[BULK // 2], ids[-1]):
-        meta = json.loads(raw.hget(key(namespace, "default", "tasks"), task_id))
+        meta = json.loads(raw.hget(qkeys(namespace, "default").tasks, task_id))
         assert (meta["state"], meta["attempts"]) == ("pending", 0), meta
 
 
@@ -771,9 +768,9 @@ def test_dlq_purge_all_of_100000_dead_tasks_finishes_in_seconds_and_leaves_none(
 
     assert result.returncode == 0, result.stderr
     assert took < 15, f"dlq purge --all of {BULK} dead tasks took {took:.1f}s"
-    assert raw.zcard(key(namespace, "default", "dead")) == 0
-    assert raw.hkeys(key(namespace, "default", "tasks")) == [survivor]
-    assert raw.hkeys(key(namespace, "default", "payloads")) == [survivor]
+    assert raw.zcard(qkeys(namespace, "default").dead) == 0
+    assert raw.hkeys(qkeys(namespace, "default").tasks) == [survivor]
+    assert raw.hkeys(qkeys(namespace, "default").payloads) == [survivor]
     assert ok_json(cli("dlq", "list", "--json")) == []
 
 
@@ -789,9 +786,9 @@ def test_cancelling_a_pending_task_removes_it_from_its_queue_and_task_show_then_
 
     assert result.returncode == 0, result.stderr
     assert middle in result.stdout
-    assert raw.lrange(key(namespace, "default", "pending"), 0, -1) == [last, first]
-    assert raw.hget(key(namespace, "default", "tasks"), middle) is None
-    assert raw.hget(key(namespace, "default", "payloads"), middle) is None
+    assert raw.lrange(qkeys(namespace, "default").pending, 0, -1) == [last, first]
+    assert raw.hget(qkeys(namespace, "default").tasks, middle) is None
+    assert raw.hget(qkeys(namespace, "default").payloads, middle) is None
     assert middle in assert_one_error_line(cli("task", "show", middle), 1)
     assert_one_error_line(cli("task", "cancel", middle), 1)
 
@@ -803,7 +800,7 @@ def test_cancelling_a_scheduled_task_removes_it_before_it_is_due(tq, raw, namesp
     result = cli("task", "cancel", cancelled)
 
     assert result.returncode == 0, result.stderr
-    assert raw.zrange(key(namespace, "emails", "scheduled"), 0, -1) == [kept]
+    assert raw.zrange(qkeys(namespace, "emails").scheduled, 0, -1) == [kept]
     assert_one_error_line(cli("task", "show", cancelled), 1)
     assert ok_json(cli("task", "show", kept, "--json"))["state"] == "scheduled"
 
@@ -814,7 +811,7 @@ def test_cancelling_an_active_task_makes_its_worker_stop_it_at_the_next_lease_re
 ):
     worker = start_worker("--concurrency", "1", "--lease", "1s", "--grace", "1s", "--pool", pool)
     long = tq.enqueue("sleep", {"seconds": 30})
-    wait_until(lambda: f"{long}:1:start" in runs(raw, namespace), timeout=15)
+    until(lambda: f"{long}:1:start" in runs(raw, namespace), timeout=15)
 
     result = cli("task", "cancel", long)
 
@@ -822,15 +819,15 @@ def test_cancelling_an_active_task_makes_its_worker_stop_it_at_the_next_lease_re
     cancelled_at = time.monotonic()
     follow = tq.enqueue("ok", {"value": 1})
     # one slot: the follow-up can only run once the cancelled task was stopped
-    wait_until(lambda: f"{follow}:1" in runs(raw, namespace), timeout=8)
+    until(lambda: f"{follow}:1" in runs(raw, namespace), timeout=8)
     assert time.monotonic() - cancelled_at < 5
-    wait_until(lambda: (t := tq.get_task(follow)) is not None and t.state == "done", timeout=5)
+    until(lambda: (t := tq.get_task(follow)) is not None and t.state == "done", timeout=5)
     assert f"{long}:1:end" not in runs(raw, namespace)
     assert tq.get_task(long) is None
     assert_one_error_line(cli("task", "show", long), 1)
-    assert raw.zcard(key(namespace, "default", "active")) == 0
-    assert raw.llen(key(namespace, "default", "pending")) == 0
-    assert raw.zcard(key(namespace, "default", "dead")) == 0
+    assert raw.zcard(qkeys(namespace, "default").active) == 0
+    assert raw.llen(qkeys(namespace, "default").pending) == 0
+    assert raw.zcard(qkeys(namespace, "default").dead) == 0
     assert worker.poll() is None, "the worker stopped"
     worker.send_signal(signal.SIGTERM)
     assert worker.wait(10) == 0
@@ -955,19 +952,21 @@ def test_a_paused_queue_keeps_accepting_tasks_a_worker_takes_none_from_it_and_af
     held.append(tq.enqueue("ok", {"value": 2}, queue="held"))
     served = [tq.enqueue("ok", {"value": n}, queue="open") for n in range(3)]
 
-    wait_until(lambda: all(f"{i}:1" in runs(raw, namespace) for i in served), timeout=15)
-    time.sleep(0.5)  # the worker has been serving, and idle, with the paused tasks waiting
+    until(lambda: all(f"{i}:1" in runs(raw, namespace) for i in served), timeout=15)
+    # the worker has been serving, and idle, with the paused tasks waiting: one more fetch proves it
+    later = tq.enqueue("ok", {"value": 9}, queue="open")
+    until(lambda: f"{later}:1" in runs(raw, namespace), timeout=15)
 
     assert not [r for r in runs(raw, namespace) if r.split(":")[0] in held]
-    assert sorted(raw.lrange(key(namespace, "held", "pending"), 0, -1)) == sorted(held)
+    assert sorted(raw.lrange(qkeys(namespace, "held").pending, 0, -1)) == sorted(held)
     listed = {q["name"]: q for q in ok_json(cli("queue", "list", "--json"))}
     assert (listed["held"]["paused"], listed["held"]["pending"]) == (True, 2)
     assert (listed["open"]["paused"], listed["open"]["pending"]) == (False, 0)
 
     assert cli("queue", "resume", "held").returncode == 0
 
-    wait_until(lambda: all(f"{i}:1" in runs(raw, namespace) for i in held), timeout=10)
-    wait_until(lambda: all((t := tq.get_task(i)) is not None and t.state == "done" for i in held), timeout=5)
+    until(lambda: all(f"{i}:1" in runs(raw, namespace) for i in held), timeout=10)
+    until(lambda: all((t := tq.get_task(i)) is not None and t.state == "done" for i in held), timeout=5)
     listed = {q["name"]: q for q in ok_json(cli("queue", "list", "--json"))}
     assert (listed["held"]["paused"], listed["held"]["pending"]) == (False, 0)
 
@@ -1066,9 +1065,9 @@ def test_queue_clear_with_yes_deletes_the_waiting_dead_and_done_tasks_and_leaves
         "active": 1,
     }
     assert counts["emails"]["pending"] == 1
-    assert raw.hkeys(key(namespace, "default", "tasks")) == [running]
-    assert raw.hkeys(key(namespace, "default", "payloads")) == [running]
-    assert raw.zcard(key(namespace, "default", "done")) == 0
+    assert raw.hkeys(qkeys(namespace, "default").tasks) == [running]
+    assert raw.hkeys(qkeys(namespace, "default").payloads) == [running]
+    assert raw.zcard(qkeys(namespace, "default").done) == 0
     assert tq.get_task(elsewhere) is not None
     assert_one_error_line(cli("task", "show", cleared[0]), 1)
     assert broker.ack(job, None, 600)  # the running one finishes normally
@@ -1090,7 +1089,7 @@ def test_workers_json_describes_each_live_worker_with_its_running_tasks_and_forg
         "--queues", "default,emails", "--concurrency", "2", "--lease", "1s", "--grace", "0.5s"
     )
     long = tq.enqueue("sleep", {"seconds": 30}, queue="emails")
-    wait_until(
+    until(
         lambda: any(a.get("id") == long for w in tq.broker.live_workers() for a in w.get("active", [])),
         timeout=15,
     )
@@ -1121,13 +1120,13 @@ def test_workers_json_describes_each_live_worker_with_its_running_tasks_and_forg
 
 def test_a_worker_killed_without_warning_drops_out_of_the_live_workers_within_seconds(tq, start_worker, cli):
     worker = start_worker("--concurrency", "1", "--lease", "1s", "--pool", "threads")
-    wait_until(lambda: len(tq.broker.live_workers()) == 1, timeout=15)
+    until(lambda: len(tq.broker.live_workers()) == 1, timeout=15)
     assert [w["pid"] for w in ok_json(cli("workers", "--json"))] == [worker.pid]
 
     os.killpg(worker.pid, signal.SIGKILL)
     worker.wait(5)
 
-    wait_until(lambda: ok_json(cli("workers", "--json")) == [], timeout=8, interval=0.5)
+    until(lambda: ok_json(cli("workers", "--json")) == [], timeout=8, interval=0.5)
 
 
 def test_stats_json_counts_each_queue_and_shows_the_workers_and_the_dead_letter_limits(

@@ -30,6 +30,7 @@ from taskq_cli.models import Outcome, OutcomeKind
 from taskq_cli.prefork import KILL_AFTER, ProcessPool, placement
 from taskq_cli.prefork import child as child_side
 from taskq_cli.runner import Execution
+from tests.support import until
 
 SLACK = 1.0  # seconds allowed on top of a deadline on a loaded machine
 
@@ -240,9 +241,8 @@ def test_max_tasks_per_child_recycles_each_child_after_exactly_that_many_tasks_w
         second, third = order[2], order[5]
         assert order == [first_child] * 2 + [second] * 3 + [third] * 3, order
         assert len({first_child, second, third}) == 3
-        deadline = time.monotonic() + 3
-        while (alive(first_child) or alive(second)) and time.monotonic() < deadline:
-            time.sleep(0.02)
+        with contextlib.suppress(AssertionError):
+            until(lambda: not alive(first_child) and not alive(second), 3)
         assert not alive(first_child) and not alive(second)
         got.nothing_more()
 

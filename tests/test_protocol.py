@@ -1,8 +1,18 @@
-"""The Redis protocol, step by step, against a real Redis with the scripts' clock driven by the test."""
+"""The Redis protocol, step by step, with the scripts' clock driven by the test: the contract every
+backend taskq runs on must keep. Each test runs on each backend (the module's `redis_url` param):
+
+- `redis`: the suite's real Redis;
+- `embedded`: the server `taskq dev` runs when no redis-server is installed (fakeredis's Redis
+  protocol over TCP, Lua through lupa), one per module; it lacks no command the protocol sends;
+- `cluster`: the session's local 3-primary Redis Cluster (tests/cluster/servers.py), marked
+  `cluster` (deselect with `-m "not cluster"`; CI runs it), skipped where it cannot start.
+"""
 
 from __future__ import annotations
 
+import importlib.util
 import json
+from collections.abc import Iterator
 
 import pytest
 import redis
@@ -14,6 +24,32 @@ from taskq_cli.protocol.keys import QUEUE_KEY_ORDER, QueueKeys
 from .conftest import Clock
 
 DEFAULTS = RetryDefaults(max_retries=3, backoff_base=5.0, backoff_max=3600.0)
+
+EMBEDDED = all(importlib.util.find_spec(m) is not None for m in ("fakeredis", "lupa"))
+BACKENDS = [
+    pytest.param("redis", id="redis"),
+    pytest.param(
+        "embedded",
+        id="embedded",
+        marks=pytest.mark.skipif(not EMBEDDED, reason="the embedded server needs fakeredis[lua]"),
+    ),
+    pytest.param("cluster", id="cluster", marks=pytest.mark.cluster),
+]
+
+
+@pytest.fixture(scope="module", params=BACKENDS)
+def redis_url(request: pytest.FixtureRequest) -> Iterator[str]:
+    """The backend the contract runs on (overrides the suite's `redis_url` for this module)."""
+    if request.param == "redis":
+        yield request.getfixturevalue("suite_redis_url")
+    elif request.param == "cluster":
+        yield request.getfixturevalue("cluster").url
+    else:
+        from taskq_cli.dev import EmbeddedRedis
+
+        server = EmbeddedRedis.start(port=0)
+        yield server.url
+        server.stop()
 
 
 def new(

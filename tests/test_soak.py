@@ -14,7 +14,7 @@ import pytest
 import redis
 
 from taskq_cli import TaskQueue
-from tests.chaos.harness import ROOT, RedisServer
+from tests.support import ROOT, RedisServer, until
 
 NS = "soak"
 RESULT_TTL = 3600  # tests/apps/chaos.py keeps results that long, so the soak can count every done task
@@ -92,7 +92,11 @@ def check_bounded_memory(server: RedisServer, client: redis.Redis, summary: dict
     assert client.hlen(key("tasks")) == client.hlen(key("payloads")) == dead_count
     # Dead workers leave the registry: their descriptions expire, and their entries in the list of
     # workers with them (no `taskq stats` needed to clean up after them)
-    time.sleep(REGISTRY_TTL + 0.5)
+    until(
+        lambda: not [k for k in namespace_keys(client) if k.startswith((f"{NS}:worker:", f"{NS}:workers"))],
+        REGISTRY_TTL + 5,
+        what="the dead workers' descriptions and entries expired",
+    )
     keys = namespace_keys(client)
     assert client.llen(key("wake")) <= 1
     assert not [k for k in keys if k.startswith(f"{NS}:worker:")], keys

@@ -8,109 +8,44 @@ message carries the stderr of the processes involved.
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
 import signal
 import subprocess
-import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 import redis
 
+from tests.support import Proc, Procs, counters, nskeys, qkeys, record, state_of, until, worker_ids
+
 BASIC = "tests.apps.basic"
 CRASHY = "tests.apps.crashy"
 UNREACHABLE = "redis://127.0.0.1:1/0"  # nothing listens on port 1: connections are refused at once
 
-Spawn = Callable[..., subprocess.Popen[str]]
 RunCli = Callable[..., subprocess.CompletedProcess[str]]
-Start = Callable[..., "Proc"]
+Start = Callable[..., Proc]
 
 
 # -- helpers ------------------------------------------------------------------------------------
 
 
-class Proc:
-    """A background taskq process whose stderr is collected as it comes (so the pipe never fills
-    and the log can go into any assertion message)."""
-
-    def __init__(self, popen: subprocess.Popen[str], label: str) -> None:
-        self.popen = popen
-        self.label = label
-        self._lines: list[str] = []
-        self._reader = threading.Thread(target=self._drain, daemon=True)
-        self._reader.start()
-
-    def _drain(self) -> None:
-        stream = self.popen.stderr
-        if stream is None:
-            return
-        try:
-            for line in stream:
-                self._lines.append(line)
-        except (OSError, ValueError):  # the fixture closed the pipe at teardown
-            pass
-
-    @property
-    def pid(self) -> int:
-        return self.popen.pid
-
-    @property
-    def stderr(self) -> str:
-        return "".join(self._lines)
-
-    def report(self) -> str:
-        state = "running" if self.popen.poll() is None else f"exited {self.popen.returncode}"
-        return f"--- {self.label} (pid {self.pid}, {state}) stderr:\n{self.stderr}"
-
-    def send(self, sig: int) -> None:
-        os.kill(self.pid, sig)
-
-    def wait(self, timeout: float) -> int:
-        try:
-            code = self.popen.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            raise AssertionError(f"still running after {timeout}s\n{self.report()}") from None
-        self._reader.join(timeout=5)
-        return code
-
-
 @pytest.fixture
-def start(spawn: Spawn) -> Iterator[Callable[..., Proc]]:
+def start(procs: Procs) -> Callable[..., Proc]:
     """Start `taskq ARGS` in the background as a Proc. At teardown the whole process group is
     killed, so no child a worker may have left behind outlives the test."""
-    started: list[Proc] = []
 
     def run(label: str, *args: str) -> Proc:
-        proc = Proc(spawn(*args), label)
-        started.append(proc)
-        return proc
+        return procs.start(*args, label=label)
 
-    yield run
-    for proc in started:
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(proc.pid, signal.SIGKILL)
+    return run
 
 
 def logs(*procs: Proc) -> str:
     return "\n".join(p.report() for p in procs)
-
-
-def until(predicate: Callable[[], object], timeout: float, *procs: Proc, what: str = "") -> float:
-    """Poll until the predicate holds; returns the seconds it took. Fails with the processes' logs."""
-    began = time.monotonic()
-    deadline = began + timeout
-    while True:
-        if predicate():
-            return time.monotonic() - began
-        if time.monotonic() > deadline:
-            raise AssertionError(f"not within {timeout}s: {what}\n{logs(*procs)}")
-        time.sleep(0.02)
 
 
 def cli(run_cli: RunCli, *args: str, input: str | None = None) -> str:
@@ -124,39 +59,33 @@ def enqueue(run_cli: RunCli, *args: str) -> str:
     return cli(run_cli, "enqueue", *args).strip()
 
 
-def key(ns: str, part: str, queue: str = "default") -> str:
-    return f"{ns}:{{{queue}}}:{part}"
+MARKER = "marker"  # a queue served after `default`, for tasks that show a worker has moved on
+
+
+def moved_on(run_cli: RunCli, raw: redis.Redis, ns: str, procs: Sequence[Proc], *options: str) -> str:
+    """Run one task on the MARKER queue (served after `default`) and wait until it is done: the
+    worker has fetched again, so whatever `default` still held would have run first. Its id."""
+    marker = enqueue(run_cli, "ok", '{"value": 0}', "--app", BASIC, "--queue", MARKER, *options)
+    until(lambda: state_of(raw, ns, marker, MARKER) == "done", 10, logs=procs, what="a marker task done")
+    return marker
 
 
 def meta(raw: redis.Redis, ns: str, task_id: str, queue: str = "default") -> dict[str, Any]:
-    text = raw.hget(key(ns, "tasks", queue), task_id)
-    return json.loads(text) if text else {}
+    return record(raw, ns, task_id, queue) or {}
 
 
 def runs(raw: redis.Redis, ns: str) -> list[str]:
     return list(raw.lrange(f"{ns}:test:runs", 0, -1))
 
 
-def counters(raw: redis.Redis, ns: str, queue: str = "default") -> dict[str, int]:
-    return {k: int(v) for k, v in raw.hgetall(key(ns, "counters", queue)).items()}
-
-
-def state_of(raw: redis.Redis, ns: str, task_id: str, queue: str = "default") -> str | None:
-    return meta(raw, ns, task_id, queue).get("state")
-
-
 def error_type(task: dict[str, Any]) -> str | None:
     return (task.get("last_error") or {}).get("type")
-
-
-def worker_ids(raw: redis.Redis, ns: str) -> list[str]:
-    return list(raw.zrange(f"{ns}:workers", 0, -1))
 
 
 def worker_id_of(raw: redis.Redis, ns: str, proc: Proc) -> str | None:
     """The id under which this process registered itself in `<ns>:workers`, if it did."""
     for worker_id in worker_ids(raw, ns):
-        info = raw.get(f"{ns}:worker:{worker_id}")
+        info = raw.get(nskeys(ns).worker(worker_id))
         if info and json.loads(info).get("pid") == proc.pid:
             return worker_id
     return None
@@ -226,19 +155,20 @@ def test_a_failing_task_runs_max_retries_plus_one_times_then_is_dead_with_its_tr
     run_cli: RunCli, start: Start, raw: redis.Redis, namespace: str
 ) -> None:
     task_id = enqueue(run_cli, "boom", "--app", BASIC)  # max_retries=2
-    worker = start("worker", "worker", "--app", BASIC, "--concurrency", "2")
+    worker = start("worker", "worker", "--app", BASIC, "--concurrency", "2", "--queues", f"default,{MARKER}")
 
-    until(lambda: state_of(raw, namespace, task_id) == "dead", 10, worker, what="boom dead")
-    time.sleep(0.5)  # a fourth execution would show up here
+    until(lambda: state_of(raw, namespace, task_id) == "dead", 10, logs=[worker], what="boom dead")
+    moved_on(run_cli, raw, namespace, [worker])  # a fourth execution would come first
 
-    assert runs(raw, namespace) == [f"{task_id}:1", f"{task_id}:2", f"{task_id}:3"], worker.report()
+    mine = [r for r in runs(raw, namespace) if r.split(":")[0] == task_id]
+    assert mine == [f"{task_id}:1", f"{task_id}:2", f"{task_id}:3"], worker.report()
     task = meta(raw, namespace, task_id)
     assert task["attempts"] == 3, worker.report()
     assert task["last_error"]["type"] == "RuntimeError"
     assert task["last_error"]["message"] == "boom"
     assert "Traceback" in task["last_error"]["traceback"]
     assert "RuntimeError: boom" in task["last_error"]["traceback"]
-    assert raw.zscore(key(namespace, "dead"), task_id) is not None
+    assert raw.zscore(qkeys(namespace).dead, task_id) is not None
     assert counters(raw, namespace) == {"processed": 3, "failed": 3}, worker.report()
 
 
@@ -249,7 +179,7 @@ def test_retry_delays_follow_the_jittered_exponential_backoff_capped_at_backoff_
     task_id = enqueue(run_cli, "backoff_probe", "--app", CRASHY)
     worker = start("worker", "worker", "--app", CRASHY, "--concurrency", "1")
 
-    until(lambda: state_of(raw, namespace, task_id) == "dead", 10, worker, what="probe dead")
+    until(lambda: state_of(raw, namespace, task_id) == "dead", 10, logs=[worker], what="probe dead")
 
     entries = runs(raw, namespace)
     assert len(entries) == 5, (entries, worker.report())
@@ -272,14 +202,14 @@ def test_retry_with_an_explicit_delay_runs_again_after_that_delay_uncapped(
     task_id = enqueue(run_cli, "retry_later", '{"times": 2, "delay": 0.3}', "--app", BASIC)
     worker = start("worker", "worker", "--app", BASIC, "--concurrency", "1")
 
-    until(lambda: state_of(raw, namespace, task_id) == "done", 10, worker, what="retry_later done")
+    until(lambda: state_of(raw, namespace, task_id) == "done", 10, logs=[worker], what="retry_later done")
 
     assert runs(raw, namespace) == [f"{task_id}:1", f"{task_id}:2", f"{task_id}:3"], worker.report()
     task = meta(raw, namespace, task_id)
     assert task["attempts"] == 3
     assert task["finished_at"] - task["enqueued_at"] >= 600, (task, worker.report())
     assert task["last_error"]["type"] == "Retry"
-    assert json.loads(raw.hget(key(namespace, "results"), task_id)) == "done on attempt 3"
+    assert json.loads(raw.hget(qkeys(namespace).results, task_id)) == "done on attempt 3"
     assert counters(raw, namespace) == {"processed": 3, "failed": 2}
 
 
@@ -322,10 +252,10 @@ def test_a_task_no_worker_knows_is_retried_then_dead_as_unknown(
     run_cli: RunCli, start: Start, raw: redis.Redis, namespace: str
 ) -> None:
     task_id = enqueue(run_cli, "no_such_task", "--max-retries", "1")
-    worker = start("worker", "worker", "--app", BASIC, "--concurrency", "1")
+    worker = start("worker", "worker", "--app", BASIC, "--concurrency", "1", "--queues", f"default,{MARKER}")
 
-    until(lambda: state_of(raw, namespace, task_id) == "dead", 10, worker, what="unknown task dead")
-    time.sleep(0.3)
+    until(lambda: state_of(raw, namespace, task_id) == "dead", 10, logs=[worker], what="unknown task dead")
+    moved_on(run_cli, raw, namespace, [worker])  # a third attempt would come first
 
     task = meta(raw, namespace, task_id)
     assert task["attempts"] == 2, worker.report()
@@ -340,7 +270,7 @@ def test_a_record_with_unreadable_options_runs_with_the_defaults_and_the_worker_
     odd = enqueue(run_cli, "ok", '{"value": 1}')
     record = meta(raw, namespace, odd)
     record.update(max_retries="many", timeout={"s": 1}, backoff_base=None)  # written by something else
-    raw.hset(key(namespace, "tasks"), odd, json.dumps(record))
+    raw.hset(qkeys(namespace).tasks, odd, json.dumps(record))
     good = enqueue(run_cli, "ok", '{"value": 2}')
 
     done = burst(run_cli)
@@ -355,7 +285,7 @@ def test_a_record_with_unreadable_options_runs_with_the_defaults_and_the_worker_
 def test_a_malformed_message_goes_dead_as_raw_text_and_the_worker_serves_the_next_task(
     run_cli: RunCli, raw: redis.Redis, namespace: str
 ) -> None:
-    raw.lpush(key(namespace, "pending"), "not-a-task {garbage")
+    raw.lpush(qkeys(namespace).pending, "not-a-task {garbage")
     good = enqueue(run_cli, "ok", '{"value": 1}', "--app", BASIC)  # behind the garbage
 
     done = burst(run_cli)
@@ -363,7 +293,7 @@ def test_a_malformed_message_goes_dead_as_raw_text_and_the_worker_serves_the_nex
     assert done.returncode == 0, done.stderr
     assert state_of(raw, namespace, good) == "done", done.stderr
     assert runs(raw, namespace) == [f"{good}:1"]
-    dead = raw.zrange(key(namespace, "dead"), 0, -1)
+    dead = raw.zrange(qkeys(namespace).dead, 0, -1)
     assert len(dead) == 1, (dead, done.stderr)
     shown = json.loads(cli(run_cli, "task", "show", dead[0], "--json"))
     assert shown["name"] == "<malformed>"
@@ -371,7 +301,7 @@ def test_a_malformed_message_goes_dead_as_raw_text_and_the_worker_serves_the_nex
     assert shown["queue"] == "default"
     assert shown["state"] == "dead"
     assert shown["last_error"]["type"] == "MalformedMessage"
-    assert raw.llen(key(namespace, "pending")) == 0
+    assert raw.llen(qkeys(namespace).pending) == 0
 
 
 # -- time ---------------------------------------------------------------------------------------
@@ -381,7 +311,7 @@ def test_delayed_and_at_tasks_do_not_run_before_their_time_and_run_after_it(
     run_cli: RunCli, start: Start, raw: redis.Redis, namespace: str
 ) -> None:
     worker = start("worker", "worker", "--app", BASIC, "--concurrency", "2")
-    until(lambda: registered(raw, namespace, worker), 10, worker, what="worker registered")
+    until(lambda: registered(raw, namespace, worker), 10, logs=[worker], what="worker registered")
 
     began = time.monotonic()
     at = (datetime.now(UTC) + timedelta(seconds=5.5)).isoformat(timespec="milliseconds")
@@ -394,8 +324,8 @@ def test_delayed_and_at_tasks_do_not_run_before_their_time_and_run_after_it(
     assert runs(raw, namespace) == [], worker.report()
     assert state_of(raw, namespace, delayed) == "scheduled", worker.report()
 
-    until(lambda: len(runs(raw, namespace)) == 2, 8, worker, what="both delayed tasks ran")
-    until(lambda: state_of(raw, namespace, timed) == "done", 2, worker, what="at task done")
+    until(lambda: len(runs(raw, namespace)) == 2, 8, logs=[worker], what="both delayed tasks ran")
+    until(lambda: state_of(raw, namespace, timed) == "done", 2, logs=[worker], what="at task done")
 
     first, second = meta(raw, namespace, delayed), meta(raw, namespace, timed)
     assert first["run_at"] - first["enqueued_at"] == 5000, first
@@ -416,14 +346,22 @@ def test_a_sigkilled_workers_task_is_left_alone_while_it_lives_then_recovered_by
     lease = 1.0
     first = start("worker A", "worker", "--app", CRASHY, "--lease", "1s", "--concurrency", "1")
     task_id = enqueue(run_cli, "sleep_first", '{"seconds": 30}', "--app", CRASHY)
-    until(lambda: f"{task_id}:1:start" in runs(raw, namespace), 10, first, what="attempt 1 started")
+    until(lambda: f"{task_id}:1:start" in runs(raw, namespace), 10, logs=[first], what="attempt 1 started")
     first_id = worker_id_of(raw, namespace, first)
     assert first_id is not None and meta(raw, namespace, task_id)["worker"] == first_id, first.report()
 
     # A live worker keeps its task, however long it runs past its lease, with a rival worker idle.
     second = start("worker B", "worker", "--app", CRASHY, "--lease", "1s", "--concurrency", "1")
-    until(lambda: registered(raw, namespace, second), 10, first, second, what="worker B registered")
-    time.sleep(3 * lease)
+    until(lambda: registered(raw, namespace, second), 10, logs=[first, second], what="worker B registered")
+    # the lease deadline is the clock: renewed three leases on, the task was held past its lease all along
+    active = qkeys(namespace).active
+    deadline = float(raw.zscore(active, task_id) or 0)
+    until(
+        lambda: float(raw.zscore(active, task_id) or 0) >= deadline + 3 * lease * 1000,
+        10,
+        logs=[first, second],
+        what="the lease renewed three leases on",
+    )
     task = meta(raw, namespace, task_id)
     assert (task["state"], task["attempts"], error_type(task)) == ("active", 1, None), logs(first, second)
 
@@ -433,17 +371,17 @@ def test_a_sigkilled_workers_task_is_left_alone_while_it_lives_then_recovered_by
     took = until(
         lambda: error_type(meta(raw, namespace, task_id)) == "WorkerLost",
         lease + 5,
-        second,
+        logs=[second],
         what="the killed worker's task recovered within lease + 5 s",
     )
     assert took <= lease + 5
-    until(lambda: state_of(raw, namespace, task_id) == "done", 5, second, what="attempt 2 done")
+    until(lambda: state_of(raw, namespace, task_id) == "done", 5, logs=[second], what="attempt 2 done")
 
     task = meta(raw, namespace, task_id)
     assert task["attempts"] == 2, logs(first, second)
     assert error_type(task) == "WorkerLost"
     assert task["worker"] == worker_id_of(raw, namespace, second)
-    assert json.loads(raw.hget(key(namespace, "results"), task_id)) == 2
+    assert json.loads(raw.hget(qkeys(namespace).results, task_id)) == 2
     assert runs(raw, namespace) == [f"{task_id}:1:start", f"{task_id}:2:start", f"{task_id}:2:end"]
     assert counters(raw, namespace) == {"processed": 2, "failed": 1}, logs(first, second)
 
@@ -461,8 +399,7 @@ def test_a_task_that_kills_its_worker_every_time_ends_dead_instead_of_looping(
         until(
             lambda a=attempt: f"{task_id}:{a}:start" in runs(raw, namespace),
             10,
-            scheduler,
-            *workers,
+            logs=[scheduler, *workers],
             what=f"attempt {attempt} started",
         )
         worker.send(signal.SIGKILL)
@@ -470,13 +407,14 @@ def test_a_task_that_kills_its_worker_every_time_ends_dead_instead_of_looping(
         until(
             lambda a=attempt: recovered(meta(raw, namespace, task_id), a),
             1 + 5,
-            scheduler,
-            *workers,
+            logs=[scheduler, *workers],
             what=f"attempt {attempt} recovered within lease + 5 s",
         )
         assert error_type(meta(raw, namespace, task_id)) == "WorkerLost", logs(scheduler, *workers)
 
-    until(lambda: state_of(raw, namespace, task_id) == "dead", 5, scheduler, what="dead after 2 losses")
+    until(
+        lambda: state_of(raw, namespace, task_id) == "dead", 5, logs=[scheduler], what="dead after 2 losses"
+    )
     task = meta(raw, namespace, task_id)
     assert task["attempts"] == 2, (task, logs(scheduler, *workers))
     assert error_type(task) == "WorkerLost"
@@ -490,7 +428,7 @@ def test_sigterm_lets_an_in_flight_task_finish_within_grace_takes_no_new_one_and
     slow = enqueue(run_cli, "sleep", '{"seconds": 1}', "--app", BASIC)
     waiting = enqueue(run_cli, "ok", "--app", BASIC)
     worker = start("worker", "worker", "--app", BASIC, "--concurrency", "1", "--grace", "5s")
-    until(lambda: f"{slow}:1:start" in runs(raw, namespace), 10, worker, what="sleep started")
+    until(lambda: f"{slow}:1:start" in runs(raw, namespace), 10, logs=[worker], what="sleep started")
 
     worker.send(signal.SIGTERM)
     stopped = time.monotonic()
@@ -510,7 +448,7 @@ def test_sigterm_past_grace_puts_the_task_back_at_the_head_of_its_queue_without_
     slow = enqueue(run_cli, "sleep", '{"seconds": 30}', "--app", BASIC)
     behind = enqueue(run_cli, "ok", "--app", BASIC)
     worker = start("worker", "worker", "--app", BASIC, "--concurrency", "1", "--grace", "1s")
-    until(lambda: f"{slow}:1:start" in runs(raw, namespace), 10, worker, what="sleep started")
+    until(lambda: f"{slow}:1:start" in runs(raw, namespace), 10, logs=[worker], what="sleep started")
 
     worker.send(signal.SIGTERM)
     stopped = time.monotonic()
@@ -521,8 +459,8 @@ def test_sigterm_past_grace_puts_the_task_back_at_the_head_of_its_queue_without_
     assert 0.9 <= took <= 1 + 1.5, f"exited {took:.2f}s after SIGTERM with --grace 1s\n{worker.report()}"
     task = meta(raw, namespace, slow)
     assert (task["state"], task["attempts"]) == ("pending", 0), (task, worker.report())
-    assert raw.zscore(key(namespace, "active"), slow) is None
-    assert raw.lrange(key(namespace, "pending"), 0, -1) == [behind, slow]  # RPOP end = head
+    assert raw.zscore(qkeys(namespace).active, slow) is None
+    assert raw.lrange(qkeys(namespace).pending, 0, -1) == [behind, slow]  # RPOP end = head
     assert state_of(raw, namespace, behind) == "pending"
     assert runs(raw, namespace) == [f"{slow}:1:start"]
     assert counters(raw, namespace).get("failed", 0) == 0
@@ -536,10 +474,10 @@ def test_a_second_sigint_stops_at_once_with_exit_1_and_the_task_returns_through_
     worker = start(
         "worker", "worker", "--app", BASIC, "--concurrency", "1", "--grace", "30s", "--lease", "1s"
     )
-    until(lambda: f"{slow}:1:start" in runs(raw, namespace), 10, worker, what="sleep started")
+    until(lambda: f"{slow}:1:start" in runs(raw, namespace), 10, logs=[worker], what="sleep started")
 
     worker.send(signal.SIGINT)
-    until(lambda: "stopping:" in worker.stderr, 5, worker, what="the first SIGINT handled")
+    until(lambda: "stopping:" in worker.stderr, 5, logs=[worker], what="the first SIGINT handled")
     assert worker.popen.poll() is None, f"the first SIGINT must wait for the task\n{worker.report()}"
     worker.send(signal.SIGINT)  # at once: a second Ctrl-C is never taken for a repeated delivery
     stopped = time.monotonic()
@@ -554,14 +492,13 @@ def test_a_second_sigint_stops_at_once_with_exit_1_and_the_task_returns_through_
     until(
         lambda: state_of(raw, namespace, slow) in ("scheduled", "pending"),
         lease + 5,
-        worker,
-        scheduler,
+        logs=[worker, scheduler],
         what="task back through its lease",
     )
     task = meta(raw, namespace, slow)
     assert error_type(task) == "WorkerLost", (task, scheduler.report())
     assert task["attempts"] == 1
-    until(lambda: state_of(raw, namespace, slow) == "pending", 3, scheduler, what="retry promoted")
+    until(lambda: state_of(raw, namespace, slow) == "pending", 3, logs=[scheduler], what="retry promoted")
 
 
 # -- several processes --------------------------------------------------------------------------
@@ -572,11 +509,11 @@ def test_two_schedulers_and_a_worker_racing_over_200_delayed_tasks_run_each_exac
     run_cli: RunCli, start: Start, raw: redis.Redis, namespace: str
 ) -> None:
     schedulers = [start(f"scheduler {i}", "scheduler") for i in (1, 2)]
-    worker = start("worker", "worker", "--app", BASIC, "--concurrency", "4")
+    worker = start("worker", "worker", "--app", BASIC, "--concurrency", "4", "--queues", f"default,{MARKER}")
     everyone = (*schedulers, worker)
     for s in schedulers:
-        until(lambda s=s: "scheduler started" in s.stderr, 10, *everyone, what=f"{s.label} up")
-    until(lambda: registered(raw, namespace, worker), 10, *everyone, what="worker registered")
+        until(lambda s=s: "scheduler started" in s.stderr, 10, logs=everyone, what=f"{s.label} up")
+    until(lambda: registered(raw, namespace, worker), 10, logs=everyone, what="worker registered")
 
     # Due times spread over one second, so the three processes keep promoting at the same moments.
     lines = "".join(
@@ -586,18 +523,19 @@ def test_two_schedulers_and_a_worker_racing_over_200_delayed_tasks_run_each_exac
     ids = cli(run_cli, "enqueue", "--app", BASIC, "--file", "-", input=lines).split()
     assert len(set(ids)) == 200
 
-    until(lambda: len(runs(raw, namespace)) >= 200, 15, *everyone, what="200 executions")
-    until(lambda: counters(raw, namespace).get("processed") == 200, 5, *everyone, what="200 acks")
-    time.sleep(0.5)  # duplicates would land here
+    until(lambda: len(runs(raw, namespace)) >= 200, 15, logs=everyone, what="200 executions")
+    until(lambda: counters(raw, namespace).get("processed") == 200, 5, logs=everyone, what="200 acks")
+    # duplicates would land before a task due after every one of them has run
+    after = moved_on(run_cli, raw, namespace, everyone, "--delay", "1s")
 
-    executed = Counter(entry.split(":")[0] for entry in runs(raw, namespace))
+    executed = Counter(entry.split(":")[0] for entry in runs(raw, namespace) if not entry.startswith(after))
     twice = {tid: n for tid, n in executed.items() if n > 1}
     assert not twice, f"executed more than once: {twice}\n{logs(*everyone)}"
     assert set(executed) == set(ids)
-    assert all(entry.endswith(":1") for entry in runs(raw, namespace))
+    assert all(entry.endswith(":1") for entry in runs(raw, namespace) if not entry.startswith(after))
     assert counters(raw, namespace) == {"processed": 200}, logs(*everyone)
-    assert raw.zcard(key(namespace, "scheduled")) == 0
-    assert raw.llen(key(namespace, "pending")) == 0
+    assert raw.zcard(qkeys(namespace).scheduled) == 0
+    assert raw.llen(qkeys(namespace).pending) == 0
 
 
 @pytest.mark.parametrize("pool", ["processes", "threads"])
@@ -625,10 +563,10 @@ def test_a_running_worker_is_registered_and_gone_after_a_clean_stop(
     run_cli: RunCli, start: Start, raw: redis.Redis, namespace: str
 ) -> None:
     worker = start("worker", "worker", "--app", BASIC, "--concurrency", "3", "--queues", "a,b")
-    until(lambda: registered(raw, namespace, worker), 10, worker, what="worker registered")
+    until(lambda: registered(raw, namespace, worker), 10, logs=[worker], what="worker registered")
 
     (worker_id,) = worker_ids(raw, namespace)
-    assert raw.exists(f"{namespace}:worker:{worker_id}"), worker.report()
+    assert raw.exists(nskeys(namespace).worker(worker_id)), worker.report()
     shown = json.loads(cli(run_cli, "stats", "--json"))["workers"]
     assert len(shown) == 1, (shown, worker.report())
     info = shown[0]
@@ -644,7 +582,7 @@ def test_a_running_worker_is_registered_and_gone_after_a_clean_stop(
     worker.send(signal.SIGTERM)
     assert worker.wait(5) == 0, worker.report()
     assert worker_ids(raw, namespace) == []
-    assert not raw.exists(f"{namespace}:worker:{worker_id}")
+    assert not raw.exists(nskeys(namespace).worker(worker_id))
     assert json.loads(cli(run_cli, "stats", "--json"))["workers"] == []
 
 
@@ -664,9 +602,9 @@ def test_a_burst_worker_exits_1_with_an_error_line_when_redis_is_unreachable(run
 def test_a_worker_keeps_retrying_while_redis_is_unreachable_and_says_so_once(start: Start) -> None:
     worker = start("worker", "worker", "--app", BASIC, "--redis-url", UNREACHABLE)
 
-    until(lambda: redis_failures(worker.stderr), 5, worker, what="the outage logged")
+    until(lambda: redis_failures(worker.stderr), 5, logs=[worker], what="the outage logged")
     # its loops retry with backoff, and the log reminds of the outage 5 s into it, not before
-    took = until(lambda: len(redis_failures(worker.stderr)) >= 2, 8, worker, what="the first reminder")
+    took = until(lambda: len(redis_failures(worker.stderr)) >= 2, 8, logs=[worker], what="the first reminder")
     assert took >= 4, worker.report()
     assert worker.popen.poll() is None, worker.report()
     assert len(redis_failures(worker.stderr)) == 2, worker.report()

@@ -44,7 +44,8 @@ import redis  # noqa: E402
 
 from taskq_cli import TaskQueue  # noqa: E402
 from tests.apps import chaos as app  # noqa: E402
-from tests.chaos.harness import Fleet, LeaseWatch, RedisServer, final_states, queue_counts  # noqa: E402
+from tests.chaos.harness import Fleet, LeaseWatch  # noqa: E402
+from tests.support import RedisServer, final_states, queue_counts  # noqa: E402
 
 SHORT_TASKS = 40_000
 LONG_TASKS = 100_000

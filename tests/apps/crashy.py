@@ -7,6 +7,7 @@ import json
 import time
 
 from taskq_cli import current_task
+from taskq_cli.protocol.keys import QueueKeys
 from tests.apps.basic import _client, record, tq
 
 
@@ -30,7 +31,7 @@ def backoff_probe() -> None:
     attempt started (`started_at - finished_at`), as the tag `delay=D,gap=G`."""
     ctx = current_task()
     assert ctx is not None
-    raw = _client.hget(f"{tq.settings.namespace}:{{{ctx.queue}}}:tasks", ctx.id)
+    raw = _client.hget(QueueKeys(tq.settings.namespace, ctx.queue).tasks, ctx.id)
     meta = json.loads(str(raw))
     if ctx.attempt == 1:
         record()

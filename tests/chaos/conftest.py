@@ -16,7 +16,8 @@ import redis
 
 from taskq_cli import TaskQueue
 from tests.apps import chaos as app
-from tests.chaos.harness import Fleet, RedisServer
+from tests.chaos.harness import Fleet
+from tests.support import RedisServer, qkeys
 
 FIGURES: list[str] = []
 
@@ -40,7 +41,7 @@ class Lab:
     workdir: Path
 
     def key(self, part: str, queue: str = "default") -> str:
-        return f"{self.namespace}:{{{queue}}}:{part}"
+        return qkeys(self.namespace, queue).key(part)
 
     def enqueue(
         self,

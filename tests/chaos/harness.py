@@ -1,207 +1,32 @@
-"""The fault-injection kit, shared by tests/chaos/ and tools/soak.py.
+"""The fault-injection kit, shared by tests/chaos/ and tools/soak.py (the private Redis servers,
+waiting and key readers are tests/support's).
 
-- `RedisServer`: a redis-server of our own on a free port (never the system's), which can be killed,
-  shut down and restarted on the same port and data directory; AOF with `appendfsync always` when
-  asked, so that every write acknowledged to a client survives a restart.
 - `ChaosProxy`: a TCP proxy between workers and Redis that can slow, stall or cut connections and
   refuse new ones.
 - `Fleet`: taskq processes (workers, schedulers) started in process groups of their own, logging to
   files, killed with SIGKILL at will; at the end every group is killed and reaped.
 - `LeaseWatch`: polls the active set on Redis's clock and keeps the longest time any lease stayed
   expired before recovery gave its task back.
-- `final_states`: every task's state and attempts as Redis holds them.
 """
 
 from __future__ import annotations
 
 import contextlib
-import json
 import os
-import shutil
 import signal
 import socket
 import subprocess
-import sys
 import threading
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import redis
 
-ROOT = Path(__file__).resolve().parents[2]
+from tests.support import kill_group, popen_taskq, taskq_env
+
 APP = "tests.apps.chaos"
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def until(predicate: Callable[[], object], timeout: float, what: str, logs: Callable[[], str] = str) -> float:
-    """Poll until the predicate holds; returns the seconds it took. Fails with the given logs."""
-    began = time.monotonic()
-    while not predicate():
-        if time.monotonic() - began > timeout:
-            raise AssertionError(f"not within {timeout}s: {what}\n{logs()}")
-        time.sleep(0.05)
-    return time.monotonic() - began
-
-
-# -- Redis ------------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class TlsFiles:
-    ca: Path
-    cert: Path
-    key: Path
-
-
-class RedisServer:
-    """`redis-server` on 127.0.0.1 and a free port, its files in `workdir`."""
-
-    def __init__(
-        self,
-        workdir: Path,
-        *,
-        aof: bool = False,
-        args: Sequence[str] = (),
-        tls: TlsFiles | None = None,
-        password: str | None = None,
-        unixsocket: Path | None = None,
-    ) -> None:
-        if shutil.which("redis-server") is None:
-            raise RuntimeError("redis-server is not installed")
-        self.workdir = workdir
-        self.workdir.mkdir(parents=True, exist_ok=True)
-        self.port = free_port()
-        self.aof = aof
-        self.tls = tls
-        self.password = password
-        self.unixsocket = unixsocket  # listen there only (no TCP port)
-        self.args = list(args)
-        self.proc: subprocess.Popen[bytes] | None = None
-        self.starts = 0
-
-    @property
-    def url(self) -> str:
-        if self.unixsocket:
-            return f"unix://{self.unixsocket}"
-        if self.tls:  # the test certificates name `localhost`
-            return f"rediss://localhost:{self.port}/0"
-        return f"redis://127.0.0.1:{self.port}/0"
-
-    def command(self) -> list[str]:
-        cmd = ["redis-server", "--bind", "127.0.0.1", "--dir", str(self.workdir), "--save", ""]
-        cmd += ["--logfile", str(self.workdir / "redis.log"), "--daemonize", "no"]
-        cmd += ["--appendonly", "yes" if self.aof else "no", "--appendfsync", "always"]
-        if self.tls:
-            cmd += ["--port", "0", "--tls-port", str(self.port), "--tls-auth-clients", "no"]
-            cmd += ["--tls-cert-file", str(self.tls.cert), "--tls-key-file", str(self.tls.key)]
-            cmd += ["--tls-ca-cert-file", str(self.tls.ca)]
-        elif self.unixsocket:
-            cmd += ["--port", "0", "--unixsocket", str(self.unixsocket), "--unixsocketperm", "700"]
-        else:
-            cmd += ["--port", str(self.port)]
-        if self.password:
-            cmd += ["--requirepass", self.password]
-        return cmd + self.args
-
-    def client(self, **options: object) -> redis.Redis:
-        extra: dict[str, object] = {"ssl_ca_certs": str(self.tls.ca)} if self.tls else {}
-        if self.password:
-            extra["password"] = self.password
-        extra.update(options)
-        return redis.Redis.from_url(
-            self.url, decode_responses=True, socket_connect_timeout=2, socket_timeout=10, **extra
-        )
-
-    def start(self) -> RedisServer:
-        assert self.proc is None or self.proc.poll() is not None, "already running"
-        self.proc = subprocess.Popen(self.command(), start_new_session=True)
-        self.starts += 1
-        client = self.client()
-        try:
-            deadline = time.monotonic() + 15
-            while True:
-                try:
-                    if client.ping():
-                        break
-                except (redis.ConnectionError, redis.BusyLoadingError, redis.TimeoutError):
-                    pass
-                if self.proc.poll() is not None or time.monotonic() > deadline:
-                    self.kill()
-                    raise RuntimeError(f"redis-server did not start:\n{self.log()}")
-                time.sleep(0.05)
-        finally:
-            client.close()
-        return self
-
-    def kill(self) -> None:
-        """SIGKILL: a crash; only what AOF `always` wrote survives."""
-        self._end(signal.SIGKILL)
-
-    def shutdown(self) -> None:
-        """SIGTERM: a clean stop (the AOF is flushed)."""
-        self._end(signal.SIGTERM)
-
-    def restart(self, *, crash: bool, down_for: float = 0.0) -> None:
-        (self.kill if crash else self.shutdown)()
-        time.sleep(down_for)
-        self.start()
-
-    def _end(self, sig: int) -> None:
-        if self.proc is None or self.proc.poll() is not None:
-            return
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(self.proc.pid, sig)
-        try:
-            self.proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            os.kill(self.proc.pid, signal.SIGKILL)
-            self.proc.wait(timeout=5)
-
-    def stop(self) -> None:
-        self.kill()
-
-    def log(self) -> str:
-        path = self.workdir / "redis.log"
-        return path.read_text()[-4000:] if path.exists() else "(no redis log)"
-
-
-def make_tls_files(folder: Path, san: str = "IP:127.0.0.1,DNS:localhost") -> TlsFiles:
-    """A CA and a server certificate for the given subjectAltName, made with openssl."""
-    folder.mkdir(parents=True, exist_ok=True)
-    ca, ca_key = folder / "ca.crt", folder / "ca.key"
-    cert, key, csr = folder / "server.crt", folder / "server.key", folder / "server.csr"
-    ext = folder / "san.ext"
-    ext.write_text(f"subjectAltName={san}\n")
-    ca_req = ["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=taskq-test-CA"]
-    server_req = ["req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=localhost"]
-    sign = ["x509", "-req", "-days", "2", "-CAcreateserial"]
-    steps = [
-        [*ca_req, "-keyout", str(ca_key), "-out", str(ca)],
-        [*server_req, "-keyout", str(key), "-out", str(csr)],
-        [
-            *sign,
-            "-in",
-            str(csr),
-            "-CA",
-            str(ca),
-            "-CAkey",
-            str(ca_key),
-            "-extfile",
-            str(ext),
-            "-out",
-            str(cert),
-        ],
-    ]
-    for step in steps:
-        subprocess.run(["openssl", *step], check=True, capture_output=True, timeout=60)
-    return TlsFiles(ca, cert, key)
 
 
 # -- the proxy --------------------------------------------------------------------------------------
@@ -335,6 +160,10 @@ class Member:
     def log(self) -> str:
         return self.logfile.read_text(errors="replace") if self.logfile.exists() else ""
 
+    def report(self, last: int = 3000) -> str:
+        state = "running" if self.alive() else f"exited {self.popen.returncode}"
+        return f"--- {self.label} pid {self.pid} ({state}):\n{self.log()[-last:]}"
+
 
 @dataclass
 class Fleet:
@@ -348,17 +177,8 @@ class Fleet:
     members: list[Member] = field(default_factory=list)
 
     def env(self, redis_url: str | None = None, **extra: str) -> dict[str, str]:
-        env = {k: v for k, v in os.environ.items() if not k.startswith("TASKQ_")}
-        env.update(
-            TASKQ_REDIS_URL=redis_url or self.redis_url,
-            TASKQ_NAMESPACE=self.namespace,
-            TASKQ_CHAOS_LEDGER=str(self.ledger),
-            NO_COLOR="1",
-            PYTHONPATH=os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH", "")) if p),
-        )
-        env.update(self.env_extra)
-        env.update(extra)
-        return env
+        ledger = {"TASKQ_CHAOS_LEDGER": str(self.ledger)}
+        return taskq_env(redis_url or self.redis_url, self.namespace, **ledger, **self.env_extra, **extra)
 
     def start(
         self,
@@ -371,15 +191,7 @@ class Fleet:
         self.ledger.mkdir(parents=True, exist_ok=True)
         logfile = self.workdir / f"{label}-{len(self.members)}.log"
         with open(logfile, "wb") as out:
-            popen = subprocess.Popen(
-                [sys.executable, *python, "-m", "taskq_cli", *args],
-                stdin=subprocess.DEVNULL,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                cwd=ROOT,
-                env=self.env(redis_url, **env),
-                start_new_session=True,
-            )
+            popen = popen_taskq(args, self.env(redis_url, **env), output=out, merge=True, python=python)
         member = Member(label, popen, logfile)
         self.members.append(member)
         return member
@@ -439,17 +251,12 @@ class Fleet:
 
     def close(self) -> None:
         for member in self.members:
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(member.pid, signal.SIGKILL)
+            kill_group(member.pid)
             with contextlib.suppress(subprocess.TimeoutExpired):
                 member.popen.wait(timeout=10)
 
     def logs(self, last: int = 3000) -> str:
-        parts = []
-        for m in self.members:
-            state = "running" if m.alive() else f"exited {m.popen.returncode}"
-            parts.append(f"--- {m.label} pid {m.pid} ({state}):\n{m.log()[-last:]}")
-        return "\n".join(parts)
+        return "\n".join(m.report(last) for m in self.members)
 
 
 # -- watching Redis ---------------------------------------------------------------------------------
@@ -486,31 +293,3 @@ class LeaseWatch(threading.Thread):
         self._halt.set()
         self.join(timeout=5)
         return self.worst
-
-
-def final_states(
-    client: redis.Redis, namespace: str, ids: Iterable[str], queue: str = "default"
-) -> dict[str, tuple[str, int]]:
-    """id -> (state, attempts) for every id that has a record."""
-    key = f"{namespace}:{{{queue}}}:tasks"
-    wanted = list(ids)
-    found: dict[str, tuple[str, int]] = {}
-    for start in range(0, len(wanted), 5000):
-        chunk = wanted[start : start + 5000]
-        for task_id, raw in zip(chunk, client.hmget(key, chunk), strict=True):
-            if raw is not None:
-                meta = json.loads(raw)
-                found[task_id] = (str(meta.get("state")), int(meta.get("attempts") or 0))
-    return found
-
-
-def queue_counts(client: redis.Redis, namespace: str, queue: str = "default") -> dict[str, int]:
-    k = f"{namespace}:{{{queue}}}:"
-    pipe = client.pipeline(transaction=True)
-    pipe.llen(k + "pending")
-    pipe.zcard(k + "scheduled")
-    pipe.zcard(k + "active")
-    pipe.zcard(k + "dead")
-    pipe.zcard(k + "done")
-    pending, scheduled, active, dead, done = pipe.execute()
-    return {"pending": pending, "scheduled": scheduled, "active": active, "dead": dead, "done": done}

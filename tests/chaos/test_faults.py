@@ -8,13 +8,14 @@ its worker, workers come back and keep serving, and no lease stays expired longe
 `lease + 5 s` before its task is recovered (the longest measured is printed). Each prints one line of
 figures, gathered at the end of the run under "taskq chaos figures".
 
-Redis runs with AOF and `appendfsync always` (see harness.RedisServer): a restart keeps every write
+Redis runs with AOF and `appendfsync always` (see tests/support/servers.py): a restart keeps every write
 that was acknowledged. Without persistence a Redis restart empties the namespace, which no queue
 can survive; `taskq doctor` warns about it.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import random
@@ -30,14 +31,8 @@ from taskq_cli.errors import BrokerUnavailable
 from taskq_cli.protocol import Broker, connect
 from tests.apps.chaos import Fault, Verdict, judge, read_ledger
 from tests.chaos.conftest import FIGURES, Lab
-from tests.chaos.harness import (
-    ROOT,
-    ChaosProxy,
-    LeaseWatch,
-    final_states,
-    queue_counts,
-    until,
-)
+from tests.chaos.harness import ChaosProxy, LeaseWatch
+from tests.support import ROOT, final_states, queue_counts, until
 
 pytestmark = pytest.mark.chaos
 
@@ -55,8 +50,8 @@ def settle(lab: Lab, total: int, timeout: float) -> float:
     return until(
         finished,
         timeout,
-        f"all {total} tasks finished",
-        lambda: f"{queue_counts(lab.client, lab.namespace)}\n{lab.fleet.logs()}",
+        what=f"all {total} tasks finished",
+        logs=lambda: f"{queue_counts(lab.client, lab.namespace)}\n{lab.fleet.logs()}",
     )
 
 
@@ -165,7 +160,10 @@ def test_workers_sigkilled_at_random_lose_no_task_and_only_tasks_in_flight_at_a_
     v = verdict(lab, ids, faults)
     check(lab, f"random SIGKILL of workers ({len(faults)} kills)", v, w)
     assert sum(v.phases.values()) > 0, "no kill caught a task in flight: the scenario proved nothing"
-    assert until(lambda: not lab.fleet.orphans(), 5, "children of killed workers exit", lab.fleet.logs) >= 0
+    assert (
+        until(lambda: not lab.fleet.orphans(), 5, what="children of killed workers exit", logs=lab.fleet.logs)
+        >= 0
+    )
 
 
 def test_a_process_killed_right_after_fetching_loses_nothing_its_lease_brings_the_task_back(lab: Lab) -> None:
@@ -208,7 +206,7 @@ def test_a_worker_killed_after_its_task_completed_but_before_the_ack_runs_it_aga
     # Given two workers, and a task whose first attempt completes then SIGKILLs its whole worker
     [victim] = lab.enqueue([("work", {"ms": 1, "die": "worker"})])
     first = lab.fleet.worker(concurrency=1)
-    until(lambda: first.popen.poll() is not None, 20, "the worker kills itself", lab.fleet.logs)
+    until(lambda: first.popen.poll() is not None, 20, what="the worker kills itself", logs=lab.fleet.logs)
     w = watch(lab)
     lab.fleet.worker(concurrency=1)
     # When the lease expires
@@ -275,8 +273,8 @@ def test_redis_crashed_and_restarted_twice_loses_no_task_and_workers_reconnect_a
     until(
         lambda: final_states(lab.client, lab.namespace, [late]).get(late, ("",))[0] == "done",
         10,
-        "served after restarts",
-        lab.fleet.logs,
+        what="served after restarts",
+        logs=lab.fleet.logs,
     )
 
 
@@ -334,8 +332,8 @@ def test_connections_slowed_stalled_past_the_lease_and_cut_lose_no_task_and_work
         until(
             lambda: final_states(lab.client, lab.namespace, [late]).get(late, ("",))[0] == "done",
             10,
-            "served after the cut",
-            lab.fleet.logs,
+            what="served after the cut",
+            logs=lab.fleet.logs,
         )
     finally:
         proxy.close()
@@ -354,7 +352,12 @@ def test_workers_whose_clocks_disagree_by_8_s_never_steal_leases_and_run_delays_
     w = watch(lab)
     broker = Broker(connect(lab.server.url), lab.producer.settings)
     pids = {ahead.pid, behind.pid}  # both serving first, else a delay may end before either runs
-    until(lambda: pids <= {i["pid"] for i in broker.live_workers()}, 30, "both serving", lab.fleet.logs)
+    until(
+        lambda: pids <= {i["pid"] for i in broker.live_workers()},
+        30,
+        what="both serving",
+        logs=lab.fleet.logs,
+    )
     # When they run long tasks (2.5 leases each), flaky ones, and tasks delayed 1-2.5 s, one of them
     # enqueued by a producer whose clock is 30 s ahead
     long_ids = lab.enqueue([("work", {"ms": 5000}) for _ in range(4)])
@@ -424,12 +427,9 @@ def test_a_retry_fetched_while_the_reporter_still_handles_the_previous_attempt_i
     thread.start()
     try:
         # Then both attempts are reported: the task is dead within seconds, not after a 30 s lease
-        deadline = time.monotonic() + 6
-        while time.monotonic() < deadline:
-            meta = json.loads(str(lab.client.hget(lab.key("tasks"), task_id)))
-            if meta["state"] == "dead":
-                break
-            time.sleep(0.05)
+        with contextlib.suppress(AssertionError):
+            until(lambda: json.loads(str(lab.client.hget(lab.key("tasks"), task_id)))["state"] == "dead", 6)
+        meta = json.loads(str(lab.client.hget(lab.key("tasks"), task_id)))
         assert meta["state"] == "dead", f"attempt 2 was never reported: {meta}"
         assert meta["attempts"] == 2 and meta["last_error"]["type"] == "RuntimeError", meta
     finally:

@@ -23,7 +23,8 @@ import pytest
 
 from tests.apps.chaos import Event, read_ledger
 from tests.chaos.conftest import Lab
-from tests.chaos.harness import ROOT, Member, final_states, until
+from tests.chaos.harness import Member
+from tests.support import ROOT, final_states, until
 
 pytestmark = pytest.mark.chaos
 
@@ -86,23 +87,28 @@ def test_a_heartbeat_denied_a_command_for_a_while_survives_renews_again_and_its_
     url = worker_user(lab)
     [task_id] = lab.enqueue([("long", {"seconds": 9})])
     a = lab.fleet.worker("a", concurrency=2, lease="3s", redis_url=url)
-    until(lambda: started(lab, task_id, 1), 20, "a started the task", lab.fleet.logs)
+    until(lambda: started(lab, task_id, 1), 20, what="a started the task", logs=lab.fleet.logs)
     b = lab.fleet.worker("b", concurrency=1, lease="3s")
-    until(lambda: up(b), 20, "b serving", lab.fleet.logs)
+    until(lambda: up(b), 20, what="b serving", logs=lab.fleet.logs)
 
     # When the heartbeat's worker registration (SET) is refused for 2 s, then allowed again
     acl(lab, "-set")
-    until(lambda: "NOPERM" in a.log() or "no permissions" in a.log(), 10, "a hit NOPERM", lab.fleet.logs)
+    until(
+        lambda: "NOPERM" in a.log() or "no permissions" in a.log(),
+        10,
+        what="a hit NOPERM",
+        logs=lab.fleet.logs,
+    )
     time.sleep(2)  # the length of the fault, as in the report
     acl(lab, "+set")
 
     # Then a's heartbeat logs that Redis answers again and keeps the lease: the task runs once
-    until(lambda: "again" in a.log(), 10, "a says Redis answers again", lab.fleet.logs)
+    until(lambda: "again" in a.log(), 10, what="a says Redis answers again", logs=lab.fleet.logs)
     until(
         lambda: final_states(lab.client, lab.namespace, [task_id]).get(task_id, ("",))[0] == "done",
         20,
-        "task done",
-        lab.fleet.logs,
+        what="task done",
+        logs=lab.fleet.logs,
     )
     assert final_states(lab.client, lab.namespace, [task_id])[task_id] == ("done", 1), lab.fleet.logs()
     assert len(executions(lab, task_id)) == 1, lab.fleet.logs()
@@ -117,24 +123,27 @@ def test_a_worker_that_cannot_renew_a_lease_before_it_expires_stops_that_executi
     url = worker_user(lab)
     [task_id] = lab.enqueue([("long", {"seconds": 6})])
     a = lab.fleet.worker("a", concurrency=2, lease="3s", redis_url=url)
-    until(lambda: started(lab, task_id, 1), 20, "a started the task", lab.fleet.logs)
+    until(lambda: started(lab, task_id, 1), 20, what="a started the task", logs=lab.fleet.logs)
     b = lab.fleet.worker("b", concurrency=1, lease="3s")
-    until(lambda: up(b), 20, "b serving", lab.fleet.logs)
+    until(lambda: up(b), 20, what="b serving", logs=lab.fleet.logs)
 
     # When a may run no script (renew, fetch) for longer than its lease: b recovers and runs the task
     acl(lab, "-evalsha", "-eval")
-    until(lambda: started(lab, task_id, 2), 20, "b started attempt 2", lab.fleet.logs)
+    until(lambda: started(lab, task_id, 2), 20, what="b started attempt 2", logs=lab.fleet.logs)
     acl(lab, "+evalsha", "+eval")
 
     # Then a stopped its execution itself, said so, and before b's began; b's run completes
     until(
-        lambda: "stopping it" in a.log() and "renew" in a.log(), 5, "a logged why it stopped", lab.fleet.logs
+        lambda: "stopping it" in a.log() and "renew" in a.log(),
+        5,
+        what="a logged why it stopped",
+        logs=lab.fleet.logs,
     )
     until(
         lambda: final_states(lab.client, lab.namespace, [task_id]).get(task_id, ("",))[0] == "done",
         20,
-        "task done",
-        lab.fleet.logs,
+        what="task done",
+        logs=lab.fleet.logs,
     )
     assert final_states(lab.client, lab.namespace, [task_id])[task_id] == ("done", 2), lab.fleet.logs()
     assert_never_concurrent(lab, task_id)
@@ -150,15 +159,20 @@ def test_a_worker_that_cannot_renew_a_lease_before_it_expires_stops_that_executi
 def test_a_worker_logs_an_outage_once_a_few_reminders_at_most_and_once_when_redis_is_back(lab: Lab) -> None:
     # Given an idle worker
     w = lab.fleet.worker("w", concurrency=2, lease="2s")
-    until(lambda: up(w), 20, "worker serving", lab.fleet.logs)
+    until(lambda: up(w), 20, what="worker serving", logs=lab.fleet.logs)
     before = len(trouble_lines(w))
 
     # When Redis is gone for 6 s, then back
     lab.server.shutdown()
-    until(lambda: len(trouble_lines(w)) > before, 10, "the outage logged", lab.fleet.logs)
+    until(lambda: len(trouble_lines(w)) > before, 10, what="the outage logged", logs=lab.fleet.logs)
     time.sleep(6)  # the length of the outage
     lab.server.start()
-    until(lambda: "reachable again after" in w.log(), 15, "the end of the outage logged", lab.fleet.logs)
+    until(
+        lambda: "reachable again after" in w.log(),
+        15,
+        what="the end of the outage logged",
+        logs=lab.fleet.logs,
+    )
 
     # Then the whole outage took a few lines (one, a reminder or two, and the one that says it is over)
     lines = trouble_lines(w)[before:]
@@ -171,8 +185,8 @@ def test_a_worker_logs_an_outage_once_a_few_reminders_at_most_and_once_when_redi
     until(
         lambda: final_states(lab.client, lab.namespace, [task_id])[task_id][0] == "done",
         15,
-        "a task after the outage",
-        lab.fleet.logs,
+        what="a task after the outage",
+        logs=lab.fleet.logs,
     )
 
 

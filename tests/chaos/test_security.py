@@ -20,7 +20,7 @@ from taskq_cli import TaskQueue
 from taskq_cli.admin import Admin
 from taskq_cli.errors import UsageError
 from taskq_cli.protocol.scripts import load_scripts
-from tests.chaos.harness import ROOT, RedisServer, make_tls_files
+from tests.support import ROOT, RedisDidNotStart, RedisServer, make_tls_files
 
 BASIC = "tests.apps.basic"
 
@@ -232,7 +232,7 @@ def tls_redis(tmp_path: Path) -> RedisServer:
     srv = RedisServer(tmp_path / "redis", tls=files)
     try:
         srv.start()
-    except RuntimeError as exc:
+    except RedisDidNotStart as exc:
         if "tls" in str(exc).lower() or "bad directive" in str(exc).lower():
             pytest.skip(f"this redis-server has no TLS support (built without BUILD_TLS): {exc}")
         raise

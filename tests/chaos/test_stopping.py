@@ -20,7 +20,8 @@ import pytest
 
 from tests.apps.chaos import read_ledger
 from tests.chaos.conftest import Lab
-from tests.chaos.harness import APP, ROOT, Member, final_states, until
+from tests.chaos.harness import APP, Member
+from tests.support import ROOT, final_states, until
 
 pytestmark = pytest.mark.chaos
 
@@ -48,11 +49,16 @@ def test_a_sigterm_to_the_worker_then_to_its_group_is_one_stop_request_the_task_
     # Given a worker running a 2 s task
     [task_id] = lab.enqueue([("long", {"seconds": 2})])
     worker = lab.fleet.worker("w", concurrency=1, lease="5s")
-    until(lambda: started(lab, task_id), 20, "task started", lab.fleet.logs)
+    until(lambda: started(lab, task_id), 20, what="task started", logs=lab.fleet.logs)
 
     # When SIGTERM reaches the worker, and (as `timeout` sends it) its process group right after
     os.kill(worker.pid, signal.SIGTERM)
-    until(lambda: "stopping: no new tasks" in worker.log(), 5, "the first signal handled", lab.fleet.logs)
+    until(
+        lambda: "stopping: no new tasks" in worker.log(),
+        5,
+        what="the first signal handled",
+        logs=lab.fleet.logs,
+    )
     os.killpg(worker.pid, signal.SIGTERM)
 
     # Then that was one request: the task finishes within the grace and the worker exits 0
@@ -66,10 +72,10 @@ def test_a_sigterm_to_the_group_leaves_the_fork_server_and_the_children_it_spawn
     # the fork server, and runs a 2 s task
     worker = lab.fleet.worker("w", concurrency=1, lease="5s", extra=["--max-tasks-per-child", "1"])
     [first] = lab.enqueue([("work", {"ms": 1})])
-    until(lambda: state(lab, first)[0] == "done", 20, "first task done", lab.fleet.logs)
-    until(lambda: "recycling child" in worker.log(), 5, "child recycled", lab.fleet.logs)
+    until(lambda: state(lab, first)[0] == "done", 20, what="first task done", logs=lab.fleet.logs)
+    until(lambda: "recycling child" in worker.log(), 5, what="child recycled", logs=lab.fleet.logs)
     [task_id] = lab.enqueue([("long", {"seconds": 2})])
-    until(lambda: started(lab, task_id), 20, "task started", lab.fleet.logs)
+    until(lambda: started(lab, task_id), 20, what="task started", logs=lab.fleet.logs)
 
     # When the whole process group gets SIGTERM (a service manager, `timeout`, `kill -TERM -pgid`)
     os.killpg(worker.pid, signal.SIGTERM)

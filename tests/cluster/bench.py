@@ -21,8 +21,9 @@ import uuid
 from pathlib import Path
 
 from taskq_cli import TaskQueue
-from tests.cluster.servers import Cluster, Server, free_port
+from tests.cluster.servers import Cluster, node
 from tests.conftest import ROOT, cli_env
+from tests.support import free_port
 
 
 def drain(url: str, queues: list[str], tasks: int, pool: str) -> tuple[float, dict[str, str]]:
@@ -69,7 +70,7 @@ def main() -> None:
         f"{os.cpu_count()} CPUs"
     )
     with tempfile.TemporaryDirectory() as tmp:
-        single = Server(Path(tmp) / "single", free_port(), []).start()
+        single = node(Path(tmp) / "single", free_port(), []).start()
         cluster = Cluster(Path(tmp) / "cluster").start()
         try:
             deployments = (("1 primary  ", f"redis://{single.address}/0"), ("3 primaries", cluster.url))

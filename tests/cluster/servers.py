@@ -1,22 +1,18 @@
 """Real Redis deployments on loopback for the scale-out tests, each in a temp dir on free ports and
 killed at the end: a Redis Cluster of three primaries, and a Sentinel group (one primary, one
-replica, three sentinels). Servers run in the foreground as our children (no --daemonize), so a
-crashed test leaves nothing behind once its fixtures are torn down."""
+replica, three sentinels). Each node is tests/support's launcher with its directives in a config
+file; nodes die with pytest, so a crashed test leaves nothing behind."""
 
 from __future__ import annotations
 
-import contextlib
 import shutil
-import signal
-import socket
 import subprocess
-import time
-from collections.abc import Callable
 from pathlib import Path
 
 import redis
 
-REDIS_SERVER = shutil.which("redis-server")
+from tests.support import RedisDidNotStart, RedisServer, free_port, until
+
 REDIS_CLI = shutil.which("redis-cli")
 HOST = "127.0.0.1"
 SERVICE = "mymaster"
@@ -26,76 +22,18 @@ class Unsupported(Exception):
     """This redis-server cannot run the deployment (the tests skip, saying why)."""
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind((HOST, 0))
-        return int(sock.getsockname()[1])
+def node(folder: Path, port: int, directives: list[str], *, sentinel: bool = False) -> RedisServer:
+    return RedisServer(folder, port=port, config=directives, sentinel=sentinel)
 
 
-def until(predicate: Callable[[], object], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        with contextlib.suppress(redis.RedisError, OSError):
-            if predicate():
-                return
-        time.sleep(0.05)
-    raise AssertionError(f"{what}: not within {timeout}s")
-
-
-class Server:
-    """One redis-server (or sentinel) process with its folder, config file and log."""
-
-    def __init__(self, folder: Path, port: int, directives: list[str], *, sentinel: bool = False) -> None:
-        self.folder = folder
-        self.port = port
-        self.directives = directives
-        self.sentinel = sentinel
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    @property
-    def address(self) -> str:
-        return f"{HOST}:{self.port}"
-
-    def start(self) -> Server:
-        if REDIS_SERVER is None:
-            raise Unsupported("redis-server is not installed")
-        self.folder.mkdir(parents=True, exist_ok=True)
-        config = self.folder / ("sentinel.conf" if self.sentinel else "redis.conf")
-        lines = [f"port {self.port}", f"bind {HOST}", f'dir "{self.folder}"', 'logfile "log.txt"']
-        if not self.sentinel:
-            lines += ['save ""', "appendonly no"]
-        config.write_text("\n".join(lines + self.directives) + "\n")
-        command = [REDIS_SERVER, str(config)] + (["--sentinel"] if self.sentinel else [])
-        self.proc = subprocess.Popen(
-            command, cwd=self.folder, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
-        )
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                _, err = self.proc.communicate()
-                raise Unsupported(
-                    f"redis-server exited at start: {(err.decode() + self.log())[-500:].strip()}"
-                )
-            with contextlib.suppress(redis.RedisError, OSError):
-                if self.client().ping():
-                    return self
-            time.sleep(0.02)
-        raise AssertionError(f"redis-server on port {self.port} did not answer: {self.log()[-500:]}")
-
-    def client(self, **options: object) -> redis.Redis:
-        return redis.Redis(host=HOST, port=self.port, decode_responses=True, socket_timeout=5, **options)  # type: ignore[arg-type]
-
-    def kill(self) -> None:
-        """SIGKILL: a crash, nothing flushed."""
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGKILL)
-            self.proc.wait(timeout=10)
-        if self.proc is not None and self.proc.stderr is not None:
-            self.proc.stderr.close()
-
-    def log(self) -> str:
-        path = self.folder / "log.txt"
-        return path.read_text(errors="replace") if path.exists() else ""
+def start(server: RedisServer) -> RedisServer:
+    """Start a node; one that exits at once (a directive this build lacks) makes the tests skip."""
+    try:
+        return server.start()
+    except RedisDidNotStart as exc:
+        if exc.exited:
+            raise Unsupported(f"redis-server exited at start: {str(exc)[-500:].strip()}") from None
+        raise AssertionError(f"redis-server on port {server.port} did not answer: {exc}") from None
 
 
 class Cluster:
@@ -103,7 +41,7 @@ class Cluster:
 
     def __init__(self, folder: Path, size: int = 3) -> None:
         self.nodes = [
-            Server(
+            node(
                 folder / f"node{i}",
                 free_port(),
                 [
@@ -123,9 +61,9 @@ class Cluster:
     def start(self) -> Cluster:
         if REDIS_CLI is None:
             raise Unsupported("redis-cli is not installed")
-        for node in self.nodes:
-            node.start()
-            if int(node.client().info("cluster").get("cluster_enabled", 0)) != 1:
+        for each in self.nodes:
+            start(each)
+            if int(each.client().info("cluster").get("cluster_enabled", 0)) != 1:
                 raise Unsupported(
                     "redis-server lacks cluster support (INFO cluster: cluster_enabled is not 1)"
                 )
@@ -140,13 +78,18 @@ class Cluster:
             raise AssertionError(
                 f"redis-cli --cluster create failed: {created.stdout[-500:]}{created.stderr}"
             )
-        for node in self.nodes:
-            until(lambda n=node: n.client().cluster("info")["cluster_state"] == "ok", 15, "cluster state ok")
+        for each in self.nodes:
+            until(
+                lambda n=each: n.client().cluster("info")["cluster_state"] == "ok",
+                15,
+                what="cluster state ok",
+                ignore=(redis.RedisError, OSError),
+            )
         return self
 
     def stop(self) -> None:
-        for node in self.nodes:
-            node.kill()
+        for each in self.nodes:
+            each.kill()
 
 
 class SentinelGroup:
@@ -156,13 +99,13 @@ class SentinelGroup:
     def __init__(self, folder: Path, sentinels: int = 3) -> None:
         self.folder = folder
         fast_sync = ["repl-diskless-sync-delay 0"]  # a replica syncs at once, not after 5 s
-        self.primary = Server(folder / "primary", free_port(), fast_sync)
-        self.replica = Server(
+        self.primary = node(folder / "primary", free_port(), fast_sync)
+        self.replica = node(
             folder / "replica", free_port(), [*fast_sync, f"replicaof {HOST} {self.primary.port}"]
         )
         quorum = sentinels // 2 + 1
         self.sentinels = [
-            Server(
+            node(
                 folder / f"sentinel{i}",
                 free_port(),
                 [
@@ -181,21 +124,27 @@ class SentinelGroup:
         return "redis+sentinel://" + ",".join(s.address for s in self.sentinels) + f"/{SERVICE}"
 
     def start(self) -> SentinelGroup:
-        self.primary.start()
-        self.replica.start()
+        start(self.primary)
+        start(self.replica)
         until(
             lambda: self.replica.client().info("replication")["master_link_status"] == "up",
             15,
-            "replica in sync",
+            what="replica in sync",
+            ignore=(redis.RedisError, OSError),
         )
         for sentinel in self.sentinels:
-            sentinel.start()
+            start(sentinel)
         others = len(self.sentinels) - 1
         for sentinel in self.sentinels:  # every sentinel knows the replica and the other sentinels
-            until(lambda s=sentinel: self._ready(s, others), 20, f"sentinel {sentinel.port} ready")
+            until(
+                lambda s=sentinel: self._ready(s, others),
+                20,
+                what=f"sentinel {sentinel.port} ready",
+                ignore=(redis.RedisError, OSError),
+            )
         return self
 
-    def _ready(self, sentinel: Server, others: int) -> bool:
+    def _ready(self, sentinel: RedisServer, others: int) -> bool:
         client = sentinel.client()
         master = client.sentinel_master(SERVICE)
         replicas = client.sentinel_slaves(SERVICE)

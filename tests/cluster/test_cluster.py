@@ -16,7 +16,8 @@ from redis.cluster import RedisCluster
 from taskq_cli import TaskQueue
 from taskq_cli.protocol import Broker, NewTask, NotReplicated
 from taskq_cli.protocol.waker import Waker
-from tests.conftest import cli_env, wait_until
+from tests.conftest import cli_env
+from tests.support import until
 
 APP = "tests.cluster.app"
 
@@ -87,14 +88,14 @@ def test_an_idle_worker_picks_up_a_task_on_any_shard_at_once(
     worker = spawn(
         "worker", "--app", APP, "--queues", ",".join(queues), "--concurrency", "2", "--pool", "threads"
     )
-    wait_until(broker.live_workers, timeout=15)
+    until(broker.live_workers, timeout=15)
     latencies = []
     for round_ in range(2):
         for queue in reversed(queues):  # the lowest priority first: no queue is favoured
             time.sleep(0.3)  # let the worker go idle (blocked, waiting for a wake-up)
             start = time.time()
             task_id = tq.enqueue("stamp", {"n": round_}, queue=queue)
-            wait_until(lambda t=task_id, q=queue: ran_at(broker, t, q) is not None, timeout=5, interval=0.005)
+            until(lambda t=task_id, q=queue: ran_at(broker, t, q) is not None, timeout=5, interval=0.005)
             latencies.append(float(ran_at(broker, task_id, queue) or 0) - start)
     assert worker.poll() is None
     print(

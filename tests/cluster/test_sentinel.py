@@ -15,7 +15,7 @@ import pytest
 from taskq_cli import TaskQueue
 from taskq_cli.errors import BrokerError
 from taskq_cli.protocol import Broker, NotReplicated
-from tests.conftest import wait_until
+from tests.support import until
 
 from .servers import SentinelGroup
 
@@ -108,13 +108,13 @@ def test_a_killed_primary_fails_over_and_every_confirmed_durable_task_runs(
     producer = Producer(tq)
     producer.start()
     try:
-        wait_until(lambda: len(producer.confirmed) >= KILL_AFTER, timeout=20)
+        until(lambda: len(producer.confirmed) >= KILL_AFTER, timeout=20)
 
         # When the primary dies mid-run
         killed, killed_wall = time.monotonic(), time.time()
         old_port = sentinel_group.primary.port
         sentinel_group.primary.kill()
-        wait_until(lambda: sentinel_group.current_primary() != old_port, timeout=20, interval=0.05)
+        until(lambda: sentinel_group.current_primary() != old_port, timeout=20, interval=0.05)
         failover = time.monotonic() - killed
         # and comes back (empty) as a replica of the new primary, as an operator would restart it
         # (the sentinels would reconfigure it too, within their 10 s INFO period)
@@ -122,7 +122,7 @@ def test_a_killed_primary_fails_over_and_every_confirmed_durable_task_runs(
         sentinel_group.primary.start()
 
         # Then the producer gets durable confirmations again, from the new primary and its replica
-        wait_until(lambda: len(producer.confirmed) >= TOTAL, timeout=40)
+        until(lambda: len(producer.confirmed) >= TOTAL, timeout=40)
     finally:
         producer.stop.set()
         producer.join(timeout=10)
@@ -130,7 +130,7 @@ def test_a_killed_primary_fails_over_and_every_confirmed_durable_task_runs(
 
     # and every confirmed task runs, on the same worker process, never restarted
     ids = ["cli-durable", *producer.confirmed]
-    wait_until(lambda: not done(broker, ids), timeout=40, interval=0.2)
+    until(lambda: not done(broker, ids), timeout=40, interval=0.2)
     assert worker.poll() is None, "the worker survived the failover"
     assert sentinel_group.current_primary() == sentinel_group.replica.port
     later = [i for i, at in zip(producer.confirmed, producer.confirmed_at, strict=True) if at > killed]

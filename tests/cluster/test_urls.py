@@ -17,8 +17,8 @@ from redis.sentinel import SentinelManagedConnection, SentinelManagedSSLConnecti
 from taskq_cli.errors import UsageError
 from taskq_cli.protocol import connect
 from taskq_cli.protocol.topology import parse_multi_host_url
-from tests.chaos.harness import RedisServer
 from tests.conftest import ROOT, cli_env
+from tests.support import RedisServer
 
 
 def test_a_cluster_url_lists_its_startup_nodes_and_keeps_credentials_and_options() -> None:
