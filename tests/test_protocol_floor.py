@@ -15,7 +15,8 @@ import pytest
 from taskq_cli.errors import BrokerError, BrokerUnavailable, InvalidRedisUrl, UsageError
 from taskq_cli.protocol import Broker, BrokerSettings, connect
 from taskq_cli.protocol.topology import check_url
-from tests.chaos.harness import RedisServer, free_port
+from tests.support.ports import free_port
+from tests.support.servers import RedisServer
 
 PACKAGE = Path(__file__).resolve().parent.parent / "taskq_cli"
 ALLOWED = {"taskq_cli", "taskq_cli.errors", "taskq_cli.states", "taskq_cli.timeparse"}
