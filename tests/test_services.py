@@ -3,11 +3,17 @@ real Redis: the shapes it returns and the dead-letter selections and bulk operat
 
 from __future__ import annotations
 
+import json
+import subprocess
+from collections.abc import Callable
+
 import pytest
+import redis
 
 from taskq_cli.errors import NotFound, UsageError
 from taskq_cli.producer import EnqueueRequest
 from taskq_cli.protocol import Fetched
+from taskq_cli.protocol.keys import NamespaceKeys
 from taskq_cli.queue import TaskQueue
 from taskq_cli.services import cron, dlq, queues, stats, tasks
 from taskq_cli.services.enqueue import EnqueueAnswer, submit
@@ -190,3 +196,28 @@ def test_cron_describes_each_schedule_with_its_next_run(tq):
 
     assert row["name"] == "nightly" and row["schedule"] == "@daily" and row["payload"] == {"kind": "daily"}
     assert row["next_run"].endswith("Z") and row["last_run"] is None and row["last_task_state"] is None
+
+
+def test_stats_and_workers_take_worker_descriptions_of_any_shape_without_failing(
+    tq: TaskQueue,
+    raw: redis.Redis,
+    namespace: str,
+    run_cli: Callable[..., subprocess.CompletedProcess[str]],
+) -> None:
+    # Given descriptions another version or writer left: fields missing, the wrong type, not JSON
+    tq.broker.register_worker("sparse", {"id": "sparse", "heartbeat_at": 1, "queues": ["a"]}, ttl=30)
+    keys = NamespaceKeys(namespace)
+    for worker_id, text in (
+        ("odd", '{"id": "odd", "pid": "x", "active": "x"}'),
+        ("list", "[1, 2]"),
+        ("bad", "{"),
+    ):
+        raw.set(keys.worker(worker_id), text, px=30_000)
+        raw.zadd(keys.workers, {worker_id: 1})
+    # When stats and workers read them, Then they answer, with what fits and nulls for what is missing
+    for args in (("stats", "--json"), ("workers", "--json"), ("stats",), ("workers",)):
+        shown = run_cli(*args)
+        assert shown.returncode == 0, shown.stderr
+        assert "Traceback" not in shown.stderr
+    workers = json.loads(run_cli("workers", "--json").stdout)
+    assert [(w["id"], w["host"], w["pid"]) for w in workers] == [("sparse", None, None)]

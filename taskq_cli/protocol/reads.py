@@ -184,7 +184,7 @@ class Reads:
         gone = [i for i, info in zip(ids, infos, strict=True) if info is None]
         if gone:
             self.client.zrem(self.ns.workers, *gone)  # their description expired: they are dead
-        return [json.loads(info) for info in infos if info is not None]
+        return [found for info in infos if info is not None and (found := _json_object(info)) is not None]
 
     def find_task(self, task_id: str, queue: str | None = None) -> TaskRecord | None:
         """A task by id, in the given queue or else in any known queue; an id found in several
@@ -275,3 +275,12 @@ def _parse_meta(raw: str, task_id: str, queue: str) -> dict[str, Any]:
     meta.setdefault("id", task_id)
     meta.setdefault("queue", queue)
     return meta
+
+
+def _json_object(text: str | bytes) -> dict[str, Any] | None:
+    """A JSON object found in Redis, or None for anything else (written by another version or writer)."""
+    try:
+        value = json.loads(text)
+    except ValueError:
+        return None
+    return value if isinstance(value, dict) else None

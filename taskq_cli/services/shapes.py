@@ -116,11 +116,13 @@ class RunningTask(JsonShape):
 
 
 class WorkerDoc(JsonShape):
+    """A worker as it described itself in Redis; a field an older or foreign writer left out is null."""
+
     id: str
-    host: str
-    pid: int
+    host: str | None
+    pid: int | None
     queues: list[str]
-    concurrency: int
+    concurrency: int | None
     started_at: Timestamp
     heartbeat_at: Timestamp
     pool: str | None

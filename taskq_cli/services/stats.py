@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from pydantic import ValidationError
+
 from taskq_cli.errors import NotFound
 from taskq_cli.services.shapes import Limits, QueueCounts, RunningTask, StatsAnswer, WorkerDoc
 from taskq_cli.timeparse import iso_ms
@@ -42,20 +44,25 @@ def collect(tq: TaskQueue, queue: str | None = None) -> StatsAnswer:
 
 def workers(tq: TaskQueue) -> list[WorkerDoc]:
     """The live workers, as they last described themselves."""
-    return [_worker(info) for info in tq.broker.live_workers()]
+    return [doc for info in tq.broker.live_workers() if (doc := _worker(info)) is not None]
 
 
-def _worker(info: dict[str, Any]) -> WorkerDoc:
-    """A worker's description (written by the worker itself) in its JSON shape."""
-    return WorkerDoc.model_validate(
-        {
-            **{k: info.get(k) for k in WORKER_FIELDS},
-            "started_at": iso_ms(info.get("started_at")),
-            "heartbeat_at": iso_ms(info.get("heartbeat_at")),
-            "pool": info.get("pool"),
-            "active": [
-                RunningTask.model_validate({**a, "started_at": iso_ms(a.get("started_at"))})
-                for a in info.get("active", [])
-            ],
-        }
-    )
+def _worker(info: dict[str, Any]) -> WorkerDoc | None:
+    """A worker's description (written by the worker itself) in its JSON shape; None for one that
+    does not fit it (data in Redis may come from another version or another writer: never a crash)."""
+    try:
+        return WorkerDoc.model_validate(
+            {
+                **{k: info.get(k) for k in WORKER_FIELDS},
+                "queues": info.get("queues") or [],
+                "started_at": iso_ms(info.get("started_at")),
+                "heartbeat_at": iso_ms(info.get("heartbeat_at")),
+                "pool": info.get("pool"),
+                "active": [
+                    RunningTask.model_validate({**a, "started_at": iso_ms(a.get("started_at"))})
+                    for a in info.get("active") or []
+                ],
+            }
+        )
+    except (ValidationError, TypeError, ValueError):
+        return None
