@@ -143,10 +143,12 @@ def running_pool(
 
 
 def submit_to_one_child(pool: ProcessPool, executions: list[Execution]) -> int:
-    """Submit them; they all land in one child (the first runs, the rest wait in it): its pid."""
-    for e in executions:
-        pool.submit(e)
+    """Submit them; they all land in one child (the first runs, the rest wait in it): its pid. They
+    are placed in one hold of the pool's lock, as submits with no outcome in between would be: on a
+    busy machine a tiny first task could otherwise finish before the next one is submitted."""
     with pool._lock:
+        pool._backlog.extend(executions)
+        pool._assign()
         holders = [c for c in pool._children if c.held]
         assert len(holders) == 1 and list(holders[0].held) == executions, "not queued in one child"
         pid = holders[0].process.pid
