@@ -6,10 +6,11 @@ from __future__ import annotations
 import json
 import os
 import sys
-from collections.abc import Collection, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
+from taskq_cli.cli.tables import NAME_MAX, Column, TableView, cells, now, plain_lines, visible
 from taskq_cli.errors import TaskqError
 
 if TYPE_CHECKING:
@@ -50,6 +51,43 @@ def json_out(value: Any) -> None:
     if not _encodable(text):  # an ASCII stdout: \u escapes are the same JSON
         text = json.dumps(value)
     _write(text + "\n")
+
+
+class Format(StrEnum):
+    """`-o/--output`: a table for people, or JSON for scripts (one document, or one object a line)."""
+
+    table = "table"
+    json = "json"
+    jsonl = "jsonl"
+
+
+def chosen(fmt: Format | None, as_json: bool) -> Format:
+    """The format asked for: `-o`, else `--json` (which is `-o json`), else a table."""
+    from taskq_cli.errors import UsageError
+
+    if as_json and fmt not in (None, Format.json):
+        raise UsageError(f"--json and -o {fmt} disagree: give one")
+    return Format.json if as_json else fmt or Format.table
+
+
+def render(fmt: Format, data: Any, table: Callable[[], None]) -> None:
+    """Print `data` (the command's JSON shape) in `fmt`; `table` draws it for people."""
+    if fmt is Format.json:
+        render_json(data)
+    elif fmt is Format.jsonl:
+        render_jsonl(data)
+    else:
+        table()
+
+
+def render_json(data: Any) -> None:
+    json_out(data)
+
+
+def render_jsonl(data: Any) -> None:
+    """One JSON object a line: a list's items, or a single object on its line."""
+    for item in data if isinstance(data, list) else [data]:
+        json_out(item)
 
 
 def finish() -> None:
@@ -108,22 +146,23 @@ def console(stderr: bool = False) -> Console:
     return Console(stderr=stderr, highlight=False, soft_wrap=False)
 
 
-def show_table(title: str | None, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
-    """A Rich table on a terminal; in a pipe, plain aligned columns (easy to grep, cut and awk)."""
-    cells = [["" if cell is None else str(cell) for cell in row] for row in rows]
+def show_table(
+    title: str | None,
+    columns: Sequence[Column | str],
+    rows: Sequence[Sequence[Any]],
+    *,
+    footer: str | None = None,
+) -> None:
+    """A table for people. On a terminal, Rich at the terminal's width (tables.py: short ids, relative
+    times, the columns that fit); in a pipe, plain aligned columns with every column and whole ids
+    (easy to grep, cut and awk)."""
+    view = TableView(title or "", columns, rows, footer=footer)
     if not sys.stdout.isatty():
-        widths = [max([len(c)] + [len(r[i]) for r in cells]) for i, c in enumerate(columns)]
-        for row in [list(columns), *cells]:
-            line("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip())
+        for text in plain_lines(view, now()):
+            line(text)
         return
-    from rich.table import Table
-
-    table = Table(title=title, show_edge=False, header_style="bold")
-    for column in columns:
-        table.add_column(column, overflow="fold")
-    for row in cells:
-        table.add_row(*row)
-    console().print(table)
+    out = console()
+    out.print(render_table(view, out.width, now()))
 
 
 def show_mapping(title: str, values: dict[str, Any]) -> None:
@@ -218,16 +257,6 @@ def first_line(text: str | None, width: int = 60) -> str:
 # -- a live view (`stats --watch` on a terminal) ------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class TableView:
-    """A table of a live view; `right`: the columns aligned right (numbers)."""
-
-    title: str
-    columns: Sequence[str]
-    rows: Sequence[Sequence[Any]]
-    right: Collection[str] = ()
-
-
 Part = TableView | str  # a str is a line of text under the tables
 
 
@@ -265,15 +294,35 @@ class live_view:
 def _group(parts: Sequence[Part]) -> RenderableType:
     from rich.console import Group
 
-    return Group(*(part if isinstance(part, str) else _rich_table(part) for part in parts))
+    width = console().width
+    return Group(*(part if isinstance(part, str) else render_table(part, width, now()) for part in parts))
 
 
-def _rich_table(view: TableView) -> RenderableType:
+def render_table(view: TableView, width: int, at: float) -> RenderableType:
+    """A table drawn for a terminal `width` columns wide: the columns that fit it (wider terminals
+    show more), ids and names never wrapped, free text cut with "…" to take the overflow."""
+    from rich.console import Group
     from rich.table import Table
+    from rich.text import Text
 
-    table = Table(title=view.title, show_edge=False, header_style="bold")
-    for column in view.columns:
-        table.add_column(column, justify="right" if column in view.right else "left")
-    for row in view.rows:
+    shown = visible(view, width)
+    body = cells(view, at, whole_ids=False, width=width)
+    table = Table(title=view.title or None, show_edge=False, header_style="bold", title_justify="left")
+    for j, i in enumerate(shown):
+        column = view.cols[i]
+        longest = max([len(column.header)] + [len(r[j]) for r in body])
+        keep_whole = column.kind in ("id", "count", "time", "age", "plain")
+        name_width = min(longest, NAME_MAX) if column.kind == "name" else 0
+        table.add_column(
+            column.header,
+            justify="right" if column.right else "left",
+            no_wrap=column.kind != "text",
+            overflow="ellipsis" if column.kind in ("text", "name") else "fold",
+            min_width=longest if keep_whole else name_width or None,
+            ratio=1 if column.kind == "text" else None,
+        )
+    for row in body:
         table.add_row(*row)
-    return table
+    if not view.footer:
+        return table
+    return Group(table, Text(view.footer, style="dim"))

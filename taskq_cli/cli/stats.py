@@ -9,14 +9,28 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from taskq_cli.cli import output
-from taskq_cli.cli.common import JsonFlag, Namespace, RedisUrl, open_queue
+from taskq_cli.cli.common import JsonFlag, Namespace, Output, RedisUrl, open_queue
+from taskq_cli.cli.tables import Column, TableView, duration
 
 if TYPE_CHECKING:
     from taskq_cli.queue import TaskQueue
     from taskq_cli.services.shapes import StatsAnswer, WorkerDoc
 
 COUNT_FIELDS = ("pending", "scheduled", "active", "dead", "processed", "failed")
-WORKER_COLUMNS = ("id", "queues", "concurrency", "running", "heartbeat")
+WIDE_COUNTS = ("processed", "failed")  # totals since the start: from 100 columns
+QUEUE_COLUMNS = (
+    Column("queue", "name"),
+    *(Column(f, "count", 100 if f in WIDE_COUNTS else 0) for f in COUNT_FIELDS),
+    Column("oldest pending", "age"),
+    Column("paused"),
+)
+WORKER_COLUMNS = (
+    Column("id", "name"),
+    Column("queues", "name", 120),
+    Column("concurrency", "count", 100),
+    Column("running", "text"),
+    Column("heartbeat", "time"),
+)
 
 
 def stats(
@@ -26,6 +40,7 @@ def stats(
     ] = None,
     watch: Annotated[bool, typer.Option("--watch", help="A live view, refreshed until Ctrl-C.")] = False,
     interval: Annotated[float, typer.Option(help="Seconds between refreshes with --watch.")] = 1.0,
+    fmt: Output = None,
     as_json: JsonFlag = False,
     redis_url: RedisUrl = None,
     namespace: Namespace = None,
@@ -36,20 +51,21 @@ def stats(
     """
     from taskq_cli.services.stats import check_queue, collect
 
+    form = output.chosen(fmt, as_json)
     tq = open_queue(ctx, redis_url, namespace, None)
     check_queue(tq, queue)
-    if watch and output.is_terminal() and not as_json:
+    if watch and output.is_terminal() and form is output.Format.table:
         _watch(tq, queue, max(interval, 0.1))
         return
     if not watch:
-        _show(collect(tq, queue), as_json)
+        _show(collect(tq, queue), form)
         return
     outage = OutageNote()
     try:
         while True:  # off a terminal, --watch appends one snapshot per interval
             snapshot = outage.collect(tq, queue)
             if snapshot is not None:
-                _show(snapshot, as_json)
+                _show(snapshot, form)
             elif outage.news():
                 output.warn(outage.text())
             time.sleep(max(interval, 0.1))
@@ -57,22 +73,19 @@ def stats(
         return
 
 
-def _show(snapshot: StatsAnswer, as_json: bool) -> None:
-    if as_json:
-        output.json_out(snapshot.to_json())
-        return
-    columns = ("queue", *COUNT_FIELDS, "oldest pending", "paused")
-    rows = [
-        (
-            name,
-            *(getattr(q, f) for f in COUNT_FIELDS),
-            _age(q.oldest_pending_age),
-            "yes" if q.paused else "no",
-        )
+def _show(snapshot: StatsAnswer, form: output.Format) -> None:
+    def table() -> None:
+        output.show_table("queues", QUEUE_COLUMNS, queue_rows(snapshot))
+        _show_workers(snapshot.workers)
+
+    output.render(form, snapshot.to_json(), table)
+
+
+def queue_rows(snapshot: StatsAnswer) -> list[tuple[Any, ...]]:
+    return [
+        (name, *(getattr(q, f) for f in COUNT_FIELDS), q.oldest_pending_age, _yes(q.paused))
         for name, q in snapshot.queues.items()
     ]
-    output.show_table("queues", columns, rows)
-    _show_workers(snapshot.workers)
 
 
 class OutageNote:
@@ -110,6 +123,7 @@ class OutageNote:
 
 def workers(
     ctx: typer.Context,
+    fmt: Output = None,
     as_json: JsonFlag = False,
     redis_url: RedisUrl = None,
     namespace: Namespace = None,
@@ -120,11 +134,9 @@ def workers(
     """
     from taskq_cli.services.stats import workers as live_workers
 
+    form = output.chosen(fmt, as_json)
     found = live_workers(open_queue(ctx, redis_url, namespace, None))
-    if as_json:
-        output.json_out([w.to_json() for w in found])
-        return
-    _show_workers(found)
+    output.render(form, [w.to_json() for w in found], lambda: _show_workers(found))
 
 
 # -- the live view -------------------------------------------------------------------------------------
@@ -135,16 +147,14 @@ def view(snapshot: StatsAnswer, rates: dict[str, tuple[float, float]]) -> list[o
     rows = []
     for name, q in snapshot.queues.items():
         done_rate, failed_rate = rates.get(name, (None, None))
-        counts = (str(getattr(q, f)) for f in COUNT_FIELDS)
-        rows.append((name, *counts, _age(q.oldest_pending_age), _rate(done_rate), _rate(failed_rate)))
-    columns = ("queue", *COUNT_FIELDS, "oldest pending", "done/min", "failed/min")
+        counts = (getattr(q, f) for f in COUNT_FIELDS)
+        rows.append((name, *counts, q.oldest_pending_age, _rate(done_rate), _rate(failed_rate)))
+    columns = (*QUEUE_COLUMNS[:-1], Column("done/min", "count"), Column("failed/min", "count"))
     limits = snapshot.limits
     return [
-        output.TableView("queues", columns, rows, right=columns[1:]),
-        output.TableView(
-            f"workers ({len(snapshot.workers)})", WORKER_COLUMNS, _worker_rows(snapshot.workers)
-        ),
-        f"dead-letter limits: {limits.dead_max:,} tasks, {_age(limits.dead_ttl)}",
+        TableView("queues", columns, rows),
+        TableView(f"workers ({len(snapshot.workers)})", WORKER_COLUMNS, worker_rows(snapshot.workers)),
+        f"dead-letter limits: {limits.dead_max:,} tasks, {duration(limits.dead_ttl)}",
     ]
 
 
@@ -189,28 +199,18 @@ def _watch(tq: TaskQueue, queue: str | None, interval: float) -> None:
                 live.alert(outage.text())
 
 
-def _worker_rows(found: list[WorkerDoc]) -> list[tuple[Any, ...]]:
+def worker_rows(found: list[WorkerDoc]) -> list[tuple[Any, ...]]:
     rows: list[tuple[Any, ...]] = []
     for w in found:
-        running = ", ".join(f"{a.name} {a.id}" for a in w.active[:3])
+        running = ", ".join(a.name or "?" for a in w.active[:3])
         if len(w.active) > 3:
             running += f" (+{len(w.active) - 3})"
-        rows.append((w.id, ",".join(w.queues), str(w.concurrency), running or "-", w.heartbeat_at))
+        rows.append((w.id, ",".join(w.queues), w.concurrency, running or "-", w.heartbeat_at))
     return rows
 
 
 def _show_workers(found: list[WorkerDoc]) -> None:
-    output.show_table(f"workers ({len(found)})", WORKER_COLUMNS, _worker_rows(found))
-
-
-def _age(seconds: float | None) -> str:
-    if seconds is None:
-        return "-"
-    if seconds < 60:
-        return f"{seconds:.1f}s"
-    if seconds < 86400:
-        return time.strftime("%H:%M:%S", time.gmtime(seconds))
-    return f"{seconds / 86400:.0f}d"
+    output.show_table(f"workers ({len(found)})", WORKER_COLUMNS, worker_rows(found))
 
 
 def _yes(flag: bool) -> str:

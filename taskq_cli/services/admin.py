@@ -58,6 +58,15 @@ class Admin:
         ids = self.broker.ids_in_state(queue, state, offset, limit)
         return _tasks(self.broker.records(queue, ids))
 
+    def count_in_state(self, queue: str, state: str) -> int:
+        if state not in LISTABLE_STATES:
+            raise UsageError(f"invalid state {state!r}: use {', '.join(LISTABLE_STATES)}")
+        return self.broker.count_in_state(queue, state)
+
+    def dead_total(self, queue: str | None) -> int:
+        """How many dead tasks there are in a queue, or in every queue."""
+        return sum(self.broker.count_in_state(q, "dead") for q in self.queues(queue))
+
     def dead_tasks(
         self, queue: str | None, name: str | None, limit: int, offset: int = 0, max_value: int | None = None
     ) -> list[Task]:
