@@ -158,7 +158,7 @@ def show_table(
     (easy to grep, cut and awk)."""
     view = TableView(title or "", columns, rows, footer=footer)
     if not sys.stdout.isatty():
-        for text in plain_lines(view, now()):
+        for text in plain_lines(view):
             line(text)
         return
     out = console()
@@ -306,7 +306,7 @@ def render_table(view: TableView, width: int, at: float) -> RenderableType:
     from rich.text import Text
 
     shown = visible(view, width)
-    body = cells(view, at, whole_ids=False, width=width)
+    body = cells(view, at, width)
     table = Table(title=view.title or None, show_edge=False, header_style="bold", title_justify="left")
     for j, i in enumerate(shown):
         column = view.cols[i]

@@ -202,7 +202,7 @@ def _watch(tq: TaskQueue, queue: str | None, interval: float) -> None:
 def worker_rows(found: list[WorkerDoc]) -> list[tuple[Any, ...]]:
     rows: list[tuple[Any, ...]] = []
     for w in found:
-        running = ", ".join(a.name or "?" for a in w.active[:3])
+        running = ", ".join(f"{a.name} {a.id}" for a in w.active[:3])
         if len(w.active) > 3:
             running += f" (+{len(w.active) - 3})"
         rows.append((w.id, ",".join(w.queues), w.concurrency, running or "-", w.heartbeat_at))

@@ -63,18 +63,20 @@ def visible(view: TableView, width: int | None) -> list[int]:
     return [i for i, c in enumerate(view.cols) if width is None or width >= c.from_width]
 
 
-def cells(view: TableView, at: float, *, whole_ids: bool, width: int | None) -> list[list[str]]:
-    """The rows as text, in the columns shown at `width`."""
+def cells(view: TableView, at: float | None, width: int | None) -> list[list[str]]:
+    """The rows as text, in the columns shown at `width`. `at` None (a pipe): ids whole and times
+    as their ISO UTC text, exact for grep, sort and awk."""
     shown = visible(view, width)
-    short = {} if whole_ids else shortened(_ids(view, shown))
+    short = {} if at is None else shortened(_ids(view, shown))
     return [[_cell(view.cols[i].kind, row[i], at, short) for i in shown] for row in view.rows]
 
 
-def plain_lines(view: TableView, at: float) -> list[str]:
-    """A table in a pipe: a header and aligned columns, two spaces apart, every column, ids whole."""
+def plain_lines(view: TableView) -> list[str]:
+    """A table in a pipe: a header and aligned columns, two spaces apart, every column, ids whole,
+    times in ISO UTC."""
     shown = visible(view, None)
     headers = [view.cols[i].header for i in shown]
-    body = cells(view, at, whole_ids=True, width=None)
+    body = cells(view, None, width=None)
     widths = [max([len(h)] + [len(r[j]) for r in body]) for j, h in enumerate(headers)]
     out = []
     for row in [headers, *body]:
@@ -141,14 +143,14 @@ def duration(seconds: float | None) -> str:
     return "".join(p for p in parts if not p.startswith("0"))
 
 
-def _cell(kind: Kind, value: Any, at: float, short: dict[str, str]) -> str:
+def _cell(kind: Kind, value: Any, at: float | None, short: dict[str, str]) -> str:
     if value is None:
         return "-"
     if kind == "id":
         return short.get(str(value), str(value))
     if kind == "count" and isinstance(value, int | float) and not isinstance(value, bool):
         return f"{value:,}"
-    if kind == "time":
+    if kind == "time" and at is not None:
         return relative(str(value), at)
     if kind == "age" and isinstance(value, int | float):
         return duration(value)
