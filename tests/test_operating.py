@@ -56,7 +56,7 @@ QUEUE_COUNT_FIELDS = ("pending", "scheduled", "active", "dead", "processed", "fa
 WORKER_FIELDS = {"id", "host", "pid", "queues", "concurrency", "started_at", "heartbeat_at", "active"}
 DLQ_COLUMNS = ("id", "name", "queue", "attempts", "died at", "error")
 TASK_COLUMNS = ("id", "name", "state", "attempts", "enqueued_at", "run_at", "error")
-STATS_COLUMNS = ("queue", *QUEUE_COUNT_FIELDS, "oldest pending", "paused")
+STATS_COLUMNS = ("queue", *QUEUE_COUNT_FIELDS, "oldest", "paused")
 BULK = 100_000
 
 Cli = Callable[..., subprocess.CompletedProcess[str]]
@@ -1202,7 +1202,7 @@ def test_stats_in_a_pipe_prints_plain_aligned_columns_without_box_drawing(tq, cl
     rows = {r["queue"]: r for r in plain_table(lines[:end], STATS_COLUMNS)}
     assert [rows["default"][f] for f in QUEUE_COUNT_FIELDS] == ["2", "0", "0", "0", "0", "0"]
     assert [rows["emails"][f] for f in QUEUE_COUNT_FIELDS] == ["0", "0", "0", "1", "1", "1"]
-    assert rows["emails"]["oldest pending"] == "-"
+    assert rows["emails"]["oldest"] == "-"
 
 
 @pytest.mark.parametrize(

@@ -15,7 +15,7 @@ from taskq_cli.cli.typer_app import run
 from tests.test_operating import bury
 
 INSPECTION = {
-    "stats": (["stats"], "object", ("queue", "pending", "scheduled", "oldest pending")),
+    "stats": (["stats"], "object", ("queue", "pending", "scheduled", "oldest")),
     "workers": (["workers"], "list", ("id", "queues", "running", "heartbeat")),
     "task show": (["task", "show", "{pending}"], "object", ("id:", "name:", "state:")),
     "task list": (["task", "list"], "list", ("id", "name", "attempts", "run_at")),

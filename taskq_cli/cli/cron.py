@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -81,29 +81,34 @@ def cron_list(
 
     Example: taskq cron list --json
     """
-    from taskq_cli.cron import local_time
     from taskq_cli.services.cron import describe
 
     form = output.chosen(fmt, as_json)
     rows = [s.to_json() for s in describe(open_queue(ctx, redis_url, namespace, None))]
 
     def table() -> None:
-        shown = [
-            [
-                *(r[c] for c in ("name", "schedule", "tz", "task", "queue")),
-                _yes(r["paused"]),
-                r["next_run"],
-                local_time(r["next_run"], r["tz"]),
-                r["last_run"],
-                local_time(r["last_run"], r["tz"]),
-                r["last_task_id"],
-                r["last_task_state"],
-            ]
-            for r in rows
-        ]
-        output.show_table("schedules", CRON_COLUMNS, shown)
+        output.show_table("schedules", CRON_COLUMNS, cron_rows(rows))
 
     output.render(form, rows, table)
+
+
+def cron_rows(rows: list[dict[str, Any]]) -> list[list[Any]]:
+    """Runs relative on a terminal, and in each schedule's own time zone in wider columns."""
+    from taskq_cli.cron import local_time
+
+    return [
+        [
+            *(r[c] for c in ("name", "schedule", "tz", "task", "queue")),
+            _yes(r["paused"]),
+            r["next_run"],
+            local_time(r["next_run"], r["tz"]),
+            r["last_run"],
+            local_time(r["last_run"], r["tz"]),
+            r["last_task_id"],
+            r["last_task_state"],
+        ]
+        for r in rows
+    ]
 
 
 def _yes(flag: bool) -> str:

@@ -54,7 +54,7 @@ def dlq_list(
     tasks = [t.to_json() for t in dead_tasks(tq, queue, name, limit, offset)]
 
     def table() -> None:
-        rows = [(t["id"], t["name"], t["queue"], t["attempts"], t["died_at"], _error(t)) for t in tasks]
+        rows = dlq_rows(tasks)
         cut = footer(len(tasks), offset, dead_total(tq, queue, name))
         if cut is None and len(tasks) == limit and name is not None:
             cut = f"{len(tasks):,} shown; --limit/--offset for more"
@@ -161,6 +161,10 @@ def _finish(verb: str, report: BulkReport, answer: dict[str, Any], as_json: bool
         output.warn(f"not found in the dead-letter queue: {' '.join(report.missing)}")
         raise NotFound(f"{len(report.missing)} task(s) not found")
     return 1 if report.refused else 0
+
+
+def dlq_rows(tasks: list[dict[str, Any]]) -> list[tuple[Any, ...]]:
+    return [(t["id"], t["name"], t["queue"], t["attempts"], t["died_at"], _error(t)) for t in tasks]
 
 
 def _error(task: dict[str, object]) -> str:

@@ -9,7 +9,7 @@ from taskq_cli.cli import output
 from taskq_cli.cli.common import JsonFlag, Namespace, Output, RedisUrl, open_queue
 from taskq_cli.cli.tables import Column
 
-COLUMNS = (Column("check", "name"), Column("status"), Column("message", "text"), Column("fix", "text"))
+COLUMNS = (Column("check", "name"), Column("status"), Column("message", "prose"), Column("fix", "prose"))
 
 
 def doctor(

@@ -10,7 +10,7 @@ from collections.abc import Callable, Sequence
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
-from taskq_cli.cli.tables import NAME_MAX, Column, TableView, cells, now, plain_lines, visible
+from taskq_cli.cli.tables import Column, TableView, cells, layout, now, plain_lines, visible
 from taskq_cli.errors import TaskqError
 
 if TYPE_CHECKING:
@@ -305,24 +305,22 @@ def render_table(view: TableView, width: int, at: float) -> RenderableType:
     from rich.table import Table
     from rich.text import Text
 
-    shown = visible(view, width)
+    cols = [view.cols[i] for i in visible(view, width)]
     body = cells(view, at, width)
+    widths = layout(cols, body, width)
+    kept = [j for j, w in enumerate(widths) if w is not None]
     table = Table(title=view.title or None, show_edge=False, header_style="bold", title_justify="left")
-    for j, i in enumerate(shown):
-        column = view.cols[i]
-        longest = max([len(column.header)] + [len(r[j]) for r in body])
-        keep_whole = column.kind in ("id", "count", "time", "age", "plain")
-        name_width = min(longest, NAME_MAX) if column.kind == "name" else 0
+    for j in kept:
+        column = cols[j]
         table.add_column(
             column.header,
             justify="right" if column.right else "left",
-            no_wrap=column.kind != "text",
-            overflow="ellipsis" if column.kind in ("text", "name") else "fold",
-            min_width=longest if keep_whole else name_width or None,
-            ratio=1 if column.kind == "text" else None,
+            no_wrap=column.kind != "prose",
+            overflow="fold" if column.kind == "prose" else "ellipsis",
+            width=widths[j],
         )
     for row in body:
-        table.add_row(*row)
+        table.add_row(*(row[j] for j in kept))
     if not view.footer:
         return table
     return Group(table, Text(view.footer, style="dim"))

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -38,14 +38,12 @@ def queue_list(
 
     form = output.chosen(fmt, as_json)
     rows = [q.to_json() for q in list_queues(open_queue(ctx, redis_url, namespace, None))]
+    output.render(form, rows, lambda: output.show_table("queues", QUEUE_COLUMNS, queue_rows(rows)))
+
+
+def queue_rows(rows: list[dict[str, Any]]) -> list[list[Any]]:
     fields = [c.header for c in QUEUE_COLUMNS]
-    output.render(
-        form,
-        rows,
-        lambda: output.show_table(
-            "queues", QUEUE_COLUMNS, [[_yes(r[c]) if c == "paused" else r[c] for c in fields] for r in rows]
-        ),
-    )
+    return [[_yes(r[c]) if c == "paused" else r[c] for c in fields] for r in rows]
 
 
 @queue_app.command("pause")

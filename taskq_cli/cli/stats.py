@@ -21,7 +21,7 @@ WIDE_COUNTS = ("processed", "failed")  # totals since the start: from 100 column
 QUEUE_COLUMNS = (
     Column("queue", "name"),
     *(Column(f, "count", 100 if f in WIDE_COUNTS else 0) for f in COUNT_FIELDS),
-    Column("oldest pending", "age"),
+    Column("oldest", "age"),
     Column("paused"),
 )
 WORKER_COLUMNS = (

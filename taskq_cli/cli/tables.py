@@ -13,11 +13,12 @@ from datetime import UTC, datetime
 from itertools import pairwise
 from typing import Any, Literal
 
-Kind = Literal["id", "name", "text", "count", "time", "age", "plain"]
+Kind = Literal["id", "name", "text", "prose", "count", "time", "age", "plain"]
 
 GENERATED_ID = re.compile(r"[0-9a-f]{32}")  # what the broker makes when no id is given
 SHORT_ID = 8  # the shortest prefix shown, as git's default abbreviation
 NAME_MAX = 40  # a name longer than this may be cut with "…" at narrow widths
+MIN_TEXT = 12  # free text narrower than this says nothing: the column is left out
 
 clock: Callable[[], float] = time.time  # seconds since the epoch; tests set it
 
@@ -29,7 +30,8 @@ def now() -> float:
 @dataclass(frozen=True)
 class Column:
     """A column of a table. `kind` says how its cells read and wrap: an id is never cut or wrapped;
-    a name is not cut while there is room; text (error messages) takes what is left, cut with "…";
+    a name is not cut while there is room; text (error messages) takes what is left on one line, cut
+    with "…"; prose (doctor's advice) wraps at words, as it must be read whole;
     counts are right-aligned with thousands separators; times are relative; ages are durations.
     `from_width`: the terminal width from which the column is shown (0: always)."""
 
@@ -69,6 +71,26 @@ def cells(view: TableView, at: float | None, width: int | None) -> list[list[str
     shown = visible(view, width)
     short = {} if at is None else shortened(_ids(view, shown))
     return [[_cell(view.cols[i].kind, row[i], at, short) for i in shown] for row in view.rows]
+
+
+def layout(cols: Sequence[Column], body: Sequence[Sequence[str]], width: int) -> list[int | None]:
+    """Each column's width at a terminal `width` (None: left out). Ids, counts, times and names get
+    their whole width; free text (errors, advice) shares what is left, and is left out when that is
+    less than MIN_TEXT. A column costs 3 more than its text: padding each side and a rule."""
+    natural = [max([len(c.header)] + [len(row[j]) for row in body]) for j, c in enumerate(cols)]
+    natural = [min(n, NAME_MAX) if c.kind == "name" else n for n, c in zip(natural, cols, strict=True)]
+    free = [j for j, c in enumerate(cols) if c.kind in ("text", "prose")]
+    widths: list[int | None] = list(natural)
+    while free:
+        taken = sum(natural[j] for j in range(len(cols)) if j not in free and widths[j] is not None)
+        shown = sum(1 for w in widths if w is not None)
+        share = (width - taken - 3 * shown + 1) // len(free)
+        if share >= MIN_TEXT or (len(free) == 1 and share >= min(MIN_TEXT, natural[free[0]])):
+            for j in free:
+                widths[j] = max(min(natural[j], share), 0)
+            break
+        widths[free.pop()] = None  # too narrow to say anything: the last free column goes
+    return widths
 
 
 def plain_lines(view: TableView) -> list[str]:

@@ -112,7 +112,14 @@ def task_list(
 def _task_table(tq: TaskQueue, queue: str, state: str, found: list[dict[str, Any]], offset: int) -> None:
     from taskq_cli.services.tasks import count_tasks
 
-    rows = [
+    total = count_tasks(tq, queue, state)
+    output.show_table(
+        f"{state} tasks in {queue}", TASK_COLUMNS, task_rows(found), footer=footer(len(found), offset, total)
+    )
+
+
+def task_rows(found: list[dict[str, Any]]) -> list[tuple[Any, ...]]:
+    return [
         (
             t["id"],
             t["name"],
@@ -124,7 +131,3 @@ def _task_table(tq: TaskQueue, queue: str, state: str, found: list[dict[str, Any
         )
         for t in found
     ]
-    total = count_tasks(tq, queue, state)
-    output.show_table(
-        f"{state} tasks in {queue}", TASK_COLUMNS, rows, footer=footer(len(found), offset, total)
-    )
