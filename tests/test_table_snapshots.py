@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 from rich.console import Console
 
-from taskq_cli.cli import cron, dlq, doctor, output, queues, stats, tasks, tables
+from taskq_cli.cli import cron, dlq, doctor, output, queues, stats, tables, tasks
 from taskq_cli.cli.tables import TableView, footer
 from taskq_cli.services.shapes import StatsAnswer, WorkerDoc
 

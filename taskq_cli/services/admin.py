@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 from taskq_cli.errors import NotFound, UsageError
 from taskq_cli.models import Options, Task
 from taskq_cli.protocol import Broker, TaskRecord
+from taskq_cli.protocol.reads import only_queue
 from taskq_cli.services.shapes import BulkReport, QueueInfoDoc
 
 if TYPE_CHECKING:
@@ -100,7 +101,7 @@ class Admin:
         """A task as `task show --json` prints it: `max_retries` and `timeout` are the values that
         apply to it (given at enqueue, else its handler's when `handlers` knows it, else the
         defaults), and `options_source` says which: "enqueue", "handler" or "default"."""
-        record = self.broker.find_task(task_id, queue)
+        record = self.broker.find_task(task_id, queue, prefix=True)
         if record is None:
             raise NotFound(f"task {task_id} not found")
         out = Task.from_record(record.meta, record.payload_json, record.result_json).to_json()
@@ -116,7 +117,11 @@ class Admin:
         return out
 
     def dead_task(self, task_id: str, queue: str | None = None) -> Task:
-        holders = self.broker.queues_holding_dead([task_id], self.queues(queue))
+        queues = self.queues(queue)
+        holders = self.broker.queues_holding_dead([task_id], queues)
+        if task_id not in holders:
+            task_id, found = self.broker.by_prefix(task_id, queues, dead=True)
+            holders = {task_id: only_queue(task_id, found)} if found else {}
         if task_id not in holders:
             raise NotFound(f"dead task {task_id} not found")
         [record] = self.broker.records(holders[task_id], [task_id])
@@ -167,7 +172,12 @@ class Admin:
         queues = self.queues(queue) if queue or ids is None else self.broker.known_queues()
         if ids is not None:
             holders = self.broker.queues_holding_dead(list(dict.fromkeys(ids)), queues)
-            report.missing += [i for i in dict.fromkeys(ids) if i not in holders]
+            for given in [i for i in dict.fromkeys(ids) if i not in holders]:
+                task_id, found = self.broker.by_prefix(given, queues, dead=True)
+                if found:
+                    holders[task_id] = only_queue(task_id, found)
+                else:
+                    report.missing.append(given)
             by_queue: dict[str, list[str]] = {}
             for task_id, q in holders.items():
                 by_queue.setdefault(q, []).append(task_id)
@@ -198,9 +208,10 @@ class Admin:
 
     def cancel(self, task_id: str, queue: str | None = None) -> str:
         """Remove an unfinished task; returns the state it was in."""
-        record = self.broker.find_task(task_id, queue)
+        record = self.broker.find_task(task_id, queue, prefix=True)
         if record is None:
             raise NotFound(f"task {task_id} not found")
+        task_id = str(record.meta["id"])
         state = self.broker.cancel(str(record.meta["queue"]), task_id)
         if state == "":
             raise NotFound(f"task {task_id} not found")
