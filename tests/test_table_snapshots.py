@@ -149,8 +149,12 @@ def render(view: TableView, width: int) -> str:
 @pytest.mark.parametrize("name", TABLES)
 def test_each_table_matches_its_snapshot(name: str, width: int, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(tables, "clock", lambda: NOW)
-    text = render(TABLES[name], width)
-    path = SNAPSHOTS / f"{name}-{width}.txt"
+    check_snapshot(f"{name}-{width}", render(TABLES[name], width))
+
+
+def check_snapshot(name: str, text: str) -> None:
+    """`text` is tests/snapshots/NAME.txt (written when missing or with TASKQ_UPDATE_SNAPSHOTS=1)."""
+    path = SNAPSHOTS / f"{name}.txt"
     if UPDATE or not path.exists():
         SNAPSHOTS.mkdir(exist_ok=True)
         path.write_text(text)

@@ -262,14 +262,17 @@ Part = TableView | str  # a str is a line of text under the tables
 
 class live_view:
     """A full-screen view redrawn in place on every `show`, until the block ends (Ctrl-C ends it
-    quietly). `alert` keeps the last parts shown under a bold red line saying they are not current."""
+    quietly). Each frame is laid out at the terminal's width of the moment, so a resized terminal
+    gets a fitting frame at the next refresh. `alert` keeps the last parts shown under a bold red
+    line saying they are not current."""
 
     def __init__(self, parts: Sequence[Part]) -> None:
         from rich.live import Live
 
-        self._view = _group(parts)
+        self._parts = parts
+        self._console = console()
         self._live = Live(
-            self._view, console=console(), screen=is_terminal(), auto_refresh=False, transient=False
+            self._draw(), console=self._console, screen=is_terminal(), auto_refresh=False, transient=False
         )
 
     def __enter__(self) -> live_view:
@@ -277,25 +280,32 @@ class live_view:
         return self
 
     def show(self, parts: Sequence[Part]) -> None:
-        self._view = _group(parts)
-        self._live.update(self._view, refresh=True)
+        self._parts = parts
+        self._live.update(self._draw(), refresh=True)
 
     def alert(self, message: str) -> None:
-        from rich.console import Group
-        from rich.text import Text
+        self._live.update(self._draw(alert=message), refresh=True)
 
-        self._live.update(Group(Text(message, style="bold red"), self._view), refresh=True)
+    def _draw(self, alert: str | None = None) -> RenderableType:
+        return render_parts(self._parts, self._console.width, now(), alert=alert)
 
     def __exit__(self, *exc: object) -> bool:
         self._live.__exit__(None, None, None)
         return exc[0] is KeyboardInterrupt
 
 
-def _group(parts: Sequence[Part]) -> RenderableType:
+def render_parts(parts: Sequence[Part], width: int, at: float, *, alert: str | None = None) -> RenderableType:
+    """A live view's frame at `width`: its tables and lines, under the alert if there is one."""
     from rich.console import Group
+    from rich.text import Text
 
-    width = console().width
-    return Group(*(part if isinstance(part, str) else render_table(part, width, now()) for part in parts))
+    drawn = [
+        Text(p, overflow="ellipsis", no_wrap=True) if isinstance(p, str) else render_table(p, width, at)
+        for p in parts
+    ]
+    if alert is not None:
+        drawn.insert(0, Text(alert, style="bold red"))
+    return Group(*drawn)
 
 
 def render_table(view: TableView, width: int, at: float) -> RenderableType:

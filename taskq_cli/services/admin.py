@@ -82,7 +82,8 @@ class Admin:
         return found[offset:wanted]
 
     def _dead_of_queue(self, queue: str, name: str | None, wanted: int, max_value: int | None) -> list[Task]:
-        ids = self.broker.dead_ids(queue)
+        # without a name filter the first `wanted` ids are enough (the live dashboard asks every frame)
+        ids = self.broker.dead_ids(queue) if name else self.broker.ids_in_state(queue, "dead", 0, wanted)
         out: list[Task] = []
         for start in range(0, len(ids), CHUNK):
             tasks = _tasks(self.broker.records(queue, ids[start : start + CHUNK], max_value))
