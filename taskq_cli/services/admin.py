@@ -121,10 +121,10 @@ class Admin:
         queues = self.queues(queue)
         holders = self.broker.queues_holding_dead([task_id], queues)
         if task_id not in holders:
-            task_id, found = self.broker.by_prefix(task_id, queues, dead=True)
-            holders = {task_id: only_queue(task_id, found)} if found else {}
-        if task_id not in holders:
-            raise NotFound(f"dead task {task_id} not found")
+            full_id, found = self.broker.by_prefix(task_id, queues, dead=True)
+            if not found:
+                raise NotFound(f"dead task {task_id} not found")
+            task_id, holders = full_id, {full_id: only_queue(full_id, found)}
         [record] = self.broker.records(holders[task_id], [task_id])
         if record is None:
             raise NotFound(f"dead task {task_id} not found")
