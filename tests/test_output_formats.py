@@ -104,3 +104,24 @@ def test_an_unknown_output_format_is_bad_usage(taskq: Any) -> None:
     code, out = taskq("stats", "-o", "yaml")
 
     assert (code, out) == (2, "")
+
+
+def test_a_cut_list_ends_with_how_many_are_shown_of_how_many(tq: TaskQueue, taskq: Any) -> None:
+    for n in range(4):
+        tq.enqueue("t", {"n": n})  # 5 pending with the fixture's one
+
+    _, first = taskq("task", "list", "--limit", "2")
+    _, second = taskq("task", "list", "--limit", "2", "--offset", "2")
+    _, whole = taskq("task", "list")
+
+    assert first.splitlines()[-1] == "2 of 5 shown; --limit/--offset for more", first
+    assert second.splitlines()[-1] == "3-4 of 5 shown; --limit/--offset for more", second
+    assert "shown" not in whole, whole
+
+
+def test_a_cut_dead_letter_list_says_how_many_dead_tasks_there_are(tq: TaskQueue, taskq: Any) -> None:
+    bury(tq, "t", queue="other")  # two dead with the fixture's one
+
+    _, out = taskq("dlq", "list", "--limit", "1")
+
+    assert out.splitlines()[-1] == "1 of 2 shown; --limit/--offset for more", out

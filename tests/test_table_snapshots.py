@@ -201,3 +201,10 @@ def test_a_cut_list_says_how_much_is_shown_of_how_many() -> None:
     assert footer(12, 0, 4210) == "12 of 4,210 shown; --limit/--offset for more"
     assert footer(12, 24, 4210) == "25-36 of 4,210 shown; --limit/--offset for more"
     assert footer(3, 0, 3) is None
+
+
+def test_a_generated_id_inside_text_is_shortened_on_a_terminal_and_whole_in_a_pipe() -> None:
+    view = TableView("workers (1)", stats.WORKER_COLUMNS, stats.worker_rows(WORKERS))
+
+    assert f"send_email {IDS[0][:8]} " in render(view, 80)
+    assert any(f"send_email {IDS[0]}" in line for line in tables.plain_lines(view))

@@ -16,6 +16,7 @@ from typing import Any, Literal
 Kind = Literal["id", "name", "text", "prose", "count", "time", "age", "plain"]
 
 GENERATED_ID = re.compile(r"[0-9a-f]{32}")  # what the broker makes when no id is given
+ID_IN_TEXT = re.compile(r"\b[0-9a-f]{32}\b")
 SHORT_ID = 8  # the shortest prefix shown, as git's default abbreviation
 NAME_MAX = 40  # a name longer than this may be cut with "…" at narrow widths
 MIN_TEXT = 12  # free text narrower than this says nothing: the column is left out
@@ -174,6 +175,8 @@ def _cell(kind: Kind, value: Any, at: float | None, short: dict[str, str]) -> st
         return f"{value:,}"
     if kind == "time" and at is not None:
         return relative(str(value), at)
+    if kind == "text" and at is not None:  # ids inside text (a worker's running tasks) shortened too
+        return ID_IN_TEXT.sub(lambda m: short.get(m[0], m[0][:SHORT_ID]), str(value))
     if kind == "age" and isinstance(value, int | float):
         return duration(value)
     return str(value)
