@@ -68,3 +68,18 @@ def test_a_prefix_matching_nothing_is_not_found(tq: TaskQueue, run_cli: Cli) -> 
     result = run_cli("task", "show", "zzzzzzzz")
 
     assert result.returncode == 1 and "not found" in result.stderr, result.stderr
+
+
+def test_the_http_api_accepts_a_prefix_and_answers_409_for_an_ambiguous_one(tq: TaskQueue) -> None:
+    from tests.test_ambiguous_ids import TestClient, create_app
+
+    task_id = tq.enqueue("t", {}, delay=60)
+    tq.enqueue("t", {}, task_id="order-2026-0001")
+    tq.enqueue("t", {}, task_id="order-2026-0002")
+
+    with TestClient(create_app(tq, token=""), base_url="http://localhost") as client:
+        found = client.get(f"/tasks/{task_id[:8]}")
+        ambiguous = client.get("/tasks/order-2026")
+
+    assert found.status_code == 200 and found.json()["id"] == task_id, found.text
+    assert ambiguous.status_code == 409, ambiguous.text
