@@ -9,7 +9,7 @@ import typer
 from taskq_cli.cli import output
 from taskq_cli.cli.common import App, JsonFlag, Namespace, Output, RedisUrl, open_queue
 from taskq_cli.cli.shared import parse_payload
-from taskq_cli.cli.tables import Column
+from taskq_cli.cli.tables import Column, yes_no
 from taskq_cli.errors import NotFound
 from taskq_cli.timeparse import iso_ms
 
@@ -99,7 +99,7 @@ def cron_rows(rows: list[dict[str, Any]]) -> list[list[Any]]:
     return [
         [
             *(r[c] for c in ("name", "schedule", "tz", "task", "queue")),
-            _yes(r["paused"]),
+            yes_no(r["paused"]),
             r["next_run"],
             local_time(r["next_run"], r["tz"]),
             r["last_run"],
@@ -109,10 +109,6 @@ def cron_rows(rows: list[dict[str, Any]]) -> list[list[Any]]:
         ]
         for r in rows
     ]
-
-
-def _yes(flag: bool) -> str:
-    return "yes" if flag else "no"
 
 
 @cron_app.command("remove")

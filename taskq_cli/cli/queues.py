@@ -8,7 +8,7 @@ import typer
 
 from taskq_cli.cli import output
 from taskq_cli.cli.common import JsonFlag, Namespace, Output, RedisUrl, open_queue
-from taskq_cli.cli.tables import Column
+from taskq_cli.cli.tables import Column, yes_no
 from taskq_cli.config import check_name
 
 queue_app = typer.Typer(help="List, pause, resume or clear queues.", no_args_is_help=True)
@@ -43,7 +43,7 @@ def queue_list(
 
 def queue_rows(rows: list[dict[str, Any]]) -> list[list[Any]]:
     fields = [c.header for c in QUEUE_COLUMNS]
-    return [[_yes(r[c]) if c == "paused" else r[c] for c in fields] for r in rows]
+    return [[yes_no(r[c]) if c == "paused" else r[c] for c in fields] for r in rows]
 
 
 @queue_app.command("pause")
@@ -104,7 +104,3 @@ def _set_paused(
     check_name("queue", name)
     _, known = queues.set_paused(open_queue(ctx, redis_url, namespace, None), name, paused)
     return known
-
-
-def _yes(flag: bool) -> str:
-    return "yes" if flag else "no"

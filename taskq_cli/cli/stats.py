@@ -9,7 +9,7 @@ import typer
 
 from taskq_cli.cli import output
 from taskq_cli.cli.common import JsonFlag, Namespace, Output, RedisUrl, open_queue
-from taskq_cli.cli.tables import Column, TableView
+from taskq_cli.cli.tables import Column, TableView, yes_no
 
 if TYPE_CHECKING:
     from taskq_cli.services.shapes import StatsAnswer, WorkerDoc
@@ -85,7 +85,7 @@ def _show(snapshot: StatsAnswer, form: output.Format) -> None:
 
 def queue_rows(snapshot: StatsAnswer) -> list[tuple[Any, ...]]:
     return [
-        (name, *(getattr(q, f) for f in COUNT_FIELDS), q.oldest_pending_age, _yes(q.paused))
+        (name, *(getattr(q, f) for f in COUNT_FIELDS), q.oldest_pending_age, yes_no(q.paused))
         for name, q in snapshot.queues.items()
     ]
 
@@ -125,7 +125,3 @@ def workers_table(found: list[WorkerDoc]) -> TableView:
 def _show_workers(found: list[WorkerDoc]) -> None:
     view = workers_table(found)
     output.show_table(view.title, view.columns, view.rows)
-
-
-def _yes(flag: bool) -> str:
-    return "yes" if flag else "no"

@@ -132,6 +132,10 @@ def footer(shown: int, offset: int, total: int | None) -> str | None:
     return f"{first} of {total:,} shown; --limit/--offset for more"
 
 
+def yes_no(flag: bool) -> str:
+    return "yes" if flag else "no"
+
+
 def relative(iso: str | None, at: float) -> str:
     """An ISO UTC time as "3m ago" or "in 2h" from `at`."""
     if not iso:
