@@ -20,12 +20,19 @@ class AmbiguousId(TaskqError):
     not a UsageError's 422): ids are unique per queue only, and picking one of the tasks silently
     could act on the wrong one."""
 
-    def __init__(self, task_id: str, queues: list[str]) -> None:
+    def __init__(self, task_id: str, queues: list[str], matches: list[str] | None = None) -> None:
         self.task_id = task_id
         self.queues = sorted(queues)
-        super().__init__(
-            f"task id {task_id} is in {len(self.queues)} queues: {', '.join(self.queues)} (name the queue)"
-        )
+        self.matches = sorted(matches or [])
+        if self.matches:  # a prefix of several ids: name them, as git does for a short hash
+            shown = ", ".join(self.matches[:10]) + (", …" if len(self.matches) > 10 else "")
+            message = (
+                f"task id prefix {task_id} matches {len(self.matches)} tasks: {shown} (give more of the id)"
+            )
+        else:
+            where = ", ".join(self.queues)
+            message = f"task id {task_id} is in {len(self.queues)} queues: {where} (name the queue)"
+        super().__init__(message)
 
 
 class NotFound(TaskqError):

@@ -8,6 +8,8 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from taskq_cli.cli.output import Format
+
 if TYPE_CHECKING:
     from taskq_cli.queue import TaskQueue
 
@@ -34,7 +36,16 @@ App = Annotated[
         show_default=False,
     ),
 ]
-JsonFlag = Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")]
+JsonFlag = Annotated[bool, typer.Option("--json", help="Print JSON for scripts (same as -o json).")]
+Output = Annotated[
+    Format | None,
+    typer.Option(
+        "--output",
+        "-o",
+        help="table (for people), json (one document) or jsonl (one object a line) [default: table]",
+        show_default=False,
+    ),
+]
 Limit = Annotated[int, typer.Option(help="At most this many.")]
 Offset = Annotated[int, typer.Option(help="Skip this many first (paging).")]
 

@@ -2,17 +2,33 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
 from taskq_cli.cli import output
-from taskq_cli.cli.common import App, JsonFlag, Namespace, RedisUrl, open_queue
+from taskq_cli.cli.common import App, JsonFlag, Namespace, Output, RedisUrl, open_queue
 from taskq_cli.cli.shared import parse_payload
+from taskq_cli.cli.tables import Column, yes_no
 from taskq_cli.errors import NotFound
 from taskq_cli.timeparse import iso_ms
 
 cron_app = typer.Typer(help="Periodic schedules: each tick fires exactly once.", no_args_is_help=True)
+
+CRON_COLUMNS = (
+    Column("name", "name"),
+    Column("schedule", "name"),
+    Column("tz", "name"),
+    Column("task", "name", 100),
+    Column("queue", "name", 120),
+    Column("paused", from_width=120),
+    Column("next run", "time"),
+    Column("next run (local)", from_width=140),
+    Column("last run", "time", 100),
+    Column("last run (local)", from_width=160),
+    Column("last task", "id", 140),
+    Column("last state", from_width=120),
+)
 
 Name = Annotated[str, typer.Argument(metavar="NAME", help="Schedule name.")]
 
@@ -55,6 +71,7 @@ def cron_add(
 @cron_app.command("list")
 def cron_list(
     ctx: typer.Context,
+    fmt: Output = None,
     as_json: JsonFlag = False,
     redis_url: RedisUrl = None,
     namespace: Namespace = None,
@@ -64,28 +81,34 @@ def cron_list(
 
     Example: taskq cron list --json
     """
-    from taskq_cli.cron import local_time
     from taskq_cli.services.cron import describe
 
+    form = output.chosen(fmt, as_json)
     rows = [s.to_json() for s in describe(open_queue(ctx, redis_url, namespace, None))]
-    if as_json:
-        output.json_out(rows)
-        return
-    for row in rows:
-        row["next_run"], row["last_run"] = (local_time(row[k], row["tz"]) for k in ("next_run", "last_run"))
-    columns = (
-        "name",
-        "schedule",
-        "tz",
-        "task",
-        "queue",
-        "paused",
-        "next_run",
-        "last_run",
-        "last_task_id",
-        "last_task_state",
-    )
-    output.show_table("schedules", columns, [[r[c] for c in columns] for r in rows])
+
+    def table() -> None:
+        output.show_table("schedules", CRON_COLUMNS, cron_rows(rows))
+
+    output.render(form, rows, table)
+
+
+def cron_rows(rows: list[dict[str, Any]]) -> list[list[Any]]:
+    """Runs relative on a terminal, and in each schedule's own time zone in wider columns."""
+    from taskq_cli.cron import local_time
+
+    return [
+        [
+            *(r[c] for c in ("name", "schedule", "tz", "task", "queue")),
+            yes_no(r["paused"]),
+            r["next_run"],
+            local_time(r["next_run"], r["tz"]),
+            r["last_run"],
+            local_time(r["last_run"], r["tz"]),
+            r["last_task_id"],
+            r["last_task_state"],
+        ]
+        for r in rows
+    ]
 
 
 @cron_app.command("remove")

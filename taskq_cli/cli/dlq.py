@@ -7,13 +7,23 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from taskq_cli.cli import output
-from taskq_cli.cli.common import JsonFlag, Limit, Namespace, Offset, RedisUrl, open_queue
+from taskq_cli.cli.common import JsonFlag, Limit, Namespace, Offset, Output, RedisUrl, open_queue
+from taskq_cli.cli.tables import Column, footer
 from taskq_cli.errors import NotFound, UsageError
 
 if TYPE_CHECKING:
     from taskq_cli.services.shapes import BulkReport
 
 dlq_app = typer.Typer(help="The dead-letter queue: tasks that failed for good.", no_args_is_help=True)
+
+DLQ_COLUMNS = (
+    Column("id", "id"),
+    Column("name", "name"),
+    Column("queue", "name"),
+    Column("attempts", "count", 100),
+    Column("died at", "time"),
+    Column("error", "text"),
+)
 
 QueueOpt = Annotated[str | None, typer.Option("--queue", "-q", help="Only this queue.", show_default=False)]
 NameOpt = Annotated[str | None, typer.Option("--name", help="Only tasks of this name.", show_default=False)]
@@ -28,6 +38,7 @@ def dlq_list(
     name: NameOpt = None,
     limit: Limit = 50,
     offset: Offset = 0,
+    fmt: Output = None,
     as_json: JsonFlag = False,
     redis_url: RedisUrl = None,
     namespace: Namespace = None,
@@ -36,18 +47,20 @@ def dlq_list(
 
     Example: taskq dlq list --queue emails --name send_email --limit 20
     """
-    from taskq_cli.services.dlq import dead_tasks
+    from taskq_cli.services.dlq import dead_tasks, dead_total
 
+    form = output.chosen(fmt, as_json)
     tq = open_queue(ctx, redis_url, namespace, None)
     tasks = [t.to_json() for t in dead_tasks(tq, queue, name, limit, offset)]
-    if as_json:
-        output.json_out(tasks)
-        return
-    output.show_table(
-        f"dead tasks ({len(tasks)} shown)",
-        ("id", "name", "queue", "attempts", "died at", "error"),
-        [(t["id"], t["name"], t["queue"], t["attempts"], t["died_at"], _error(t)) for t in tasks],
-    )
+
+    def table() -> None:
+        rows = dlq_rows(tasks)
+        cut = footer(len(tasks), offset, dead_total(tq, queue, name))
+        if cut is None and len(tasks) == limit and name is not None:
+            cut = f"{len(tasks):,} shown; --limit/--offset for more"
+        output.show_table("dead tasks", DLQ_COLUMNS, rows, footer=cut)
+
+    output.render(form, tasks, table)
 
 
 @dlq_app.command("show")
@@ -55,6 +68,7 @@ def dlq_show(
     ctx: typer.Context,
     task_id: Annotated[str, typer.Argument(metavar="ID", help="Task id.")],
     queue: QueueOpt = None,
+    fmt: Output = None,
     as_json: JsonFlag = False,
     redis_url: RedisUrl = None,
     namespace: Namespace = None,
@@ -65,11 +79,9 @@ def dlq_show(
     """
     from taskq_cli.services.dlq import dead_task
 
+    form = output.chosen(fmt, as_json)
     data = dead_task(open_queue(ctx, redis_url, namespace, None), task_id, queue).to_json()
-    if as_json:
-        output.json_out(data)
-    else:
-        output.show_task(data)
+    output.render(form, data, lambda: output.show_task(data))
 
 
 @dlq_app.command("retry")
@@ -149,6 +161,10 @@ def _finish(verb: str, report: BulkReport, answer: dict[str, Any], as_json: bool
         output.warn(f"not found in the dead-letter queue: {' '.join(report.missing)}")
         raise NotFound(f"{len(report.missing)} task(s) not found")
     return 1 if report.refused else 0
+
+
+def dlq_rows(tasks: list[dict[str, Any]]) -> list[tuple[Any, ...]]:
+    return [(t["id"], t["name"], t["queue"], t["attempts"], t["died_at"], _error(t)) for t in tasks]
 
 
 def _error(task: dict[str, object]) -> str:

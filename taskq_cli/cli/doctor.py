@@ -6,13 +6,15 @@ from __future__ import annotations
 import typer
 
 from taskq_cli.cli import output
-from taskq_cli.cli.common import JsonFlag, Namespace, RedisUrl, open_queue
+from taskq_cli.cli.common import JsonFlag, Namespace, Output, RedisUrl, open_queue
+from taskq_cli.cli.tables import Column
 
-COLUMNS = ("check", "status", "message", "fix")
+COLUMNS = (Column("check", "name"), Column("status"), Column("message", "prose"), Column("fix", "prose"))
 
 
 def doctor(
     ctx: typer.Context,
+    fmt: Output = None,
     as_json: JsonFlag = False,
     redis_url: RedisUrl = None,
     namespace: Namespace = None,
@@ -25,13 +27,15 @@ def doctor(
     from taskq_cli.doctor import failed
     from taskq_cli.services.processes import doctor as checks
 
+    form = output.chosen(fmt, as_json)
     tq = open_queue(ctx, redis_url, namespace, None)
     findings = checks(tq)
-    if as_json:
-        output.json_out([f.as_json() for f in findings])
-    else:
-        rows = [(f.check, f.status, f.message, f.fix or "-") for f in findings]
-        output.show_table(f"taskq doctor: namespace {tq.settings.namespace}", COLUMNS, rows)
+    rows = [(f.check, f.status, f.message, f.fix or "-") for f in findings]
+    output.render(
+        form,
+        [f.as_json() for f in findings],
+        lambda: output.show_table(f"taskq doctor: namespace {tq.settings.namespace}", COLUMNS, rows),
+    )
     problems = failed(findings)
     if problems:
         names = ", ".join(dict.fromkeys(f.check for f in problems))

@@ -6,10 +6,11 @@ from __future__ import annotations
 import json
 import os
 import sys
-from collections.abc import Collection, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
+from taskq_cli.cli.tables import Column, TableView, cells, layout, now, plain_lines, visible
 from taskq_cli.errors import TaskqError
 
 if TYPE_CHECKING:
@@ -50,6 +51,43 @@ def json_out(value: Any) -> None:
     if not _encodable(text):  # an ASCII stdout: \u escapes are the same JSON
         text = json.dumps(value)
     _write(text + "\n")
+
+
+class Format(StrEnum):
+    """`-o/--output`: a table for people, or JSON for scripts (one document, or one object a line)."""
+
+    table = "table"
+    json = "json"
+    jsonl = "jsonl"
+
+
+def chosen(fmt: Format | None, as_json: bool) -> Format:
+    """The format asked for: `-o`, else `--json` (which is `-o json`), else a table."""
+    from taskq_cli.errors import UsageError
+
+    if as_json and fmt not in (None, Format.json):
+        raise UsageError(f"--json and -o {fmt} disagree: give one")
+    return Format.json if as_json else fmt or Format.table
+
+
+def render(fmt: Format, data: Any, table: Callable[[], None]) -> None:
+    """Print `data` (the command's JSON shape) in `fmt`; `table` draws it for people."""
+    if fmt is Format.json:
+        render_json(data)
+    elif fmt is Format.jsonl:
+        render_jsonl(data)
+    else:
+        table()
+
+
+def render_json(data: Any) -> None:
+    json_out(data)
+
+
+def render_jsonl(data: Any) -> None:
+    """One JSON object a line: a list's items, or a single object on its line."""
+    for item in data if isinstance(data, list) else [data]:
+        json_out(item)
 
 
 def finish() -> None:
@@ -108,22 +146,23 @@ def console(stderr: bool = False) -> Console:
     return Console(stderr=stderr, highlight=False, soft_wrap=False)
 
 
-def show_table(title: str | None, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
-    """A Rich table on a terminal; in a pipe, plain aligned columns (easy to grep, cut and awk)."""
-    cells = [["" if cell is None else str(cell) for cell in row] for row in rows]
+def show_table(
+    title: str | None,
+    columns: Sequence[Column | str],
+    rows: Sequence[Sequence[Any]],
+    *,
+    footer: str | None = None,
+) -> None:
+    """A table for people. On a terminal, Rich at the terminal's width (tables.py: short ids, relative
+    times, the columns that fit); in a pipe, plain aligned columns with every column and whole ids
+    (easy to grep, cut and awk)."""
+    view = TableView(title or "", columns, rows, footer=footer)
     if not sys.stdout.isatty():
-        widths = [max([len(c)] + [len(r[i]) for r in cells]) for i, c in enumerate(columns)]
-        for row in [list(columns), *cells]:
-            line("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip())
+        for text in plain_lines(view):
+            line(text)
         return
-    from rich.table import Table
-
-    table = Table(title=title, show_edge=False, header_style="bold")
-    for column in columns:
-        table.add_column(column, overflow="fold")
-    for row in cells:
-        table.add_row(*row)
-    console().print(table)
+    out = console()
+    out.print(render_table(view, out.width, now()))
 
 
 def show_mapping(title: str, values: dict[str, Any]) -> None:
@@ -218,29 +257,22 @@ def first_line(text: str | None, width: int = 60) -> str:
 # -- a live view (`stats --watch` on a terminal) ------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class TableView:
-    """A table of a live view; `right`: the columns aligned right (numbers)."""
-
-    title: str
-    columns: Sequence[str]
-    rows: Sequence[Sequence[Any]]
-    right: Collection[str] = ()
-
-
 Part = TableView | str  # a str is a line of text under the tables
 
 
 class live_view:
     """A full-screen view redrawn in place on every `show`, until the block ends (Ctrl-C ends it
-    quietly). `alert` keeps the last parts shown under a bold red line saying they are not current."""
+    quietly). Each frame is laid out at the terminal's width of the moment, so a resized terminal
+    gets a fitting frame at the next refresh. `alert` keeps the last parts shown under a bold red
+    line saying they are not current."""
 
     def __init__(self, parts: Sequence[Part]) -> None:
         from rich.live import Live
 
-        self._view = _group(parts)
+        self._parts = parts
+        self._console = console()
         self._live = Live(
-            self._view, console=console(), screen=is_terminal(), auto_refresh=False, transient=False
+            self._draw(), console=self._console, screen=is_terminal(), auto_refresh=False, transient=False
         )
 
     def __enter__(self) -> live_view:
@@ -248,32 +280,57 @@ class live_view:
         return self
 
     def show(self, parts: Sequence[Part]) -> None:
-        self._view = _group(parts)
-        self._live.update(self._view, refresh=True)
+        self._parts = parts
+        self._live.update(self._draw(), refresh=True)
 
     def alert(self, message: str) -> None:
-        from rich.console import Group
-        from rich.text import Text
+        self._live.update(self._draw(alert=message), refresh=True)
 
-        self._live.update(Group(Text(message, style="bold red"), self._view), refresh=True)
+    def _draw(self, alert: str | None = None) -> RenderableType:
+        return render_parts(self._parts, self._console.width, now(), alert=alert)
 
     def __exit__(self, *exc: object) -> bool:
         self._live.__exit__(None, None, None)
         return exc[0] is KeyboardInterrupt
 
 
-def _group(parts: Sequence[Part]) -> RenderableType:
+def render_parts(parts: Sequence[Part], width: int, at: float, *, alert: str | None = None) -> RenderableType:
+    """A live view's frame at `width`: its tables and lines, under the alert if there is one."""
     from rich.console import Group
+    from rich.text import Text
 
-    return Group(*(part if isinstance(part, str) else _rich_table(part) for part in parts))
+    drawn = [
+        Text(p, overflow="ellipsis", no_wrap=True) if isinstance(p, str) else render_table(p, width, at)
+        for p in parts
+    ]
+    if alert is not None:
+        drawn.insert(0, Text(alert, style="bold red"))
+    return Group(*drawn)
 
 
-def _rich_table(view: TableView) -> RenderableType:
+def render_table(view: TableView, width: int, at: float) -> RenderableType:
+    """A table drawn for a terminal `width` columns wide: the columns that fit it (wider terminals
+    show more), ids and names never wrapped, free text cut with "…" to take the overflow."""
+    from rich.console import Group
     from rich.table import Table
+    from rich.text import Text
 
-    table = Table(title=view.title, show_edge=False, header_style="bold")
-    for column in view.columns:
-        table.add_column(column, justify="right" if column in view.right else "left")
-    for row in view.rows:
-        table.add_row(*row)
-    return table
+    cols = [view.cols[i] for i in visible(view, width)]
+    body = cells(view, at, width)
+    widths = layout(cols, body, width)
+    kept = [j for j, w in enumerate(widths) if w is not None]
+    table = Table(title=view.title or None, show_edge=False, header_style="bold", title_justify="left")
+    for j in kept:
+        column = cols[j]
+        table.add_column(
+            column.header,
+            justify="right" if column.right else "left",
+            no_wrap=column.kind != "prose",
+            overflow="fold" if column.kind == "prose" else "ellipsis",
+            width=widths[j],
+        )
+    for row in body:
+        table.add_row(*(row[j] for j in kept))
+    if not view.footer:
+        return table
+    return Group(table, Text(view.footer, style="dim"))

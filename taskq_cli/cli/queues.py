@@ -2,15 +2,22 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
 from taskq_cli.cli import output
-from taskq_cli.cli.common import JsonFlag, Namespace, RedisUrl, open_queue
+from taskq_cli.cli.common import JsonFlag, Namespace, Output, RedisUrl, open_queue
+from taskq_cli.cli.tables import Column, yes_no
 from taskq_cli.config import check_name
 
 queue_app = typer.Typer(help="List, pause, resume or clear queues.", no_args_is_help=True)
+
+QUEUE_COLUMNS = (
+    Column("name", "name"),
+    Column("paused"),
+    *(Column(c, "count") for c in ("pending", "scheduled", "active", "dead")),
+)
 
 QueueName = Annotated[str, typer.Argument(metavar="NAME", help="Queue name.")]
 
@@ -18,6 +25,7 @@ QueueName = Annotated[str, typer.Argument(metavar="NAME", help="Queue name.")]
 @queue_app.command("list")
 def queue_list(
     ctx: typer.Context,
+    fmt: Output = None,
     as_json: JsonFlag = False,
     redis_url: RedisUrl = None,
     namespace: Namespace = None,
@@ -28,12 +36,14 @@ def queue_list(
     """
     from taskq_cli.services.queues import list_queues
 
+    form = output.chosen(fmt, as_json)
     rows = [q.to_json() for q in list_queues(open_queue(ctx, redis_url, namespace, None))]
-    if as_json:
-        output.json_out(rows)
-        return
-    columns = ("name", "paused", "pending", "scheduled", "active", "dead")
-    output.show_table("queues", columns, [[r[c] for c in columns] for r in rows])
+    output.render(form, rows, lambda: output.show_table("queues", QUEUE_COLUMNS, queue_rows(rows)))
+
+
+def queue_rows(rows: list[dict[str, Any]]) -> list[list[Any]]:
+    fields = [c.header for c in QUEUE_COLUMNS]
+    return [[yes_no(r[c]) if c == "paused" else r[c] for c in fields] for r in rows]
 
 
 @queue_app.command("pause")

@@ -3,20 +3,32 @@
 from __future__ import annotations
 
 import time
-from collections import deque
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from taskq_cli.cli import output
-from taskq_cli.cli.common import JsonFlag, Namespace, RedisUrl, open_queue
+from taskq_cli.cli.common import JsonFlag, Namespace, Output, RedisUrl, open_queue
+from taskq_cli.cli.tables import Column, TableView, yes_no
 
 if TYPE_CHECKING:
-    from taskq_cli.queue import TaskQueue
     from taskq_cli.services.shapes import StatsAnswer, WorkerDoc
 
 COUNT_FIELDS = ("pending", "scheduled", "active", "dead", "processed", "failed")
-WORKER_COLUMNS = ("id", "queues", "concurrency", "running", "heartbeat")
+WIDE_COUNTS = ("processed", "failed")  # totals since the start: from 100 columns
+QUEUE_COLUMNS = (
+    Column("queue", "name"),
+    *(Column(f, "count", 100 if f in WIDE_COUNTS else 0) for f in COUNT_FIELDS),
+    Column("oldest", "age"),
+    Column("paused"),
+)
+WORKER_COLUMNS = (
+    Column("id", "name"),
+    Column("queues", "name", 120),
+    Column("concurrency", "count", 100),
+    Column("running", "text"),
+    Column("heartbeat", "time"),
+)
 
 
 def stats(
@@ -26,6 +38,7 @@ def stats(
     ] = None,
     watch: Annotated[bool, typer.Option("--watch", help="A live view, refreshed until Ctrl-C.")] = False,
     interval: Annotated[float, typer.Option(help="Seconds between refreshes with --watch.")] = 1.0,
+    fmt: Output = None,
     as_json: JsonFlag = False,
     redis_url: RedisUrl = None,
     namespace: Namespace = None,
@@ -36,20 +49,25 @@ def stats(
     """
     from taskq_cli.services.stats import check_queue, collect
 
+    form = output.chosen(fmt, as_json)
     tq = open_queue(ctx, redis_url, namespace, None)
     check_queue(tq, queue)
-    if watch and output.is_terminal() and not as_json:
-        _watch(tq, queue, max(interval, 0.1))
+    if watch and output.is_terminal() and form is output.Format.table:
+        from taskq_cli.cli.watch import watch as dashboard
+
+        dashboard(tq, queue, max(interval, 0.1), workers_table)
         return
     if not watch:
-        _show(collect(tq, queue), as_json)
+        _show(collect(tq, queue), form)
         return
+    from taskq_cli.cli.watch import OutageNote
+
     outage = OutageNote()
     try:
         while True:  # off a terminal, --watch appends one snapshot per interval
-            snapshot = outage.collect(tq, queue)
+            snapshot = outage.attempt(lambda: collect(tq, queue))
             if snapshot is not None:
-                _show(snapshot, as_json)
+                _show(snapshot, form)
             elif outage.news():
                 output.warn(outage.text())
             time.sleep(max(interval, 0.1))
@@ -57,59 +75,24 @@ def stats(
         return
 
 
-def _show(snapshot: StatsAnswer, as_json: bool) -> None:
-    if as_json:
-        output.json_out(snapshot.to_json())
-        return
-    columns = ("queue", *COUNT_FIELDS, "oldest pending", "paused")
-    rows = [
-        (
-            name,
-            *(getattr(q, f) for f in COUNT_FIELDS),
-            _age(q.oldest_pending_age),
-            "yes" if q.paused else "no",
-        )
+def _show(snapshot: StatsAnswer, form: output.Format) -> None:
+    def table() -> None:
+        output.show_table("queues", QUEUE_COLUMNS, queue_rows(snapshot))
+        _show_workers(snapshot.workers)
+
+    output.render(form, snapshot.to_json(), table)
+
+
+def queue_rows(snapshot: StatsAnswer) -> list[tuple[Any, ...]]:
+    return [
+        (name, *(getattr(q, f) for f in COUNT_FIELDS), q.oldest_pending_age, yes_no(q.paused))
         for name, q in snapshot.queues.items()
     ]
-    output.show_table("queues", columns, rows)
-    _show_workers(snapshot.workers)
-
-
-class OutageNote:
-    """`--watch` through a Redis outage: the command keeps running and says Redis is unreachable
-    (since when, and why) until a snapshot can be taken again."""
-
-    def __init__(self) -> None:
-        self.since: float | None = None
-        self.error = ""
-        self._told = False
-
-    def collect(self, tq: TaskQueue, queue: str | None) -> StatsAnswer | None:
-        from taskq_cli.outage import REDIS_ERRORS, describe
-        from taskq_cli.services.stats import collect
-
-        try:
-            snapshot = collect(tq, queue)
-        except REDIS_ERRORS as exc:
-            if self.since is None:
-                self.since, self._told = time.time(), False
-            self.error = describe(exc)
-            return None
-        self.since = None
-        return snapshot
-
-    def news(self) -> bool:
-        """True once per outage (for a plain log of it)."""
-        told, self._told = self._told, True
-        return not told
-
-    def text(self) -> str:
-        since = time.strftime("%H:%M:%S", time.localtime(self.since or time.time()))
-        return f"{self.error}; since {since}, retrying"
 
 
 def workers(
     ctx: typer.Context,
+    fmt: Output = None,
     as_json: JsonFlag = False,
     redis_url: RedisUrl = None,
     namespace: Namespace = None,
@@ -120,102 +103,25 @@ def workers(
     """
     from taskq_cli.services.stats import workers as live_workers
 
+    form = output.chosen(fmt, as_json)
     found = live_workers(open_queue(ctx, redis_url, namespace, None))
-    if as_json:
-        output.json_out([w.to_json() for w in found])
-        return
-    _show_workers(found)
+    output.render(form, [w.to_json() for w in found], lambda: _show_workers(found))
 
 
-# -- the live view -------------------------------------------------------------------------------------
-
-
-def view(snapshot: StatsAnswer, rates: dict[str, tuple[float, float]]) -> list[output.Part]:
-    """The live view's parts: queues with their rates, workers, and the dead-letter limits."""
-    rows = []
-    for name, q in snapshot.queues.items():
-        done_rate, failed_rate = rates.get(name, (None, None))
-        counts = (str(getattr(q, f)) for f in COUNT_FIELDS)
-        rows.append((name, *counts, _age(q.oldest_pending_age), _rate(done_rate), _rate(failed_rate)))
-    columns = ("queue", *COUNT_FIELDS, "oldest pending", "done/min", "failed/min")
-    limits = snapshot.limits
-    return [
-        output.TableView("queues", columns, rows, right=columns[1:]),
-        output.TableView(
-            f"workers ({len(snapshot.workers)})", WORKER_COLUMNS, _worker_rows(snapshot.workers)
-        ),
-        f"dead-letter limits: {limits.dead_max:,} tasks, {_age(limits.dead_ttl)}",
-    ]
-
-
-class RateWindow:
-    """processed/failed per minute per queue, from counter samples over the last 60 s."""
-
-    def __init__(self, window: float = 60.0) -> None:
-        self.window = window
-        self.samples: deque[tuple[float, dict[str, tuple[int, int]]]] = deque()
-
-    def add(self, at: float, snapshot: StatsAnswer) -> dict[str, tuple[float, float]]:
-        counts = {name: (q.processed - q.failed, q.failed) for name, q in snapshot.queues.items()}
-        self.samples.append((at, counts))
-        while len(self.samples) > 2 and at - self.samples[1][0] >= self.window:
-            self.samples.popleft()
-        first_at, first = self.samples[0]
-        span = at - first_at
-        if span <= 0:
-            return {}
-        return {
-            name: (
-                (done - first.get(name, (done, failed))[0]) * 60 / span,
-                (failed - first.get(name, (done, failed))[1]) * 60 / span,
-            )
-            for name, (done, failed) in counts.items()
-        }
-
-
-def _watch(tq: TaskQueue, queue: str | None, interval: float) -> None:
-    from taskq_cli.services.stats import collect
-
-    rates = RateWindow()
-    outage = OutageNote()
-    snapshot = collect(tq, queue)
-    with output.live_view(view(snapshot, rates.add(time.monotonic(), snapshot))) as live:
-        while True:
-            time.sleep(interval)
-            fresh = outage.collect(tq, queue)
-            if fresh is not None:
-                live.show(view(fresh, rates.add(time.monotonic(), fresh)))
-            else:  # the last figures stay, under a line saying they are not current
-                live.alert(outage.text())
-
-
-def _worker_rows(found: list[WorkerDoc]) -> list[tuple[Any, ...]]:
+def worker_rows(found: list[WorkerDoc]) -> list[tuple[Any, ...]]:
     rows: list[tuple[Any, ...]] = []
     for w in found:
         running = ", ".join(f"{a.name} {a.id}" for a in w.active[:3])
         if len(w.active) > 3:
             running += f" (+{len(w.active) - 3})"
-        rows.append((w.id, ",".join(w.queues), str(w.concurrency), running or "-", w.heartbeat_at))
+        rows.append((w.id, ",".join(w.queues), w.concurrency, running or "-", w.heartbeat_at))
     return rows
 
 
+def workers_table(found: list[WorkerDoc]) -> TableView:
+    return TableView(f"workers ({len(found)})", WORKER_COLUMNS, worker_rows(found))
+
+
 def _show_workers(found: list[WorkerDoc]) -> None:
-    output.show_table(f"workers ({len(found)})", WORKER_COLUMNS, _worker_rows(found))
-
-
-def _age(seconds: float | None) -> str:
-    if seconds is None:
-        return "-"
-    if seconds < 60:
-        return f"{seconds:.1f}s"
-    if seconds < 86400:
-        return time.strftime("%H:%M:%S", time.gmtime(seconds))
-    return f"{seconds / 86400:.0f}d"
-
-
-def _yes(flag: bool) -> str:
-    return "yes" if flag else "no"
-
-
-def _rate(value: float | None) -> str:
-    return "-" if value is None else f"{value:.0f}"
+    view = workers_table(found)
+    output.show_table(view.title, view.columns, view.rows)

@@ -2,14 +2,28 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from taskq_cli.cli import output
-from taskq_cli.cli.common import App, JsonFlag, Limit, Namespace, Offset, RedisUrl, open_queue
+from taskq_cli.cli.common import App, JsonFlag, Limit, Namespace, Offset, Output, RedisUrl, open_queue
+from taskq_cli.cli.tables import Column, footer
+
+if TYPE_CHECKING:
+    from taskq_cli.queue import TaskQueue
 
 task_app = typer.Typer(help="Look at, list or cancel tasks.", no_args_is_help=True)
+
+TASK_COLUMNS = (
+    Column("id", "id"),
+    Column("name", "name"),
+    Column("state", from_width=100),
+    Column("attempts", "count"),
+    Column("enqueued_at", "time", 120),
+    Column("run_at", "time"),
+    Column("error", "text"),
+)
 
 QueueOpt = Annotated[
     str | None, typer.Option("--queue", "-q", help="Look only in this queue.", show_default=False)
@@ -21,6 +35,7 @@ def task_show(
     ctx: typer.Context,
     task_id: Annotated[str, typer.Argument(metavar="ID", help="Task id.")],
     queue: QueueOpt = None,
+    fmt: Output = None,
     as_json: JsonFlag = False,
     redis_url: RedisUrl = None,
     namespace: Namespace = None,
@@ -33,15 +48,18 @@ def task_show(
     """
     from taskq_cli.services import tasks
 
+    form = output.chosen(fmt, as_json)
     data = tasks.show(open_queue(ctx, redis_url, namespace, app), task_id, queue).to_json()
-    if as_json:
-        output.json_out(data)
-        return
-    sources = data.pop("options_source", {})
+    output.render(form, data, lambda: _show_task(data))
+
+
+def _show_task(data: dict[str, Any]) -> None:
+    shown = dict(data)
+    sources = shown.pop("options_source", {})
     for option, source in sources.items():
-        value = "none" if data[option] is None else f"{data[option]:g}"
-        data[option] = f"{value} ({source})"
-    output.show_task(data)
+        value = "none" if shown[option] is None else f"{shown[option]:g}"
+        shown[option] = f"{value} ({source})"
+    output.show_task(shown)
 
 
 @task_app.command("cancel")
@@ -74,6 +92,7 @@ def task_list(
     state: Annotated[str, typer.Option(help="pending, scheduled, active, dead or done.")] = "pending",
     limit: Limit = 50,
     offset: Offset = 0,
+    fmt: Output = None,
     as_json: JsonFlag = False,
     redis_url: RedisUrl = None,
     namespace: Namespace = None,
@@ -84,25 +103,31 @@ def task_list(
     """
     from taskq_cli.services.tasks import list_tasks
 
+    form = output.chosen(fmt, as_json)
     tq = open_queue(ctx, redis_url, namespace, None)
     found = [t.to_json() for t in list_tasks(tq, queue, state, limit, offset)]
-    if as_json:
-        output.json_out(found)
-        return
-    columns = ("id", "name", "state", "attempts", "enqueued_at", "run_at", "error")
+    output.render(form, found, lambda: _task_table(tq, queue, state, found, offset))
+
+
+def _task_table(tq: TaskQueue, queue: str, state: str, found: list[dict[str, Any]], offset: int) -> None:
+    from taskq_cli.services.tasks import count_tasks
+
+    total = count_tasks(tq, queue, state)
     output.show_table(
-        f"{state} tasks in {queue} ({len(found)})",
-        columns,
-        [
-            (
-                t["id"],
-                t["name"],
-                t["state"],
-                t["attempts"],
-                t["enqueued_at"],
-                t["run_at"],
-                output.first_line((t.get("last_error") or {}).get("message")),
-            )
-            for t in found
-        ],
+        f"{state} tasks in {queue}", TASK_COLUMNS, task_rows(found), footer=footer(len(found), offset, total)
     )
+
+
+def task_rows(found: list[dict[str, Any]]) -> list[tuple[Any, ...]]:
+    return [
+        (
+            t["id"],
+            t["name"],
+            t["state"],
+            t["attempts"],
+            t["enqueued_at"],
+            t["run_at"],
+            output.first_line((t.get("last_error") or {}).get("message")),
+        )
+        for t in found
+    ]

@@ -4,6 +4,7 @@ round trips. (`live_workers` also drops the expired registrations it comes acros
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
@@ -12,6 +13,8 @@ from taskq_cli.protocol.failures import translating
 from taskq_cli.protocol.keys import NamespaceKeys, QueueKeys
 from taskq_cli.protocol.topology import Client, is_cluster
 from taskq_cli.protocol.types import BrokerSettings, QueueStats, TaskRecord
+
+MIN_PREFIX = 4  # shorter than this, an id is only looked up whole
 
 
 @translating
@@ -106,6 +109,16 @@ class Reads:
         reader = self.client.zrevrange if newest_first else self.client.zrange
         return [str(i) for i in reader(key, offset, end)]
 
+    def count_in_state(self, queue: str, state: str) -> int:
+        """How many ids `ids_in_state` can list for a queue and state."""
+        k = self.keys(queue)
+        if state == "pending":
+            return int(self.client.llen(k.pending))
+        structures = {"scheduled": k.scheduled, "active": k.active, "dead": k.dead, "done": k.done}
+        if state not in structures:
+            raise ValueError(state)
+        return int(self.client.zcard(structures[state]))
+
     def records(
         self, queue: str, ids: Sequence[str], max_value: int | None = None
     ) -> list[TaskRecord | None]:
@@ -186,14 +199,40 @@ class Reads:
             self.client.zrem(self.ns.workers, *gone)  # their description expired: they are dead
         return [found for info in infos if info is not None and (found := _json_object(info)) is not None]
 
-    def find_task(self, task_id: str, queue: str | None = None) -> TaskRecord | None:
+    def find_task(self, task_id: str, queue: str | None = None, *, prefix: bool = False) -> TaskRecord | None:
         """A task by id, in the given queue or else in any known queue; an id found in several
-        queues is refused (AmbiguousId)."""
-        found = self.queues_holding([task_id], [queue] if queue else self.known_queues()).get(task_id)
+        queues is refused (AmbiguousId). With `prefix`, an id matching no task exactly may be the
+        start of one (see `by_prefix`)."""
+        queues = [queue] if queue else self.known_queues()
+        found = self.queues_holding([task_id], queues).get(task_id)
+        if not found and prefix:
+            task_id, found = self.by_prefix(task_id, queues)
         if not found:
             return None
         [record] = self.records(only_queue(task_id, found), [task_id])
         return record
+
+    def by_prefix(self, prefix: str, queues: Sequence[str], *, dead: bool = False) -> tuple[str, list[str]]:
+        """The one id starting with `prefix` in the queues (with `dead`, among dead tasks) and the
+        queues holding it; ("", []) when none does or the prefix is shorter than MIN_PREFIX.
+        Several ids are refused (AmbiguousId naming them). An operator's lookup: it scans the
+        queues' task hashes (HSCAN MATCH), never taken on a worker's path."""
+        if len(prefix) < MIN_PREFIX:
+            return "", []
+        pattern = re.sub(r"([\\*?\[\]])", r"\\\1", prefix) + "*"
+        holders: dict[str, list[str]] = {}
+        for queue in queues:
+            for task_id in self._ids_matching(queue, pattern, dead):
+                holders.setdefault(task_id, []).append(queue)
+        if len(holders) > 1:
+            raise AmbiguousId(prefix, sorted({q for qs in holders.values() for q in qs}), list(holders))
+        return next(iter(holders.items()), ("", []))
+
+    def _ids_matching(self, queue: str, pattern: str, dead: bool) -> list[str]:
+        k = self.keys(queue)
+        if dead:
+            return [str(member) for member, _ in self.client.zscan_iter(k.dead, match=pattern, count=1000)]
+        return [str(field) for field, _ in self.client.hscan_iter(k.tasks, match=pattern, count=1000)]
 
     def queue_stats(self, queues: Iterable[str]) -> list[QueueStats]:
         names = list(queues)

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 from taskq_cli.errors import NotFound, UsageError
 from taskq_cli.models import Options, Task
 from taskq_cli.protocol import Broker, TaskRecord
+from taskq_cli.protocol.reads import only_queue
 from taskq_cli.services.shapes import BulkReport, QueueInfoDoc
 
 if TYPE_CHECKING:
@@ -58,6 +59,15 @@ class Admin:
         ids = self.broker.ids_in_state(queue, state, offset, limit)
         return _tasks(self.broker.records(queue, ids))
 
+    def count_in_state(self, queue: str, state: str) -> int:
+        if state not in LISTABLE_STATES:
+            raise UsageError(f"invalid state {state!r}: use {', '.join(LISTABLE_STATES)}")
+        return self.broker.count_in_state(queue, state)
+
+    def dead_total(self, queue: str | None) -> int:
+        """How many dead tasks there are in a queue, or in every queue."""
+        return sum(self.broker.count_in_state(q, "dead") for q in self.queues(queue))
+
     def dead_tasks(
         self, queue: str | None, name: str | None, limit: int, offset: int = 0, max_value: int | None = None
     ) -> list[Task]:
@@ -72,7 +82,8 @@ class Admin:
         return found[offset:wanted]
 
     def _dead_of_queue(self, queue: str, name: str | None, wanted: int, max_value: int | None) -> list[Task]:
-        ids = self.broker.dead_ids(queue)
+        # without a name filter the first `wanted` ids are enough (the live dashboard asks every frame)
+        ids = self.broker.dead_ids(queue) if name else self.broker.ids_in_state(queue, "dead", 0, wanted)
         out: list[Task] = []
         for start in range(0, len(ids), CHUNK):
             tasks = _tasks(self.broker.records(queue, ids[start : start + CHUNK], max_value))
@@ -91,7 +102,7 @@ class Admin:
         """A task as `task show --json` prints it: `max_retries` and `timeout` are the values that
         apply to it (given at enqueue, else its handler's when `handlers` knows it, else the
         defaults), and `options_source` says which: "enqueue", "handler" or "default"."""
-        record = self.broker.find_task(task_id, queue)
+        record = self.broker.find_task(task_id, queue, prefix=True)
         if record is None:
             raise NotFound(f"task {task_id} not found")
         out = Task.from_record(record.meta, record.payload_json, record.result_json).to_json()
@@ -107,9 +118,13 @@ class Admin:
         return out
 
     def dead_task(self, task_id: str, queue: str | None = None) -> Task:
-        holders = self.broker.queues_holding_dead([task_id], self.queues(queue))
+        queues = self.queues(queue)
+        holders = self.broker.queues_holding_dead([task_id], queues)
         if task_id not in holders:
-            raise NotFound(f"dead task {task_id} not found")
+            full_id, found = self.broker.by_prefix(task_id, queues, dead=True)
+            if not found:
+                raise NotFound(f"dead task {task_id} not found")
+            task_id, holders = full_id, {full_id: only_queue(full_id, found)}
         [record] = self.broker.records(holders[task_id], [task_id])
         if record is None:
             raise NotFound(f"dead task {task_id} not found")
@@ -158,7 +173,12 @@ class Admin:
         queues = self.queues(queue) if queue or ids is None else self.broker.known_queues()
         if ids is not None:
             holders = self.broker.queues_holding_dead(list(dict.fromkeys(ids)), queues)
-            report.missing += [i for i in dict.fromkeys(ids) if i not in holders]
+            for given in [i for i in dict.fromkeys(ids) if i not in holders]:
+                task_id, found = self.broker.by_prefix(given, queues, dead=True)
+                if found:
+                    holders[task_id] = only_queue(task_id, found)
+                else:
+                    report.missing.append(given)
             by_queue: dict[str, list[str]] = {}
             for task_id, q in holders.items():
                 by_queue.setdefault(q, []).append(task_id)
@@ -189,9 +209,10 @@ class Admin:
 
     def cancel(self, task_id: str, queue: str | None = None) -> str:
         """Remove an unfinished task; returns the state it was in."""
-        record = self.broker.find_task(task_id, queue)
+        record = self.broker.find_task(task_id, queue, prefix=True)
         if record is None:
             raise NotFound(f"task {task_id} not found")
+        task_id = str(record.meta["id"])
         state = self.broker.cancel(str(record.meta["queue"]), task_id)
         if state == "":
             raise NotFound(f"task {task_id} not found")

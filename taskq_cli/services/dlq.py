@@ -35,6 +35,12 @@ def dead_tasks(
     return [_listed(t) if bounded else doc(t) for t in found]
 
 
+def dead_total(tq: TaskQueue, queue: str | None, name: str | None) -> int | None:
+    """How many dead tasks a listing with these filters is part of (None with a name: counting
+    those would read every dead task)."""
+    return None if name is not None else Admin(tq.broker).dead_total(queue)
+
+
 def dead_task(tq: TaskQueue, task_id: str, queue: str | None = None) -> TaskDoc:
     return doc(Admin(tq.broker).dead_task(task_id, queue))
 

@@ -29,6 +29,11 @@ def list_tasks(tq: TaskQueue, queue: str, state: str, limit: int, offset: int = 
     return [doc(t) for t in Admin(tq.broker).list_tasks(queue, state, limit, offset)]
 
 
+def count_tasks(tq: TaskQueue, queue: str, state: str) -> int:
+    """How many tasks of `queue` are in `state` (the total a cut listing is part of)."""
+    return Admin(tq.broker).count_in_state(queue, state)
+
+
 def cancel(tq: TaskQueue, task_id: str, queue: str | None = None) -> CancelAnswer:
     """Remove an unfinished task (an active one is stopped at its worker's next lease renewal);
     UsageError when it already finished."""
