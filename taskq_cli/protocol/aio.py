@@ -1,0 +1,156 @@
+"""AsyncBroker: the few operations a web app awaits (enqueue, look a task up, wait for its outcome)
+on redis.asyncio. Only the I/O is its own: the script objects, the keys, the arguments and the
+decoding of replies are the Broker's (broker.py, waits.py), so the two cannot drift apart."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import redis.asyncio as aredis
+from redis.asyncio.cluster import ClusterNode as AsyncClusterNode
+from redis.asyncio.cluster import RedisCluster as AsyncRedisCluster
+from redis.exceptions import NoScriptError
+
+from taskq_cli.errors import UsageError
+from taskq_cli.protocol.broker import check_new_queues, decode_enqueue, enqueue_args
+from taskq_cli.protocol.failures import broker_errors
+from taskq_cli.protocol.keys import NamespaceKeys, QueueKeys
+from taskq_cli.protocol.reads import only_queue
+from taskq_cli.protocol.scripts import ScriptArg, load_scripts
+from taskq_cli.protocol.topology import (
+    CLUSTER_SCHEMES,
+    SENTINEL_SCHEMES,
+    _cluster_nodes,
+    _single_server_options,
+)
+from taskq_cli.protocol.types import BrokerSettings, EnqueueResult, NewTask, NotReplicated, TaskRecord
+from taskq_cli.protocol.waits import block_args, queue_watch, watched_record
+
+DURABLE_TIMEOUT = 5.0
+
+
+def connect_async(url: str) -> Any:
+    """A redis.asyncio client for the URL (one server or a Cluster), with the sync client's options.
+    Sentinel URLs are refused: use the sync calls there (or a thread)."""
+    options: dict[str, Any] = {
+        "decode_responses": True,
+        "encoding_errors": "replace",
+        "socket_connect_timeout": 5.0,
+        "socket_timeout": 10.0,
+    }
+    scheme = url.partition("://")[0].lower()
+    if scheme in SENTINEL_SCHEMES:
+        raise UsageError("the asyncio client does not speak Sentinel yet: use the sync calls")
+    if scheme in CLUSTER_SCHEMES:
+        parsed = _cluster_nodes(url)
+        nodes = [AsyncClusterNode(host, port) for host, port in parsed.hosts]
+        return AsyncRedisCluster(startup_nodes=nodes, ssl=parsed.tls, **{**options, **parsed.options})
+    _single_server_options(url, {})  # a malformed URL is refused the same way as for the sync client
+    return aredis.Redis.from_url(url, **options)
+
+
+class AsyncBroker:
+    """One namespace on one event loop. Methods raise taskq's errors in place of redis-py's."""
+
+    def __init__(self, client: Any, settings: BrokerSettings) -> None:
+        self.client = client
+        self.settings = settings
+        self.ns = NamespaceKeys(settings.namespace)
+        self.cluster = isinstance(client, AsyncRedisCluster)
+        self._scripts = load_scripts()
+        self._registered: set[str] = set()
+
+    def keys(self, queue: str) -> QueueKeys:
+        return QueueKeys(self.settings.namespace, queue)
+
+    async def close(self) -> None:
+        with broker_errors():
+            await self.client.aclose()
+
+    async def enqueue(self, tasks: Sequence[NewTask], *, durable: bool = False) -> list[EnqueueResult]:
+        """Broker.enqueue on the loop: one round trip, one script call per queue, atomic per queue."""
+        if not tasks:
+            return []
+        if durable and self.cluster:
+            raise UsageError("durable aenqueue on a Redis Cluster: use the sync enqueue")
+        by_queue: dict[str, list[int]] = {}
+        for index, task in enumerate(tasks):
+            by_queue.setdefault(task.queue, []).append(index)
+        calls = [
+            (self.keys(q).script_keys(), enqueue_args("", [tasks[i] for i in ix]))
+            for q, ix in by_queue.items()
+        ]
+        with broker_errors():
+            await self._check_queue_limit(list(by_queue))
+            replies = await self._run_enqueue(calls, list(by_queue), durable)
+        self._registered.update(by_queue)
+        written = decode_enqueue(tasks, by_queue, replies[: len(by_queue)])
+        if durable and int(replies[-1]) < 1:
+            raise NotReplicated(written, DURABLE_TIMEOUT, False)
+        return written
+
+    async def _run_enqueue(
+        self, calls: list[tuple[list[str], list[ScriptArg]]], queues: list[str], durable: bool
+    ) -> list[Any]:
+        """The enqueue calls, the SADD of the queue names (after the tasks, see
+        Broker.forget_if_empty) and a WAIT when durable, in one pipeline. A script missing from a
+        restarted server's cache is loaded and only the calls it failed run again."""
+        script = self._scripts["enqueue"]
+        pipe = self.client.pipeline(transaction=False)
+        for keys, args in calls:
+            pipe.evalsha(script.sha, len(keys), *keys, *args)
+        pipe.sadd(self.ns.queues, *queues)
+        if durable:
+            pipe.execute_command("WAIT", 1, int(DURABLE_TIMEOUT * 1000))
+        replies = list(await pipe.execute(raise_on_error=False))
+        missing = [i for i, r in enumerate(replies[: len(calls)]) if isinstance(r, NoScriptError)]
+        if missing:
+            await self._load(script.source)
+        for i in missing:
+            keys, args = calls[i]
+            replies[i] = await self.client.evalsha(script.sha, len(keys), *keys, *args)
+        for reply in replies:
+            if isinstance(reply, Exception):
+                raise reply
+        return replies
+
+    async def _load(self, source: str) -> None:
+        if self.cluster:
+            await self.client.script_load(source, target_nodes=AsyncRedisCluster.PRIMARIES)
+        else:
+            await self.client.script_load(source)
+
+    async def _check_queue_limit(self, queues: list[str]) -> None:
+        """Broker._check_queue_limit on the loop (the decision is shared: check_new_queues)."""
+        unknown = [q for q in queues if q not in self._registered]
+        if not unknown:
+            return
+        pipe = self.client.pipeline(transaction=False)
+        pipe.scard(self.ns.queues)
+        pipe.smismember(self.ns.queues, unknown)
+        count, members = await pipe.execute()
+        check_new_queues(int(count), unknown, members, self.settings, self._registered)
+
+    # -- looking up and waiting (the Broker's watch and block_outcome; waits.py) ---------------
+
+    async def queues_holding(self, task_id: str, queue: str | None) -> str | None:
+        """The one queue holding the id (None: none); AmbiguousId when several do."""
+        with broker_errors():
+            queues = [queue] if queue else sorted(await self.client.smembers(self.ns.queues))
+            pipe = self.client.pipeline(transaction=False)
+            for q in queues:
+                pipe.hexists(self.keys(q).tasks, task_id)
+            found = [q for q, there in zip(queues, await pipe.execute(), strict=True) if there]
+        return only_queue(task_id, found) if found else None
+
+    async def watch(self, queue: str, task_id: str, *, register: bool) -> TaskRecord | None:
+        with broker_errors():
+            pipe = self.client.pipeline(transaction=False)
+            queue_watch(pipe, self.keys(queue), task_id, register)
+            return watched_record(await pipe.execute(), task_id, queue)
+
+    async def block_outcome(self, queue: str, task_id: str, seconds: float) -> bool:
+        with broker_errors():
+            key, timeout = block_args(self.keys(queue), task_id, seconds)
+            return await self.client.blmove(key, key, timeout, "LEFT", "RIGHT") is not None
