@@ -65,6 +65,7 @@ def create_app(
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         yield
+        await queue.aclose()  # the pool /tasks/{id}/result's waits used on this loop
         if owned:
             queue.close()
 
