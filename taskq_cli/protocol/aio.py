@@ -116,10 +116,7 @@ class AsyncBroker:
         return replies
 
     async def _load(self, source: str) -> None:
-        if self.cluster:
-            await self.client.script_load(source, target_nodes=AsyncRedisCluster.PRIMARIES)
-        else:
-            await self.client.script_load(source)
+        await self.client.script_load(source)  # a cluster client sends it to every primary
 
     async def _check_queue_limit(self, queues: list[str]) -> None:
         """Broker._check_queue_limit on the loop (the decision is shared: check_new_queues)."""
