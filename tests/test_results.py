@@ -309,3 +309,26 @@ def test_one_pool_per_event_loop(tq):
 
     assert run(pool_of) != 0
     assert tq._abrokers == {}
+
+
+def test_concurrent_aenqueue_calls_are_written_together_each_with_its_own_answer(redis_url, namespace, raw):
+    tq = TaskQueue(redis_url=redis_url, namespace=namespace, max_queues=2)
+    tq.enqueue("t", queue="other")
+    tq.enqueue("t", task_id="first")  # the namespace has its 2 queues
+
+    async def main() -> list[Any]:
+        try:
+            calls = [tq.aenqueue("t", {"n": n}) for n in range(50)]
+            calls += [tq.aenqueue("t", task_id="same"), tq.aenqueue("t", task_id="same")]
+            calls.append(tq.aenqueue("t", queue="third"))  # past the limit: refused alone
+            return await asyncio.gather(*calls, return_exceptions=True)
+        finally:
+            await tq.aclose()
+
+    answers = run(main)
+    ids = answers[:50]
+    assert len(set(ids)) == 50 and all(isinstance(i, str) for i in ids)
+    assert answers[50] == answers[51] == "same"
+    assert isinstance(answers[52], UsageError) and "too many queues" in str(answers[52])
+    assert raw.llen(f"{namespace}:{{default}}:pending") == 52
+    tq.close()

@@ -4,6 +4,7 @@ decoding of replies are the Broker's (broker.py, waits.py), so the two cannot dr
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
 from typing import Any
 
@@ -28,6 +29,8 @@ from taskq_cli.protocol.types import BrokerSettings, EnqueueResult, NewTask, Not
 from taskq_cli.protocol.waits import block_args, queue_watch, watched_record
 
 DURABLE_TIMEOUT = 5.0
+# one aenqueue call waiting in a batch: its tasks, and the future its results go to
+Waiting = tuple[Sequence[NewTask], "asyncio.Future[list[EnqueueResult]]"]
 
 
 def connect_async(url: str) -> Any:
@@ -60,6 +63,8 @@ class AsyncBroker:
         self.cluster = isinstance(client, AsyncRedisCluster)
         self._scripts = load_scripts()
         self._registered: set[str] = set()
+        self._batch: list[Waiting] | None = None
+        self._flushing: set[asyncio.Future[None]] = set()
 
     def keys(self, queue: str) -> QueueKeys:
         return QueueKeys(self.settings.namespace, queue)
@@ -69,9 +74,47 @@ class AsyncBroker:
             await self.client.aclose()
 
     async def enqueue(self, tasks: Sequence[NewTask], *, durable: bool = False) -> list[EnqueueResult]:
-        """Broker.enqueue on the loop: one round trip, one script call per queue, atomic per queue."""
+        """Broker.enqueue on the loop: each call's tasks are written atomically per queue. Calls made
+        in the same turn of the loop (many coroutines enqueueing at once, as in a busy web app) are
+        written together: one round trip and one script call per queue for all of them, which is
+        what keeps the loop's turns short. A call's queue limit is checked before it joins
+        (TooManyQueues refuses that call only); a Redis failure fails every call of the batch, none
+        of which then knows whether its tasks were written, as with any lost reply."""
         if not tasks:
             return []
+        if durable:  # its WAIT answers for its own writes: never shared
+            return await self._write(tasks, durable=True)
+        with broker_errors():
+            await self._check_queue_limit(list({t.queue: None for t in tasks}))
+        done: asyncio.Future[list[EnqueueResult]] = asyncio.get_running_loop().create_future()
+        if self._batch is None:
+            self._batch = []
+            asyncio.get_running_loop().call_soon(self._flush_soon)
+        self._batch.append((tasks, done))
+        return await done
+
+    def _flush_soon(self) -> None:
+        batch, self._batch = self._batch or [], None
+        task = asyncio.ensure_future(self._flush(batch))
+        self._flushing.add(task)  # a reference until it ends (the loop keeps only weak ones)
+        task.add_done_callback(self._flushing.discard)
+
+    async def _flush(self, batch: list[Waiting]) -> None:
+        everything = [task for tasks, _ in batch for task in tasks]
+        try:
+            written = await self._write(everything, durable=False)
+        except Exception as exc:  # every caller of the batch learns of it
+            for _, done in batch:
+                if not done.done():
+                    done.set_exception(exc)
+            return
+        start = 0
+        for tasks, done in batch:
+            if not done.done():  # a caller cancelled meanwhile: its tasks are written all the same
+                done.set_result(written[start : start + len(tasks)])
+            start += len(tasks)
+
+    async def _write(self, tasks: Sequence[NewTask], *, durable: bool) -> list[EnqueueResult]:
         if durable and self.cluster:
             raise UsageError("durable aenqueue on a Redis Cluster: use the sync enqueue")
         by_queue: dict[str, list[int]] = {}
@@ -82,7 +125,8 @@ class AsyncBroker:
             for q, ix in by_queue.items()
         ]
         with broker_errors():
-            await self._check_queue_limit(list(by_queue))
+            if durable:
+                await self._check_queue_limit(list(by_queue))
             replies = await self._run_enqueue(calls, list(by_queue), durable)
         self._registered.update(by_queue)
         written = decode_enqueue(tasks, by_queue, replies[: len(by_queue)])
