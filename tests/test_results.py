@@ -177,6 +177,33 @@ def blmove_calls(raw: redis.Redis) -> int:
     return int(raw.info("commandstats").get("cmdstat_blmove", {}).get("calls", 0))
 
 
+def test_a_waiter_learns_at_once_when_recovery_buries_the_task(tq, broker, raw, clock):
+    task_id = tq.enqueue("anything", max_retries=0)
+    assert broker.fetch("default", 1, "w-lost") is not None
+    waiter = Waiter(tq, task_id, wait=30)
+    waiter.start()
+    wait_until(lambda: any(c.get("cmd") == "blmove" for c in raw.client_list()))
+    clock.advance(2)  # the lease ran out: its worker is gone
+    ended = time.monotonic()
+    assert broker.recover("default", tq.settings.defaults) == (0, 1)
+    waiter.join(10)
+    assert isinstance(waiter.outcome, TaskFailed)
+    assert waiter.outcome.task.last_error.type == "WorkerLost"
+    assert waiter.returned_at - ended < WAIT_BLOCK_S / 2
+
+
+def test_a_waiter_learns_at_once_that_its_task_was_cancelled(tq, broker, raw):
+    task_id = tq.enqueue("anything")
+    waiter = Waiter(tq, task_id, wait=30)
+    waiter.start()
+    wait_until(lambda: any(c.get("cmd") == "blmove" for c in raw.client_list()))
+    ended = time.monotonic()
+    assert broker.cancel("default", task_id) == "pending"
+    waiter.join(10)
+    assert isinstance(waiter.outcome, TaskNotFound)
+    assert waiter.returned_at - ended < WAIT_BLOCK_S / 2
+
+
 # -- with a real worker -------------------------------------------------------------------------------
 
 
