@@ -102,6 +102,7 @@ class TaskQueue:
             defaults=self.settings.defaults,
         )
         self.close()
+        self._abrokers.clear()  # pools of the old address: each loop makes a new one on first use
 
     @property
     def broker(self) -> Broker:

@@ -359,3 +359,36 @@ def test_concurrent_aenqueue_calls_are_written_together_each_with_its_own_answer
     assert isinstance(answers[52], UsageError) and "too many queues" in str(answers[52])
     assert raw.llen(f"{namespace}:{{default}}:pending") == 52
     tq.close()
+
+
+def test_the_async_calls_never_touch_the_sync_client(tq, broker, monkeypatch):
+    # no blocking call on the loop: enqueue, lookup and wait all go through redis.asyncio
+    done_id = tq.enqueue("anything")
+    finish(broker, "v")
+    monkeypatch.setattr(TaskQueue, "broker", property(lambda self: pytest.fail("sync client used")))
+
+    async def main() -> Any:
+        try:
+            await tq.aenqueue("anything")
+            await tq.aenqueue_many([("anything", {})])
+            return await tq.aresult(done_id, wait=5)
+        finally:
+            await tq.aclose()
+
+    assert run(main) == "v"
+
+
+def test_a_durable_aenqueue_without_a_replica_raises_not_replicated(tq, raw, namespace, monkeypatch):
+    from taskq_cli.protocol import NotReplicated, aio
+
+    monkeypatch.setattr(aio, "DURABLE_TIMEOUT", 0.2)  # the test Redis has no replica
+
+    async def main() -> None:
+        try:
+            with pytest.raises(NotReplicated):
+                await tq.aenqueue("anything", durable=True)
+        finally:
+            await tq.aclose()
+
+    run(main)
+    assert raw.llen(f"{namespace}:{{default}}:pending") == 1  # written, not confirmed
