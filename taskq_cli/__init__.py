@@ -3,7 +3,16 @@
 from taskq_cli import TaskQueue, Retry, Fail
 """
 
-from taskq_cli.errors import Fail, Retry, TaskqError, UsageError, ValidationFailed
+from taskq_cli.errors import (
+    Fail,
+    ResultTimeout,
+    Retry,
+    TaskFailed,
+    TaskNotFound,
+    TaskqError,
+    UsageError,
+    ValidationFailed,
+)
 from taskq_cli.queue import TaskHandle, TaskQueue
 from taskq_cli.registry import TaskContext, current_task
 from taskq_cli.states import TaskState
@@ -12,9 +21,12 @@ __version__ = "0.1.0"
 
 __all__ = [
     "Fail",
+    "ResultTimeout",
     "Retry",
     "TaskContext",
+    "TaskFailed",
     "TaskHandle",
+    "TaskNotFound",
     "TaskQueue",
     "TaskState",
     "TaskqError",

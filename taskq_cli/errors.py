@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 
 class TaskqError(Exception):
     """Base of every error taskq raises on purpose."""
@@ -71,3 +73,21 @@ class Retry(Exception):
 
 class Fail(Exception):
     """Raise from a handler to give up at once: the task goes straight to the dead-letter queue."""
+
+
+class TaskNotFound(NotFound, LookupError):
+    """`result()` of an unknown id, or of a done task whose record has expired (CLI exit 1)."""
+
+
+class ResultTimeout(TaskqError, TimeoutError):
+    """`result()`: the task did not finish within the wait (CLI exit 4)."""
+
+
+class TaskFailed(TaskqError):
+    """`result()` of a task that ended dead (CLI exit 3); `.task` is the Task, `last_error` included."""
+
+    def __init__(self, task: Any) -> None:
+        error = getattr(task, "last_error", None)
+        kind, message = getattr(error, "type", "Error"), getattr(error, "message", "")
+        super().__init__(f"task {task.id} failed: {kind}: {message}")
+        self.task = task

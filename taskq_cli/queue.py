@@ -12,9 +12,12 @@ from taskq_cli.producer import UNSET, EnqueueRequest, prepare
 from taskq_cli.registry import TaskDef
 
 if TYPE_CHECKING:
+    import asyncio
+
     from taskq_cli.cron import Schedule
     from taskq_cli.models import Task
     from taskq_cli.protocol import Broker, EnqueueResult, NewTask
+    from taskq_cli.protocol.aio import AsyncBroker
 
 # Keyword arguments of `handler.enqueue(...)` that are options, not payload fields.
 ENQUEUE_OPTIONS = ("delay", "at", "queue", "task_id", "max_retries", "timeout")
@@ -38,6 +41,11 @@ class TaskHandle:
         `max_retries` and `timeout` are options (use `tq.enqueue` for fields with those names)."""
         options = {k: kwargs.pop(k) for k in ENQUEUE_OPTIONS if k in kwargs}
         return self.tq.enqueue(self.definition.name, kwargs, **options)
+
+    async def aenqueue(self, **kwargs: Any) -> str:
+        """`enqueue` on the event loop (redis.asyncio): the same options and checks."""
+        options = {k: kwargs.pop(k) for k in ENQUEUE_OPTIONS if k in kwargs}
+        return await self.tq.aenqueue(self.definition.name, kwargs, **options)
 
 
 class TaskQueue:
@@ -76,6 +84,8 @@ class TaskQueue:
         self.app_spec: str | None = None  # set by --app loading: how child processes find handlers
         self.code_schedules: dict[str, Schedule] = {}  # @tq.periodic; written by sync_schedules()
         self._broker: Broker | None = None
+        # one redis.asyncio pool per event loop: a pool's connections belong to the loop that made them
+        self._abrokers: dict[asyncio.AbstractEventLoop, AsyncBroker] = {}
 
     # -- configuration ----------------------------------------------------------------------
 
@@ -92,6 +102,7 @@ class TaskQueue:
             defaults=self.settings.defaults,
         )
         self.close()
+        self._abrokers.clear()  # pools of the old address: each loop makes a new one on first use
 
     @property
     def broker(self) -> Broker:
@@ -107,6 +118,32 @@ class TaskQueue:
         if self._broker is not None:
             self._broker.close()
             self._broker = None
+
+    @property
+    def abroker(self) -> AsyncBroker:
+        """The running loop's AsyncBroker (made on first use; `aclose` ends it)."""
+        import asyncio
+
+        from taskq_cli.protocol import BrokerSettings
+        from taskq_cli.protocol.aio import AsyncBroker, connect_async
+
+        loop = asyncio.get_running_loop()
+        found = self._abrokers.get(loop)
+        if found is None:
+            for old in [old for old in self._abrokers if old.is_closed()]:
+                del self._abrokers[old]  # a loop gone (asyncio.run ended): its pool went with it
+            s = self.settings
+            limits = BrokerSettings(s.namespace, s.dead_max, s.dead_ttl, s.max_queues)
+            found = self._abrokers[loop] = AsyncBroker(connect_async(s.redis_url), limits)
+        return found
+
+    async def aclose(self) -> None:
+        """Close the running loop's connection pool (the sync client stays: see `close`)."""
+        import asyncio
+
+        found = self._abrokers.pop(asyncio.get_running_loop(), None)
+        if found is not None:
+            await found.close()
 
     # -- handlers ---------------------------------------------------------------------------
 
@@ -191,16 +228,7 @@ class TaskQueue:
         """Enqueue `(name, payload)` pairs or `(name, payload, options)` triples in one round trip;
         every item is validated before anything is written. Returns the ids in order. `durable`: as
         for `enqueue`, for the whole batch."""
-        requests: list[EnqueueRequest] = []
-        for index, item in enumerate(items):
-            if len(item) not in (2, 3):
-                raise UsageError(f"item {index}: expected (name, payload) or (name, payload, options)")
-            options = dict(item[2]) if len(item) == 3 else {}
-            unknown = set(options) - set(ENQUEUE_OPTIONS)
-            if unknown:
-                raise UsageError(f"item {index}: unknown option(s) {', '.join(sorted(unknown))}")
-            requests.append(EnqueueRequest(item[0], item[1], **options, label=f"item {index}"))
-        return [result.id for result in self.submit(requests, durable=durable)]
+        return [result.id for result in self.submit(_requests(items), durable=durable)]
 
     def submit(self, requests: Sequence[EnqueueRequest], *, durable: bool = False) -> list[EnqueueResult]:
         """Validate every request, then write them all (one round trip, atomic per queue)."""
@@ -209,6 +237,49 @@ class TaskQueue:
     def write(self, tasks: Sequence[NewTask], *, durable: bool = False) -> list[EnqueueResult]:
         """Write tasks `producer.prepare` already validated (one round trip, atomic per queue)."""
         return self.broker.enqueue(tasks, durable=durable)
+
+    async def aenqueue(
+        self,
+        name: str,
+        payload: dict[str, Any] | None = None,
+        *,
+        queue: str | None = None,
+        delay: float | str | None = None,
+        at: datetime | str | float | None = None,
+        task_id: str | None = None,
+        max_retries: int | None = None,
+        timeout: Any = UNSET,
+        durable: bool = False,
+    ) -> str:
+        """`enqueue` on the event loop (redis.asyncio): the same checks, options and guarantees."""
+        request = EnqueueRequest(name, payload, queue, delay, at, task_id, max_retries, timeout)
+        return (await self.asubmit([request], durable=durable))[0].id
+
+    async def aenqueue_many(self, items: Iterable[Sequence[Any]], *, durable: bool = False) -> list[str]:
+        """`enqueue_many` on the event loop."""
+        return [result.id for result in await self.asubmit(_requests(items), durable=durable)]
+
+    async def asubmit(
+        self, requests: Sequence[EnqueueRequest], *, durable: bool = False
+    ) -> list[EnqueueResult]:
+        """`submit` on the event loop: the same preparation, then AsyncBroker.enqueue."""
+        tasks = [prepare(request, self.registry) for request in requests]
+        return await self.abroker.enqueue(tasks, durable=durable)
+
+    # -- results ----------------------------------------------------------------------------
+
+    def result(self, task_id: str, wait: float | None = None, queue: str | None = None) -> Any:
+        """The handler's return value once the task is done. Waits up to `wait` seconds (None: not
+        at all). Raises TaskFailed (dead), ResultTimeout (not finished in time), TaskNotFound."""
+        from taskq_cli.results import wait_result
+
+        return wait_result(self.broker, task_id, wait, queue)
+
+    async def aresult(self, task_id: str, wait: float | None = None, queue: str | None = None) -> Any:
+        """`result` on the event loop."""
+        from taskq_cli.results import await_result
+
+        return await await_result(self.abroker, task_id, wait, queue)
 
     # -- periodic schedules ---------------------------------------------------------------------
 
@@ -324,6 +395,20 @@ class TaskQueue:
         if record is None:
             return None
         return Task.from_record(record.meta, record.payload_json, record.result_json)
+
+
+def _requests(items: Iterable[Sequence[Any]]) -> list[EnqueueRequest]:
+    """`enqueue_many`'s items as requests: `(name, payload)` or `(name, payload, options)`."""
+    requests: list[EnqueueRequest] = []
+    for index, item in enumerate(items):
+        if len(item) not in (2, 3):
+            raise UsageError(f"item {index}: expected (name, payload) or (name, payload, options)")
+        options = dict(item[2]) if len(item) == 3 else {}
+        unknown = set(options) - set(ENQUEUE_OPTIONS)
+        if unknown:
+            raise UsageError(f"item {index}: unknown option(s) {', '.join(sorted(unknown))}")
+        requests.append(EnqueueRequest(item[0], item[1], **options, label=f"item {index}"))
+    return requests
 
 
 def _merge(defaults: RetryDefaults, given: dict[str, Any]) -> RetryDefaults:

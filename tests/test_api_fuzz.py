@@ -40,9 +40,10 @@ database = "none"
 enabled = false
 
 # A request the schema allows may still be refused for a reason a schema cannot say (a date before
-# 1970, both `ids` and `all`): with a 422 and a message, never a 5xx.
+# 1970, both `ids` and `all`): with a 422 and a message, never a 5xx. 408: a task's result that is
+# not ready within `wait` (GET /tasks/{id}/result).
 [checks.positive_data_acceptance]
-expected-statuses = ["2xx", 401, 404, 409, 422]
+expected-statuses = ["2xx", 401, 404, 408, 409, 422]
 
 [checks.negative_data_rejection]
 expected-statuses = [400, 401, 404, 405, 409, 413, 415, 422]

@@ -163,7 +163,8 @@ def test_the_key_layout_recognises_every_key_that_keys_py_produces() -> None:
     layout = KeyLayout("ns")
     queue_keys = QueueKeys("ns", "mail.v2").script_keys()
     ns = NamespaceKeys("ns")
-    census = take_census(layout, [*queue_keys, ns.queues, ns.workers, ns.worker("w-1")])
+    per_task = [QueueKeys("ns", "mail.v2").waiting("t:1"), QueueKeys("ns", "mail.v2").outcome("t:1")]
+    census = take_census(layout, [*queue_keys, *per_task, ns.queues, ns.workers, ns.worker("w-1")])
     assert census.unknown == []
     assert census.queues == {"mail.v2"}
 
@@ -171,6 +172,7 @@ def test_the_key_layout_recognises_every_key_that_keys_py_produces() -> None:
 def test_the_key_layout_flags_keys_outside_the_layout() -> None:
     layout = KeyLayout("ns")
     strays = ["ns:leftover", "ns:{mail}:bogus", "ns:worker:", "ns:{}:tasks", "ns:queues:old"]
+    strays += ["ns:{m}:waiting:", "ns:{}:outcome:t1"]
     census = take_census(layout, strays)
     assert census.unknown == sorted(strays)
     assert census.queues == set()

@@ -65,6 +65,7 @@ def create_app(
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         yield
+        await queue.aclose()  # the pool /tasks/{id}/result's waits used on this loop
         if owned:
             queue.close()
 
@@ -159,9 +160,12 @@ def _allowed_methods(request: Request) -> list[str]:
     from starlette.routing import Match, Route
 
     allowed: set[str] = set()
+    first: str | None = None  # /tasks/x/result also matches /tasks/{task_id:path}: the first one's
     for route in [*router.routes, *request.app.routes]:
         if isinstance(route, Route) and route.methods and route.matches(request.scope)[0] != Match.NONE:
-            allowed |= route.methods
+            first = first or route.path_format
+            if route.path_format == first:
+                allowed |= route.methods
     return sorted(allowed)
 
 

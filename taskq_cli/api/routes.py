@@ -26,7 +26,7 @@ from taskq_cli.api.schema import (
     EnqueueItem,
     responses,
 )
-from taskq_cli.errors import BrokerError, UsageError, ValidationFailed
+from taskq_cli.errors import BrokerError, ResultTimeout, TaskFailed, UsageError, ValidationFailed
 from taskq_cli.producer import MAX_ID_LENGTH, prepare, request_from_object
 from taskq_cli.protocol import NewTask
 from taskq_cli.queue import TaskQueue
@@ -41,6 +41,7 @@ from taskq_cli.services.shapes import (
     PauseAnswer,
     PurgeAnswer,
     QueueInfoDoc,
+    ResultAnswer,
     RetryAnswer,
     StatsAnswer,
     TaskDoc,
@@ -187,6 +188,35 @@ def summary(errors: list[dict[str, Any]]) -> str:
 
 
 # -- tasks, stats, queues ---------------------------------------------------------------------------------
+
+
+MAX_RESULT_WAIT = 60.0  # seconds one request may wait for a result; longer: ask again
+
+
+@router.get(
+    "/tasks/{task_id:path}/result",
+    summary="A task's result, waiting for it a bounded time",
+    responses=responses(200, 401, 404, 408, 409, 422, 503, ok=ResultAnswer),
+)
+async def task_result(
+    task_id: TaskId,
+    tq: Tq,
+    queue: QueueParam = None,
+    wait: Annotated[
+        float, Query(ge=0, le=MAX_RESULT_WAIT, description="Seconds to wait for the task to end (max 60).")
+    ] = 0.0,
+) -> Response:
+    """As `taskq task wait ID --timeout WAIT`: 200 `{"id", "state": "done", "result"}`; 409 when the
+    task is dead (`error`: its last error); 408 when it did not end within `wait`; 404 unknown id
+    (or a done record that expired). An `async` route: the wait is `aresult`, no thread held."""
+    try:
+        value = await tq.aresult(task_id, wait=wait, queue=queue)
+    except TaskFailed as exc:
+        error = exc.task.last_error
+        return JSON({"detail": str(exc), "error": error.model_dump() if error else None}, status_code=409)
+    except ResultTimeout as exc:
+        raise ApiError(408, str(exc)) from None
+    return JSON(ResultAnswer(id=task_id, state="done", result=value).to_json())
 
 
 @router.get(

@@ -114,12 +114,16 @@ class ErrorBody(BaseModel):
     detail: str = Field(description="One line saying what went wrong.")
     errors: list[ErrorItem] | None = Field(None, description="Validation errors, when there are some.")
     queues: list[str] | None = Field(None, description="409 for an ambiguous id: the queues holding it.")
+    error: dict[str, str] | None = Field(
+        None, description="409 from /tasks/{id}/result: the dead task's last error (type, message, ...)."
+    )
 
 
 _ERRORS = {
     400: "Malformed JSON, or a body that is not UTF-8",
     401: "Missing or wrong bearer token (only when the server has a token)",
     404: "Not found",
+    408: "The task did not finish within `wait` seconds (GET /tasks/{id}/result)",
     409: "The task already finished, or its id is in several queues (`queues`): give `queue`",
     413: "Request body or batch too large",
     415: "The body is not sent as application/json",

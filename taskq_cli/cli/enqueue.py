@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from taskq_cli.cli.common import App, JsonFlag, Namespace, RedisUrl, open_queue
-from taskq_cli.cli.shared import single_request, submit_and_print
+from taskq_cli.cli.shared import single_request, submit_and_print, submit_and_wait
 from taskq_cli.errors import UsageError
 from taskq_cli.producer import parse_json_lines
 
@@ -54,6 +54,14 @@ def enqueue(
             "within 5s (the task may still be there).",
         ),
     ] = False,
+    wait: Annotated[
+        str | None,
+        typer.Option(
+            help="Wait this long for the result and print it (the id goes to stderr); exit 0 done, "
+            "3 dead, 4 not finished in time.",
+            show_default=False,
+        ),
+    ] = None,
     as_json: JsonFlag = False,
     redis_url: RedisUrl = None,
     namespace: Namespace = None,
@@ -84,10 +92,25 @@ def enqueue(
                 task_id=task_id,
             )
         ]
+    if wait is not None:
+        _check_wait(wait, file)
     if not requests:
         return
     tq = open_queue(ctx, redis_url, namespace, app)
+    if wait is not None:
+        code = submit_and_wait(tq, requests[0], durable=durable, wait=wait, as_json=as_json)
+        if code:
+            raise typer.Exit(code)
+        return
     submit_and_print(tq, requests, durable=durable, as_json=as_json)
+
+
+def _check_wait(wait: str, file: str | None) -> None:
+    from taskq_cli.timeparse import parse_duration
+
+    if file is not None:
+        raise UsageError("--wait takes one task, not --file")
+    parse_duration(wait)  # a bad duration is bad usage before anything is written
 
 
 def _read_lines(path: str) -> list[str]:

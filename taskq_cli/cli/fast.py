@@ -2,7 +2,7 @@
 process start-up, and loading Typer costs more than the rest of it (its parameter coercion imports
 pydantic). This recognises the plain forms itself and runs the same shared functions as the Typer
 command (shared.py), with the same error mapping; anything it does not fully recognise -- --file,
---app or TASKQ_APP, --durable, --help, global options before the command, a repeated option, `--`,
+--app or TASKQ_APP, --durable, --wait, --help, global options before the command, a repeated option, `--`,
 `-qNAME`, a number Typer would have to coerce, an unknown option -- it hands over (None), and the
 Typer app then behaves exactly as it always has."""
 

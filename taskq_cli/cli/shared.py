@@ -120,6 +120,51 @@ def submit_and_print(
         ) from None
 
 
+# -- waiting for a result (`task wait`, `enqueue --wait`) ------------------------------------------
+
+EXIT_DEAD = 3  # the task ended dead (SPEC "Results and the asyncio client")
+EXIT_TIMEOUT = 4  # not finished within the timeout
+
+
+def submit_and_wait(
+    tq: TaskQueue, request: EnqueueRequest, *, durable: bool, wait: str, as_json: bool
+) -> int:
+    """`taskq enqueue ... --wait`: enqueue one task, its id on stderr, then as `wait_and_print`."""
+    from taskq_cli.cli import output
+    from taskq_cli.services.enqueue import submit
+
+    [result] = submit(tq, [request], durable=durable)
+    output.warn(f"enqueued {result.id}")
+    return wait_and_print(tq, result.id, queue=result.queue, timeout=wait, as_json=as_json)
+
+
+def wait_and_print(
+    tq: TaskQueue, task_id: str, *, queue: str | None, timeout: str | None, as_json: bool
+) -> int:
+    """Wait for a task's outcome and print it: its result as JSON (--json: the whole task object).
+    Answers the exit code: 0 done, 3 dead (the last error on stderr), 4 not finished within
+    `timeout` (a duration; None: until it ends). An unknown id raises TaskNotFound (exit 1)."""
+    from taskq_cli.cli import output
+    from taskq_cli.errors import ResultTimeout, TaskFailed
+    from taskq_cli.services import tasks
+    from taskq_cli.timeparse import parse_duration
+
+    wait = tasks.FOREVER if timeout is None else parse_duration(timeout)
+    try:
+        value = tq.result(task_id, wait=wait, queue=queue)
+    except TaskFailed as exc:
+        if as_json:
+            output.json_out(tasks.doc(exc.task).to_json())
+        error = exc.task.last_error
+        output.error(f"task {task_id} is dead: {error.type}: {error.message}" if error else str(exc))
+        return EXIT_DEAD
+    except ResultTimeout as exc:
+        output.error(str(exc))
+        return EXIT_TIMEOUT
+    output.json_out(tasks.show(tq, task_id, queue).to_json() if as_json else value)
+    return 0
+
+
 def print_version() -> None:
     from taskq_cli import __version__
     from taskq_cli.cli import output

@@ -62,6 +62,32 @@ def _show_task(data: dict[str, Any]) -> None:
     output.show_task(shown)
 
 
+@task_app.command("wait")
+def task_wait(
+    ctx: typer.Context,
+    task_id: Annotated[str, typer.Argument(metavar="ID", help="Task id.")],
+    timeout: Annotated[
+        str | None,
+        typer.Option(help="Wait at most this long (30s, 5m); omitted = until it ends.", show_default=False),
+    ] = None,
+    queue: QueueOpt = None,
+    as_json: JsonFlag = False,
+    redis_url: RedisUrl = None,
+    namespace: Namespace = None,
+) -> None:
+    """Wait until a task is done or dead and print its result as JSON (--json: the whole task).
+    Exit 0 done, 3 dead (the last error on stderr), 4 not finished within --timeout, 1 unknown id.
+
+    Example: taskq task wait 3f2a... --timeout 60s
+    """
+    from taskq_cli.cli.shared import wait_and_print
+
+    tq = open_queue(ctx, redis_url, namespace, None)
+    code = wait_and_print(tq, task_id, queue=queue, timeout=timeout, as_json=as_json)
+    if code:
+        raise typer.Exit(code)
+
+
 @task_app.command("cancel")
 def task_cancel(
     ctx: typer.Context,

@@ -5,6 +5,8 @@ nothing of taskq but `errors` and `states`).
     broker.py    Broker: one typed method per operation (reads.py: its read-only half)
     keys.py      every key; scripts.py and lua/ the scripts, one per state change
     topology.py  URLs to clients (one server, Sentinel, Cluster); waker.py a cluster's wake-ups
+    aio.py       AsyncBroker: the enqueue, lookup and result waits of the asyncio client
+    waits.py     how a result waiter hears of a task's outcome (shared by both brokers)
     probes.py    facts about the server and the namespace, for `taskq doctor`
     failures.py  redis-py's errors become BrokerUnavailable / BrokerError
 

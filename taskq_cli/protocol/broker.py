@@ -30,7 +30,9 @@ from taskq_cli.protocol.types import (
     NewTask,
     NotReplicated,
     RetryFallbacks,
+    TaskRecord,
 )
+from taskq_cli.protocol.waits import block_args, queue_watch, watched_record
 from taskq_cli.protocol.waker import Waker
 
 # Compact, as enqueue.lua joins the task record onto it; one encoder (json.dumps with options builds
@@ -97,12 +99,7 @@ class Broker(Reads):
         owners = self._add_waits(pipe, list(by_queue)) if durable else {}
         replies = execute_with_scripts(pipe, self.client)
         self._registered.update(by_queue)
-        results: list[EnqueueResult | None] = [None] * len(tasks)
-        for indexes, reply in zip(by_queue.values(), replies[: len(by_queue)], strict=True):
-            for offset, index in enumerate(indexes):
-                task_id, state, duplicate = reply[offset * 3 : offset * 3 + 3]
-                results[index] = EnqueueResult(task_id, tasks[index].queue, state, duplicate == 1)
-        written = [r for r in results if r is not None]
+        written = decode_enqueue(tasks, by_queue, replies[: len(by_queue)])
         if durable:
             acked = [int(r) for r in replies[1 + len(by_queue) :]]
             moved = owners != self._owners(list(by_queue))
@@ -122,15 +119,7 @@ class Broker(Reads):
         pipe.scard(self.ns.queues)
         pipe.smismember(self.ns.queues, unknown)
         count, members = pipe.execute()
-        new = [q for q, member in zip(unknown, members, strict=True) if not member]
-        limit = self.settings.max_queues
-        if new and int(count) + len(new) > limit:
-            raise TooManyQueues(
-                f"too many queues: {new[0]!r} would be queue {int(count) + 1} of namespace "
-                f"{self.settings.namespace!r}, at most {limit} (TASKQ_MAX_QUEUES); nothing written"
-            )
-        if len(self._registered) > 2 * limit:  # names forgotten since: start again
-            self._registered.clear()
+        check_new_queues(int(count), unknown, members, self.settings, self._registered)
 
     def _add_waits(self, pipe: Any, queues: Sequence[str]) -> dict[str, str]:
         """Add WAIT 1 for each primary the pipeline writes to. On a cluster each WAIT is routed to
@@ -154,17 +143,21 @@ class Broker(Reads):
         return {key: str(cluster.get_node_from_key(key).name) for key in keys}
 
     def _enqueue_args(self, tasks: Sequence[NewTask]) -> list[ScriptArg]:
-        args: list[ScriptArg] = [self._now(), len(tasks)]
-        for t in tasks:
-            args += [
-                t.id,
-                _encode_meta(t.meta),
-                t.payload_json,
-                "" if t.delay_ms is None else t.delay_ms,
-                "" if t.at_ms is None else t.at_ms,
-                "1" if t.custom_id else "0",
-            ]
-        return args
+        return enqueue_args(self._now(), tasks)
+
+    # -- waiting for outcomes (waits.py) ------------------------------------------------------
+
+    def watch(self, queue: str, task_id: str, *, register: bool) -> TaskRecord | None:
+        """The task's record (None: not there); `register`: as a waiter, before `block_outcome`."""
+        pipe = self.client.pipeline(transaction=False)
+        queue_watch(pipe, self.keys(queue), task_id, register)
+        return watched_record(pipe.execute(), task_id, queue)
+
+    def block_outcome(self, queue: str, task_id: str, seconds: float) -> bool:
+        """Block until the task ends or `seconds` (at most WAIT_BLOCK_S) pass; True when notified."""
+        key, timeout = block_args(self.keys(queue), task_id, seconds)
+        # redis-py types the timeout as int; Redis takes decimal seconds
+        return self.client.blmove(key, key, timeout, "LEFT", "RIGHT") is not None  # type: ignore[arg-type]
 
     # -- consuming --------------------------------------------------------------------------
 
@@ -417,6 +410,49 @@ class Broker(Reads):
         pipe.delete(self.ns.worker(worker_id))
         pipe.zrem(self.ns.workers, worker_id)
         pipe.execute()
+
+
+def enqueue_args(now: ScriptArg, tasks: Sequence[NewTask]) -> list[ScriptArg]:
+    """enqueue.lua's ARGV for one queue's tasks (Broker and AsyncBroker)."""
+    args: list[ScriptArg] = [now, len(tasks)]
+    for t in tasks:
+        args += [
+            t.id,
+            _encode_meta(t.meta),
+            t.payload_json,
+            "" if t.delay_ms is None else t.delay_ms,
+            "" if t.at_ms is None else t.at_ms,
+            "1" if t.custom_id else "0",
+        ]
+    return args
+
+
+def decode_enqueue(
+    tasks: Sequence[NewTask], by_queue: dict[str, list[int]], replies: Sequence[Any]
+) -> list[EnqueueResult]:
+    """enqueue.lua's replies (one per queue, 3 items per task) as results in input order."""
+    results: list[EnqueueResult | None] = [None] * len(tasks)
+    for indexes, reply in zip(by_queue.values(), replies, strict=True):
+        for offset, index in enumerate(indexes):
+            task_id, state, duplicate = reply[offset * 3 : offset * 3 + 3]
+            results[index] = EnqueueResult(task_id, tasks[index].queue, state, duplicate == 1)
+    return [r for r in results if r is not None]
+
+
+def check_new_queues(
+    count: int, unknown: Sequence[str], members: Sequence[Any], settings: BrokerSettings, registered: set[str]
+) -> None:
+    """The queue limit's decision (Broker._check_queue_limit): `count` names registered, `members`
+    whether each unknown name is one of them. Raises TooManyQueues; nothing written."""
+    new = [q for q, member in zip(unknown, members, strict=True) if not member]
+    limit = settings.max_queues
+    if new and count + len(new) > limit:
+        raise TooManyQueues(
+            f"too many queues: {new[0]!r} would be queue {count + 1} of namespace "
+            f"{settings.namespace!r}, at most {limit} (TASKQ_MAX_QUEUES); nothing written"
+        )
+    if len(registered) > 2 * limit:  # names forgotten since: start again
+        registered.clear()
 
 
 def _decode_fetch(queue: str, reply: list[Any], tokens: list[str]) -> list[Fetched | Malformed]:

@@ -17,6 +17,11 @@ every script touches one slot):
     <ns>:{<q>}:paused     string  present while the queue is paused: workers take nothing from it
     <ns>:{<q>}:cron       hash    schedule name -> "<tick ms>:<task id>" of the last tick fired into
                                   this queue (the claim that makes each tick fire once)
+    <ns>:{<q>}:waiting:<id>  string  present while a caller waits for the task's outcome (result());
+                                  expires WAITING_TTL_MS after the last waiter refreshed it
+    <ns>:{<q>}:outcome:<id>  list    one marker, pushed when a waited-for task ends (done, dead or
+                                  gone); waiters block on it; expires OUTCOME_TTL_MS after the push
+                                  (scripts spell these two from KEYS[1], see _lib.lua)
 
 Per namespace:
 
@@ -46,6 +51,12 @@ QUEUE_KEY_ORDER = (
     "paused",
     "cron",
 )
+
+# Per-task keys of result waiters (see protocol/outcomes.py). A waiter refreshes `waiting` at every
+# block of at most WAIT_BLOCK_S seconds, so the key outlives each block; the marker lives long enough
+# for a waiter between its record check and its block to find it.
+WAITING_TTL_MS = 15_000
+OUTCOME_TTL_MS = 15_000
 
 
 @dataclass(frozen=True)
@@ -103,6 +114,12 @@ class QueueKeys:
     @property
     def cron(self) -> str:
         return self.key("cron")
+
+    def waiting(self, task_id: str) -> str:
+        return self.key(f"waiting:{task_id}")
+
+    def outcome(self, task_id: str) -> str:
+        return self.key(f"outcome:{task_id}")
 
     def script_keys(self) -> list[str]:
         """All of the queue's keys in the order the scripts expect them."""

@@ -276,12 +276,26 @@ class KeyLayout:
             elif inspect.isfunction(attr) and len(inspect.signature(attr).parameters) == 2:
                 self.families.append(_split(str(getattr(ns, name)(_MARK))))
         self.queue_parts = [_split(QueueKeys(namespace, _MARK).key(part)) for part in QUEUE_KEY_ORDER]
+        # per-task keys of a queue (QueueKeys methods taking one name: waiting(id), outcome(id)):
+        # the queue sits between the prefix and the part, the task id follows
+        self.task_parts = [
+            _split(str(getattr(QueueKeys(namespace, _MARK), name)("")))
+            for name, attr in vars(QueueKeys).items()
+            if not name.startswith("_")
+            and name != "key"
+            and inspect.isfunction(attr)
+            and len(inspect.signature(attr).parameters) == 2
+        ]
 
     def queue_of(self, key: str) -> str | None:
         """The queue a per-queue key belongs to, or None."""
         for prefix, suffix in self.queue_parts:
             name = _between(key, prefix, suffix)
             if name is not None and _NAME.fullmatch(name):
+                return name
+        for prefix, part in self.task_parts:
+            name, found, task_id = key.removeprefix(prefix).partition(part)
+            if key.startswith(prefix) and found and task_id and _NAME.fullmatch(name):
                 return name
         return None
 

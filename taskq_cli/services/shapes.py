@@ -92,6 +92,12 @@ class CancelAnswer(JsonShape):
     state: str = Field(description="The state the task was in.")
 
 
+class ResultAnswer(JsonShape):
+    id: str
+    state: str = Field(description="Always `done` (a dead task answers 409, an unfinished one 408).")
+    result: Any = Field(description="The handler's return value (null when it returned nothing).")
+
+
 # -- stats and workers ----------------------------------------------------------------------------------
 
 

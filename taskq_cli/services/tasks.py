@@ -4,8 +4,11 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from taskq_cli.results import FOREVER
 from taskq_cli.services.admin import Admin
 from taskq_cli.services.shapes import CancelAnswer, TaskDoc
+
+__all__ = ["FOREVER", "cancel", "doc", "list_tasks", "show"]
 
 if TYPE_CHECKING:
     from taskq_cli.models import Task

@@ -16,10 +16,15 @@
 --   KEYS[12] paused    string present while the queue is paused
 --   KEYS[13] cron      hash  schedule name -> "<tick ms>:<task id>" last fired into this queue
 -- Times are milliseconds on Redis's clock (TIME) unless a test passes `now` explicitly.
+-- Per task, spelled here from KEYS[1] (same hash tag, so the same slot; names in protocol/keys.py):
+--   <ns>:{q}:waiting:<id>  string present while a caller waits for the task's outcome
+--   <ns>:{q}:outcome:<id>  list   one marker, pushed when a waited-for task ends (notify below)
 
 local K_TASKS, K_PAYLOADS, K_RESULTS, K_PENDING = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local K_ACTIVE, K_LEASES, K_SCHEDULED, K_DEAD = KEYS[5], KEYS[6], KEYS[7], KEYS[8]
 local K_DONE, K_COUNTERS, K_WAKE, K_PAUSED, K_CRON = KEYS[9], KEYS[10], KEYS[11], KEYS[12], KEYS[13]
+local K_TASK_PREFIX = string.sub(K_TASKS, 1, -6) -- '<ns>:{q}:' (K_TASKS ends in 'tasks')
+local OUTCOME_TTL_MS = 15000 -- keys.py OUTCOME_TTL_MS
 
 local function now_ms(arg)
   if arg ~= nil and arg ~= '' then return tonumber(arg) end
@@ -53,8 +58,23 @@ local function save(id, meta)
   redis.call('HSET', K_TASKS, id, cjson.encode(meta))
 end
 
--- Remove every trace of a task (finished records only: never called on a task in a list).
+-- Tell the callers waiting for this task's outcome (if any) that it ended: done, dead or gone. One
+-- marker in a list; each waiter blocks with BLMOVE from the list to itself, which hands the marker
+-- on, so every blocked waiter wakes (a plain pop would wake one) and then reads the record. Nothing
+-- is written when nobody waits; the marker expires, so nothing outlives the waits.
+local function notify(id)
+  if redis.call('EXISTS', K_TASK_PREFIX .. 'waiting:' .. id) == 1 then
+    local key = K_TASK_PREFIX .. 'outcome:' .. id
+    redis.call('DEL', key)
+    redis.call('RPUSH', key, '1')
+    redis.call('PEXPIRE', key, OUTCOME_TTL_MS)
+  end
+end
+
+-- Remove every trace of a task (finished records only: never called on a task in a list). A marker
+-- of an earlier task with this id goes too, so it cannot wake waiters of a new one.
 local function forget(id)
+  redis.call('DEL', K_TASK_PREFIX .. 'outcome:' .. id)
   redis.call('HDEL', K_TASKS, id)
   redis.call('HDEL', K_PAYLOADS, id)
   redis.call('HDEL', K_RESULTS, id)
@@ -90,6 +110,7 @@ local function to_dead(id, meta, now, dead_max, dead_ttl)
   save(id, meta)
   redis.call('ZADD', K_DEAD, now, id)
   trim_dead(now, dead_max, dead_ttl)
+  notify(id)
 end
 
 -- Drop expired done records (bounded work per call).

@@ -25,6 +25,7 @@ local function ack(id, token, result, ttl)
     if result ~= '' then redis.call('HSET', K_RESULTS, id, result) end
     redis.call('ZADD', K_DONE, now + ttl, id)
   end
+  notify(id) -- a caller waiting in result() reads the record now
   return 1, 1
 end
 

@@ -21,4 +21,5 @@ else
   return state
 end
 forget(id)
+notify(id) -- a caller waiting for it learns it is gone
 return state

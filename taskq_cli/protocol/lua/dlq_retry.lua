@@ -20,6 +20,7 @@ for i = 2, #ARGV do
     meta.retried_at = now
     meta.died_at, meta.run_at, meta.finished_at, meta.lease, meta.worker = nil, nil, nil, nil, nil
     save(id, meta)
+    redis.call('DEL', K_TASK_PREFIX .. 'outcome:' .. id) -- the marker of its death wakes no one now
     redis.call('LPUSH', K_PENDING, id)
     woken = true
     out[#out + 1] = 'ok'

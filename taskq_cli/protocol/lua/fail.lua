@@ -20,6 +20,7 @@ release(id)
 count_execution(true)
 if meta == nil then
   forget(id)
+  notify(id)
   return {'dead', 0}
 end
 meta.last_error = cjson.decode(ARGV[4])
