@@ -143,6 +143,7 @@ def cli_env(redis_url: str, namespace: str, **extra: str) -> dict[str, str]:
         TASKQ_REDIS_URL=redis_url,
         TASKQ_NAMESPACE=namespace,
         NO_COLOR="1",
+        XDG_CONFIG_HOME=str(ROOT / "tests" / "no-such-config-dir"),  # the tester's profiles stay out
         PYTHONPATH=os.pathsep.join([str(ROOT), env.get("PYTHONPATH", "")]),
     )
     env.update(extra)

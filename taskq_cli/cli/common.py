@@ -34,6 +34,15 @@ App = Annotated[
         show_default=False,
     ),
 ]
+Profile = Annotated[
+    str | None,
+    typer.Option(
+        "--profile",
+        help="[profiles.NAME] of $XDG_CONFIG_HOME/taskq/config.toml giving redis_url, namespace, app "
+        "[env TASKQ_PROFILE; default: profiles.default if present]",
+        show_default=False,
+    ),
+]
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")]
 Limit = Annotated[int, typer.Option(help="At most this many.")]
 Offset = Annotated[int, typer.Option(help="Skip this many first (paging).")]
@@ -44,6 +53,13 @@ class GlobalOptions:
     redis_url: str | None = None
     namespace: str | None = None
     app: str | None = None
+    profile: str | None = None
+
+
+def chosen_profile(ctx: typer.Context) -> str | None:
+    """The command's own --profile (every command with --redis-url has one), else the global one."""
+    given = ctx.obj if isinstance(ctx.obj, GlobalOptions) else GlobalOptions()
+    return ctx.params.get("profile") or given.profile
 
 
 def open_queue(
@@ -55,10 +71,14 @@ def open_queue(
     need_app: bool = False,
 ) -> TaskQueue:
     """The TaskQueue a command works with: the command's own option, else the global one given before
-    the command, else the environment (shared.make_queue)."""
+    the command, else the environment, else the profile (shared.make_queue)."""
     from taskq_cli.cli.shared import make_queue
 
     given = ctx.obj if isinstance(ctx.obj, GlobalOptions) else GlobalOptions()
     return make_queue(
-        redis_url or given.redis_url, namespace or given.namespace, app or given.app, need_app=need_app
+        redis_url or given.redis_url,
+        namespace or given.namespace,
+        app or given.app,
+        need_app=need_app,
+        profile=chosen_profile(ctx),
     )

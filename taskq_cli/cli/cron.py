@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 
 from taskq_cli.cli import output
-from taskq_cli.cli.common import App, JsonFlag, Namespace, RedisUrl, open_queue
+from taskq_cli.cli.common import App, JsonFlag, Namespace, Profile, RedisUrl, open_queue
 from taskq_cli.cli.shared import parse_payload
 from taskq_cli.errors import NotFound
 from taskq_cli.timeparse import iso_ms
@@ -35,6 +35,7 @@ def cron_add(
         int | None, typer.Option(help="Retries of each fired task.", show_default=False)
     ] = None,
     redis_url: RedisUrl = None,
+    profile: Profile = None,
     namespace: Namespace = None,
     app: App = None,
 ) -> None:
@@ -57,6 +58,7 @@ def cron_list(
     ctx: typer.Context,
     as_json: JsonFlag = False,
     redis_url: RedisUrl = None,
+    profile: Profile = None,
     namespace: Namespace = None,
 ) -> None:
     """Every schedule with its next run, last run, last task and that task's state. The table gives
@@ -90,7 +92,11 @@ def cron_list(
 
 @cron_app.command("remove")
 def cron_remove(
-    ctx: typer.Context, name: Name, redis_url: RedisUrl = None, namespace: Namespace = None
+    ctx: typer.Context,
+    name: Name,
+    redis_url: RedisUrl = None,
+    profile: Profile = None,
+    namespace: Namespace = None,
 ) -> None:
     """Delete a schedule (tasks it already enqueued stay).
 
@@ -103,7 +109,11 @@ def cron_remove(
 
 @cron_app.command("pause")
 def cron_pause(
-    ctx: typer.Context, name: Name, redis_url: RedisUrl = None, namespace: Namespace = None
+    ctx: typer.Context,
+    name: Name,
+    redis_url: RedisUrl = None,
+    profile: Profile = None,
+    namespace: Namespace = None,
 ) -> None:
     """Stop firing a schedule until resumed (missed ticks follow its catch-up policy).
 
@@ -115,7 +125,11 @@ def cron_pause(
 
 @cron_app.command("resume")
 def cron_resume(
-    ctx: typer.Context, name: Name, redis_url: RedisUrl = None, namespace: Namespace = None
+    ctx: typer.Context,
+    name: Name,
+    redis_url: RedisUrl = None,
+    profile: Profile = None,
+    namespace: Namespace = None,
 ) -> None:
     """Fire a paused schedule again.
 

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from taskq_cli.cli import output
-from taskq_cli.cli.common import JsonFlag, Limit, Namespace, Offset, RedisUrl, open_queue
+from taskq_cli.cli.common import JsonFlag, Limit, Namespace, Offset, Profile, RedisUrl, open_queue
 from taskq_cli.errors import NotFound, UsageError
 
 if TYPE_CHECKING:
@@ -30,6 +30,7 @@ def dlq_list(
     offset: Offset = 0,
     as_json: JsonFlag = False,
     redis_url: RedisUrl = None,
+    profile: Profile = None,
     namespace: Namespace = None,
 ) -> None:
     """Dead tasks, newest first.
@@ -57,6 +58,7 @@ def dlq_show(
     queue: QueueOpt = None,
     as_json: JsonFlag = False,
     redis_url: RedisUrl = None,
+    profile: Profile = None,
     namespace: Namespace = None,
 ) -> None:
     """One dead task: payload, error and the whole traceback.
@@ -81,6 +83,7 @@ def dlq_retry(
     name: NameOpt = None,
     as_json: JsonFlag = False,
     redis_url: RedisUrl = None,
+    profile: Profile = None,
     namespace: Namespace = None,
 ) -> int:
     """Dead tasks back to pending, attempts reset.
@@ -112,6 +115,7 @@ def dlq_purge(
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask.")] = False,
     as_json: JsonFlag = False,
     redis_url: RedisUrl = None,
+    profile: Profile = None,
     namespace: Namespace = None,
 ) -> int:
     """Delete dead tasks for good.

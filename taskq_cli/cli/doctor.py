@@ -6,7 +6,7 @@ from __future__ import annotations
 import typer
 
 from taskq_cli.cli import output
-from taskq_cli.cli.common import JsonFlag, Namespace, RedisUrl, open_queue
+from taskq_cli.cli.common import JsonFlag, Namespace, Profile, RedisUrl, open_queue
 
 COLUMNS = ("check", "status", "message", "fix")
 
@@ -15,6 +15,7 @@ def doctor(
     ctx: typer.Context,
     as_json: JsonFlag = False,
     redis_url: RedisUrl = None,
+    profile: Profile = None,
     namespace: Namespace = None,
 ) -> int:
     """Check Redis and the namespace for problems that lose or stall tasks.

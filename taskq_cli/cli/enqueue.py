@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from taskq_cli.cli.common import App, JsonFlag, Namespace, RedisUrl, open_queue
+from taskq_cli.cli.common import App, JsonFlag, Namespace, Profile, RedisUrl, open_queue
 from taskq_cli.cli.shared import single_request, submit_and_print
 from taskq_cli.errors import UsageError
 from taskq_cli.producer import parse_json_lines
@@ -56,6 +56,7 @@ def enqueue(
     ] = False,
     as_json: JsonFlag = False,
     redis_url: RedisUrl = None,
+    profile: Profile = None,
     namespace: Namespace = None,
     app: App = None,
 ) -> None:

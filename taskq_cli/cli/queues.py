@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 
 from taskq_cli.cli import output
-from taskq_cli.cli.common import JsonFlag, Namespace, RedisUrl, open_queue
+from taskq_cli.cli.common import JsonFlag, Namespace, Profile, RedisUrl, open_queue
 from taskq_cli.config import check_name
 
 queue_app = typer.Typer(help="List, pause, resume or clear queues.", no_args_is_help=True)
@@ -20,6 +20,7 @@ def queue_list(
     ctx: typer.Context,
     as_json: JsonFlag = False,
     redis_url: RedisUrl = None,
+    profile: Profile = None,
     namespace: Namespace = None,
 ) -> None:
     """Every queue with its counts and whether it is paused.
@@ -38,7 +39,11 @@ def queue_list(
 
 @queue_app.command("pause")
 def queue_pause(
-    ctx: typer.Context, name: QueueName, redis_url: RedisUrl = None, namespace: Namespace = None
+    ctx: typer.Context,
+    name: QueueName,
+    redis_url: RedisUrl = None,
+    profile: Profile = None,
+    namespace: Namespace = None,
 ) -> None:
     """Stop workers taking tasks from a queue; it keeps accepting new ones. A queue never used yet is
     paused ahead of time, saying so on stderr (exit 0): its first tasks will wait.
@@ -52,7 +57,11 @@ def queue_pause(
 
 @queue_app.command("resume")
 def queue_resume(
-    ctx: typer.Context, name: QueueName, redis_url: RedisUrl = None, namespace: Namespace = None
+    ctx: typer.Context,
+    name: QueueName,
+    redis_url: RedisUrl = None,
+    profile: Profile = None,
+    namespace: Namespace = None,
 ) -> None:
     """Let workers take tasks from a paused queue again. A queue never used is left alone, saying so
     on stderr (exit 0).
@@ -71,6 +80,7 @@ def queue_clear(
     name: QueueName,
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask.")] = False,
     redis_url: RedisUrl = None,
+    profile: Profile = None,
     namespace: Namespace = None,
 ) -> None:
     """Delete every pending, scheduled, dead and done task of a queue (running ones finish).

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from taskq_cli.cli import output
-from taskq_cli.cli.common import JsonFlag, Namespace, RedisUrl, open_queue
+from taskq_cli.cli.common import JsonFlag, Namespace, Profile, RedisUrl, open_queue
 
 if TYPE_CHECKING:
     from taskq_cli.queue import TaskQueue
@@ -28,6 +28,7 @@ def stats(
     interval: Annotated[float, typer.Option(help="Seconds between refreshes with --watch.")] = 1.0,
     as_json: JsonFlag = False,
     redis_url: RedisUrl = None,
+    profile: Profile = None,
     namespace: Namespace = None,
 ) -> None:
     """Counts per queue, the oldest pending task's age, and the live workers.
@@ -112,6 +113,7 @@ def workers(
     ctx: typer.Context,
     as_json: JsonFlag = False,
     redis_url: RedisUrl = None,
+    profile: Profile = None,
     namespace: Namespace = None,
 ) -> None:
     """Live workers: host, pid, queues, concurrency, running tasks, last heartbeat.

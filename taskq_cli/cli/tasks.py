@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 
 from taskq_cli.cli import output
-from taskq_cli.cli.common import App, JsonFlag, Limit, Namespace, Offset, RedisUrl, open_queue
+from taskq_cli.cli.common import App, JsonFlag, Limit, Namespace, Offset, Profile, RedisUrl, open_queue
 
 task_app = typer.Typer(help="Look at, list or cancel tasks.", no_args_is_help=True)
 
@@ -23,6 +23,7 @@ def task_show(
     queue: QueueOpt = None,
     as_json: JsonFlag = False,
     redis_url: RedisUrl = None,
+    profile: Profile = None,
     namespace: Namespace = None,
     app: App = None,
 ) -> None:
@@ -51,6 +52,7 @@ def task_cancel(
     queue: QueueOpt = None,
     as_json: JsonFlag = False,
     redis_url: RedisUrl = None,
+    profile: Profile = None,
     namespace: Namespace = None,
 ) -> None:
     """Remove a pending or scheduled task; stop an active one (its worker kills it at its next lease
@@ -76,6 +78,7 @@ def task_list(
     offset: Offset = 0,
     as_json: JsonFlag = False,
     redis_url: RedisUrl = None,
+    profile: Profile = None,
     namespace: Namespace = None,
 ) -> None:
     """The tasks of a queue in one state, in the order they will be handled.
