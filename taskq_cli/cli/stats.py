@@ -16,7 +16,7 @@ if TYPE_CHECKING:
     from taskq_cli.services.shapes import StatsAnswer, WorkerDoc
 
 COUNT_FIELDS = ("pending", "scheduled", "active", "dead", "processed", "failed")
-WORKER_COLUMNS = ("id", "queues", "concurrency", "running", "heartbeat")
+WORKER_COLUMNS = ("id", "state", "queues", "concurrency", "tasks", "running", "heartbeat")
 
 
 def stats(
@@ -116,7 +116,8 @@ def workers(
     profile: Profile = None,
     namespace: Namespace = None,
 ) -> None:
-    """Live workers: host, pid, queues, concurrency, running tasks, last heartbeat.
+    """Live workers: busy or idle, queues, concurrency, the task names each has handlers for, running
+    tasks, last heartbeat.
 
     Example: taskq workers --json
     """
@@ -197,7 +198,18 @@ def _worker_rows(found: list[WorkerDoc]) -> list[tuple[Any, ...]]:
         running = ", ".join(f"{a.name} {a.id}" for a in w.active[:3])
         if len(w.active) > 3:
             running += f" (+{len(w.active) - 3})"
-        rows.append((w.id, ",".join(w.queues), str(w.concurrency), running or "-", w.heartbeat_at))
+        tasks = ",".join(w.tasks) or "-"
+        rows.append(
+            (
+                w.id,
+                w.state or "-",
+                ",".join(w.queues),
+                str(w.concurrency),
+                tasks,
+                running or "-",
+                w.heartbeat_at,
+            )
+        )
     return rows
 
 

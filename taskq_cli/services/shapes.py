@@ -125,6 +125,8 @@ class WorkerDoc(JsonShape):
     heartbeat_at: Timestamp
     pool: str | None
     active: list[RunningTask]
+    tasks: list[str] = Field(default_factory=list, description="The task names it has handlers for.")
+    state: str | None = Field(None, description="busy (running a task) or idle; null from older workers.")
 
 
 class Limits(JsonShape):

@@ -53,6 +53,8 @@ def _worker(info: dict[str, Any]) -> WorkerDoc:
             "started_at": iso_ms(info.get("started_at")),
             "heartbeat_at": iso_ms(info.get("heartbeat_at")),
             "pool": info.get("pool"),
+            "tasks": info.get("tasks") or [],
+            "state": info.get("state"),
             "active": [
                 RunningTask.model_validate({**a, "started_at": iso_ms(a.get("started_at"))})
                 for a in info.get("active", [])

@@ -1,0 +1,92 @@
+"""The questions an operator asks (issue 20, point 4): what each worker knows and whether it is busy,
+tasks across queues, running a waiting task now, how many a purge or clear deletes, completion of
+names from Redis. Real Redis, real worker and CLI processes."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+
+from taskq_cli import TaskQueue
+from tests.conftest import wait_until
+from tests.test_operating import APP, ok_json
+
+Cli = Callable[..., subprocess.CompletedProcess[str]]
+
+
+@pytest.fixture
+def cli(run_cli: Cli) -> Cli:
+    """`taskq ARGS` with stdin a pipe (never the terminal pytest may run in)."""
+    return lambda *args, **kw: run_cli(*args, input=kw.pop("input", ""), **kw)
+
+
+@pytest.fixture
+def start_worker(
+    spawn: Callable[..., subprocess.Popen[str]],
+) -> Iterator[Callable[..., subprocess.Popen[str]]]:
+    """`taskq worker --app tests.apps.basic ARGS`; its process group is killed at the end."""
+    started: list[subprocess.Popen[str]] = []
+
+    def start(*args: str) -> subprocess.Popen[str]:
+        started.append(spawn("worker", "--app", APP, *args))
+        return started[-1]
+
+    yield start
+    for proc in started:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(proc.pid, signal.SIGKILL)
+
+
+BASIC_TASKS = [
+    "async_ok",
+    "boom",
+    "echo",
+    "exit_hard",
+    "give_up",
+    "ok",
+    "retry_later",
+    "sleep",
+    "slow_timeout",
+]
+
+
+def _state(tq: TaskQueue) -> str | None:
+    [worker] = tq.broker.live_workers()
+    state: str | None = worker.get("state")
+    return state
+
+
+def test_workers_show_the_registered_task_names_and_busy_or_idle_within_a_second(
+    tq: TaskQueue, start_worker: Any, cli: Any
+) -> None:
+    # a lease of 30 s: the regular registration comes every 10 s, so a change seen within 1 s is the
+    # early one
+    start_worker("--concurrency", "1", "--lease", "30s", "--pool", "threads")
+    wait_until(lambda: len(tq.broker.live_workers()) == 1, timeout=15)
+    assert _state(tq) == "idle"
+    [found] = ok_json(cli("workers", "--json"))
+    assert set(BASIC_TASKS) <= set(found["tasks"]) and found["state"] == "idle"
+
+    sent = time.monotonic()
+    task_id = tq.enqueue("sleep", {"seconds": 1.5})
+    wait_until(lambda: _state(tq) == "busy", timeout=5, interval=0.01)
+    busy_after = time.monotonic() - sent
+    [shown] = ok_json(cli("workers", "--json"))
+    assert shown["state"] == "busy" and [a["id"] for a in shown["active"]] == [task_id]
+
+    wait_until(
+        lambda: (t := tq.get_task(task_id)) is not None and t.state == "done", timeout=10, interval=0.01
+    )
+    done = time.monotonic()
+    wait_until(lambda: _state(tq) == "idle", timeout=5, interval=0.01)
+    idle_after = time.monotonic() - done
+    assert busy_after < 1.0 and idle_after < 1.0, (busy_after, idle_after)
+    plain = cli("workers")
+    assert plain.returncode == 0 and "idle" in plain.stdout and "sleep" in plain.stdout
