@@ -90,3 +90,47 @@ def test_workers_show_the_registered_task_names_and_busy_or_idle_within_a_second
     assert busy_after < 1.0 and idle_after < 1.0, (busy_after, idle_after)
     plain = cli("workers")
     assert plain.returncode == 0 and "idle" in plain.stdout and "sleep" in plain.stdout
+
+
+# -- task list across queues -------------------------------------------------------------------------
+
+
+def ids(result: subprocess.CompletedProcess[str]) -> list[str]:
+    return [t["id"] for t in ok_json(result)]
+
+
+def test_task_list_spans_every_queue_and_state_and_filters_by_name_state_and_queue(
+    tq: TaskQueue, cli: Cli
+) -> None:
+    # pending: b1 b2 in "beta", a1 in "alpha"; scheduled: a2 (alpha), b3 (beta)
+    b1 = tq.enqueue("send", {}, queue="beta")
+    a1 = tq.enqueue("resize", {}, queue="alpha")
+    b2 = tq.enqueue("resize", {}, queue="beta")
+    a2 = tq.enqueue("send", {}, queue="alpha", delay=60)
+    b3 = tq.enqueue("send", {}, queue="beta", delay=30)
+    everything = [a1, b1, b2, a2, b3]  # state by state, queue by queue, each in handling order
+
+    assert ids(cli("task", "list", "--json")) == everything
+    assert ids(cli("task", "list", "--name", "send", "--json")) == [b1, a2, b3]
+    assert ids(cli("task", "list", "--state", "scheduled", "--json")) == [a2, b3]
+    assert ids(cli("task", "list", "-q", "beta", "--json")) == [b1, b2, b3]
+    assert ids(cli("task", "list", "-q", "beta", "--name", "send", "--state", "scheduled", "--json")) == [b3]
+    # paging: over segments, with and without a name
+    assert ids(cli("task", "list", "--offset", "2", "--limit", "2", "--json")) == everything[2:4]
+    assert ids(cli("task", "list", "--name", "send", "--offset", "1", "--limit", "1", "--json")) == [a2]
+    assert ids(cli("task", "list", "--offset", "9", "--json")) == []
+    plain = cli("task", "list", "--name", "send")
+    assert plain.returncode == 0 and b1 in plain.stdout and "beta" in plain.stdout
+
+
+def test_task_list_refuses_a_bad_state_or_paging_and_an_unknown_queue(tq: TaskQueue, cli: Cli) -> None:
+    tq.enqueue("send", {})
+    for args, code in (
+        (("--state", "lost"), 2),
+        (("--limit", "0"), 2),
+        (("--offset", "-1"), 2),
+        (("-q", "nowhere"), 1),
+    ):
+        result = cli("task", "list", *args)
+        assert result.returncode == code, (args, result.stderr)
+        assert len(result.stderr.strip().splitlines()) == 1, result.stderr

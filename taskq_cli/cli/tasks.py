@@ -72,8 +72,18 @@ def task_cancel(
 @task_app.command("list")
 def task_list(
     ctx: typer.Context,
-    queue: Annotated[str, typer.Option("--queue", "-q", help="Queue.")] = "default",
-    state: Annotated[str, typer.Option(help="pending, scheduled, active, dead or done.")] = "pending",
+    queue: Annotated[
+        str | None, typer.Option("--queue", "-q", help="Only this queue [default: all].", show_default=False)
+    ] = None,
+    state: Annotated[
+        str | None,
+        typer.Option(
+            help="Only pending, scheduled, active, dead or done [default: all].", show_default=False
+        ),
+    ] = None,
+    name: Annotated[
+        str | None, typer.Option("--name", help="Only tasks of this name.", show_default=False)
+    ] = None,
     limit: Limit = 50,
     offset: Offset = 0,
     as_json: JsonFlag = False,
@@ -81,25 +91,27 @@ def task_list(
     profile: Profile = None,
     namespace: Namespace = None,
 ) -> None:
-    """The tasks of a queue in one state, in the order they will be handled.
+    """Tasks across queues and states (state by state, queue by queue, each in the order it will be
+    handled), narrowed by --queue, --state and --name.
 
-    Example: taskq task list --queue emails --state scheduled --limit 20
+    Example: taskq task list --state scheduled --name send_email --limit 20
     """
     from taskq_cli.services.tasks import list_tasks
 
     tq = open_queue(ctx, redis_url, namespace, None)
-    found = [t.to_json() for t in list_tasks(tq, queue, state, limit, offset)]
+    found = [t.to_json() for t in list_tasks(tq, queue, state, limit, offset, name)]
     if as_json:
         output.json_out(found)
         return
-    columns = ("id", "name", "state", "attempts", "enqueued_at", "run_at", "error")
+    columns = ("id", "name", "queue", "state", "attempts", "enqueued_at", "run_at", "error")
     output.show_table(
-        f"{state} tasks in {queue} ({len(found)})",
+        f"{state or 'all'} tasks in {queue or 'all queues'} ({len(found)})",
         columns,
         [
             (
                 t["id"],
                 t["name"],
+                t["queue"],
                 t["state"],
                 t["attempts"],
                 t["enqueued_at"],

@@ -106,6 +106,16 @@ class Reads:
         reader = self.client.zrevrange if newest_first else self.client.zrange
         return [str(i) for i in reader(key, offset, end)]
 
+    def count_in_state(self, queue: str, state: str) -> int:
+        """How many ids `ids_in_state` can list for this queue and state."""
+        k = self.keys(queue)
+        if state == "pending":
+            return int(self.client.llen(k.pending))
+        key = {"scheduled": k.scheduled, "active": k.active, "dead": k.dead, "done": k.done}.get(state)
+        if key is None:
+            raise ValueError(state)
+        return int(self.client.zcard(key))
+
     def records(
         self, queue: str, ids: Sequence[str], max_value: int | None = None
     ) -> list[TaskRecord | None]:

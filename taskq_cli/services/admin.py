@@ -58,6 +58,50 @@ class Admin:
         ids = self.broker.ids_in_state(queue, state, offset, limit)
         return _tasks(self.broker.records(queue, ids))
 
+    def find_tasks(
+        self, queue: str | None, state: str | None, name: str | None, limit: int, offset: int = 0
+    ) -> list[Task]:
+        """Tasks across queues (or one) and states (or one), optionally of one task name: state by
+        state (ALL_STATES' order), queue by queue (by name), each in the order it will be handled.
+        Bounded: without a name whole segments are skipped by their counts; with one, records are
+        read CHUNK by CHUNK only until offset + limit have matched."""
+        if state is not None and state not in LISTABLE_STATES:
+            raise UsageError(f"invalid state {state!r}: use {', '.join(LISTABLE_STATES)}")
+        _check_paging(limit, offset)
+        found: list[Task] = []
+        skip = offset
+        for s in [state] if state else LISTABLE_STATES:
+            for q in sorted(self.queues(queue)):
+                skip = self._segment(q, s, name, skip, limit, found)
+                if len(found) >= limit:
+                    return found
+        return found
+
+    def _segment(
+        self, queue: str, state: str, name: str | None, skip: int, limit: int, found: list[Task]
+    ) -> int:
+        """Append to `found` (up to `limit`) the matching tasks of one queue and state after the first
+        `skip` matches; returns the matches still to skip."""
+        position = 0
+        if name is None:
+            size = self.broker.count_in_state(queue, state)
+            if skip >= size:
+                return skip - size
+            position, skip = skip, 0
+        while len(found) < limit:
+            ids = self.broker.ids_in_state(queue, state, position, CHUNK if name else limit - len(found))
+            if not ids:
+                break
+            position += len(ids)
+            for task in _tasks(self.broker.records(queue, ids)):
+                if name is not None and task.name != name:
+                    continue
+                if skip:
+                    skip -= 1
+                elif len(found) < limit:
+                    found.append(task)
+        return skip
+
     def dead_tasks(
         self, queue: str | None, name: str | None, limit: int, offset: int = 0, max_value: int | None = None
     ) -> list[Task]:

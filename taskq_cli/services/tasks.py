@@ -24,9 +24,17 @@ def show(tq: TaskQueue, task_id: str, queue: str | None = None) -> TaskDoc:
     return TaskDoc.model_validate(found)
 
 
-def list_tasks(tq: TaskQueue, queue: str, state: str, limit: int, offset: int = 0) -> list[TaskDoc]:
-    """The tasks of `queue` in `state`, in the order they will be handled."""
-    return [doc(t) for t in Admin(tq.broker).list_tasks(queue, state, limit, offset)]
+def list_tasks(
+    tq: TaskQueue,
+    queue: str | None,
+    state: str | None,
+    limit: int,
+    offset: int = 0,
+    name: str | None = None,
+) -> list[TaskDoc]:
+    """Tasks of one queue or all (None), in one state or all, optionally of one task name: state by
+    state, queue by queue, each in the order it will be handled (Admin.find_tasks)."""
+    return [doc(t) for t in Admin(tq.broker).find_tasks(queue, state, name, limit, offset)]
 
 
 def cancel(tq: TaskQueue, task_id: str, queue: str | None = None) -> CancelAnswer:
