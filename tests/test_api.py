@@ -503,7 +503,7 @@ def test_with_a_token_every_route_but_healthz_answers_401_without_it_and_writes_
     authed, raw, namespace
 ):
     operations = _operations(authed, {"Authorization": f"Bearer {TOKEN}"})
-    assert len(operations) == 11
+    assert len(operations) == 12
 
     for method, path in [*operations, ("GET", "/openapi.json"), ("GET", "/nowhere")]:
         for headers in (
@@ -584,6 +584,7 @@ def test_the_openapi_document_describes_every_route_its_bodies_errors_and_exampl
     assert set(spec["paths"]) == {
         "/enqueue",
         "/tasks/{task_id}",
+        "/tasks/{task_id}/run",
         "/stats",
         "/queues",
         "/queues/{name}/pause",

@@ -13,10 +13,11 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
+import redis
 
 from taskq_cli import TaskQueue
 from tests.conftest import wait_until
-from tests.test_operating import APP, ok_json
+from tests.test_operating import APP, contents, error, fetch_one, ok_json
 
 Cli = Callable[..., subprocess.CompletedProcess[str]]
 
@@ -134,3 +135,74 @@ def test_task_list_refuses_a_bad_state_or_paging_and_an_unknown_queue(tq: TaskQu
         result = cli("task", "list", *args)
         assert result.returncode == code, (args, result.stderr)
         assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+
+
+# -- task run ----------------------------------------------------------------------------------------
+
+
+def test_task_run_moves_a_delayed_task_to_pending_and_a_worker_runs_it_now(
+    tq: TaskQueue, start_worker: Any, cli: Cli
+) -> None:
+    start_worker("--concurrency", "1", "--pool", "threads")
+    wait_until(lambda: len(tq.broker.live_workers()) == 1, timeout=15)
+    task_id = tq.enqueue("ok", {"value": 1}, delay=3600)
+
+    moved = ok_json(cli("task", "run", task_id, "--json"))
+
+    assert moved == {"id": task_id, "state": "pending", "was": "scheduled"}
+    wait_until(
+        lambda: (t := tq.get_task(task_id)) is not None and t.state == "done", timeout=5, interval=0.02
+    )
+
+
+def test_task_run_moves_a_task_waiting_for_its_retry_and_keeps_its_attempts(tq: TaskQueue, cli: Cli) -> None:
+    task_id = tq.enqueue("t", {})
+    job = fetch_one(tq.broker)
+    assert tq.broker.fail(job, error(), final=False, delay=3600, max_retries=3) == "scheduled"
+
+    result = cli("task", "run", task_id)
+
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == f"{task_id} is pending now (was scheduled)"
+    listed = ok_json(cli("task", "list", "--state", "pending", "--json"))
+    assert [(t["id"], t["attempts"]) for t in listed] == [(task_id, 1)]
+    assert ok_json(cli("task", "list", "--state", "scheduled", "--json")) == []
+
+
+def test_task_run_refuses_a_task_in_any_other_state_and_changes_nothing(
+    tq: TaskQueue, raw: redis.Redis, namespace: str, cli: Cli
+) -> None:
+    pending = tq.enqueue("t", {}, queue="p")
+    active = tq.enqueue("t", {}, queue="a")
+    fetch_one(tq.broker, "a")
+    done = tq.enqueue("t", {}, queue="d")
+    assert tq.broker.ack(fetch_one(tq.broker, "d"), None, 600)
+    dead = tq.enqueue("t", {}, queue="x")
+    assert tq.broker.fail(fetch_one(tq.broker, "x"), error(), final=True, delay=0, max_retries=0) == "dead"
+    before = contents(raw, namespace)
+    for task_id, state in ((pending, "pending"), (active, "active"), (done, "done"), (dead, "dead")):
+        result = cli("task", "run", task_id)
+        assert result.returncode == 2, (state, result.stderr)
+        [line] = result.stderr.strip().splitlines()
+        assert f"is {state}" in line and "scheduled" in line, line
+    missing = cli("task", "run", "no-such-task")
+    assert missing.returncode == 1 and "not found" in missing.stderr
+    assert contents(raw, namespace) == before
+
+
+def test_post_tasks_id_run_moves_a_scheduled_task_and_answers_409_for_another_state(tq: TaskQueue) -> None:
+    from taskq_cli.api import create_app
+    from tests.test_api import LOCAL, TestClient
+
+    later = tq.enqueue("t", {}, delay=3600)
+    now = tq.enqueue("t", {})
+    with TestClient(create_app(tq, token=""), base_url=LOCAL) as api:
+        moved = api.post(f"/tasks/{later}/run")
+        assert moved.status_code == 200 and moved.json() == {
+            "id": later,
+            "state": "pending",
+            "was": "scheduled",
+        }
+        refused = api.post(f"/tasks/{now}/run")
+        assert refused.status_code == 409 and "is pending" in refused.json()["detail"]
+        assert api.post("/tasks/nope/run").status_code == 404

@@ -1,4 +1,4 @@
-"""`taskq task show | cancel | list`: one task, or the tasks of a queue in one state."""
+"""`taskq task show | cancel | run | list`: one task, or tasks across queues and states."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import typer
 from taskq_cli.cli import output
 from taskq_cli.cli.common import App, JsonFlag, Limit, Namespace, Offset, Profile, RedisUrl, open_queue
 
-task_app = typer.Typer(help="Look at, list or cancel tasks.", no_args_is_help=True)
+task_app = typer.Typer(help="Look at, list, run now or cancel tasks.", no_args_is_help=True)
 
 QueueOpt = Annotated[
     str | None, typer.Option("--queue", "-q", help="Look only in this queue.", show_default=False)
@@ -67,6 +67,30 @@ def task_cancel(
         output.json_out(cancelled.to_json())
     else:
         output.line(f"cancelled {task_id} (was {cancelled.state})")
+
+
+@task_app.command("run")
+def task_run(
+    ctx: typer.Context,
+    task_id: Annotated[str, typer.Argument(metavar="ID", help="Task id.")],
+    queue: QueueOpt = None,
+    as_json: JsonFlag = False,
+    redis_url: RedisUrl = None,
+    profile: Profile = None,
+    namespace: Namespace = None,
+) -> None:
+    """Run a scheduled task (delayed, or waiting for its retry) now: it moves to pending and a worker
+    is woken. Any other state is refused (exit 2).
+
+    Example: taskq task run 3f2a...
+    """
+    from taskq_cli.services import tasks
+
+    moved = tasks.run_now(open_queue(ctx, redis_url, namespace, None), task_id, queue)
+    if as_json:
+        output.json_out(moved.to_json())
+    else:
+        output.line(f"{task_id} is pending now (was {moved.was})")
 
 
 @task_app.command("list")

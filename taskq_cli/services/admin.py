@@ -243,6 +243,22 @@ class Admin:
             raise UsageError(f"task {task_id} is already {state}; nothing to cancel")
         return state
 
+    def run_now(self, task_id: str, queue: str | None = None) -> str:
+        """Move a scheduled task (delayed or waiting for its retry) to pending now; UsageError for a
+        task in any other state."""
+        record = self.broker.find_task(task_id, queue)
+        if record is None:
+            raise NotFound(f"task {task_id} not found")
+        was = self.broker.run_now(str(record.meta["queue"]), task_id)
+        if was == "":
+            raise NotFound(f"task {task_id} not found")
+        if was != "scheduled":
+            why = {"pending": "already waiting for a worker", "active": "running now"}.get(was, "finished")
+            raise UsageError(
+                f"task {task_id} is {was} ({why}); only a scheduled or retry-waiting task can be run now"
+            )
+        return was
+
     def set_paused(self, queue: str, paused: bool) -> bool:
         """Pause or resume a queue; False when the queue has never been used. Pausing one anyway
         pauses it ahead of time (it is listed from then on, paused); resuming one changes nothing."""

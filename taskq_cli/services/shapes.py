@@ -95,6 +95,14 @@ class CancelAnswer(JsonShape):
 # -- stats and workers ----------------------------------------------------------------------------------
 
 
+class RunAnswer(JsonShape):
+    """`task run ID --json`, POST /tasks/{id}/run."""
+
+    id: str
+    state: str = Field(description="pending: it waits for a worker now.")
+    was: str = Field(description="The state it was in: scheduled (delayed or waiting for its retry).")
+
+
 class QueueCounts(JsonShape):
     pending: int
     scheduled: int

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from taskq_cli.services.admin import Admin
-from taskq_cli.services.shapes import CancelAnswer, TaskDoc
+from taskq_cli.services.shapes import CancelAnswer, RunAnswer, TaskDoc
 
 if TYPE_CHECKING:
     from taskq_cli.models import Task
@@ -42,3 +42,10 @@ def cancel(tq: TaskQueue, task_id: str, queue: str | None = None) -> CancelAnswe
     UsageError when it already finished."""
     was = Admin(tq.broker).cancel(task_id, queue)
     return CancelAnswer(id=task_id, cancelled=True, state=was)
+
+
+def run_now(tq: TaskQueue, task_id: str, queue: str | None = None) -> RunAnswer:
+    """Move a scheduled or retry-waiting task to pending now (a worker is woken); UsageError for a
+    task in another state."""
+    was = Admin(tq.broker).run_now(task_id, queue)
+    return RunAnswer(id=task_id, state="pending", was=was)
