@@ -16,8 +16,8 @@ import pytest
 import redis
 
 from taskq_cli import TaskQueue
-from tests.conftest import wait_until
-from tests.test_operating import APP, contents, error, fetch_one, ok_json
+from tests.conftest import cli_env, wait_until
+from tests.test_operating import APP, Terminal, bury, contents, error, fetch_one, finish, ok_json
 
 Cli = Callable[..., subprocess.CompletedProcess[str]]
 
@@ -206,3 +206,64 @@ def test_post_tasks_id_run_moves_a_scheduled_task_and_answers_409_for_another_st
         refused = api.post(f"/tasks/{now}/run")
         assert refused.status_code == 409 and "is pending" in refused.json()["detail"]
         assert api.post("/tasks/nope/run").status_code == 404
+
+
+# -- how many a purge or a clear deletes ---------------------------------------------------------------
+
+
+@pytest.fixture
+def terminal(redis_url: str, namespace: str) -> Iterator[Callable[..., Terminal]]:
+    opened: list[Terminal] = []
+
+    def open_(*args: str) -> Terminal:
+        opened.append(Terminal(args, cli_env(redis_url, namespace)))
+        return opened[-1]
+
+    yield open_
+    for term in opened:
+        term.close()
+
+
+def test_purge_and_clear_off_a_terminal_refuse_saying_how_many_they_would_delete(
+    tq: TaskQueue, raw: redis.Redis, namespace: str, cli: Cli
+) -> None:
+    old = [bury(tq, "a"), bury(tq, "b"), bury(tq, "a")]
+    bury(tq, "a", queue="emails")
+    finish(tq)
+    tq.enqueue("t", {})
+    tq.enqueue("t", {}, delay=60)
+    before = contents(raw, namespace)
+    for args, count in (
+        (["dlq", "purge", "--all"], 4),
+        (["dlq", "purge", "--all", "-q", "default"], 3),
+        (["dlq", "purge", "--all", "--name", "a"], 3),
+        (["dlq", "purge", old[0], "no-such-id"], 1),
+        (["queue", "clear", "default"], 6),  # 3 dead, 1 pending, 1 scheduled, 1 done
+    ):
+        result = cli(*args)
+        assert result.returncode == 2, (args, result.stderr)
+        [line] = result.stderr.strip().splitlines()
+        assert f"Delete {count} " in line and "--yes" in line, (args, line)
+    assert contents(raw, namespace) == before
+
+
+def test_purge_and_clear_on_a_terminal_ask_naming_the_count_and_delete_that_many(
+    tq: TaskQueue, raw: redis.Redis, namespace: str, terminal: Callable[..., Terminal]
+) -> None:
+    for _ in range(2):
+        bury(tq)
+    purge = terminal("dlq", "purge", "--all")
+    purge.read_until(lambda text: "?" in text, timeout=10)
+    assert "Delete 2 dead task(s) for good?" in purge.text
+    purge.write("y\n")
+    assert purge.wait(10) == 0, purge.text
+    assert "purged 2 task(s)" in purge.text
+
+    for n in range(3):
+        tq.enqueue("t", {"n": n})
+    clear = terminal("queue", "clear", "default")
+    clear.read_until(lambda text: "?" in text, timeout=10)
+    assert "Delete 3 task(s)" in clear.text and "'default'" in clear.text
+    clear.write("y\n")
+    assert clear.wait(10) == 0, clear.text
+    assert "deleted 3 task(s)" in clear.text

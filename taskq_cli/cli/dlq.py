@@ -129,10 +129,10 @@ def dlq_purge(
     chosen = _selection(ids, all_)
     age = None if older_than is None else parse_duration(older_than)
     tq = open_queue(ctx, redis_url, namespace, None)
-    what = f"{len(chosen)} dead task(s)" if chosen is not None else "every matching dead task"
-    output.confirm(f"Delete {what} for good?", yes)
+    plan = dlq.plan_purge(tq, chosen, queue, name, age)
+    output.confirm(f"Delete {plan.count:,} dead task(s) for good?", yes)
     with output.progress("purging dead tasks") as step:
-        report = dlq.purge(tq, chosen, queue, name, age, progress=step)
+        report = dlq.purge(tq, chosen, queue, name, age, progress=step, plan=plan)
     return _finish("purged", report, PurgeAnswer.of(report).to_json(), as_json)
 
 

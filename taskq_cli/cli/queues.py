@@ -91,8 +91,8 @@ def queue_clear(
 
     check_name("queue", name)
     tq = open_queue(ctx, redis_url, namespace, None)
-    queues.require(tq, name)
-    output.confirm(f"Delete every waiting and dead task of queue {name!r}?", yes)
+    count = queues.clear_count(tq, name)
+    output.confirm(f"Delete {count:,} task(s) (every waiting, dead and done one) of queue {name!r}?", yes)
     output.line(f"deleted {queues.clear(tq, name)} task(s) from {name}")
 
 

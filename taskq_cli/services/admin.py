@@ -5,6 +5,7 @@ modules (tasks, dlq, queues) call it for the CLI and the HTTP API; no Typer, Ric
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from taskq_cli.errors import NotFound, UsageError
@@ -15,6 +16,19 @@ from taskq_cli.services.shapes import BulkReport, QueueInfoDoc
 if TYPE_CHECKING:
     from taskq_cli.config import RetryDefaults
     from taskq_cli.registry import TaskDef
+
+
+@dataclass(frozen=True)
+class PurgePlan:
+    """What `dlq purge` deletes: ids by queue (so the count asked about is the count deleted)."""
+
+    selection: list[tuple[str, list[str]]]
+    missing: list[str]
+
+    @property
+    def count(self) -> int:
+        return sum(len(ids) for _, ids in self.selection)
+
 
 CHUNK = 1000  # ids per script call in bulk operations: Redis stays responsive
 LISTABLE_STATES = ("pending", "scheduled", "active", "dead", "done")
@@ -183,13 +197,33 @@ class Admin:
         name: str | None = None,
         older_than: float | None = None,
         progress: Progress | None = None,
+        plan: PurgePlan | None = None,
     ) -> BulkReport:
-        """Delete dead tasks for good (these ids, or all matching the filters)."""
-        report = BulkReport()
-        for q, chunk in _chunks(self._dead_selection(ids, queue, name, report, older_than), progress):
+        """Delete dead tasks for good (these ids, or all matching the filters; or exactly those of a
+        `plan`, counted before asking)."""
+        plan = plan or self.dlq_purge_plan(ids, queue, name, older_than)
+        report = BulkReport(missing=list(plan.missing))
+        for q, chunk in _chunks(plan.selection, progress):
             for task_id, ok in zip(chunk, self.broker.dlq_purge(q, chunk), strict=True):
                 (report.handled if ok else report.missing).append(task_id)
         return report
+
+    def dlq_purge_plan(
+        self,
+        ids: Sequence[str] | None,
+        queue: str | None = None,
+        name: str | None = None,
+        older_than: float | None = None,
+    ) -> PurgePlan:
+        """The dead tasks a purge would delete (and the given ids not in the dead-letter queue)."""
+        report = BulkReport()
+        selection = self._dead_selection(ids, queue, name, report, older_than)
+        return PurgePlan(selection, report.missing)
+
+    def clear_count(self, queue: str) -> int:
+        """How many tasks `clear` would delete: the queue's pending, scheduled, dead and done ones."""
+        self.queues(queue)
+        return sum(self.broker.count_in_state(queue, s) for s in ("pending", "scheduled", "dead", "done"))
 
     def _dead_selection(
         self,
