@@ -7,16 +7,19 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import socket
 import subprocess
+import sys
 import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 import redis
 
 from taskq_cli import TaskQueue
-from tests.conftest import cli_env, wait_until
+from tests.conftest import ROOT, cli_env, wait_until
 from tests.test_operating import APP, Terminal, bury, contents, error, fetch_one, finish, ok_json
 
 Cli = Callable[..., subprocess.CompletedProcess[str]]
@@ -267,3 +270,78 @@ def test_purge_and_clear_on_a_terminal_ask_naming_the_count_and_delete_that_many
     clear.write("y\n")
     assert clear.wait(10) == 0, clear.text
     assert "deleted 3 task(s)" in clear.text
+
+
+# -- completion of names from Redis ------------------------------------------------------------------
+
+
+def complete(words: str, env: dict[str, str]) -> tuple[list[str], float, subprocess.CompletedProcess[str]]:
+    """Typer's bash protocol for the command line `words` (the last word is being completed)."""
+    cword = len(words.split()) - (0 if words.endswith(" ") else 1)
+    started = time.monotonic()
+    proc = subprocess.run(
+        [sys.executable, "-m", "taskq_cli"],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env={**env, "_TASKQ_COMPLETE": "complete_bash", "COMP_WORDS": words, "COMP_CWORD": str(cword)},
+        timeout=30,
+        check=False,
+    )
+    return proc.stdout.split(), time.monotonic() - started, proc
+
+
+def test_tab_completes_queue_and_schedule_names_from_redis(
+    tq: TaskQueue, redis_url: str, namespace: str
+) -> None:
+    for queue in ("emails", "events", "default"):
+        tq.enqueue("x", {}, queue=queue)
+    tq.schedule("nightly-report", "0 3 * * *", "x")
+    tq.schedule("hourly", "0 * * * *", "x")
+    env = cli_env(redis_url, namespace)
+
+    assert complete("taskq queue pause e", env)[0] == ["emails", "events"]
+    assert complete("taskq stats -q ", env)[0] == ["default", "emails", "events"]
+    assert complete("taskq task list --queue d", env)[0] == ["default"]
+    assert complete("taskq dlq list -q ev", env)[0] == ["events"]
+    assert complete("taskq cron pause ", env)[0] == ["hourly", "nightly-report"]
+    # the connection options on the line are the ones used
+    other = {**env, "TASKQ_NAMESPACE": "nothing-here"}
+    assert complete("taskq queue pause ", other)[0] == []
+    assert complete(f"taskq --namespace {namespace} queue pause ", other)[0] == [
+        "default",
+        "emails",
+        "events",
+    ]
+    assert complete(f"taskq queue clear --namespace {namespace} e", other)[0] == ["emails", "events"]
+
+
+def test_tab_never_hangs_and_shows_nothing_when_redis_does_not_answer(tmp_path: Path, namespace: str) -> None:
+    # a server that accepts connections and never answers: the worst case for a Tab
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(8)
+    port = silent.getsockname()[1]
+    try:
+        for url in (f"redis://127.0.0.1:{port}/0", "redis://127.0.0.1:1/0", "bogus://x"):
+            words, took, proc = complete("taskq queue pause ", cli_env(url, namespace))
+            assert proc.returncode == 0 and words == [] and proc.stderr == "", (url, proc.stderr)
+            assert took < 3.0, (url, took)  # the process start-up plus the 0.5 s deadline at most
+        write = tmp_path / "taskq"
+        write.mkdir()
+        (write / "config.toml").write_text("not toml [", encoding="utf-8")
+        words, _, proc = complete(
+            "taskq cron pause ", cli_env("redis://127.0.0.1:1/0", namespace, XDG_CONFIG_HOME=str(tmp_path))
+        )
+        assert proc.returncode == 0 and words == [] and proc.stderr == ""
+    finally:
+        silent.close()
+
+
+def test_completion_reads_with_short_timeouts_and_a_deadline() -> None:
+    from taskq_cli.services import completion
+
+    assert completion.TIMEOUT <= 0.3 and completion.DEADLINE <= 0.5
+    started = time.monotonic()
+    assert completion.queue_names("", "redis://10.255.255.1:6379/0", "ns", None) == []
+    assert time.monotonic() - started < completion.DEADLINE + 0.2

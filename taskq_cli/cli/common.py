@@ -62,6 +62,27 @@ def chosen_profile(ctx: typer.Context) -> str | None:
     return ctx.params.get("profile") or given.profile
 
 
+def _connection(ctx: typer.Context) -> tuple[str | None, str | None, str | None]:
+    """--redis-url, --namespace and --profile as given so far, the command's own before the global."""
+    own, top = ctx.params, ctx.find_root().params
+    url, ns, profile = ("redis_url", "namespace", "profile")
+    return own.get(url) or top.get(url), own.get(ns) or top.get(ns), own.get(profile) or top.get(profile)
+
+
+def complete_queue(ctx: typer.Context, incomplete: str) -> list[str]:
+    """Tab on a queue name: the namespace's queues (none when Redis does not answer at once)."""
+    from taskq_cli.services.completion import queue_names
+
+    return queue_names(incomplete, *_connection(ctx))
+
+
+def complete_schedule(ctx: typer.Context, incomplete: str) -> list[str]:
+    """Tab on a schedule name: the namespace's schedules (none when Redis does not answer at once)."""
+    from taskq_cli.services.completion import schedule_names
+
+    return schedule_names(incomplete, *_connection(ctx))
+
+
 def open_queue(
     ctx: typer.Context,
     redis_url: str | None,

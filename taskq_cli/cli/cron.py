@@ -7,14 +7,23 @@ from typing import Annotated
 import typer
 
 from taskq_cli.cli import output
-from taskq_cli.cli.common import App, JsonFlag, Namespace, Profile, RedisUrl, open_queue
+from taskq_cli.cli.common import (
+    App,
+    JsonFlag,
+    Namespace,
+    Profile,
+    RedisUrl,
+    complete_queue,
+    complete_schedule,
+    open_queue,
+)
 from taskq_cli.cli.shared import parse_payload
 from taskq_cli.errors import NotFound
 from taskq_cli.timeparse import iso_ms
 
 cron_app = typer.Typer(help="Periodic schedules: each tick fires exactly once.", no_args_is_help=True)
 
-Name = Annotated[str, typer.Argument(metavar="NAME", help="Schedule name.")]
+Name = Annotated[str, typer.Argument(metavar="NAME", help="Schedule name.", autocompletion=complete_schedule)]
 
 
 @cron_app.command("add")
@@ -27,7 +36,14 @@ def cron_add(
         str | None, typer.Argument(metavar="[PAYLOAD]", help="JSON object.", show_default=False)
     ] = None,
     queue: Annotated[
-        str | None, typer.Option("--queue", "-q", help="Queue [default: the task's].", show_default=False)
+        str | None,
+        typer.Option(
+            "--queue",
+            "-q",
+            help="Queue [default: the task's].",
+            show_default=False,
+            autocompletion=complete_queue,
+        ),
     ] = None,
     tz: Annotated[str, typer.Option("--tz", help="IANA time zone the cron expression is read in.")] = "UTC",
     catchup: Annotated[str, typer.Option(help="Missed ticks: skip, or run once to catch up.")] = "skip",

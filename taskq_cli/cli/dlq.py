@@ -7,7 +7,16 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from taskq_cli.cli import output
-from taskq_cli.cli.common import JsonFlag, Limit, Namespace, Offset, Profile, RedisUrl, open_queue
+from taskq_cli.cli.common import (
+    JsonFlag,
+    Limit,
+    Namespace,
+    Offset,
+    Profile,
+    RedisUrl,
+    complete_queue,
+    open_queue,
+)
 from taskq_cli.errors import NotFound, UsageError
 
 if TYPE_CHECKING:
@@ -15,7 +24,10 @@ if TYPE_CHECKING:
 
 dlq_app = typer.Typer(help="The dead-letter queue: tasks that failed for good.", no_args_is_help=True)
 
-QueueOpt = Annotated[str | None, typer.Option("--queue", "-q", help="Only this queue.", show_default=False)]
+QueueOpt = Annotated[
+    str | None,
+    typer.Option("--queue", "-q", help="Only this queue.", show_default=False, autocompletion=complete_queue),
+]
 NameOpt = Annotated[str | None, typer.Option("--name", help="Only tasks of this name.", show_default=False)]
 Ids = Annotated[list[str] | None, typer.Argument(metavar="[ID]...", help="Task ids.", show_default=False)]
 AllFlag = Annotated[bool, typer.Option("--all", help="Every dead task matching the filters.")]

@@ -7,12 +7,12 @@ from typing import Annotated
 import typer
 
 from taskq_cli.cli import output
-from taskq_cli.cli.common import JsonFlag, Namespace, Profile, RedisUrl, open_queue
+from taskq_cli.cli.common import JsonFlag, Namespace, Profile, RedisUrl, complete_queue, open_queue
 from taskq_cli.config import check_name
 
 queue_app = typer.Typer(help="List, pause, resume or clear queues.", no_args_is_help=True)
 
-QueueName = Annotated[str, typer.Argument(metavar="NAME", help="Queue name.")]
+QueueName = Annotated[str, typer.Argument(metavar="NAME", help="Queue name.", autocompletion=complete_queue)]
 
 
 @queue_app.command("list")

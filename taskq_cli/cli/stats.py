@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from taskq_cli.cli import output
-from taskq_cli.cli.common import JsonFlag, Namespace, Profile, RedisUrl, open_queue
+from taskq_cli.cli.common import JsonFlag, Namespace, Profile, RedisUrl, complete_queue, open_queue
 
 if TYPE_CHECKING:
     from taskq_cli.queue import TaskQueue
@@ -22,7 +22,10 @@ WORKER_COLUMNS = ("id", "state", "queues", "concurrency", "tasks", "running", "h
 def stats(
     ctx: typer.Context,
     queue: Annotated[
-        str | None, typer.Option("--queue", "-q", help="Only this queue.", show_default=False)
+        str | None,
+        typer.Option(
+            "--queue", "-q", help="Only this queue.", show_default=False, autocompletion=complete_queue
+        ),
     ] = None,
     watch: Annotated[bool, typer.Option("--watch", help="A live view, refreshed until Ctrl-C.")] = False,
     interval: Annotated[float, typer.Option(help="Seconds between refreshes with --watch.")] = 1.0,

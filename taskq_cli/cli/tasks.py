@@ -7,12 +7,25 @@ from typing import Annotated
 import typer
 
 from taskq_cli.cli import output
-from taskq_cli.cli.common import App, JsonFlag, Limit, Namespace, Offset, Profile, RedisUrl, open_queue
+from taskq_cli.cli.common import (
+    App,
+    JsonFlag,
+    Limit,
+    Namespace,
+    Offset,
+    Profile,
+    RedisUrl,
+    complete_queue,
+    open_queue,
+)
 
 task_app = typer.Typer(help="Look at, list, run now or cancel tasks.", no_args_is_help=True)
 
 QueueOpt = Annotated[
-    str | None, typer.Option("--queue", "-q", help="Look only in this queue.", show_default=False)
+    str | None,
+    typer.Option(
+        "--queue", "-q", help="Look only in this queue.", show_default=False, autocompletion=complete_queue
+    ),
 ]
 
 
@@ -97,7 +110,14 @@ def task_run(
 def task_list(
     ctx: typer.Context,
     queue: Annotated[
-        str | None, typer.Option("--queue", "-q", help="Only this queue [default: all].", show_default=False)
+        str | None,
+        typer.Option(
+            "--queue",
+            "-q",
+            help="Only this queue [default: all].",
+            show_default=False,
+            autocompletion=complete_queue,
+        ),
     ] = None,
     state: Annotated[
         str | None,
