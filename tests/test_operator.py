@@ -345,3 +345,30 @@ def test_completion_reads_with_short_timeouts_and_a_deadline() -> None:
     started = time.monotonic()
     assert completion.queue_names("", "redis://10.255.255.1:6379/0", "ns", None) == []
     assert time.monotonic() - started < completion.DEADLINE + 0.2
+
+
+# -- stats: paused queues and limits ------------------------------------------------------------------
+
+
+def test_stats_table_shows_paused_queues_and_the_dead_letter_limits(tq: TaskQueue, cli: Cli) -> None:
+    tq.enqueue("t", {}, queue="emails")
+    tq.enqueue("t", {}, queue="default")
+    assert cli("queue", "pause", "emails").returncode == 0
+
+    plain = cli("stats")
+
+    assert plain.returncode == 0, plain.stderr
+    rows = {line.split()[0]: line.split() for line in plain.stdout.splitlines()[1:3]}
+    assert rows["emails"][-1] == "yes" and rows["default"][-1] == "no"
+    assert "limits" not in plain.stdout.splitlines()[0]  # no queue has limits: no column
+    assert plain.stdout.splitlines()[-1] == "dead-letter limits: 100,000 tasks per queue, each kept 30d"
+
+
+def test_queue_limits_are_put_in_words_when_the_counts_carry_them() -> None:
+    from types import SimpleNamespace
+
+    from taskq_cli.services.stats import queue_limits
+
+    assert queue_limits(SimpleNamespace()) == ""  # type: ignore[arg-type]
+    both = SimpleNamespace(concurrency_limit=5, rate_limit={"limit": 1000, "window": 60.0})
+    assert queue_limits(both) == "5 at once, 1,000 per 60s"  # type: ignore[arg-type]

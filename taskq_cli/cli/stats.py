@@ -62,21 +62,27 @@ def stats(
 
 
 def _show(snapshot: StatsAnswer, as_json: bool) -> None:
+    from taskq_cli.services.stats import dead_letter_limits, queue_limits
+
     if as_json:
         output.json_out(snapshot.to_json())
         return
-    columns = ("queue", *COUNT_FIELDS, "oldest pending", "paused")
+    limits = {name: queue_limits(q) for name, q in snapshot.queues.items()}
+    shown = ("limits",) if any(limits.values()) else ()  # a column only when some queue has limits
+    columns = ("queue", *COUNT_FIELDS, "oldest pending", "paused", *shown)
     rows = [
         (
             name,
             *(getattr(q, f) for f in COUNT_FIELDS),
             _age(q.oldest_pending_age),
             "yes" if q.paused else "no",
+            *((limits[name] or "-",) if shown else ()),
         )
         for name, q in snapshot.queues.items()
     ]
     output.show_table("queues", columns, rows)
     _show_workers(snapshot.workers)
+    output.line(dead_letter_limits(snapshot))
 
 
 class OutageNote:
