@@ -218,3 +218,34 @@ def test_home_config_is_the_default_location(tmp_path: Path) -> None:
         check=False,
     )
     assert json.loads(result.stdout)["namespace"] == {"value": "from-home", "source": "profile:default"}
+
+
+def test_a_worker_serves_the_profiles_namespace(tmp_path: Path, redis_url: str, namespace: str) -> None:
+    write_target(tmp_path, redis_url, namespace)
+    assert taskq(tmp_path, "enqueue", "ok", '{"value": 1}', TASKQ_PROFILE="target").returncode == 0
+
+    ran = taskq(
+        tmp_path, "worker", "--app", "tests.apps.basic", "--burst", "--pool", "threads", "--profile", "target"
+    )
+
+    assert ran.returncode == 0, ran.stderr
+    listed = taskq(tmp_path, "task", "list", "--state", "done", "--json", TASKQ_PROFILE="target")
+    assert [t["name"] for t in json.loads(listed.stdout)] == ["ok"]
+
+
+def test_the_api_built_from_the_environment_uses_taskq_profile(
+    tmp_path: Path, redis_url: str, namespace: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from taskq_cli.api import create_app
+    from tests.test_api import LOCAL, TestClient
+
+    write_target(tmp_path, redis_url, namespace)
+    for variable in ("TASKQ_REDIS_URL", "TASKQ_NAMESPACE", "TASKQ_APP", "TASKQ_API_TOKEN"):
+        monkeypatch.delenv(variable, raising=False)
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path))
+    monkeypatch.setenv("TASKQ_PROFILE", "target")
+
+    with TestClient(create_app(token=""), base_url=LOCAL) as api:
+        created = api.post("/enqueue", json={"name": "x", "queue": "via-api"})
+        assert created.status_code == 201, created.text
+    assert redis.Redis.from_url(redis_url).llen(f"{namespace}:{{via-api}}:pending") == 1
