@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 from collections.abc import Mapping
@@ -151,7 +152,7 @@ def chosen_profile(option: str | None = None) -> tuple[str | None, dict[str, str
     file), else [profiles.default] when the file has one; (None, {}) when none applies."""
     name = option or os.environ.get("TASKQ_PROFILE") or None
     path = config_path()
-    profiles = _read_profiles(path) if path.is_file() else {}  # no file: tomllib is not even imported
+    profiles = _profiles_of(path)
     if name is None:
         return ("default", profiles["default"]) if "default" in profiles else (None, {})
     if name not in profiles:
@@ -160,9 +161,21 @@ def chosen_profile(option: str | None = None) -> tuple[str | None, dict[str, str
     return name, profiles[name]
 
 
-def _read_profiles(path: Path) -> dict[str, dict[str, str]]:
+def _profiles_of(path: Path) -> dict[str, dict[str, str]]:
+    """The file's profiles ({} without a file: tomllib is not even imported); read once per version
+    of the file (a command resolves its settings several times)."""
+    try:
+        stat = path.stat()
+    except OSError:
+        return {}
+    return _read_profiles(str(path), stat.st_mtime_ns, stat.st_size)
+
+
+@functools.lru_cache(maxsize=4)
+def _read_profiles(where: str, _mtime_ns: int, _size: int) -> dict[str, dict[str, str]]:
     import tomllib
 
+    path = Path(where)
     try:
         document = tomllib.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
