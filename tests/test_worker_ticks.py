@@ -240,6 +240,22 @@ def test_going_busy_or_idle_registers_again_early_at_most_once_per_state_gap() -
     assert h.fake.registered["w1"]["state"] == "idle" and h.fake.calls[-1] == "register"
 
 
+def test_a_worker_flipping_within_the_gap_wakes_the_keeper_once_and_its_last_state_is_registered() -> None:
+    h = Harness(FakeBroker({"default": ["a", "b", "c"]}), concurrency=1)
+    keeper = _keeper(h, [])
+    keeper.tick(0.0)
+    keeper.poked.clear()
+    for _ in range(3):  # busy, idle, busy, ... within the gap: one wake-up, not one per change
+        h.reporter.tick(0.05)
+        assert keeper.tick(0.05) == pytest.approx(STATE_GAP - 0.05)
+        keeper.poked.clear()
+        running = h.launched[-1]
+        h.finish(running, Outcome.success(None))
+        assert not keeper.poked.is_set()
+    keeper.tick(STATE_GAP)
+    assert h.fake.registered["w1"]["state"] == ("busy" if h.slots.busy() else "idle")
+
+
 def test_a_lease_found_lost_at_renewal_stops_its_execution() -> None:
     h = Harness(FakeBroker({"default": ["a", "b"]}))
     h.reporter.tick(0.0)

@@ -57,16 +57,28 @@ class LeaseKeeper:
         self._registered_at = -STATE_GAP
         self._shown_busy = False
         self.poked = threading.Event()
-        slots.on_busy_change = self.poked.set
+        # a change is noticed and not yet registered: further changes need not wake the thread (a
+        # worker flipping at every task would otherwise wake it at every task)
+        self._armed = False
+        slots.on_busy_change = self._on_busy_change
+
+    def _on_busy_change(self) -> None:
+        """Called by the slots (under their lock) when the worker goes busy or idle."""
+        if not self._armed:
+            self._armed = True
+            self.poked.set()
 
     def tick(self, now: float) -> float:
         """A beat when one is due, else an early registration when busy/idle changed since the last;
         returns the seconds until the next (sooner while Redis fails)."""
         if now < self._next_beat:
+            if now < self._registered_at + STATE_GAP:  # too soon: look again once the gap is over
+                return self._registered_at + STATE_GAP - now if self._armed else self._next_beat - now
+            self._armed = False  # before reading the state: a change after this read pokes again
             if self.slots.busy() == self._shown_busy:
                 return self._next_beat - now
-            if now < self._registered_at + STATE_GAP:
-                return self._registered_at + STATE_GAP - now
+        else:
+            self._armed = False
         try:
             if now < self._next_beat:
                 self._register(self.slots.unfinished(), now)
