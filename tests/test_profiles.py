@@ -249,3 +249,18 @@ def test_the_api_built_from_the_environment_uses_taskq_profile(
         created = api.post("/enqueue", json={"name": "x", "queue": "via-api"})
         assert created.status_code == 201, created.text
     assert redis.Redis.from_url(redis_url).llen(f"{namespace}:{{via-api}}:pending") == 1
+
+
+def test_taskq_dev_takes_its_namespace_and_app_from_the_profile(tmp_path: Path, namespace: str) -> None:
+    from taskq_cli.dev import free_port
+
+    write_config(tmp_path, f'[profiles.p]\nnamespace = "{namespace}"\napp = "tests.apps.basic"\n')
+    jobs = tmp_path / "jobs.jsonl"
+    jobs.write_text('{"name": "ok", "payload": {"value": 2}}\n', encoding="utf-8")
+    args = ("dev", "--profile", "p", "--exit-when-done", "--enqueue", str(jobs), "--port", str(free_port()))
+
+    result = taskq(tmp_path, *args)
+
+    # --exit-when-done without an app is refused (exit 2): 0 means the profile's app ran the task
+    assert result.returncode == 0, result.stderr
+    assert f"(namespace {namespace})" in result.stderr  # the profile's namespace
