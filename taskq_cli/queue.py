@@ -62,8 +62,12 @@ class TaskQueue:
         dead_max: int | None = None,
         dead_ttl: float | None = None,
         max_queues: int | None = None,
+        profile: str | None = None,
     ) -> None:
+        # What the code said: CLI options and a profile chosen later (configure) apply around it.
+        self._given = {"redis_url": redis_url, "namespace": namespace}
         settings = Settings.from_env(
+            profile,
             redis_url=redis_url,
             namespace=namespace,
             dead_max=dead_max,
@@ -89,13 +93,20 @@ class TaskQueue:
 
     # -- configuration ----------------------------------------------------------------------
 
-    def configure(self, *, redis_url: str | None = None, namespace: str | None = None) -> None:
-        """Point at another Redis or namespace (CLI options beat what the app's code said)."""
-        if redis_url is None and namespace is None:
+    def configure(
+        self, *, redis_url: str | None = None, namespace: str | None = None, profile: str | None = None
+    ) -> None:
+        """Point at another Redis, namespace or profile (CLI options beat what the app's code said,
+        which beats the environment and the profile)."""
+        if redis_url is None and namespace is None and profile is None:
             return
+        self._given = {
+            "redis_url": redis_url or self._given["redis_url"],
+            "namespace": namespace or self._given["namespace"],
+        }
         self.settings = Settings.from_env(
-            redis_url=redis_url or self.settings.redis_url,
-            namespace=namespace or self.settings.namespace,
+            profile or self.settings.profile,
+            **self._given,
             dead_max=self.settings.dead_max,
             dead_ttl=self.settings.dead_ttl,
             max_queues=self.settings.max_queues,

@@ -496,7 +496,7 @@ def test_with_a_token_every_route_but_healthz_answers_401_without_it_and_writes_
     authed, raw, namespace
 ):
     operations = _operations(authed, {"Authorization": f"Bearer {TOKEN}"})
-    assert len(operations) == 12  # GET /tasks/{id}/result (issue 15)
+    assert len(operations) == 13  # GET /tasks/{id}/result (issue 15), POST /tasks/{id}/run (issue 20)
 
     for method, path in [*operations, ("GET", "/openapi.json"), ("GET", "/nowhere")]:
         for headers in (
@@ -578,6 +578,7 @@ def test_the_openapi_document_describes_every_route_its_bodies_errors_and_exampl
         "/enqueue",
         "/tasks/{task_id}",
         "/tasks/{task_id}/result",
+        "/tasks/{task_id}/run",
         "/stats",
         "/queues",
         "/queues/{name}/pause",

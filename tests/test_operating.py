@@ -56,7 +56,7 @@ SPEC_TASK_FIELDS = {
 QUEUE_COUNT_FIELDS = ("pending", "scheduled", "active", "dead", "processed", "failed")
 WORKER_FIELDS = {"id", "host", "pid", "queues", "concurrency", "started_at", "heartbeat_at", "active"}
 DLQ_COLUMNS = ("id", "name", "queue", "attempts", "died at", "error")
-TASK_COLUMNS = ("id", "name", "state", "attempts", "enqueued_at", "run_at", "error")
+TASK_COLUMNS = ("id", "name", "queue", "state", "attempts", "enqueued_at", "run_at", "error")
 STATS_COLUMNS = ("queue", *QUEUE_COUNT_FIELDS, "oldest", "paused")
 BULK = 100_000
 

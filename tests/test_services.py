@@ -73,7 +73,8 @@ def test_stats_counts_every_queue_and_lists_live_workers_and_the_limits(tq):
     assert (b["pending"], b["dead"], b["failed"], b["oldest_pending_age"]) == (0, 1, 1, None)
     [worker] = found["workers"]
     assert list(worker) == [
-        "id", "host", "pid", "queues", "concurrency", "started_at", "heartbeat_at", "pool", "active"
+        "id", "host", "pid", "queues", "concurrency", "started_at", "heartbeat_at", "pool", "active",
+        "tasks", "state",
     ]  # fmt: skip
     assert worker["active"][0]["started_at"].endswith("Z") and worker["heartbeat_at"].endswith("Z")
     assert found["limits"] == {"dead_max": tq.settings.dead_max, "dead_ttl": tq.settings.dead_ttl}

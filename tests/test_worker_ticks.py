@@ -16,7 +16,7 @@ from taskq_cli.protocol import Ack, Failure, Fetched, Malformed
 from taskq_cli.runner import Execution
 from taskq_cli.runtime import Runtimes
 from taskq_cli.worker.broker import WorkerBroker
-from taskq_cli.worker.leases import LeaseGuard, LeaseKeeper
+from taskq_cli.worker.leases import STATE_GAP, LeaseGuard, LeaseKeeper
 from taskq_cli.worker.maintainer import Maintainer
 from taskq_cli.worker.plan import QueuePlan
 from taskq_cli.worker.reporter import IDLE, Reporter
@@ -214,6 +214,46 @@ def test_the_lease_keeper_renews_the_held_leases_and_registers_the_worker_every_
 
     assert h.fake.calls == ["renew", "register"] and wait == LEASE / 3
     assert [t["id"] for t in h.fake.registered["w1"]["active"]] == ["a", "b"]
+
+
+def test_going_busy_or_idle_registers_again_early_at_most_once_per_state_gap() -> None:
+    # Given an idle worker registered at 0
+    h = Harness(FakeBroker({"default": ["a"]}), concurrency=1)
+    keeper = _keeper(h, [])
+    keeper.tick(0.0)
+    assert h.fake.registered["w1"]["state"] == "idle"
+    h.fake.calls.clear()
+    # When it takes a task at 0.1, the slots poke the keeper, which registers "busy" only at STATE_GAP
+    h.reporter.tick(0.1)
+    assert keeper.poked.is_set()
+    assert keeper.tick(0.1) == pytest.approx(STATE_GAP - 0.1)
+    assert h.fake.calls == ["report 0 + fetch default"]
+    keeper.tick(STATE_GAP)
+    # Then it registers busy without renewing, well before the next beat
+    assert h.fake.calls == ["report 0 + fetch default", "register"]
+    assert h.fake.registered["w1"]["state"] == "busy"
+    # And with nothing changed it waits for the beat
+    assert keeper.tick(0.5) == pytest.approx(LEASE / 3 - 0.5)
+    # When the task finishes, "idle" follows at once (the last registration is long enough ago)
+    h.slots.finish("a", h.launched[0].job.token)
+    keeper.tick(0.6)
+    assert h.fake.registered["w1"]["state"] == "idle" and h.fake.calls[-1] == "register"
+
+
+def test_a_worker_flipping_within_the_gap_wakes_the_keeper_once_and_its_last_state_is_registered() -> None:
+    h = Harness(FakeBroker({"default": ["a", "b", "c"]}), concurrency=1)
+    keeper = _keeper(h, [])
+    keeper.tick(0.0)
+    keeper.poked.clear()
+    for _ in range(3):  # busy, idle, busy, ... within the gap: one wake-up, not one per change
+        h.reporter.tick(0.05)
+        assert keeper.tick(0.05) == pytest.approx(STATE_GAP - 0.05)
+        keeper.poked.clear()
+        running = h.launched[-1]
+        h.finish(running, Outcome.success(None))
+        assert not keeper.poked.is_set()
+    keeper.tick(STATE_GAP)
+    assert h.fake.registered["w1"]["state"] == ("busy" if h.slots.busy() else "idle")
 
 
 def test_a_lease_found_lost_at_renewal_stops_its_execution() -> None:

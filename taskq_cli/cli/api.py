@@ -13,7 +13,7 @@ from typing import Annotated
 import typer
 
 from taskq_cli.cli import output
-from taskq_cli.cli.common import App, Namespace, RedisUrl, open_queue
+from taskq_cli.cli.common import App, Namespace, Profile, RedisUrl, open_queue
 from taskq_cli.config import api_token_from_env
 from taskq_cli.errors import TaskqError, UsageError
 
@@ -44,6 +44,7 @@ def api(
     ] = 10.0,
     access_log: Annotated[bool, typer.Option(help="Log every request.")] = True,
     redis_url: RedisUrl = None,
+    profile: Profile = None,
     namespace: Namespace = None,
     app: App = None,
 ) -> None:

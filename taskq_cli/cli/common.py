@@ -46,6 +46,15 @@ Output = Annotated[
         show_default=False,
     ),
 ]
+Profile = Annotated[
+    str | None,
+    typer.Option(
+        "--profile",
+        help="[profiles.NAME] of $XDG_CONFIG_HOME/taskq/config.toml giving redis_url, namespace, app "
+        "[env TASKQ_PROFILE; default: profiles.default if present]",
+        show_default=False,
+    ),
+]
 Limit = Annotated[int, typer.Option(help="At most this many.")]
 Offset = Annotated[int, typer.Option(help="Skip this many first (paging).")]
 
@@ -55,6 +64,34 @@ class GlobalOptions:
     redis_url: str | None = None
     namespace: str | None = None
     app: str | None = None
+    profile: str | None = None
+
+
+def chosen_profile(ctx: typer.Context) -> str | None:
+    """The command's own --profile (every command with --redis-url has one), else the global one."""
+    given = ctx.obj if isinstance(ctx.obj, GlobalOptions) else GlobalOptions()
+    return ctx.params.get("profile") or given.profile
+
+
+def _connection(ctx: typer.Context) -> tuple[str | None, str | None, str | None]:
+    """--redis-url, --namespace and --profile as given so far, the command's own before the global."""
+    own, top = ctx.params, ctx.find_root().params
+    url, ns, profile = ("redis_url", "namespace", "profile")
+    return own.get(url) or top.get(url), own.get(ns) or top.get(ns), own.get(profile) or top.get(profile)
+
+
+def complete_queue(ctx: typer.Context, incomplete: str) -> list[str]:
+    """Tab on a queue name: the namespace's queues (none when Redis does not answer at once)."""
+    from taskq_cli.services.completion import queue_names
+
+    return queue_names(incomplete, *_connection(ctx))
+
+
+def complete_schedule(ctx: typer.Context, incomplete: str) -> list[str]:
+    """Tab on a schedule name: the namespace's schedules (none when Redis does not answer at once)."""
+    from taskq_cli.services.completion import schedule_names
+
+    return schedule_names(incomplete, *_connection(ctx))
 
 
 def open_queue(
@@ -66,10 +103,14 @@ def open_queue(
     need_app: bool = False,
 ) -> TaskQueue:
     """The TaskQueue a command works with: the command's own option, else the global one given before
-    the command, else the environment (shared.make_queue)."""
+    the command, else the environment, else the profile (shared.make_queue)."""
     from taskq_cli.cli.shared import make_queue
 
     given = ctx.obj if isinstance(ctx.obj, GlobalOptions) else GlobalOptions()
     return make_queue(
-        redis_url or given.redis_url, namespace or given.namespace, app or given.app, need_app=need_app
+        redis_url or given.redis_url,
+        namespace or given.namespace,
+        app or given.app,
+        need_app=need_app,
+        profile=chosen_profile(ctx),
     )

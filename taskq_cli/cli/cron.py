@@ -7,7 +7,17 @@ from typing import Annotated, Any
 import typer
 
 from taskq_cli.cli import output
-from taskq_cli.cli.common import App, JsonFlag, Namespace, Output, RedisUrl, open_queue
+from taskq_cli.cli.common import (
+    App,
+    JsonFlag,
+    Namespace,
+    Output,
+    Profile,
+    RedisUrl,
+    complete_queue,
+    complete_schedule,
+    open_queue,
+)
 from taskq_cli.cli.shared import parse_payload
 from taskq_cli.cli.tables import Column, yes_no
 from taskq_cli.errors import NotFound
@@ -30,7 +40,7 @@ CRON_COLUMNS = (
     Column("last state", from_width=120),
 )
 
-Name = Annotated[str, typer.Argument(metavar="NAME", help="Schedule name.")]
+Name = Annotated[str, typer.Argument(metavar="NAME", help="Schedule name.", autocompletion=complete_schedule)]
 
 
 @cron_app.command("add")
@@ -43,7 +53,14 @@ def cron_add(
         str | None, typer.Argument(metavar="[PAYLOAD]", help="JSON object.", show_default=False)
     ] = None,
     queue: Annotated[
-        str | None, typer.Option("--queue", "-q", help="Queue [default: the task's].", show_default=False)
+        str | None,
+        typer.Option(
+            "--queue",
+            "-q",
+            help="Queue [default: the task's].",
+            show_default=False,
+            autocompletion=complete_queue,
+        ),
     ] = None,
     tz: Annotated[str, typer.Option("--tz", help="IANA time zone the cron expression is read in.")] = "UTC",
     catchup: Annotated[str, typer.Option(help="Missed ticks: skip, or run once to catch up.")] = "skip",
@@ -51,6 +68,7 @@ def cron_add(
         int | None, typer.Option(help="Retries of each fired task.", show_default=False)
     ] = None,
     redis_url: RedisUrl = None,
+    profile: Profile = None,
     namespace: Namespace = None,
     app: App = None,
 ) -> None:
@@ -74,6 +92,7 @@ def cron_list(
     fmt: Output = None,
     as_json: JsonFlag = False,
     redis_url: RedisUrl = None,
+    profile: Profile = None,
     namespace: Namespace = None,
 ) -> None:
     """Every schedule with its next run, last run, last task and that task's state. The table gives
@@ -113,7 +132,11 @@ def cron_rows(rows: list[dict[str, Any]]) -> list[list[Any]]:
 
 @cron_app.command("remove")
 def cron_remove(
-    ctx: typer.Context, name: Name, redis_url: RedisUrl = None, namespace: Namespace = None
+    ctx: typer.Context,
+    name: Name,
+    redis_url: RedisUrl = None,
+    profile: Profile = None,
+    namespace: Namespace = None,
 ) -> None:
     """Delete a schedule (tasks it already enqueued stay).
 
@@ -126,7 +149,11 @@ def cron_remove(
 
 @cron_app.command("pause")
 def cron_pause(
-    ctx: typer.Context, name: Name, redis_url: RedisUrl = None, namespace: Namespace = None
+    ctx: typer.Context,
+    name: Name,
+    redis_url: RedisUrl = None,
+    profile: Profile = None,
+    namespace: Namespace = None,
 ) -> None:
     """Stop firing a schedule until resumed (missed ticks follow its catch-up policy).
 
@@ -138,7 +165,11 @@ def cron_pause(
 
 @cron_app.command("resume")
 def cron_resume(
-    ctx: typer.Context, name: Name, redis_url: RedisUrl = None, namespace: Namespace = None
+    ctx: typer.Context,
+    name: Name,
+    redis_url: RedisUrl = None,
+    profile: Profile = None,
+    namespace: Namespace = None,
 ) -> None:
     """Fire a paused schedule again.
 

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from taskq_cli.cli import output
-from taskq_cli.cli.common import App, Namespace, open_queue
+from taskq_cli.cli.common import App, Namespace, Profile, open_queue
 from taskq_cli.errors import TaskqError, UsageError
 from taskq_cli.timeparse import parse_duration
 
@@ -59,6 +59,7 @@ def dev(
     ] = False,
     namespace: Namespace = None,
     app: App = None,
+    profile: Profile = None,
 ) -> int:
     """Run a throwaway Redis (redis-server from PATH, else an embedded one), a worker for --app and
     the scheduler; print the TASKQ_REDIS_URL to export elsewhere. Ctrl-C stops everything.

@@ -7,7 +7,17 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from taskq_cli.cli import output
-from taskq_cli.cli.common import JsonFlag, Limit, Namespace, Offset, Output, RedisUrl, open_queue
+from taskq_cli.cli.common import (
+    JsonFlag,
+    Limit,
+    Namespace,
+    Offset,
+    Output,
+    Profile,
+    RedisUrl,
+    complete_queue,
+    open_queue,
+)
 from taskq_cli.cli.tables import Column, footer
 from taskq_cli.errors import NotFound, UsageError
 
@@ -25,7 +35,10 @@ DLQ_COLUMNS = (
     Column("error", "text"),
 )
 
-QueueOpt = Annotated[str | None, typer.Option("--queue", "-q", help="Only this queue.", show_default=False)]
+QueueOpt = Annotated[
+    str | None,
+    typer.Option("--queue", "-q", help="Only this queue.", show_default=False, autocompletion=complete_queue),
+]
 NameOpt = Annotated[str | None, typer.Option("--name", help="Only tasks of this name.", show_default=False)]
 Ids = Annotated[list[str] | None, typer.Argument(metavar="[ID]...", help="Task ids.", show_default=False)]
 AllFlag = Annotated[bool, typer.Option("--all", help="Every dead task matching the filters.")]
@@ -41,6 +54,7 @@ def dlq_list(
     fmt: Output = None,
     as_json: JsonFlag = False,
     redis_url: RedisUrl = None,
+    profile: Profile = None,
     namespace: Namespace = None,
 ) -> None:
     """Dead tasks, newest first.
@@ -71,6 +85,7 @@ def dlq_show(
     fmt: Output = None,
     as_json: JsonFlag = False,
     redis_url: RedisUrl = None,
+    profile: Profile = None,
     namespace: Namespace = None,
 ) -> None:
     """One dead task: payload, error and the whole traceback.
@@ -93,6 +108,7 @@ def dlq_retry(
     name: NameOpt = None,
     as_json: JsonFlag = False,
     redis_url: RedisUrl = None,
+    profile: Profile = None,
     namespace: Namespace = None,
 ) -> int:
     """Dead tasks back to pending, attempts reset.
@@ -124,6 +140,7 @@ def dlq_purge(
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask.")] = False,
     as_json: JsonFlag = False,
     redis_url: RedisUrl = None,
+    profile: Profile = None,
     namespace: Namespace = None,
 ) -> int:
     """Delete dead tasks for good.
@@ -137,10 +154,10 @@ def dlq_purge(
     chosen = _selection(ids, all_)
     age = None if older_than is None else parse_duration(older_than)
     tq = open_queue(ctx, redis_url, namespace, None)
-    what = f"{len(chosen)} dead task(s)" if chosen is not None else "every matching dead task"
-    output.confirm(f"Delete {what} for good?", yes)
+    plan = dlq.plan_purge(tq, chosen, queue, name, age)
+    output.confirm(f"Delete {plan.count:,} dead task(s) for good?", yes)
     with output.progress("purging dead tasks") as step:
-        report = dlq.purge(tq, chosen, queue, name, age, progress=step)
+        report = dlq.purge(tq, chosen, queue, name, age, progress=step, plan=plan)
     return _finish("purged", report, PurgeAnswer.of(report).to_json(), as_json)
 
 

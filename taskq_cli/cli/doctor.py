@@ -6,7 +6,7 @@ from __future__ import annotations
 import typer
 
 from taskq_cli.cli import output
-from taskq_cli.cli.common import JsonFlag, Namespace, Output, RedisUrl, open_queue
+from taskq_cli.cli.common import JsonFlag, Namespace, Output, Profile, RedisUrl, open_queue
 from taskq_cli.cli.tables import Column
 
 COLUMNS = (Column("check", "name"), Column("status"), Column("message", "prose"), Column("fix", "prose"))
@@ -17,6 +17,7 @@ def doctor(
     fmt: Output = None,
     as_json: JsonFlag = False,
     redis_url: RedisUrl = None,
+    profile: Profile = None,
     namespace: Namespace = None,
 ) -> int:
     """Check Redis and the namespace for problems that lose or stall tasks.

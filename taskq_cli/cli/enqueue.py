@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from taskq_cli.cli.common import App, JsonFlag, Namespace, RedisUrl, open_queue
+from taskq_cli.cli.common import App, JsonFlag, Namespace, Profile, RedisUrl, complete_queue, open_queue
 from taskq_cli.cli.shared import single_request, submit_and_print, submit_and_wait
 from taskq_cli.errors import UsageError
 from taskq_cli.producer import parse_json_lines
@@ -20,7 +20,14 @@ def enqueue(
         str | None, typer.Argument(help="JSON object ('-' reads stdin; omitted = {}).", show_default=False)
     ] = None,
     queue: Annotated[
-        str | None, typer.Option("--queue", "-q", help="Queue [default: default].", show_default=False)
+        str | None,
+        typer.Option(
+            "--queue",
+            "-q",
+            help="Queue [default: default].",
+            show_default=False,
+            autocompletion=complete_queue,
+        ),
     ] = None,
     delay: Annotated[
         str | None, typer.Option(help="Run after this duration (30s, 5m, 1h30m).", show_default=False)
@@ -64,6 +71,7 @@ def enqueue(
     ] = None,
     as_json: JsonFlag = False,
     redis_url: RedisUrl = None,
+    profile: Profile = None,
     namespace: Namespace = None,
     app: App = None,
 ) -> None:

@@ -2,9 +2,9 @@
 process start-up, and loading Typer costs more than the rest of it (its parameter coercion imports
 pydantic). This recognises the plain forms itself and runs the same shared functions as the Typer
 command (shared.py), with the same error mapping; anything it does not fully recognise -- --file,
---app or TASKQ_APP, --durable, --wait, --help, global options before the command, a repeated option, `--`,
-`-qNAME`, a number Typer would have to coerce, an unknown option -- it hands over (None), and the
-Typer app then behaves exactly as it always has."""
+--app or TASKQ_APP (or a profile's app), --durable, --wait, --help, global options before the command, a
+repeated option, `--`, `-qNAME`, a number Typer would have to coerce, an unknown option -- it hands
+over (None), and the Typer app then behaves exactly as it always has."""
 
 from __future__ import annotations
 
@@ -22,6 +22,7 @@ VALUE_OPTIONS = {
     "--id": "task_id",
     "--redis-url": "redis_url",
     "--namespace": "namespace",
+    "--profile": "profile",
 }
 FLAGS = ("--json",)
 
@@ -50,7 +51,7 @@ class PlainEnqueue:
             timeout=get("timeout"),
             task_id=get("task_id"),
         )
-        tq = make_queue(get("redis_url"), get("namespace"), None)
+        tq = make_queue(get("redis_url"), get("namespace"), None, profile=get("profile"))
         submit_and_print(tq, [request], as_json=self.as_json)
 
 
@@ -72,9 +73,9 @@ def run(argv: Sequence[str]) -> int | None:
 def recognise(argv: Sequence[str]) -> PlainEnqueue | None:
     """`enqueue NAME [PAYLOAD]` with options from VALUE_OPTIONS (`--opt VALUE`, long ones also
     `--opt=VALUE`, each at most once) and FLAGS, in any order, parsed as Typer parses them; else None."""
-    from taskq_cli.config import app_from_env, completing
+    from taskq_cli.config import completing
 
-    if not argv or argv[0] != "enqueue" or app_from_env() or completing():
+    if not argv or argv[0] != "enqueue" or completing():
         return None
     positional: list[str] = []
     options: dict[str, str] = {}
@@ -99,9 +100,27 @@ def recognise(argv: Sequence[str]) -> PlainEnqueue | None:
         options[field] = value
     if not 1 <= len(positional) <= 2:
         return None
-    if "max_retries" in options and not _plain_int(options["max_retries"]):
-        return None  # ' 5', '+5', '1_000', '5.0', 'x': Typer coerces (or refuses) them in its own words
+    if _for_typer(options):
+        return None
     return PlainEnqueue(positional[0], positional[1] if len(positional) > 1 else None, options, as_json)
+
+
+def _for_typer(options: Mapping[str, str]) -> bool:
+    if "max_retries" in options and not _plain_int(options["max_retries"]):
+        return True  # ' 5', '+5', '1_000', '5.0', 'x': Typer coerces (or refuses) them in its own words
+    return _needs_app(options.get("profile"))
+
+
+def _needs_app(profile: str | None) -> bool:
+    """An app from TASKQ_APP or the profile (the fast path loads none), or a profile or config file
+    that is refused: the Typer command handles (and reports) it."""
+    from taskq_cli.config import app_from_env
+    from taskq_cli.errors import UsageError
+
+    try:
+        return app_from_env(profile) is not None
+    except UsageError:
+        return True
 
 
 def _plain_int(text: str) -> bool:

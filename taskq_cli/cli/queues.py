@@ -7,7 +7,7 @@ from typing import Annotated, Any
 import typer
 
 from taskq_cli.cli import output
-from taskq_cli.cli.common import JsonFlag, Namespace, Output, RedisUrl, open_queue
+from taskq_cli.cli.common import JsonFlag, Namespace, Output, Profile, RedisUrl, complete_queue, open_queue
 from taskq_cli.cli.tables import Column, yes_no
 from taskq_cli.config import check_name
 
@@ -19,7 +19,7 @@ QUEUE_COLUMNS = (
     *(Column(c, "count") for c in ("pending", "scheduled", "active", "dead")),
 )
 
-QueueName = Annotated[str, typer.Argument(metavar="NAME", help="Queue name.")]
+QueueName = Annotated[str, typer.Argument(metavar="NAME", help="Queue name.", autocompletion=complete_queue)]
 
 
 @queue_app.command("list")
@@ -28,6 +28,7 @@ def queue_list(
     fmt: Output = None,
     as_json: JsonFlag = False,
     redis_url: RedisUrl = None,
+    profile: Profile = None,
     namespace: Namespace = None,
 ) -> None:
     """Every queue with its counts and whether it is paused.
@@ -48,7 +49,11 @@ def queue_rows(rows: list[dict[str, Any]]) -> list[list[Any]]:
 
 @queue_app.command("pause")
 def queue_pause(
-    ctx: typer.Context, name: QueueName, redis_url: RedisUrl = None, namespace: Namespace = None
+    ctx: typer.Context,
+    name: QueueName,
+    redis_url: RedisUrl = None,
+    profile: Profile = None,
+    namespace: Namespace = None,
 ) -> None:
     """Stop workers taking tasks from a queue; it keeps accepting new ones. A queue never used yet is
     paused ahead of time, saying so on stderr (exit 0): its first tasks will wait.
@@ -62,7 +67,11 @@ def queue_pause(
 
 @queue_app.command("resume")
 def queue_resume(
-    ctx: typer.Context, name: QueueName, redis_url: RedisUrl = None, namespace: Namespace = None
+    ctx: typer.Context,
+    name: QueueName,
+    redis_url: RedisUrl = None,
+    profile: Profile = None,
+    namespace: Namespace = None,
 ) -> None:
     """Let workers take tasks from a paused queue again. A queue never used is left alone, saying so
     on stderr (exit 0).
@@ -81,6 +90,7 @@ def queue_clear(
     name: QueueName,
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask.")] = False,
     redis_url: RedisUrl = None,
+    profile: Profile = None,
     namespace: Namespace = None,
 ) -> None:
     """Delete every pending, scheduled, dead and done task of a queue (running ones finish).
@@ -91,8 +101,8 @@ def queue_clear(
 
     check_name("queue", name)
     tq = open_queue(ctx, redis_url, namespace, None)
-    queues.require(tq, name)
-    output.confirm(f"Delete every waiting and dead task of queue {name!r}?", yes)
+    count = queues.clear_count(tq, name)
+    output.confirm(f"Delete {count:,} task(s) (every waiting, dead and done one) of queue {name!r}?", yes)
     output.line(f"deleted {queues.clear(tq, name)} task(s) from {name}")
 
 

@@ -36,27 +36,33 @@ def parse_payload(text: str | None) -> dict[str, Any]:
 
 
 def make_queue(
-    redis_url: str | None, namespace: str | None, app: str | None, *, need_app: bool = False
+    redis_url: str | None,
+    namespace: str | None,
+    app: str | None,
+    *,
+    need_app: bool = False,
+    profile: str | None = None,
 ) -> TaskQueue:
-    """The TaskQueue a command works with: the app's own (with --app or TASKQ_APP) or a plain one.
-    None means not given: the environment, then the default, applies. A malformed Redis URL is
-    refused here, before the command starts (a UsageError: exit 2)."""
+    """The TaskQueue a command works with: the app's own (with --app, TASKQ_APP or the profile's app)
+    or a plain one. None means not given: the environment, then the profile (--profile, else
+    TASKQ_PROFILE, else [profiles.default]), then the default, applies. A malformed Redis URL, an
+    unknown profile or a malformed config file is refused here, before the command starts (exit 2)."""
     from taskq_cli.config import app_from_env
     from taskq_cli.protocol.topology import check_url
     from taskq_cli.queue import TaskQueue
 
-    app_spec = app or app_from_env()
+    app_spec = app or app_from_env(profile)
     if app_spec:
         from taskq_cli.loading import load_app
 
         tq = load_app(app_spec)
-        tq.configure(redis_url=redis_url, namespace=namespace)
+        tq.configure(redis_url=redis_url, namespace=namespace, profile=profile)
     elif need_app:
         from taskq_cli.errors import UsageError
 
         raise UsageError("this command needs --app (or TASKQ_APP) to find the task handlers")
     else:
-        tq = TaskQueue(redis_url=redis_url, namespace=namespace)
+        tq = TaskQueue(redis_url=redis_url, namespace=namespace, profile=profile)
     check_url(tq.settings.redis_url)
     return tq
 

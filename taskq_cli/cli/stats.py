@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from taskq_cli.cli import output
-from taskq_cli.cli.common import JsonFlag, Namespace, Output, RedisUrl, open_queue
+from taskq_cli.cli.common import JsonFlag, Namespace, Output, Profile, RedisUrl, complete_queue, open_queue
 from taskq_cli.cli.tables import Column, TableView, yes_no
 
 if TYPE_CHECKING:
@@ -24,23 +24,30 @@ QUEUE_COLUMNS = (
 )
 WORKER_COLUMNS = (
     Column("id", "name"),
+    Column("state"),
     Column("queues", "name", 120),
     Column("concurrency", "count", 100),
+    Column("tasks", "text", 120),
     Column("running", "text"),
     Column("heartbeat", "time"),
 )
+LIMITS_COLUMN = Column("limits", "text")
 
 
 def stats(
     ctx: typer.Context,
     queue: Annotated[
-        str | None, typer.Option("--queue", "-q", help="Only this queue.", show_default=False)
+        str | None,
+        typer.Option(
+            "--queue", "-q", help="Only this queue.", show_default=False, autocompletion=complete_queue
+        ),
     ] = None,
     watch: Annotated[bool, typer.Option("--watch", help="A live view, refreshed until Ctrl-C.")] = False,
     interval: Annotated[float, typer.Option(help="Seconds between refreshes with --watch.")] = 1.0,
     fmt: Output = None,
     as_json: JsonFlag = False,
     redis_url: RedisUrl = None,
+    profile: Profile = None,
     namespace: Namespace = None,
 ) -> None:
     """Counts per queue, the oldest pending task's age, and the live workers.
@@ -76,11 +83,28 @@ def stats(
 
 
 def _show(snapshot: StatsAnswer, form: output.Format) -> None:
+    from taskq_cli.services.stats import dead_letter_limits
+
     def table() -> None:
-        output.show_table("queues", QUEUE_COLUMNS, queue_rows(snapshot))
+        columns, rows = queue_table(snapshot)
+        output.show_table("queues", columns, rows)
         _show_workers(snapshot.workers)
+        output.line(dead_letter_limits(snapshot))
 
     output.render(form, snapshot.to_json(), table)
+
+
+def queue_table(snapshot: StatsAnswer) -> tuple[tuple[Column, ...], list[tuple[Any, ...]]]:
+    """The queues' columns and rows; a limits column only when some queue has limits."""
+    from taskq_cli.services.stats import queue_limits
+
+    rows = queue_rows(snapshot)
+    limits = [queue_limits(q) for q in snapshot.queues.values()]
+    if not any(limits):
+        return QUEUE_COLUMNS, rows
+    return (*QUEUE_COLUMNS, LIMITS_COLUMN), [
+        (*row, text or "-") for row, text in zip(rows, limits, strict=True)
+    ]
 
 
 def queue_rows(snapshot: StatsAnswer) -> list[tuple[Any, ...]]:
@@ -95,9 +119,11 @@ def workers(
     fmt: Output = None,
     as_json: JsonFlag = False,
     redis_url: RedisUrl = None,
+    profile: Profile = None,
     namespace: Namespace = None,
 ) -> None:
-    """Live workers: host, pid, queues, concurrency, running tasks, last heartbeat.
+    """Live workers: busy or idle, queues, concurrency, the task names each has handlers for, running
+    tasks, last heartbeat.
 
     Example: taskq workers --json
     """
@@ -114,7 +140,10 @@ def worker_rows(found: list[WorkerDoc]) -> list[tuple[Any, ...]]:
         running = ", ".join(f"{a.name} {a.id}" for a in w.active[:3])
         if len(w.active) > 3:
             running += f" (+{len(w.active) - 3})"
-        rows.append((w.id, ",".join(w.queues), w.concurrency, running or "-", w.heartbeat_at))
+        tasks = ",".join(w.tasks) or "-"
+        rows.append(
+            (w.id, w.state or "-", ",".join(w.queues), w.concurrency, tasks, running or "-", w.heartbeat_at)
+        )
     return rows
 
 

@@ -1,4 +1,4 @@
-"""`taskq task show | cancel | list`: one task, or the tasks of a queue in one state."""
+"""`taskq task show | cancel | run | list`: one task, or tasks across queues and states."""
 
 from __future__ import annotations
 
@@ -7,17 +7,29 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from taskq_cli.cli import output
-from taskq_cli.cli.common import App, JsonFlag, Limit, Namespace, Offset, Output, RedisUrl, open_queue
+from taskq_cli.cli.common import (
+    App,
+    JsonFlag,
+    Limit,
+    Namespace,
+    Offset,
+    Output,
+    Profile,
+    RedisUrl,
+    complete_queue,
+    open_queue,
+)
 from taskq_cli.cli.tables import Column, footer
 
 if TYPE_CHECKING:
     from taskq_cli.queue import TaskQueue
 
-task_app = typer.Typer(help="Look at, list or cancel tasks.", no_args_is_help=True)
+task_app = typer.Typer(help="Look at, list, run now or cancel tasks.", no_args_is_help=True)
 
 TASK_COLUMNS = (
     Column("id", "id"),
     Column("name", "name"),
+    Column("queue", "name", 100),  # from 100 columns: at 80 the id and name come first
     Column("state", from_width=100),
     Column("attempts", "count"),
     Column("enqueued_at", "time", 120),
@@ -26,7 +38,10 @@ TASK_COLUMNS = (
 )
 
 QueueOpt = Annotated[
-    str | None, typer.Option("--queue", "-q", help="Look only in this queue.", show_default=False)
+    str | None,
+    typer.Option(
+        "--queue", "-q", help="Look only in this queue.", show_default=False, autocompletion=complete_queue
+    ),
 ]
 
 
@@ -38,6 +53,7 @@ def task_show(
     fmt: Output = None,
     as_json: JsonFlag = False,
     redis_url: RedisUrl = None,
+    profile: Profile = None,
     namespace: Namespace = None,
     app: App = None,
 ) -> None:
@@ -95,6 +111,7 @@ def task_cancel(
     queue: QueueOpt = None,
     as_json: JsonFlag = False,
     redis_url: RedisUrl = None,
+    profile: Profile = None,
     namespace: Namespace = None,
 ) -> None:
     """Remove a pending or scheduled task; stop an active one (its worker kills it at its next lease
@@ -111,36 +128,89 @@ def task_cancel(
         output.line(f"cancelled {task_id} (was {cancelled.state})")
 
 
+@task_app.command("run")
+def task_run(
+    ctx: typer.Context,
+    task_id: Annotated[str, typer.Argument(metavar="ID", help="Task id.")],
+    queue: QueueOpt = None,
+    as_json: JsonFlag = False,
+    redis_url: RedisUrl = None,
+    profile: Profile = None,
+    namespace: Namespace = None,
+) -> None:
+    """Run a scheduled task (delayed, or waiting for its retry) now: it moves to pending and a worker
+    is woken. Any other state is refused (exit 2).
+
+    Example: taskq task run 3f2a...
+    """
+    from taskq_cli.services import tasks
+
+    moved = tasks.run_now(open_queue(ctx, redis_url, namespace, None), task_id, queue)
+    if as_json:
+        output.json_out(moved.to_json())
+    else:
+        output.line(f"{task_id} is pending now (was {moved.was})")
+
+
 @task_app.command("list")
 def task_list(
     ctx: typer.Context,
-    queue: Annotated[str, typer.Option("--queue", "-q", help="Queue.")] = "default",
-    state: Annotated[str, typer.Option(help="pending, scheduled, active, dead or done.")] = "pending",
+    queue: Annotated[
+        str | None,
+        typer.Option(
+            "--queue",
+            "-q",
+            help="Only this queue [default: all].",
+            show_default=False,
+            autocompletion=complete_queue,
+        ),
+    ] = None,
+    state: Annotated[
+        str | None,
+        typer.Option(
+            help="Only pending, scheduled, active, dead or done [default: all].", show_default=False
+        ),
+    ] = None,
+    name: Annotated[
+        str | None, typer.Option("--name", help="Only tasks of this name.", show_default=False)
+    ] = None,
     limit: Limit = 50,
     offset: Offset = 0,
     fmt: Output = None,
     as_json: JsonFlag = False,
     redis_url: RedisUrl = None,
+    profile: Profile = None,
     namespace: Namespace = None,
 ) -> None:
-    """The tasks of a queue in one state, in the order they will be handled.
+    """Tasks across queues and states (state by state, queue by queue, each in the order it will be
+    handled), narrowed by --queue, --state and --name.
 
-    Example: taskq task list --queue emails --state scheduled --limit 20
+    Example: taskq task list --state scheduled --name send_email --limit 20
     """
     from taskq_cli.services.tasks import list_tasks
 
     form = output.chosen(fmt, as_json)
     tq = open_queue(ctx, redis_url, namespace, None)
-    found = [t.to_json() for t in list_tasks(tq, queue, state, limit, offset)]
-    output.render(form, found, lambda: _task_table(tq, queue, state, found, offset))
+    found = [t.to_json() for t in list_tasks(tq, queue, state, limit, offset, name)]
+    output.render(form, found, lambda: _task_table(tq, queue, state, name, found, offset))
 
 
-def _task_table(tq: TaskQueue, queue: str, state: str, found: list[dict[str, Any]], offset: int) -> None:
+def _task_table(
+    tq: TaskQueue,
+    queue: str | None,
+    state: str | None,
+    name: str | None,
+    found: list[dict[str, Any]],
+    offset: int,
+) -> None:
     from taskq_cli.services.tasks import count_tasks
 
-    total = count_tasks(tq, queue, state)
+    total = None if name else count_tasks(tq, queue, state)  # by name: unknown without reading all
     output.show_table(
-        f"{state} tasks in {queue}", TASK_COLUMNS, task_rows(found), footer=footer(len(found), offset, total)
+        f"{state or 'all'} tasks in {queue or 'all queues'}",
+        TASK_COLUMNS,
+        task_rows(found),
+        footer=footer(len(found), offset, total),
     )
 
 
@@ -149,6 +219,7 @@ def task_rows(found: list[dict[str, Any]]) -> list[tuple[Any, ...]]:
         (
             t["id"],
             t["name"],
+            t["queue"],
             t["state"],
             t["attempts"],
             t["enqueued_at"],

@@ -10,7 +10,8 @@ import typer
 
 from taskq_cli.cli import output
 from taskq_cli.cli.api import api
-from taskq_cli.cli.common import GlobalOptions
+from taskq_cli.cli.common import GlobalOptions, Profile
+from taskq_cli.cli.config import config_app
 from taskq_cli.cli.cron import cron_app
 from taskq_cli.cli.dev import dev
 from taskq_cli.cli.dlq import dlq_app
@@ -64,6 +65,7 @@ def root(
             show_default=False,
         ),
     ] = None,
+    profile: Profile = None,
     version: Annotated[
         bool,
         typer.Option(
@@ -71,7 +73,7 @@ def root(
         ),
     ] = False,
 ) -> None:
-    ctx.obj = GlobalOptions(redis_url, namespace, app_spec)
+    ctx.obj = GlobalOptions(redis_url, namespace, app_spec, profile)
 
 
 app.command()(enqueue)
@@ -86,6 +88,7 @@ app.add_typer(task_app, name="task")
 app.add_typer(dlq_app, name="dlq")
 app.add_typer(queue_app, name="queue")
 app.add_typer(cron_app, name="cron")
+app.add_typer(config_app, name="config")
 
 
 def run(argv: list[str] | None = None) -> int:

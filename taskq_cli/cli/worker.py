@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 
 from taskq_cli.cli import output
-from taskq_cli.cli.common import App, Namespace, RedisUrl, open_queue
+from taskq_cli.cli.common import App, Namespace, Profile, RedisUrl, open_queue
 from taskq_cli.timeparse import parse_duration
 
 LogLevel = Annotated[str, typer.Option("--log-level", help="debug, info, warning or error.")]
@@ -47,6 +47,7 @@ def worker(
     log_level: LogLevel = "info",
     log_format: LogFormat = "text",
     redis_url: RedisUrl = None,
+    profile: Profile = None,
     namespace: Namespace = None,
     app: App = None,
 ) -> int:
@@ -83,6 +84,7 @@ def scheduler(
     log_level: LogLevel = "info",
     log_format: LogFormat = "text",
     redis_url: RedisUrl = None,
+    profile: Profile = None,
     namespace: Namespace = None,
     app: App = None,
 ) -> int:

@@ -352,6 +352,11 @@ class Broker(Reads):
     def cancel(self, queue: str, task_id: str) -> str:
         return str(self._run("cancel", queue, task_id))
 
+    def run_now(self, queue: str, task_id: str) -> str:
+        """A scheduled task (delayed or waiting for its retry) to pending now (run.lua); returns the
+        state it was in ('' when there is no such task)."""
+        return str(self._run("run", queue, self._now(), task_id))
+
     def clear(self, queue: str, batch: int = 1000) -> int:
         """Delete every waiting, dead and done task of a queue, in bounded steps; returns how many."""
         total = 0

@@ -43,12 +43,12 @@ _ClusterNode: Any = ClusterNode
 _Sentinel: Any = Sentinel
 
 
-def connect(url: str, *, socket_timeout: float | None = 10.0) -> Client:
+def connect(url: str, *, socket_timeout: float | None = 10.0, connect_timeout: float = 5.0) -> Client:
     """A client that fails fast: callers decide themselves whether and how to retry."""
     options: dict[str, Any] = {
         "decode_responses": True,
         "encoding_errors": "replace",  # malformed bytes become visible text instead of a crash
-        "socket_connect_timeout": 5.0,
+        "socket_connect_timeout": connect_timeout,
         "socket_timeout": socket_timeout,
         "socket_keepalive": True,
         "retry": RedisRetry(NoBackoff(), 0),

@@ -5,6 +5,7 @@ modules (tasks, dlq, queues) call it for the CLI and the HTTP API; no Typer, Ric
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from taskq_cli.errors import NotFound, UsageError
@@ -16,6 +17,19 @@ from taskq_cli.services.shapes import BulkReport, QueueInfoDoc
 if TYPE_CHECKING:
     from taskq_cli.config import RetryDefaults
     from taskq_cli.registry import TaskDef
+
+
+@dataclass(frozen=True)
+class PurgePlan:
+    """What `dlq purge` deletes: ids by queue (so the count asked about is the count deleted)."""
+
+    selection: list[tuple[str, list[str]]]
+    missing: list[str]
+
+    @property
+    def count(self) -> int:
+        return sum(len(ids) for _, ids in self.selection)
+
 
 CHUNK = 1000  # ids per script call in bulk operations: Redis stays responsive
 LISTABLE_STATES = ("pending", "scheduled", "active", "dead", "done")
@@ -67,6 +81,50 @@ class Admin:
     def dead_total(self, queue: str | None) -> int:
         """How many dead tasks there are in a queue, or in every queue."""
         return sum(self.broker.count_in_state(q, "dead") for q in self.queues(queue))
+
+    def find_tasks(
+        self, queue: str | None, state: str | None, name: str | None, limit: int, offset: int = 0
+    ) -> list[Task]:
+        """Tasks across queues (or one) and states (or one), optionally of one task name: state by
+        state (ALL_STATES' order), queue by queue (by name), each in the order it will be handled.
+        Bounded: without a name whole segments are skipped by their counts; with one, records are
+        read CHUNK by CHUNK only until offset + limit have matched."""
+        if state is not None and state not in LISTABLE_STATES:
+            raise UsageError(f"invalid state {state!r}: use {', '.join(LISTABLE_STATES)}")
+        _check_paging(limit, offset)
+        found: list[Task] = []
+        skip = offset
+        for s in [state] if state else LISTABLE_STATES:
+            for q in sorted(self.queues(queue)):
+                skip = self._segment(q, s, name, skip, limit, found)
+                if len(found) >= limit:
+                    return found
+        return found
+
+    def _segment(
+        self, queue: str, state: str, name: str | None, skip: int, limit: int, found: list[Task]
+    ) -> int:
+        """Append to `found` (up to `limit`) the matching tasks of one queue and state after the first
+        `skip` matches; returns the matches still to skip."""
+        position = 0
+        if name is None:
+            size = self.broker.count_in_state(queue, state)
+            if skip >= size:
+                return skip - size
+            position, skip = skip, 0
+        while len(found) < limit:
+            ids = self.broker.ids_in_state(queue, state, position, CHUNK if name else limit - len(found))
+            if not ids:
+                break
+            position += len(ids)
+            for task in _tasks(self.broker.records(queue, ids)):
+                if name is not None and task.name != name:
+                    continue
+                if skip:
+                    skip -= 1
+                elif len(found) < limit:
+                    found.append(task)
+        return skip
 
     def dead_tasks(
         self, queue: str | None, name: str | None, limit: int, offset: int = 0, max_value: int | None = None
@@ -154,13 +212,33 @@ class Admin:
         name: str | None = None,
         older_than: float | None = None,
         progress: Progress | None = None,
+        plan: PurgePlan | None = None,
     ) -> BulkReport:
-        """Delete dead tasks for good (these ids, or all matching the filters)."""
-        report = BulkReport()
-        for q, chunk in _chunks(self._dead_selection(ids, queue, name, report, older_than), progress):
+        """Delete dead tasks for good (these ids, or all matching the filters; or exactly those of a
+        `plan`, counted before asking)."""
+        plan = plan or self.dlq_purge_plan(ids, queue, name, older_than)
+        report = BulkReport(missing=list(plan.missing))
+        for q, chunk in _chunks(plan.selection, progress):
             for task_id, ok in zip(chunk, self.broker.dlq_purge(q, chunk), strict=True):
                 (report.handled if ok else report.missing).append(task_id)
         return report
+
+    def dlq_purge_plan(
+        self,
+        ids: Sequence[str] | None,
+        queue: str | None = None,
+        name: str | None = None,
+        older_than: float | None = None,
+    ) -> PurgePlan:
+        """The dead tasks a purge would delete (and the given ids not in the dead-letter queue)."""
+        report = BulkReport()
+        selection = self._dead_selection(ids, queue, name, report, older_than)
+        return PurgePlan(selection, report.missing)
+
+    def clear_count(self, queue: str) -> int:
+        """How many tasks `clear` would delete: the queue's pending, scheduled, dead and done ones."""
+        self.queues(queue)
+        return sum(self.broker.count_in_state(queue, s) for s in ("pending", "scheduled", "dead", "done"))
 
     def _dead_selection(
         self,
@@ -219,6 +297,22 @@ class Admin:
         if state in ("done", "dead"):
             raise UsageError(f"task {task_id} is already {state}; nothing to cancel")
         return state
+
+    def run_now(self, task_id: str, queue: str | None = None) -> str:
+        """Move a scheduled task (delayed or waiting for its retry) to pending now; UsageError for a
+        task in any other state."""
+        record = self.broker.find_task(task_id, queue)
+        if record is None:
+            raise NotFound(f"task {task_id} not found")
+        was = self.broker.run_now(str(record.meta["queue"]), task_id)
+        if was == "":
+            raise NotFound(f"task {task_id} not found")
+        if was != "scheduled":
+            why = {"pending": "already waiting for a worker", "active": "running now"}.get(was, "finished")
+            raise UsageError(
+                f"task {task_id} is {was} ({why}); only a scheduled or retry-waiting task can be run now"
+            )
+        return was
 
     def set_paused(self, queue: str, paused: bool) -> bool:
         """Pause or resume a queue; False when the queue has never been used. Pausing one anyway

@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from taskq_cli.services.admin import Admin, Progress
+from taskq_cli.services.admin import Admin, Progress, PurgePlan
 from taskq_cli.services.shapes import BulkReport, TaskDoc
 from taskq_cli.services.tasks import doc
 
@@ -63,9 +63,22 @@ def purge(
     name: str | None = None,
     older_than: float | None = None,
     progress: Progress | None = None,
+    plan: PurgePlan | None = None,
 ) -> BulkReport:
-    """Delete dead tasks for good (these ids, or with None all matching the filters)."""
-    return Admin(tq.broker).dlq_purge(ids, queue, name, older_than, progress=progress)
+    """Delete dead tasks for good (these ids, or with None all matching the filters; with a `plan`
+    from plan_purge, exactly the tasks it counted)."""
+    return Admin(tq.broker).dlq_purge(ids, queue, name, older_than, progress=progress, plan=plan)
+
+
+def plan_purge(
+    tq: TaskQueue,
+    ids: Sequence[str] | None,
+    queue: str | None = None,
+    name: str | None = None,
+    older_than: float | None = None,
+) -> PurgePlan:
+    """The dead tasks a purge would delete, counted before asking (`.count`)."""
+    return Admin(tq.broker).dlq_purge_plan(ids, queue, name, older_than)
 
 
 def _listed(task: Task) -> TaskDoc:

@@ -30,3 +30,8 @@ def set_paused(tq: TaskQueue, queue: str, paused: bool) -> tuple[PauseAnswer, bo
 def clear(tq: TaskQueue, queue: str) -> int:
     """Delete every pending, scheduled, dead and done task of a queue; returns how many."""
     return Admin(tq.broker).clear(queue)
+
+
+def clear_count(tq: TaskQueue, queue: str) -> int:
+    """How many tasks clearing the queue would delete now (NotFound for a queue never used)."""
+    return Admin(tq.broker).clear_count(queue)

@@ -101,6 +101,14 @@ class ResultAnswer(JsonShape):
 # -- stats and workers ----------------------------------------------------------------------------------
 
 
+class RunAnswer(JsonShape):
+    """`task run ID --json`, POST /tasks/{id}/run."""
+
+    id: str
+    state: str = Field(description="pending: it waits for a worker now.")
+    was: str = Field(description="The state it was in: scheduled (delayed or waiting for its retry).")
+
+
 class QueueCounts(JsonShape):
     pending: int
     scheduled: int
@@ -133,6 +141,8 @@ class WorkerDoc(JsonShape):
     heartbeat_at: Timestamp
     pool: str | None
     active: list[RunningTask]
+    tasks: list[str] = Field(default_factory=list, description="The task names it has handlers for.")
+    state: str | None = Field(None, description="busy (running a task) or idle; null from older workers.")
 
 
 class Limits(JsonShape):

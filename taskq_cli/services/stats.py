@@ -58,6 +58,8 @@ def _worker(info: dict[str, Any]) -> WorkerDoc | None:
                 "started_at": iso_ms(info.get("started_at")),
                 "heartbeat_at": iso_ms(info.get("heartbeat_at")),
                 "pool": info.get("pool"),
+                "tasks": info.get("tasks") or [],
+                "state": info.get("state"),
                 "active": [
                     RunningTask.model_validate({**a, "started_at": iso_ms(a.get("started_at"))})
                     for a in info.get("active") or []
@@ -66,3 +68,24 @@ def _worker(info: dict[str, Any]) -> WorkerDoc | None:
         )
     except (ValidationError, TypeError, ValueError):
         return None
+
+
+def queue_limits(counts: QueueCounts) -> str:
+    """A queue's limits in words ("5 at once, 100 per 1s"), "" when it has none. Queue limits
+    (`concurrency_limit`, `rate_limit`, SPEC "Limits") are read when the counts carry them."""
+    parts = []
+    concurrency = getattr(counts, "concurrency_limit", None)
+    if concurrency is not None:
+        parts.append(f"{concurrency:,} at once")
+    rate = getattr(counts, "rate_limit", None)
+    if rate is not None:
+        limit, window = (rate.get("limit"), rate.get("window")) if isinstance(rate, dict) else rate
+        parts.append(f"{limit:,} per {window:g}s")
+    return ", ".join(parts)
+
+
+def dead_letter_limits(answer: StatsAnswer) -> str:
+    """The dead-letter limits in words, for the table view."""
+    ttl = answer.limits.dead_ttl
+    kept = f"{ttl / 86400:g}d" if ttl >= 86400 else f"{ttl:g}s"
+    return f"dead-letter limits: {answer.limits.dead_max:,} tasks per queue, each kept {kept}"

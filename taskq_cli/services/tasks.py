@@ -5,8 +5,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from taskq_cli.results import FOREVER
-from taskq_cli.services.admin import Admin
-from taskq_cli.services.shapes import CancelAnswer, TaskDoc
+from taskq_cli.services.admin import LISTABLE_STATES, Admin
+from taskq_cli.services.shapes import CancelAnswer, RunAnswer, TaskDoc
 
 __all__ = ["FOREVER", "cancel", "doc", "list_tasks", "show"]
 
@@ -27,14 +27,25 @@ def show(tq: TaskQueue, task_id: str, queue: str | None = None) -> TaskDoc:
     return TaskDoc.model_validate(found)
 
 
-def list_tasks(tq: TaskQueue, queue: str, state: str, limit: int, offset: int = 0) -> list[TaskDoc]:
-    """The tasks of `queue` in `state`, in the order they will be handled."""
-    return [doc(t) for t in Admin(tq.broker).list_tasks(queue, state, limit, offset)]
+def list_tasks(
+    tq: TaskQueue,
+    queue: str | None,
+    state: str | None,
+    limit: int,
+    offset: int = 0,
+    name: str | None = None,
+) -> list[TaskDoc]:
+    """Tasks of one queue or all (None), in one state or all, optionally of one task name: state by
+    state, queue by queue, each in the order it will be handled (Admin.find_tasks)."""
+    return [doc(t) for t in Admin(tq.broker).find_tasks(queue, state, name, limit, offset)]
 
 
-def count_tasks(tq: TaskQueue, queue: str, state: str) -> int:
-    """How many tasks of `queue` are in `state` (the total a cut listing is part of)."""
-    return Admin(tq.broker).count_in_state(queue, state)
+def count_tasks(tq: TaskQueue, queue: str | None, state: str | None) -> int:
+    """How many tasks of `queue` (None: every queue) are in `state` (None: any listable state): the
+    total a cut listing is part of."""
+    admin = Admin(tq.broker)
+    states = [state] if state else list(LISTABLE_STATES)
+    return sum(admin.count_in_state(q, s) for q in admin.queues(queue) for s in states)
 
 
 def cancel(tq: TaskQueue, task_id: str, queue: str | None = None) -> CancelAnswer:
@@ -42,3 +53,10 @@ def cancel(tq: TaskQueue, task_id: str, queue: str | None = None) -> CancelAnswe
     UsageError when it already finished."""
     was = Admin(tq.broker).cancel(task_id, queue)
     return CancelAnswer(id=task_id, cancelled=True, state=was)
+
+
+def run_now(tq: TaskQueue, task_id: str, queue: str | None = None) -> RunAnswer:
+    """Move a scheduled or retry-waiting task to pending now (a worker is woken); UsageError for a
+    task in another state."""
+    was = Admin(tq.broker).run_now(task_id, queue)
+    return RunAnswer(id=task_id, state="pending", was=was)

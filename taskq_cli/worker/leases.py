@@ -8,6 +8,7 @@ from __future__ import annotations
 import logging
 import os
 import socket
+import threading
 import time
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -20,6 +21,10 @@ from taskq_cli.worker.slots import Running, Slots
 log = logging.getLogger("taskq.worker")
 
 PRUNE_EVERY = 15.0  # seconds between sweeps of dead workers out of the worker registry
+# `taskq workers` shows busy/idle within a second of a change: the keeper registers again early when
+# the worker goes busy or idle, at most once per STATE_GAP (a worker flipping at every task would
+# otherwise write at every task).
+STATE_GAP = 0.25
 # The guard stops an execution this share of the lease before its lease expires (at most
 # GUARD_MARGIN_MAX): a SIGKILL and the end of a handler's thread take a moment.
 GUARD_MARGIN = 0.1
@@ -32,7 +37,8 @@ class LeaseKeeper:
     """Every lease / 3: renew the leases held, then register the worker. A renewal also carries the
     retry policy of handlers that the producer did not know (see renew.lua): the first renewal after a
     fetch writes it, so a worker that dies before (within lease / 3) leaves a record recovered under
-    the policy it holds (the producer's values, else the defaults)."""
+    the policy it holds (the producer's values, else the defaults). Between beats, a tick (`poked`
+    when the slots go busy or idle) registers the new state early, without renewing."""
 
     def __init__(
         self,
@@ -47,28 +53,61 @@ class LeaseKeeper:
         self.broker, self.slots, self.lease = broker, slots, lease
         self.description, self.stop_runs, self.outage = description, stop_runs, outage
         self._next_prune = 0.0
+        self._next_beat = 0.0
+        self._registered_at = -STATE_GAP
+        self._shown_busy = False
+        self.poked = threading.Event()
+        # a change is noticed and not yet registered: further changes need not wake the thread (a
+        # worker flipping at every task would otherwise wake it at every task)
+        self._armed = False
+        slots.on_busy_change = self._on_busy_change
+
+    def _on_busy_change(self) -> None:
+        """Called by the slots (under their lock) when the worker goes busy or idle."""
+        if not self._armed:
+            self._armed = True
+            self.poked.set()
 
     def tick(self, now: float) -> float:
-        """One beat; returns the seconds until the next (sooner while Redis fails)."""
+        """A beat when one is due, else an early registration when busy/idle changed since the last;
+        returns the seconds until the next (sooner while Redis fails)."""
+        if now < self._next_beat:
+            if now < self._registered_at + STATE_GAP:  # too soon: look again once the gap is over
+                return self._registered_at + STATE_GAP - now if self._armed else self._next_beat - now
+            self._armed = False  # before reading the state: a change after this read pokes again
+            if self.slots.busy() == self._shown_busy:
+                return self._next_beat - now
+        else:
+            self._armed = False
         try:
-            self._beat(now)
+            if now < self._next_beat:
+                self._register(self.slots.unfinished(), now)
+            else:
+                self._beat(now)
         except REDIS_ERRORS as exc:
             return self.outage.failed("heartbeat", exc)
         except Exception:  # a bug: loud, but the beat goes on (without it leases lapse)
             log.exception("heartbeat: unexpected error; retrying")
             return self.outage.failed("heartbeat", RuntimeError("unexpected error"))
         self.outage.ok("heartbeat")
-        return self.lease / 3
+        return self._next_beat - now
 
     def _beat(self, now: float) -> None:
         runs = self.slots.unfinished()
         self._renew(runs)
-        info = self.description()
-        info["active"] = [_active(r.job) for r in runs]
-        self.broker.register_worker(str(info["id"]), info, ttl=max(self.lease, 3.0))
+        self._register(runs, now)
+        self._next_beat = now + self.lease / 3
         if now >= self._next_prune:  # drop registry entries of workers that died
             self._next_prune = now + PRUNE_EVERY
             self.broker.live_workers()
+
+    def _register(self, runs: Sequence[Running], now: float) -> None:
+        busy = bool(runs)
+        info = self.description()
+        info["active"] = [_active(r.job) for r in runs]
+        info["state"] = "busy" if busy else "idle"
+        self.broker.register_worker(str(info["id"]), info, ttl=max(self.lease, 3.0))
+        self._registered_at, self._shown_busy = now, busy
 
     def _renew(self, runs: Sequence[Running]) -> None:
         by_queue: dict[str, list[tuple[str, str]]] = {}
@@ -91,9 +130,10 @@ def _active(job: Fetched) -> dict[str, Any]:
 
 
 def describe_worker(
-    worker_id: str, queues: Sequence[str], concurrency: int, pool: str
+    worker_id: str, queues: Sequence[str], concurrency: int, pool: str, tasks: Sequence[str] = ()
 ) -> Callable[[], dict[str, Any]]:
-    """The registry entry of this worker, fresh at each beat."""
+    """The registry entry of this worker, fresh at each beat; `tasks`: the names of the handlers it
+    has registered."""
     started_at = int(time.time() * 1000)
     host, pid = socket.gethostname(), os.getpid()
 
@@ -105,6 +145,7 @@ def describe_worker(
             "queues": list(queues),
             "concurrency": concurrency,
             "pool": pool,
+            "tasks": sorted(tasks),
             "started_at": started_at,
             "heartbeat_at": int(time.time() * 1000),
         }

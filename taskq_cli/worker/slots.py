@@ -46,6 +46,9 @@ class Slots:
         self.clock = clock
         self._changed = threading.Condition()  # guards _running; notified on every change
         self._running: dict[str, Running] = {}  # task id -> its attempt held here
+        self._busy = False  # an attempt held here is running (not finished)
+        # told (under the lock: it must only set a flag) when the worker goes busy or idle
+        self.on_busy_change: Callable[[], None] = lambda: None
 
     def __len__(self) -> int:
         with self._changed:
@@ -78,17 +81,29 @@ class Slots:
             for running in runs:
                 self._running[running.job.id] = running
             self._changed.notify_all()
+            self._check_busy()
 
     def finish(self, task_id: str, token: str) -> None:
         """The outcome of this attempt is known; it stays held until it is reported."""
         with self._changed:
             if self._holds(task_id, token):
                 self._running[task_id].finished = True
+                self._check_busy()
 
     def held(self, task_id: str, token: str) -> Running | None:
         """This attempt (not an earlier or later one of the same task) when it is held."""
         with self._changed:
             return self._running[task_id] if self._holds(task_id, token) else None
+
+    def busy(self) -> bool:
+        with self._changed:
+            return self._busy
+
+    def _check_busy(self) -> None:
+        busy = any(not r.finished for r in self._running.values())
+        if busy != self._busy:
+            self._busy = busy
+            self.on_busy_change()
 
     def unfinished(self) -> list[Running]:
         with self._changed:
@@ -115,6 +130,7 @@ class Slots:
             for job in jobs:
                 self._forget(job)
             self._changed.notify_all()
+            self._check_busy()
 
     def wait_empty(self, deadline: float) -> bool:
         """Wait until nothing is held or the deadline passes; True when nothing is held."""

@@ -103,7 +103,7 @@ class Worker:
             self.broker,
             self.slots,
             lease=lease,
-            description=describe_worker(self.id, plan.names, concurrency, pool),
+            description=describe_worker(self.id, plan.names, concurrency, pool, list(tq.registry)),
             stop_runs=self._stop_runs,
             outage=self.outage,
         )
@@ -124,7 +124,7 @@ class Worker:
         self.pool.start(self._on_done)  # children first, while this process has one thread
         threads = [
             threading.Thread(target=self.reporter.run, name="taskq-reporter", daemon=True),
-            _loop_thread("taskq-heartbeat", self.leases.tick, self._halted),
+            _loop_thread("taskq-heartbeat", self.leases.tick, self._halted, self.leases.poked),
             _loop_thread("taskq-lease-guard", self.guard.tick, self._halted),
             _loop_thread("taskq-maintainer", self.maintainer.tick, self._halted, self.maintainer.poked),
         ]
@@ -146,6 +146,7 @@ class Worker:
             self.reporter.inbox.put(STOP)
             self._halted.set()
             self.maintainer.poked.set()
+            self.leases.poked.set()
             for thread in threads:
                 thread.join(timeout=5)
             self.pool.close()

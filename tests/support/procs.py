@@ -25,6 +25,7 @@ def taskq_env(redis_url: str, namespace: str, **extra: str) -> dict[str, str]:
         TASKQ_REDIS_URL=redis_url,
         TASKQ_NAMESPACE=namespace,
         NO_COLOR="1",
+        XDG_CONFIG_HOME=str(ROOT / "tests" / "no-such-config-dir"),  # the tester's profiles stay out
         PYTHONPATH=os.pathsep.join(p for p in (str(ROOT), env.get("PYTHONPATH", "")) if p),
     )
     env.update(extra)
