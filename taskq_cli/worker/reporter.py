@@ -61,12 +61,16 @@ class Reporter:
         self.ended = False  # STOP seen and everything before it reported
         self._batch: list[tuple[Execution, Outcome]] = []  # collected, not yet reported
         self._stop_seen = False
+        self._after_fetch: Callable[[], None] | None = None  # set by `wake`, run after the next fetch
 
     def deliver(self, execution: Execution, outcome: Outcome) -> None:
         """An outcome from the pool (any thread; never blocks)."""
         self.inbox.put((execution, outcome))
 
-    def wake(self) -> None:
+    def wake(self, then: Callable[[], None] | None = None) -> None:
+        """Look for tasks now; `then` runs once that fetch is sent (so that what it starts, such as
+        a maintenance pass, does not compete with the pickup)."""
+        self._after_fetch = then
         self.inbox.put(WAKE)
 
     def run(self) -> None:
@@ -120,6 +124,9 @@ class Reporter:
                 self.ended = True
             return self.outage.failed("reporter", exc)  # the batch is kept for the next tick
         self.outage.ok("reporter")
+        if self._after_fetch is not None:
+            after, self._after_fetch = self._after_fetch, None
+            after()
         self._batch = []
         for (running, outcome), report, result in zip(items, reports, results, strict=True):
             self.on_result(running, outcome, report, result)

@@ -190,9 +190,8 @@ class Worker:
                 self.stopping.wait(self.outage.failed("dispatcher", exc))
                 continue
             self.reporter.idle.clear()
-            self.reporter.wake()
-            if woken:  # maybe by a task scheduled sooner than the maintainer knew
-                self.poke_maintenance(0)
+            # woken maybe by a task scheduled sooner than the maintainer knew: a pass, after the fetch
+            self.reporter.wake(then=(lambda: self.poke_maintenance(0)) if woken else None)
         return 1 if self.reporter.failure else 0
 
     def _burst_done(self) -> bool:
