@@ -3,6 +3,7 @@ fetch) into typed fields. The JSON stays what Lua and `task show` read; this is 
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -26,13 +27,21 @@ class GivenOptions:
 
     @classmethod
     def decode(cls, meta: Mapping[str, Any]) -> tuple[GivenOptions, tuple[str, ...]]:
-        """The options on a record, and the names of those present but unreadable (left None)."""
+        """The options on a record, and the names of those present but unreadable (left None).
+        Tasks of one kind carry the same options: decoded once per distinct set (a hot path)."""
+        raw = tuple(meta.get(name) for name in OPTION_NAMES)
+        try:
+            return _decode_options(raw)
+        except TypeError:  # an unhashable value (a list, an object): decode it without the cache
+            return _decode_options.__wrapped__(raw)
+
+    @classmethod
+    def _decode(cls, raw: tuple[Any, ...]) -> tuple[GivenOptions, tuple[str, ...]]:
         values: dict[str, float | None] = {}
         bad: list[str] = []
-        for name in OPTION_NAMES:
-            raw = meta.get(name)
-            values[name] = _number(raw)
-            if raw is not None and values[name] is None:
+        for name, value in zip(OPTION_NAMES, raw, strict=True):
+            values[name] = _number(value)
+            if value is not None and values[name] is None:
                 bad.append(name)
         retries = values.pop("max_retries")
         return cls(max_retries=None if retries is None else int(retries), **values), tuple(bad)
@@ -56,15 +65,22 @@ class TaskMeta:
     def decode(cls, meta: Mapping[str, Any]) -> TaskMeta:
         """Never raises: a record written by something else still runs, with what can be read."""
         given, bad = GivenOptions.decode(meta)
-        state = str(meta.get("state"))
         return cls(
             name=str(meta.get("name", "")),
             attempts=int(_number(meta.get("attempts")) or 0),
-            state=TaskState(state) if state in ALL_STATES else None,
+            state=_STATES.get(str(meta.get("state"))),
             started_at=_int_or_none(meta.get("started_at")),
             given=given,
             unreadable=bad,
         )
+
+
+@functools.lru_cache(maxsize=256)
+def _decode_options(raw: tuple[Any, ...]) -> tuple[GivenOptions, tuple[str, ...]]:
+    return GivenOptions._decode(raw)
+
+
+_STATES: dict[str, TaskState] = {state.value: state for state in ALL_STATES}
 
 
 def _number(raw: object) -> float | None:
