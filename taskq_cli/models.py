@@ -41,6 +41,7 @@ class Task(BaseModel):
     finished_at: int | None = None
     died_at: int | None = None
     worker: str | None = None
+    unique_key: str | None = None
     last_error: TaskError | None = None
     result: Any = None
     raw: str | None = None

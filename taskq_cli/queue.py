@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any, overload
 from taskq_cli.config import DEFAULT_QUEUE, RetryDefaults, Settings, check_name
 from taskq_cli.errors import UsageError
 from taskq_cli.producer import UNSET, EnqueueRequest, prepare
-from taskq_cli.registry import TaskDef
+from taskq_cli.registry import TaskDef, UniqueSpec
 
 if TYPE_CHECKING:
     from taskq_cli.cron import Schedule
@@ -17,7 +17,19 @@ if TYPE_CHECKING:
     from taskq_cli.protocol import Broker, EnqueueResult, NewTask
 
 # Keyword arguments of `handler.enqueue(...)` that are options, not payload fields.
-ENQUEUE_OPTIONS = ("delay", "at", "queue", "task_id", "max_retries", "timeout")
+ENQUEUE_OPTIONS = (
+    "delay",
+    "at",
+    "queue",
+    "task_id",
+    "max_retries",
+    "timeout",
+    "unique",
+    "unique_key",
+    "unique_until",
+    "unique_for",
+    "debounce",
+)
 
 
 class TaskHandle:
@@ -34,8 +46,9 @@ class TaskHandle:
         return self.definition.fn(*args, **kwargs)
 
     def enqueue(self, **kwargs: Any) -> str:
-        """Enqueue with the payload as keyword arguments; `delay`, `at`, `queue`, `task_id`,
-        `max_retries` and `timeout` are options (use `tq.enqueue` for fields with those names)."""
+        """Enqueue with the payload as keyword arguments; ENQUEUE_OPTIONS (`delay`, `at`, `queue`,
+        `task_id`, `max_retries`, `timeout`, `unique_key`, ...) are options (use `tq.enqueue` for
+        fields with those names)."""
         options = {k: kwargs.pop(k) for k in ENQUEUE_OPTIONS if k in kwargs}
         return self.tq.enqueue(self.definition.name, kwargs, **options)
 
@@ -126,6 +139,10 @@ class TaskQueue:
         backoff_base: float | None = None,
         backoff_max: float | None = None,
         result_ttl: float | None = None,
+        unique: bool | Sequence[str] = False,
+        unique_until: str | None = None,
+        unique_for: float | str | None = None,
+        debounce: float | str | None = None,
     ) -> Callable[[Callable[..., Any]], TaskHandle]: ...
 
     def task(
@@ -140,8 +157,15 @@ class TaskQueue:
         backoff_base: float | None = None,
         backoff_max: float | None = None,
         result_ttl: float | None = None,
+        unique: bool | Sequence[str] = False,
+        unique_until: str | None = None,
+        unique_for: float | str | None = None,
+        debounce: float | str | None = None,
     ) -> TaskHandle | Callable[[Callable[..., Any]], TaskHandle]:
-        """Register a handler (sync or `async def`); its parameters are the payload's fields."""
+        """Register a handler (sync or `async def`); its parameters are the payload's fields.
+        `unique`: True (key from the name and the payload) or payload field names; `unique_until`
+        'finished' (default) or 'started'; `unique_for` caps the hold; `debounce` runs the task that
+        long after the last enqueue with its key (docs/flow-control.md)."""
         given: dict[str, Any] = {
             "max_retries": max_retries,
             "backoff_base": backoff_base,
@@ -151,6 +175,7 @@ class TaskQueue:
         if timeout is not UNSET:
             given["timeout"] = timeout or 0.0
         given = {k: v for k, v in given.items() if v is not None}
+        spec = _unique_spec(unique, unique_until, unique_for, debounce)
 
         def register(func: Callable[..., Any]) -> TaskHandle:
             task_name = name or f"{func.__module__}.{func.__qualname__}"
@@ -160,6 +185,7 @@ class TaskQueue:
                 queue=check_name("queue", queue),
                 retry=_merge(self.settings.defaults, given),
                 explicit=frozenset(given),
+                unique=spec,
             )
             self.registry[task_name] = definition
             return TaskHandle(self, definition)
@@ -180,11 +206,30 @@ class TaskQueue:
         max_retries: int | None = None,
         timeout: Any = UNSET,
         durable: bool = False,
+        unique: bool | Sequence[str] | None = None,
+        unique_key: str | None = None,
+        unique_until: str | None = None,
+        unique_for: float | str | None = None,
+        debounce: float | str | None = None,
     ) -> str:
-        """Enqueue one task; returns its id (the existing task's id for a duplicate custom id).
-        `durable=True`: return only once a replica has the task too (raises NotReplicated when none
-        confirms it in time; see docs/scaling.md)."""
-        request = EnqueueRequest(name, payload, queue, delay, at, task_id, max_retries, timeout)
+        """Enqueue one task; returns its id (the existing task's id for a duplicate custom id, or the
+        holder's for a held unique key). `durable=True`: return only once a replica has the task too
+        (raises NotReplicated when none confirms it in time; see docs/scaling.md)."""
+        request = EnqueueRequest(
+            name,
+            payload,
+            queue,
+            delay,
+            at,
+            task_id,
+            max_retries,
+            timeout,
+            unique=unique,
+            unique_key=unique_key,
+            unique_until=unique_until,
+            unique_for=unique_for,
+            debounce=debounce,
+        )
         return self.submit([request], durable=durable)[0].id
 
     def enqueue_many(self, items: Iterable[Sequence[Any]], *, durable: bool = False) -> list[str]:
@@ -324,6 +369,31 @@ class TaskQueue:
         if record is None:
             return None
         return Task.from_record(record.meta, record.payload_json, record.result_json)
+
+
+def _unique_spec(
+    unique: bool | Sequence[str],
+    until: str | None,
+    hold: float | str | None,
+    debounce: float | str | None,
+) -> UniqueSpec | None:
+    """The decorator's uniqueness, checked when the handler is defined."""
+    from taskq_cli.timeparse import parse_duration
+
+    if not unique:
+        if until is not None or hold is not None or debounce is not None:
+            raise UsageError("unique_until, unique_for and debounce need unique=True or unique=(fields)")
+        return None
+    if isinstance(unique, str) or (unique is not True and not all(isinstance(f, str) for f in unique)):
+        raise UsageError("unique must be True or a sequence of payload field names")
+    if until not in (None, "finished", "started"):
+        raise UsageError(f"unique_until must be 'finished' or 'started', got {until!r}")
+    return UniqueSpec(
+        fields=None if unique is True else tuple(unique),
+        until=until,
+        hold=None if hold is None else parse_duration(hold),
+        debounce=None if debounce is None else parse_duration(debounce),
+    )
 
 
 def _merge(defaults: RetryDefaults, given: dict[str, Any]) -> RetryDefaults:

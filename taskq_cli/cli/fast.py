@@ -20,10 +20,14 @@ VALUE_OPTIONS = {
     "--max-retries": "max_retries",
     "--timeout": "timeout",
     "--id": "task_id",
+    "--unique-key": "unique_key",
+    "--unique-until": "unique_until",
+    "--unique-for": "unique_for",
+    "--debounce": "debounce",
     "--redis-url": "redis_url",
     "--namespace": "namespace",
 }
-FLAGS = ("--json",)
+FLAGS = ("--json", "--unique")
 
 
 @dataclass(frozen=True)
@@ -34,6 +38,7 @@ class PlainEnqueue:
     payload: str | None
     options: Mapping[str, str]  # VALUE_OPTIONS field -> value
     as_json: bool
+    unique: bool = False
 
     def execute(self) -> None:
         from taskq_cli.cli.shared import make_queue, single_request, submit_and_print
@@ -49,6 +54,11 @@ class PlainEnqueue:
             max_retries=None if retries is None else int(retries),
             timeout=get("timeout"),
             task_id=get("task_id"),
+            unique=self.unique,
+            unique_key=get("unique_key"),
+            unique_until=get("unique_until"),
+            unique_for=get("unique_for"),
+            debounce=get("debounce"),
         )
         tq = make_queue(get("redis_url"), get("namespace"), None)
         submit_and_print(tq, [request], as_json=self.as_json)
@@ -78,14 +88,14 @@ def recognise(argv: Sequence[str]) -> PlainEnqueue | None:
         return None
     positional: list[str] = []
     options: dict[str, str] = {}
-    as_json = False
+    flags: set[str] = set()
     tokens = iter(argv[1:])
     for token in tokens:
         if token == "-" or not token.startswith("-"):  # Typer reads a lone '-' as an argument too
             positional.append(token)
             continue
-        if token in FLAGS and not as_json:
-            as_json = True
+        if token in FLAGS and token not in flags:
+            flags.add(token)
             continue
         option, equals, value = token.partition("=") if token.startswith("--") else (token, "", "")
         field = VALUE_OPTIONS.get(option)
@@ -101,7 +111,8 @@ def recognise(argv: Sequence[str]) -> PlainEnqueue | None:
         return None
     if "max_retries" in options and not _plain_int(options["max_retries"]):
         return None  # ' 5', '+5', '1_000', '5.0', 'x': Typer coerces (or refuses) them in its own words
-    return PlainEnqueue(positional[0], positional[1] if len(positional) > 1 else None, options, as_json)
+    payload = positional[1] if len(positional) > 1 else None
+    return PlainEnqueue(positional[0], payload, options, "--json" in flags, "--unique" in flags)
 
 
 def _plain_int(text: str) -> bool:

@@ -29,6 +29,7 @@ from taskq_cli.protocol.types import (
     QueueStats,
     RetryFallbacks,
     TaskRecord,
+    UniqueLock,
 )
 
 __all__ = [
@@ -45,6 +46,7 @@ __all__ = [
     "QueueStats",
     "RetryFallbacks",
     "TaskRecord",
+    "UniqueLock",
     "connect",
     "new_id",
     "only_queue",

@@ -163,6 +163,7 @@ class Broker(Reads):
                 "" if t.delay_ms is None else t.delay_ms,
                 "" if t.at_ms is None else t.at_ms,
                 "1" if t.custom_id else "0",
+                "" if t.unique is None else t.unique.encode(),
             ]
         return args
 

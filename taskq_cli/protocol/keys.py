@@ -17,6 +17,10 @@ every script touches one slot):
     <ns>:{<q>}:paused     string  present while the queue is paused: workers take nothing from it
     <ns>:{<q>}:cron       hash    schedule name -> "<tick ms>:<task id>" of the last tick fired into
                                   this queue (the claim that makes each tick fire once)
+    <ns>:{<q>}:unique     hash    unique key -> id of the task holding it (released by the script
+                                  that ends the hold: ack, death, cancel, clear, fetch for 'started')
+    <ns>:{<q>}:limits     hash    concurrency, rate, window (ms): the queue's limits (queue limit)
+    <ns>:{<q>}:starts     zset    lease token -> start time (ms): the rate limit's sliding log
 
 Per namespace:
 
@@ -45,6 +49,9 @@ QUEUE_KEY_ORDER = (
     "wake",
     "paused",
     "cron",
+    "unique",
+    "limits",
+    "starts",
 )
 
 
@@ -103,6 +110,18 @@ class QueueKeys:
     @property
     def cron(self) -> str:
         return self.key("cron")
+
+    @property
+    def unique(self) -> str:
+        return self.key("unique")
+
+    @property
+    def limits(self) -> str:
+        return self.key("limits")
+
+    @property
+    def starts(self) -> str:
+        return self.key("starts")
 
     def script_keys(self) -> list[str]:
         """All of the queue's keys in the order the scripts expect them."""

@@ -59,6 +59,24 @@ class NotReplicated(TaskqError):
 
 
 @dataclass(frozen=True)
+class UniqueLock:
+    """A task's unique key and how long it holds it: until it `finished` (done, dead, cancelled,
+    cleared, purged) or `started` (its first execution), at most `hold_ms` when given. `debounce_ms`:
+    the task runs that long after the last enqueue with the key, with that enqueue's payload."""
+
+    key: str
+    until: str = "finished"
+    hold_ms: int | None = None
+    debounce_ms: int | None = None
+
+    def encode(self) -> str:
+        """enqueue.lua's form: "<until>|<for ms>|<debounce ms>|<key>" (the key last: it may hold '|')."""
+        hold = "" if self.hold_ms is None else str(self.hold_ms)
+        debounce = "" if self.debounce_ms is None else str(self.debounce_ms)
+        return f"{self.until}|{hold}|{debounce}|{self.key}"
+
+
+@dataclass(frozen=True)
 class NewTask:
     """A validated task ready to be written; `meta` holds name, queue and explicit options."""
 
@@ -69,6 +87,7 @@ class NewTask:
     delay_ms: int | None = None
     at_ms: int | None = None
     custom_id: bool = False
+    unique: UniqueLock | None = None
 
 
 @dataclass(frozen=True)

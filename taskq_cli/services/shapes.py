@@ -71,6 +71,7 @@ class TaskDoc(JsonShape):
     finished_at: Timestamp
     died_at: Timestamp
     worker: str | None
+    unique_key: str | None = Field(None, description="The task's unique key (null when none).")
     last_error: TaskErrorDoc | None
     result: Any
     raw: str | None = Field(None, description="Only for a malformed message: its raw text.")

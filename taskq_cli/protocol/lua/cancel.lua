@@ -20,5 +20,6 @@ elseif state == 'active' then
 else
   return state
 end
+unlock(id, meta)
 forget(id)
 return state

@@ -41,6 +41,7 @@ local function take(token)
       meta.started_at = now
       meta.worker = worker
       meta.lease = token
+      if meta.unique_until == 'started' then unlock(id, meta) end
       local encoded = cjson.encode(meta)
       redis.call('HSET', K_TASKS, id, encoded)
       redis.call('ZADD', K_ACTIVE, now + lease_ms, id)
