@@ -14,7 +14,7 @@ from taskq_cli.registry import TaskDef, UniqueSpec
 if TYPE_CHECKING:
     from taskq_cli.cron import Schedule
     from taskq_cli.models import Task
-    from taskq_cli.protocol import Broker, EnqueueResult, NewTask
+    from taskq_cli.protocol import Broker, EnqueueResult, NewTask, QueueLimits
 
 # Keyword arguments of `handler.enqueue(...)` that are options, not payload fields.
 ENQUEUE_OPTIONS = (
@@ -255,6 +255,33 @@ class TaskQueue:
         """Write tasks `producer.prepare` already validated (one round trip, atomic per queue)."""
         return self.broker.enqueue(tasks, durable=durable)
 
+    # -- flow control -----------------------------------------------------------------------------
+
+    def set_queue_limits(self, queue: str, *, concurrency: Any = UNSET, rate: Any = UNSET) -> QueueLimits:
+        """Limit a queue across every worker: at most `concurrency` tasks active at once, at most
+        `rate` starts (`"100/s"`, `"600/1m"`) in any window of that length. None clears a limit; a
+        limit not given stays as it is. Checked whole before anything is written (UsageError).
+        Returns the limits now set (docs/flow-control.md)."""
+        check_name("queue", queue)
+        if concurrency is not UNSET and concurrency is not None:
+            if isinstance(concurrency, bool) or not isinstance(concurrency, int):
+                raise UsageError(f"concurrency must be a whole number, got {concurrency!r}")
+            if not 1 <= concurrency <= MAX_CONCURRENCY_LIMIT:
+                raise UsageError(
+                    f"concurrency must be between 1 and {MAX_CONCURRENCY_LIMIT}, got {concurrency}"
+                )
+        parsed = rate if rate is UNSET or rate is None else _rate(rate)
+        current = self.broker.limits([queue])[queue]
+        from taskq_cli.protocol import QueueLimits
+
+        limits = QueueLimits(
+            current.concurrency if concurrency is UNSET else concurrency,
+            current.rate if parsed is UNSET else None if parsed is None else parsed[0],
+            current.window if parsed is UNSET else None if parsed is None else parsed[1],
+        )
+        self.broker.set_limits(queue, limits)
+        return limits
+
     # -- periodic schedules ---------------------------------------------------------------------
 
     def periodic(
@@ -369,6 +396,20 @@ class TaskQueue:
         if record is None:
             return None
         return Task.from_record(record.meta, record.payload_json, record.result_json)
+
+
+MAX_CONCURRENCY_LIMIT = 1_000_000
+
+
+def _rate(rate: object) -> tuple[int, float]:
+    """`N/DURATION` or `(N, seconds)`."""
+    from taskq_cli.timeparse import parse_rate
+
+    if isinstance(rate, str):
+        return parse_rate(rate)
+    if isinstance(rate, tuple) and len(rate) == 2:
+        return parse_rate(f"{rate[0]}/{rate[1]}")
+    raise UsageError(f"rate must be N/DURATION (100/s, 600/1m), got {rate!r}")
 
 
 def _unique_spec(

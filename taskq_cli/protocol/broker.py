@@ -26,9 +26,11 @@ from taskq_cli.protocol.types import (
     FailState,
     Failure,
     Fetched,
+    Limited,
     Malformed,
     NewTask,
     NotReplicated,
+    QueueLimits,
     RetryFallbacks,
 )
 from taskq_cli.protocol.waker import Waker
@@ -170,11 +172,14 @@ class Broker(Reads):
     # -- consuming --------------------------------------------------------------------------
 
     def fetch(self, queue: str, lease: float, worker_id: str) -> Fetched | Malformed | None:
-        found = self.fetch_many(queue, 1, lease, worker_id)
+        found = [f for f in self.fetch_many(queue, 1, lease, worker_id) if not isinstance(f, Limited)]
         return found[0] if found else None
 
-    def fetch_many(self, queue: str, count: int, lease: float, worker_id: str) -> list[Fetched | Malformed]:
-        """Up to `count` tasks of one queue in one script call, each under its own lease."""
+    def fetch_many(
+        self, queue: str, count: int, lease: float, worker_id: str
+    ) -> list[Fetched | Malformed | Limited]:
+        """Up to `count` tasks of one queue in one script call, each under its own lease; a last
+        `Limited` when the queue's limits held pending tasks back."""
         if count <= 0:
             return []
         tokens = random_tokens(count)
@@ -183,7 +188,7 @@ class Broker(Reads):
 
     def report_and_fetch(
         self, reports: Sequence[Ack | Failure], queue: str | None, count: int, lease: float, worker_id: str
-    ) -> tuple[list[bool | str], list[Fetched | Malformed]]:
+    ) -> tuple[list[bool | str], list[Fetched | Malformed | Limited]]:
         """`report(reports)` and, when `queue` is given, `fetch_many(queue, count, ...)`, in one round
         trip: a worker refills the slots its outcomes free without waiting for another."""
         pipe = self.client.pipeline(transaction=False)
@@ -292,6 +297,14 @@ class Broker(Reads):
             self._scripts["ack"].queue(pipe, self.keys(queue).script_keys(), args)
             calls.append(acked[queue])
         return calls
+
+    def set_limits(self, queue: str, limits: QueueLimits) -> None:
+        """Set a queue's limits as given (None clears one); an idle worker of the queue looks again."""
+        conc: ScriptArg = "-" if limits.concurrency is None else limits.concurrency
+        rate: ScriptArg = "-" if limits.rate is None else limits.rate
+        window: ScriptArg = "" if limits.window is None else int(limits.window * 1000)
+        self._run("limits", queue, conc, rate, window)
+        self.client.sadd(self.ns.queues, queue)
 
     def requeue(self, job: Fetched) -> bool:
         return bool(self._run("requeue", job.queue, job.id, job.token) == 1)
@@ -420,12 +433,15 @@ class Broker(Reads):
         pipe.execute()
 
 
-def _decode_fetch(queue: str, reply: list[Any], tokens: list[str]) -> list[Fetched | Malformed]:
-    """fetch.lua's flat reply: 4 items per task taken, in the order of the tokens it used."""
-    found: list[Fetched | Malformed] = []
+def _decode_fetch(queue: str, reply: list[Any], tokens: list[str]) -> list[Fetched | Malformed | Limited]:
+    """fetch.lua's flat reply: 4 items per task taken, in the order of the tokens it used, and a
+    last group when the queue's limits held tasks back."""
+    found: list[Fetched | Malformed | Limited] = []
     for token, at in zip(tokens, range(0, len(reply), 4), strict=False):
         kind, task_id, meta_json, payload = reply[at : at + 4]
-        if kind == "malformed":
+        if kind == "limited":
+            found.append(Limited(queue, None if task_id in ("", b"") else int(task_id) / 1000))
+        elif kind == "malformed":
             found.append(Malformed(queue, task_id))
         else:
             found.append(Fetched(queue, task_id, json.loads(meta_json), payload, token))

@@ -156,6 +156,26 @@ class Malformed:
 
 
 @dataclass(frozen=True)
+class Limited:
+    """A fetch that the queue's limits held back while tasks were pending: `retry_in` seconds until
+    its rate allows another start, or None when a concurrency slot must free first (the release
+    wakes the queue's idle workers)."""
+
+    queue: str
+    retry_in: float | None
+
+
+@dataclass(frozen=True)
+class QueueLimits:
+    """A queue's limits (None: none): at most `concurrency` active at once; at most `rate` starts in
+    any window of `window` seconds."""
+
+    concurrency: int | None = None
+    rate: int | None = None
+    window: float | None = None
+
+
+@dataclass(frozen=True)
 class TaskRecord:
     meta: dict[str, Any]
     payload_json: str | None

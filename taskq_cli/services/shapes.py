@@ -96,6 +96,19 @@ class CancelAnswer(JsonShape):
 # -- stats and workers ----------------------------------------------------------------------------------
 
 
+class RateLimitDoc(JsonShape):
+    limit: int = Field(description="At most this many starts in any window.")
+    window: float = Field(description="The window, in seconds.")
+
+
+class QueueLimitsDoc(JsonShape):
+    """A queue's limits, as `taskq queue limit --json` prints them (null: none)."""
+
+    name: str
+    concurrency_limit: int | None
+    rate_limit: RateLimitDoc | None
+
+
 class QueueCounts(JsonShape):
     pending: int
     scheduled: int
@@ -105,6 +118,8 @@ class QueueCounts(JsonShape):
     failed: int
     oldest_pending_age: float | None = Field(description="Seconds.")
     paused: bool
+    concurrency_limit: int | None = Field(None, description="At most this many active (null: no limit).")
+    rate_limit: RateLimitDoc | None = Field(None, description="At most `limit` starts per `window` s.")
 
 
 class RunningTask(JsonShape):
@@ -151,6 +166,8 @@ class QueueInfoDoc(JsonShape):
     scheduled: int
     active: int
     dead: int
+    concurrency_limit: int | None = Field(None, description="At most this many active (null: no limit).")
+    rate_limit: RateLimitDoc | None = Field(None, description="At most `limit` starts per `window` s.")
 
 
 class PauseAnswer(JsonShape):

@@ -15,7 +15,7 @@ from typing import Final
 
 from taskq_cli.models import Decision, Outcome, Verdict, decide
 from taskq_cli.outage import REDIS_ERRORS, Outage, describe
-from taskq_cli.protocol import Ack, FailState, Failure, Fetched, Malformed
+from taskq_cli.protocol import Ack, FailState, Failure, Fetched, Limited, Malformed
 from taskq_cli.runner import Execution
 from taskq_cli.states import TaskState
 from taskq_cli.worker.broker import WorkerBroker
@@ -61,6 +61,10 @@ class Reporter:
         self.ended = False  # STOP seen and everything before it reported
         self._batch: list[tuple[Execution, Outcome]] = []  # collected, not yet reported
         self._stop_seen = False
+        # seconds until a rate-limited queue of the plan may start again (None: none is waiting on
+        # its rate); a queue waiting on a concurrency slot is woken through its wake key instead
+        self.limited_retry: float | None = None
+        self.limited = False  # the last fetch was held back by a queue's limits
 
     def deliver(self, execution: Execution, outcome: Outcome) -> None:
         """An outcome from the pool (any thread; never blocks)."""
@@ -130,7 +134,10 @@ class Reporter:
         buried = len(found) - len(jobs)
         if wanted and len(found) < wanted:
             self.idle.set()  # the queues ran dry: the waiter watches for new tasks
-        return 0.0 if buried or self._stop_seen else IDLE  # behind buried entries more may wait
+        if buried or self._stop_seen:
+            return 0.0  # behind buried entries more may wait
+        # a queue held back by its rate: look again when it allows another start
+        return IDLE if self.limited_retry is None else min(IDLE, self.limited_retry)
 
     def _send(
         self, reports: list[Ack | Failure], order: list[str], wanted: int
@@ -141,11 +148,20 @@ class Reporter:
         self.idle.clear()
         leased_at = time.monotonic()
         first = order[0] if order else None
-        results, found = self.broker.report_and_fetch(reports, first, wanted, self.lease, self.worker_id)
+        results, got = self.broker.report_and_fetch(reports, first, wanted, self.lease, self.worker_id)
+        found, held = _split(got)
         for name in order[1:]:
             if len(found) >= wanted:
                 break
-            found += self.broker.fetch_many(name, wanted - len(found), self.lease, self.worker_id)
+            more, limited = _split(
+                self.broker.fetch_many(name, wanted - len(found), self.lease, self.worker_id)
+            )
+            found += more
+            held += limited
+        if wanted:  # what this fetch learnt of the limits replaces what the last one did
+            self.limited = bool(held)
+            waits = [h.retry_in for h in held if h.retry_in is not None]
+            self.limited_retry = min(waits) if waits else None
         return results, found, leased_at
 
 
@@ -164,6 +180,18 @@ def _report(running: Running, outcome: Outcome) -> Ack | Failure:
         options.backoff_base,
         options.backoff_max,
     )
+
+
+def _split(got: list[Fetched | Malformed | Limited]) -> tuple[list[Fetched | Malformed], list[Limited]]:
+    """A fetch's entries, and what its queue's limits held back."""
+    found: list[Fetched | Malformed] = []
+    held: list[Limited] = []
+    for item in got:
+        if isinstance(item, Limited):
+            held.append(item)
+        else:
+            found.append(item)
+    return found, held
 
 
 def _tasks(found: list[Fetched | Malformed]) -> list[Fetched]:

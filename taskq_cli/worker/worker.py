@@ -199,6 +199,14 @@ class Worker:
         if len(self.slots):
             self.slots.wait_change(0.05)
             return False
+        if self.reporter.limited:  # tasks are pending, held back by a queue's limits: wait for them
+            retry = self.reporter.limited_retry
+            self.broker.wait_for_work(
+                self.plan.names, IDLE_BLOCK if retry is None else min(retry, IDLE_BLOCK)
+            )
+            self.reporter.idle.clear()
+            self.reporter.wake()
+            return False
         if sum(self.broker.promote(q)[0] for q in self.plan.names):
             self.reporter.idle.clear()
             self.reporter.wake()

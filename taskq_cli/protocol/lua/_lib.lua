@@ -68,10 +68,10 @@ local function forget(id)
 end
 
 -- Whether the queue holds nothing at all (its wake token aside): no task of any state, no counter,
--- not paused, no cron claim. Such a queue may be forgotten (Broker.forget_if_empty).
+-- not paused, no cron claim, no limits. Such a queue may be forgotten (Broker.forget_if_empty).
 local function queue_is_empty()
   return redis.call('EXISTS', K_TASKS, K_PAYLOADS, K_RESULTS, K_PENDING, K_ACTIVE, K_LEASES,
-    K_SCHEDULED, K_DEAD, K_DONE, K_COUNTERS, K_PAUSED, K_CRON) == 0
+    K_SCHEDULED, K_DEAD, K_DONE, K_COUNTERS, K_PAUSED, K_CRON, K_LIMITS) == 0
 end
 
 -- Keep the dead set within dead_max entries and dead_ttl ms (bounded work per call).
@@ -136,10 +136,14 @@ local function holds_lease(id, token)
   return redis.call('HGET', K_LEASES, id) == token
 end
 
--- End the current attempt's lease.
+-- End the current attempt's lease. Under a concurrency limit the freed slot wakes an idle worker
+-- (a worker whose fetch was limited waits on the wake key: this is how it learns of the capacity).
 local function release(id)
   redis.call('ZREM', K_ACTIVE, id)
   redis.call('HDEL', K_LEASES, id)
+  if redis.call('HEXISTS', K_LIMITS, 'concurrency') == 1 and redis.call('LLEN', K_PENDING) > 0 then
+    wake()
+  end
 end
 
 local function count_execution(failed)
