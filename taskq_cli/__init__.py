@@ -3,7 +3,7 @@
 from taskq_cli import TaskQueue, Retry, Fail
 """
 
-from taskq_cli.errors import Fail, Retry, TaskqError, UsageError, ValidationFailed
+from taskq_cli.errors import Fail, RateLimited, Retry, TaskqError, UsageError, ValidationFailed
 from taskq_cli.queue import TaskHandle, TaskQueue
 from taskq_cli.registry import TaskContext, current_task
 from taskq_cli.states import TaskState
@@ -12,6 +12,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "Fail",
+    "RateLimited",
     "Retry",
     "TaskContext",
     "TaskHandle",

@@ -13,6 +13,7 @@ from taskq_cli.registry import TaskDef, UniqueSpec
 
 if TYPE_CHECKING:
     from taskq_cli.cron import Schedule
+    from taskq_cli.limiter import Limiter
     from taskq_cli.models import Task
     from taskq_cli.protocol import Broker, EnqueueResult, NewTask, QueueLimits
 
@@ -256,6 +257,15 @@ class TaskQueue:
         return self.broker.enqueue(tasks, durable=durable)
 
     # -- flow control -----------------------------------------------------------------------------
+
+    def limiter(self, key: str, *, rate: str | None = None, concurrency: int | None = None) -> Limiter:
+        """A per-key limiter for a block of a handler: at most `rate` passes (`"10/s"`) in any
+        window of that length, at most `concurrency` blocks at once, namespace-wide. Over the limit
+        it raises RateLimited: the task is rescheduled for when the limiter lets it pass, using no
+        attempt (docs/flow-control.md)."""
+        from taskq_cli.limiter import Limiter
+
+        return Limiter(self.broker, key, rate, concurrency)
 
     def set_queue_limits(self, queue: str, *, concurrency: Any = UNSET, rate: Any = UNSET) -> QueueLimits:
         """Limit a queue across every worker: at most `concurrency` tasks active at once, at most

@@ -26,6 +26,7 @@ class TaskContext:
     queue: str
     attempt: int
     max_retries: int
+    lease: float = 30.0  # the worker's lease in seconds
 
 
 _current: contextvars.ContextVar[TaskContext | None] = contextvars.ContextVar(

@@ -30,7 +30,9 @@ from taskq_cli.protocol.types import (
     Malformed,
     NewTask,
     NotReplicated,
+    Postpone,
     QueueLimits,
+    Report,
     RetryFallbacks,
 )
 from taskq_cli.protocol.waker import Waker
@@ -187,7 +189,7 @@ class Broker(Reads):
         return _decode_fetch(queue, reply, tokens)
 
     def report_and_fetch(
-        self, reports: Sequence[Ack | Failure], queue: str | None, count: int, lease: float, worker_id: str
+        self, reports: Sequence[Report], queue: str | None, count: int, lease: float, worker_id: str
     ) -> tuple[list[bool | str], list[Fetched | Malformed | Limited]]:
         """`report(reports)` and, when `queue` is given, `fetch_many(queue, count, ...)`, in one round
         trip: a worker refills the slots its outcomes free without waiting for another."""
@@ -258,14 +260,14 @@ class Broker(Reads):
         assert isinstance(answer, FailState)
         return answer
 
-    def report(self, reports: Sequence[Ack | Failure]) -> list[bool | str]:
+    def report(self, reports: Sequence[Report]) -> list[bool | str]:
         """Outcomes of attempts, in one round trip. Per report: an Ack answers True (False when the
         lease was lost), a Failure the new state ('scheduled' or 'dead'; '' when the lease was lost)."""
         pipe = self.client.pipeline(transaction=False)
         calls = self._queue_reports(pipe, reports)
         return _decode_reports(reports, calls, execute_with_scripts(pipe, self.client))
 
-    def _queue_reports(self, pipe: Any, reports: Sequence[Ack | Failure]) -> list[list[int]]:
+    def _queue_reports(self, pipe: Any, reports: Sequence[Report]) -> list[list[int]]:
         """Queue one `ack` call per queue for all its acks and one `fail` call per failure; returns
         the indexes of the reports each call answers."""
         calls: list[list[int]] = []
@@ -273,6 +275,11 @@ class Broker(Reads):
         acked: dict[str, list[int]] = {}
         for index, item in enumerate(reports):
             job = item.job
+            if isinstance(item, Postpone):
+                again: list[ScriptArg] = [job.id, job.token, int(item.delay * 1000), self._now()]
+                self._scripts["requeue"].queue(pipe, self.keys(job.queue).script_keys(), again)
+                calls.append([index])
+                continue
             if isinstance(item, Ack):
                 args = acks.setdefault(job.queue, [self._now()])
                 args += [job.id, job.token, item.result_json or "", int(item.result_ttl * 1000)]
@@ -305,6 +312,27 @@ class Broker(Reads):
         window: ScriptArg = "" if limits.window is None else int(limits.window * 1000)
         self._run("limits", queue, conc, rate, window)
         self.client.sadd(self.ns.queues, queue)
+
+    # -- per-key limiters ------------------------------------------------------------------
+
+    def limiter_acquire(
+        self, key: str, pass_id: str, rate: tuple[int, float] | None, concurrency: int | None, ttl: float
+    ) -> float | None:
+        """Take a pass of a per-key limiter: None when it passes (holding a permit for `ttl` seconds
+        when it has a concurrency), else seconds until it may pass."""
+        count, window = ("", "") if rate is None else (rate[0], int(rate[1] * 1000))
+        conc = "" if concurrency is None else concurrency
+        args = ["acquire", self._now(), pass_id, count, window, conc, int(ttl * 1000)]
+        reply = self._scripts["limiter"](self.client, self.ns.limiter(key), args)
+        return None if int(reply[0]) == 1 else int(reply[1]) / 1000
+
+    def limiter_release(self, key: str, pass_id: str) -> None:
+        self._scripts["limiter"](self.client, self.ns.limiter(key), ["release", self._now(), pass_id])
+
+    def limiter_renew(self, key: str, pass_ids: Sequence[str], ttl: float) -> int:
+        """Extend permits still held; returns how many were."""
+        args: list[ScriptArg] = ["renew", self._now(), int(ttl * 1000), *pass_ids]
+        return int(self._scripts["limiter"](self.client, self.ns.limiter(key), args)[0])
 
     def requeue(self, job: Fetched) -> bool:
         return bool(self._run("requeue", job.queue, job.id, job.token) == 1)
@@ -449,11 +477,14 @@ def _decode_fetch(queue: str, reply: list[Any], tokens: list[str]) -> list[Fetch
 
 
 def _decode_reports(
-    reports: Sequence[Ack | Failure], calls: list[list[int]], replies: list[Any]
+    reports: Sequence[Report], calls: list[list[int]], replies: list[Any]
 ) -> list[bool | str]:
     """Per report: ack.lua's 1|0 as a bool, fail.lua's {state, delay_ms} as a FailState."""
     results: list[bool | str] = [""] * len(reports)
     for indexes, reply in zip(calls, replies, strict=True):
+        if isinstance(reports[indexes[0]], Postpone):
+            results[indexes[0]] = reply == 1
+            continue
         if isinstance(reports[indexes[0]], Failure):
             state, delay_ms = _text(reply[0]), int(reply[1])
             results[indexes[0]] = FailState(state, delay_ms / 1000 if state == "scheduled" else None)

@@ -28,6 +28,8 @@ Per namespace:
     <ns>:cron             hash    schedule name -> schedule definition (JSON)
     <ns>:workers          zset    worker id -> last heartbeat (ms)
     <ns>:worker:<id>      string  worker description (JSON), expires when the worker stops beating
+    <ns>:limiter:{<key>}:starts   zset  pass id -> time (ms): a per-key limiter's rate log
+    <ns>:limiter:{<key>}:permits  zset  pass id -> expiry (ms): its concurrency permits
 """
 
 from __future__ import annotations
@@ -146,6 +148,11 @@ class NamespaceKeys:
 
     def worker(self, worker_id: str) -> str:
         return f"{self.namespace}:worker:{worker_id}"
+
+    def limiter(self, key: str) -> list[str]:
+        """A per-key limiter's keys (starts, permits), in one slot by their hash tag."""
+        tag = key.replace("{", "(").replace("}", ")")  # a brace in the key must not end the tag
+        return [f"{self.namespace}:limiter:{{{tag}}}:starts", f"{self.namespace}:limiter:{{{tag}}}:permits"]
 
     def pattern(self) -> str:
         """Every key of the namespace (for tests and `queue clear`-style tooling)."""

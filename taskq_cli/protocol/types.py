@@ -137,6 +137,18 @@ class Failure:
     backoff_max: float = 0.0
 
 
+@dataclass(frozen=True)
+class Postpone:
+    """Report: the attempt did not really start (a per-key limiter held it back): it is given back
+    uncounted and runs again after `delay` seconds."""
+
+    job: Fetched
+    delay: float
+
+
+Report = Ack | Failure | Postpone
+
+
 class FailState(str):
     """What fail.lua answers: the task's new state ('scheduled', 'dead'; '' when the lease was lost),
     a str that compares as one, with `retry_in`: seconds until the retry when it is 'scheduled'."""

@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any, Protocol
 
-from taskq_cli.protocol import Ack, Failure, Fetched, Limited, Malformed
+from taskq_cli.protocol import Fetched, Limited, Malformed, Report
 
 
 class WorkerBroker(Protocol):
@@ -18,7 +18,7 @@ class WorkerBroker(Protocol):
         queue's limits held pending tasks back)."""
 
     def report_and_fetch(
-        self, reports: Sequence[Ack | Failure], queue: str | None, count: int, lease: float, worker_id: str
+        self, reports: Sequence[Report], queue: str | None, count: int, lease: float, worker_id: str
     ) -> tuple[list[bool | str], list[Fetched | Malformed | Limited]]:
         """Outcomes and, when `queue` is given, a fetch from it, in one round trip."""
 

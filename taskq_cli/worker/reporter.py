@@ -15,7 +15,7 @@ from typing import Final
 
 from taskq_cli.models import Decision, Outcome, Verdict, decide
 from taskq_cli.outage import REDIS_ERRORS, Outage, describe
-from taskq_cli.protocol import Ack, FailState, Failure, Fetched, Limited, Malformed
+from taskq_cli.protocol import Ack, FailState, Failure, Fetched, Limited, Malformed, Postpone, Report
 from taskq_cli.runner import Execution
 from taskq_cli.states import TaskState
 from taskq_cli.worker.broker import WorkerBroker
@@ -32,7 +32,7 @@ STOP: Final = "stop"  # in the inbox: report what is left, then end
 Item = tuple[Execution, Outcome] | str
 Prepare = Callable[[Fetched, float], Running]  # a fetched task, when its lease began -> its slot
 Launch = Callable[[list[Running]], None]
-OnResult = Callable[[Running, Outcome, Ack | Failure, bool | str], None]
+OnResult = Callable[[Running, Outcome, Report, bool | str], None]
 
 
 class Reporter:
@@ -140,7 +140,7 @@ class Reporter:
         return IDLE if self.limited_retry is None else min(IDLE, self.limited_retry)
 
     def _send(
-        self, reports: list[Ack | Failure], order: list[str], wanted: int
+        self, reports: list[Report], order: list[str], wanted: int
     ) -> tuple[list[bool | str], list[Fetched | Malformed], float]:
         """One round trip for the reports and the first queue's fetch; then the next queues of the
         plan, while slots are left. Returns the results, what was fetched and when the first lease
@@ -165,11 +165,13 @@ class Reporter:
         return results, found, leased_at
 
 
-def _report(running: Running, outcome: Outcome) -> Ack | Failure:
+def _report(running: Running, outcome: Outcome) -> Report:
     job, options = running.job, running.options
     decision: Decision = decide(outcome, job.record.attempts, options)
     if decision.verdict is Verdict.ACK:
         return Ack(job, outcome.result_json, options.result_ttl)
+    if decision.verdict is Verdict.POSTPONE:
+        return Postpone(job, decision.delay or 0.0)
     error = outcome.error or {"type": "Error", "message": "", "traceback": ""}
     return Failure(
         job,
@@ -207,7 +209,7 @@ def _tasks(found: list[Fetched | Malformed]) -> list[Fetched]:
     return jobs
 
 
-def log_outcome(running: Running, outcome: Outcome, report: Ack | Failure, result: bool | str | None) -> None:
+def log_outcome(running: Running, outcome: Outcome, report: Report, result: bool | str | None) -> None:
     """One line per reported attempt (a lost lease, a failure; a success at INFO)."""
     if result and isinstance(report, Ack) and not log.isEnabledFor(logging.INFO):
         return
@@ -225,6 +227,14 @@ def log_outcome(running: Running, outcome: Outcome, report: Ack | Failure, resul
             "task %s: outcome not recorded: its lease was lost",
             job.id,
             extra={"fields": {**fields, "event": "lease_lost"}},
+        )
+    elif isinstance(report, Postpone):
+        log.info(
+            "task %s %s: held back by a limiter; runs again in %.3fs (no attempt used)",
+            job.id,
+            name,
+            report.delay,
+            extra={"fields": {**fields, "event": "postponed"}},
         )
     elif isinstance(report, Ack):
         log.info(
