@@ -80,9 +80,8 @@ local out = {}
 for i = 7, 6 + allowed do
   local kind, id, meta_json, payload = take(ARGV[i])
   if kind == nil then return out end
-  if kind == 'task' and window then
+  if kind == 'task' and window then -- trimmed at each fetch, so it never holds more than `rate`
     redis.call('ZADD', K_STARTS, now, ARGV[i])
-    redis.call('PEXPIRE', K_STARTS, tonumber(window))
   end
   out[#out + 1] = kind; out[#out + 1] = id; out[#out + 1] = meta_json; out[#out + 1] = payload
 end
