@@ -138,11 +138,15 @@ end
 
 -- End the current attempt's lease. Under a concurrency limit the freed slot wakes an idle worker
 -- (a worker whose fetch was limited waits on the wake key: this is how it learns of the capacity).
+-- Asked once per script call: a batch of acks pays for one look, and wakes at most once.
+local slot_wake = nil -- nil: not asked yet; true: the queue has a concurrency limit; false: done
 local function release(id)
   redis.call('ZREM', K_ACTIVE, id)
   redis.call('HDEL', K_LEASES, id)
-  if redis.call('HEXISTS', K_LIMITS, 'concurrency') == 1 and redis.call('LLEN', K_PENDING) > 0 then
+  if slot_wake == nil then slot_wake = redis.call('HEXISTS', K_LIMITS, 'concurrency') == 1 end
+  if slot_wake and redis.call('LLEN', K_PENDING) > 0 then
     wake()
+    slot_wake = false
   end
 end
 

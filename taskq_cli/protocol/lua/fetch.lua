@@ -56,25 +56,25 @@ local function take(token)
 end
 
 -- How many starts the limits allow now (of `wanted`), and whether the rate is what holds them back.
-local function allowance(wanted)
-  local limits = redis.call('HMGET', K_LIMITS, 'concurrency', 'rate', 'window')
+local function allowance(wanted, concurrency, rate, window)
   local allowed, by_rate = wanted, false
-  if limits[1] then
-    allowed = math.min(allowed, tonumber(limits[1]) - redis.call('ZCARD', K_ACTIVE))
+  if concurrency then
+    allowed = math.min(allowed, tonumber(concurrency) - redis.call('ZCARD', K_ACTIVE))
   end
-  if limits[2] then
-    redis.call('ZREMRANGEBYSCORE', K_STARTS, '-inf', now - tonumber(limits[3]))
-    local room = tonumber(limits[2]) - redis.call('ZCARD', K_STARTS)
+  if rate then
+    redis.call('ZREMRANGEBYSCORE', K_STARTS, '-inf', now - tonumber(window))
+    local room = tonumber(rate) - redis.call('ZCARD', K_STARTS)
     if room < allowed then allowed, by_rate = room, true end
   end
   return math.max(allowed, 0), by_rate
 end
 
 local wanted = #ARGV - 6
-local allowed, by_rate, window = wanted, false, nil
-if redis.call('EXISTS', K_LIMITS) == 1 then
-  allowed, by_rate = allowance(wanted)
-  window = redis.call('HGET', K_LIMITS, 'window')
+local allowed, by_rate = wanted, false
+local limits = redis.call('HMGET', K_LIMITS, 'concurrency', 'rate', 'window') -- one call when none
+local window = limits[2] and limits[3]
+if limits[1] or limits[2] then
+  allowed, by_rate = allowance(wanted, limits[1], limits[2], limits[3])
 end
 local out = {}
 for i = 7, 6 + allowed do
