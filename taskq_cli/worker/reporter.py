@@ -25,6 +25,10 @@ from taskq_cli.worker.slots import Running, Slots
 log = logging.getLogger("taskq.worker")
 
 IDLE: Final = 1.0  # seconds a tick may wait for news when it has nothing to do (any news wakes it)
+# seconds a queue held back by its concurrency limit is left out of fetches (a freed slot also pushes
+# its wake key): a busy worker does not ask for it on every tick, an idle one still starts its next
+# task well within a second of the slot freeing
+RECHECK: Final = 0.05
 BATCH_MAX = 256  # outcomes per round trip
 WAKE: Final = "wake"  # in the inbox: look for tasks now (the waiter saw a wake-up)
 STOP: Final = "stop"  # in the inbox: report what is left, then end
@@ -65,6 +69,8 @@ class Reporter:
         # its rate); a queue waiting on a concurrency slot is woken through its wake key instead
         self.limited_retry: float | None = None
         self.limited = False  # the last fetch was held back by a queue's limits
+        self._held_until: dict[str, float] = {}  # queue -> when (monotonic) to ask it again
+        self._tick_at = 0.0  # the `now` of the tick running
 
     def deliver(self, execution: Execution, outcome: Outcome) -> None:
         """An outcome from the pool (any thread; never blocks)."""
@@ -94,12 +100,15 @@ class Reporter:
     def _note(self, item: Item) -> None:
         if item == STOP:
             self._stop_seen = True
+        elif item == WAKE:  # a wake-up (a slot may have freed): ask every queue again
+            self._held_until.clear()
         elif not isinstance(item, str):
             self._batch.append(item)
 
     def tick(self, now: float) -> float:
         """Report what piled up and refill the free slots; returns seconds until it wants to run
         again (news in the inbox wakes it sooner)."""
+        self._tick_at = now
         while len(self._batch) < BATCH_MAX:
             try:
                 self._note(self.inbox.get_nowait())
@@ -112,7 +121,7 @@ class Reporter:
             self.ended = self._stop_seen and self.inbox.empty()
             return IDLE
         reports = [_report(running, outcome) for running, outcome in items]
-        order = self.plan.order() if wanted else []
+        order = [q for q in self.plan.order() if self._held_until.get(q, 0.0) <= now] if wanted else []
         try:
             results, found, leased_at = self._send(reports, order, wanted)
         except REDIS_ERRORS as exc:
@@ -136,8 +145,23 @@ class Reporter:
             self.idle.set()  # the queues ran dry: the waiter watches for new tasks
         if buried or self._stop_seen:
             return 0.0  # behind buried entries more may wait
-        # a queue held back by its rate: look again when it allows another start
-        return IDLE if self.limited_retry is None else min(IDLE, self.limited_retry)
+        return self._next_look(now)
+
+    def _next_look(self, now: float) -> float:
+        """IDLE, or sooner: when a queue held back by its limits may be asked again."""
+        waits = [until - now for until in self._held_until.values() if until > now]
+        return min([IDLE, *waits])
+
+    def _note_limits(self, asked: list[str], held: list[Limited]) -> None:
+        """Leave the queues the limits held back out of fetches until they may start a task."""
+        now = self._tick_at
+        for name in asked:
+            self._held_until.pop(name, None)
+        for h in held:
+            self._held_until[h.queue] = now + (RECHECK if h.retry_in is None else h.retry_in)
+        self.limited = bool(self._held_until)
+        waits = [h.retry_in for h in held if h.retry_in is not None]
+        self.limited_retry = min(waits) if waits else None
 
     def _send(
         self, reports: list[Report], order: list[str], wanted: int
@@ -159,9 +183,7 @@ class Reporter:
             found += more
             held += limited
         if wanted:  # what this fetch learnt of the limits replaces what the last one did
-            self.limited = bool(held)
-            waits = [h.retry_in for h in held if h.retry_in is not None]
-            self.limited_retry = min(waits) if waits else None
+            self._note_limits(order, held)
         return results, found, leased_at
 
 
