@@ -323,16 +323,19 @@ class Broker(Reads):
         count, window = ("", "") if rate is None else (rate[0], int(rate[1] * 1000))
         conc = "" if concurrency is None else concurrency
         args = ["acquire", self._now(), pass_id, count, window, conc, int(ttl * 1000)]
-        reply = self._scripts["limiter"](self.client, self.ns.limiter(key), args)
+        reply = self._scripts["limiter"](self.client, self._limiter_keys(key), args)
         return None if int(reply[0]) == 1 else int(reply[1]) / 1000
 
+    def _limiter_keys(self, key: str) -> list[str]:
+        return [self.ns.limiter_starts(key), self.ns.limiter_permits(key)]
+
     def limiter_release(self, key: str, pass_id: str) -> None:
-        self._scripts["limiter"](self.client, self.ns.limiter(key), ["release", self._now(), pass_id])
+        self._scripts["limiter"](self.client, self._limiter_keys(key), ["release", self._now(), pass_id])
 
     def limiter_renew(self, key: str, pass_ids: Sequence[str], ttl: float) -> int:
         """Extend permits still held; returns how many were."""
         args: list[ScriptArg] = ["renew", self._now(), int(ttl * 1000), *pass_ids]
-        return int(self._scripts["limiter"](self.client, self.ns.limiter(key), args)[0])
+        return int(self._scripts["limiter"](self.client, self._limiter_keys(key), args)[0])
 
     def requeue(self, job: Fetched) -> bool:
         return bool(self._run("requeue", job.queue, job.id, job.token) == 1)

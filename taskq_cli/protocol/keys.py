@@ -149,11 +149,18 @@ class NamespaceKeys:
     def worker(self, worker_id: str) -> str:
         return f"{self.namespace}:worker:{worker_id}"
 
-    def limiter(self, key: str) -> list[str]:
-        """A per-key limiter's keys (starts, permits), in one slot by their hash tag."""
-        tag = key.replace("{", "(").replace("}", ")")  # a brace in the key must not end the tag
-        return [f"{self.namespace}:limiter:{{{tag}}}:starts", f"{self.namespace}:limiter:{{{tag}}}:permits"]
+    def limiter_starts(self, key: str) -> str:
+        """A per-key limiter's rate log; with its permits in one slot by their hash tag."""
+        return f"{self.namespace}:limiter:{{{_tag(key)}}}:starts"
+
+    def limiter_permits(self, key: str) -> str:
+        return f"{self.namespace}:limiter:{{{_tag(key)}}}:permits"
 
     def pattern(self) -> str:
         """Every key of the namespace (for tests and `queue clear`-style tooling)."""
         return f"{self.namespace}:*"
+
+
+def _tag(key: str) -> str:
+    """A limiter key as a hash tag: a brace in it must not end the tag."""
+    return key.replace("{", "(").replace("}", ")")
