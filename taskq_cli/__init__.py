@@ -5,6 +5,7 @@ from taskq_cli import TaskQueue, Retry, Fail
 
 from taskq_cli.errors import (
     Fail,
+    RateLimited,
     ResultTimeout,
     Retry,
     TaskFailed,
@@ -21,6 +22,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "Fail",
+    "RateLimited",
     "ResultTimeout",
     "Retry",
     "TaskContext",

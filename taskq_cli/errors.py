@@ -71,6 +71,16 @@ class Retry(Exception):
         self.delay = delay
 
 
+class RateLimited(Exception):
+    """Raised by `tq.limiter(...)` when its key is over its limit: leaving the handler with it
+    reschedules the task for `retry_in` seconds from now, using no attempt and not as an error."""
+
+    def __init__(self, key: str, retry_in: float) -> None:
+        super().__init__(f"limiter {key!r} is over its limit: the task runs again in {retry_in:.3f}s")
+        self.key = key
+        self.retry_in = retry_in
+
+
 class Fail(Exception):
     """Raise from a handler to give up at once: the task goes straight to the dead-letter queue."""
 

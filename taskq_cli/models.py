@@ -41,6 +41,7 @@ class Task(BaseModel):
     finished_at: int | None = None
     died_at: int | None = None
     worker: str | None = None
+    unique_key: str | None = None
     last_error: TaskError | None = None
     result: Any = None
     raw: str | None = None
@@ -130,6 +131,7 @@ class OutcomeKind(StrEnum):
     RETRY = "retry"  # the handler asked for a retry after a given delay
     ERROR = "error"  # retried with backoff while attempts remain
     FAIL = "fail"  # final: straight to the dead-letter queue
+    POSTPONE = "postpone"  # a per-key limiter held it back: again after `delay`, no attempt used
 
 
 @dataclass(frozen=True)
@@ -160,6 +162,7 @@ class Verdict(StrEnum):
     ACK = "ack"  # done: keep the result
     RETRY = "retry"  # another attempt after `delay`
     DEAD = "dead"  # to the dead-letter queue
+    POSTPONE = "postpone"  # given back uncounted, scheduled after `delay` (RateLimited)
 
 
 @dataclass(frozen=True)
@@ -177,6 +180,8 @@ def decide(outcome: Outcome, attempts: int, options: Options) -> Decision:
     (Decision.delay None), which the protocol draws."""
     if outcome.kind is OutcomeKind.SUCCESS:
         return Decision(Verdict.ACK)
+    if outcome.kind is OutcomeKind.POSTPONE:  # not a failure: the attempt did not really start
+        return Decision(Verdict.POSTPONE, outcome.delay or 0.0)
     if outcome.kind is OutcomeKind.FAIL or attempts >= options.max_retries + 1:
         return Decision(Verdict.DEAD)
     if outcome.delay is not None:

@@ -5,15 +5,15 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from taskq_cli.config import DEFAULT_QUEUE, check_name
 from taskq_cli.errors import UsageError
-from taskq_cli.protocol import NewTask, new_id
-from taskq_cli.registry import TaskDef
+from taskq_cli.protocol import NewTask, UniqueLock, new_id
+from taskq_cli.registry import TaskDef, UniqueSpec
 from taskq_cli.timeparse import parse_datetime, parse_duration
 
 
@@ -43,6 +43,11 @@ class EnqueueRequest:
     max_retries: int | None = None
     timeout: Any = UNSET  # seconds, a duration string, None/0 = no timeout
     label: str | None = None  # where the request came from, for errors ("line 3", "item 0")
+    unique: bool | Sequence[str] | None = None  # True: key from name and payload; fields: from these
+    unique_key: str | None = None  # an explicit key (wins over `unique` and the handler's)
+    unique_until: str | None = None  # "finished" (default) or "started"
+    unique_for: float | str | None = None  # caps how long the key is held
+    debounce: float | str | None = None  # run this long after the last enqueue with the key
 
 
 def prepare(request: EnqueueRequest, registry: Mapping[str, TaskDef]) -> NewTask:
@@ -79,6 +84,9 @@ def _prepare(request: EnqueueRequest, registry: Mapping[str, TaskDef]) -> NewTas
     task_id = request.task_id
     if task_id is not None:
         _check_id(task_id)
+    lock = unique_lock(request, handler, payload)
+    if lock is not None and lock.debounce_ms is not None and (delay_ms is not None or at_ms is not None):
+        raise UsageError("debounce sets the run time: give no delay or 'at' with it")
     return NewTask(
         id=task_id or new_id(),
         queue=queue,
@@ -87,7 +95,63 @@ def _prepare(request: EnqueueRequest, registry: Mapping[str, TaskDef]) -> NewTas
         delay_ms=delay_ms,
         at_ms=at_ms,
         custom_id=task_id is not None,
+        unique=lock,
     )
+
+
+MAX_KEY_LENGTH = 200  # longer derived keys are hashed (a key is stored in the record and a hash)
+UNIQUE_UNTIL = ("finished", "started")
+
+
+def unique_lock(
+    request: EnqueueRequest, handler: TaskDef | None, payload: dict[str, Any]
+) -> UniqueLock | None:
+    """The task's unique key and hold: the request's values win over the handler's decorator. None
+    when the task has no key; UsageError when a hold or debounce is asked for without one."""
+    spec = (handler.unique if handler else None) or UniqueSpec()
+    key = request.unique_key
+    if key is not None:
+        if not isinstance(key, str) or not key or len(key) > MAX_KEY_LENGTH or not key.isprintable():
+            raise UsageError(f"unique key must be 1-{MAX_KEY_LENGTH} printable characters, got {key!r}")
+    elif request.unique:
+        fields = None if request.unique is True else tuple(request.unique)
+        key = derive_key(request.name, payload, fields)
+    elif handler is not None and handler.unique is not None and request.unique is not False:
+        key = derive_key(request.name, payload, spec.fields)
+    until = request.unique_until or spec.until or "finished"
+    hold = request.unique_for if request.unique_for is not None else spec.hold
+    debounce = request.debounce if request.debounce is not None else spec.debounce
+    if until not in UNIQUE_UNTIL:
+        raise UsageError(f"unique_until must be 'finished' or 'started', got {until!r}")
+    if key is None:
+        if request.unique_until or request.unique_for is not None or request.debounce is not None:
+            raise UsageError("unique_until, unique_for and debounce need a unique key (unique or unique_key)")
+        return None
+    return UniqueLock(key, until, _ms_or_none(hold, "unique_for"), _ms_or_none(debounce, "debounce"))
+
+
+def derive_key(name: str, payload: dict[str, Any], fields: tuple[str, ...] | None) -> str:
+    """`name:` and the canonical JSON of the payload (or of these fields of it), hashed when long."""
+    import hashlib
+
+    chosen = payload if fields is None else {f: payload.get(f) for f in fields}
+    text = json.dumps(chosen, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    key = f"{name}:{text}"
+    if len(key) > MAX_KEY_LENGTH or not key.isprintable():
+        key = f"{name[:100]}:sha256:{hashlib.sha256(text.encode()).hexdigest()}"
+    return key
+
+
+def _ms_or_none(value: float | str | None, what: str) -> int | None:
+    if value is None:
+        return None
+    try:
+        ms = int(parse_duration(value) * 1000)
+    except UsageError as exc:
+        raise UsageError(f"{what}: {exc}") from None
+    if ms <= 0:
+        raise UsageError(f"{what} must be longer than 0")
+    return ms
 
 
 def _options(request: EnqueueRequest, handler: TaskDef | None) -> dict[str, Any]:
@@ -152,7 +216,8 @@ def _check_id(task_id: object) -> None:
         raise UsageError(f"task id must be 1-{MAX_ID_LENGTH} printable characters, got {task_id!r}")
 
 
-_LINE_FIELDS = {"name", "payload", "queue", "delay", "at", "max_retries", "timeout", "id"}
+_UNIQUE_FIELDS = {"unique", "unique_key", "unique_until", "unique_for", "debounce"}
+_LINE_FIELDS = {"name", "payload", "queue", "delay", "at", "max_retries", "timeout", "id", *_UNIQUE_FIELDS}
 
 
 def parse_json_lines(lines: Iterable[str], default_queue: str | None = None) -> list[EnqueueRequest]:
@@ -174,7 +239,8 @@ def request_from_object(
     obj: Any, default_queue: str | None = None, label: str | None = None
 ) -> EnqueueRequest:
     """An EnqueueRequest from `{"name", "payload", "queue"?, "delay"?, "at"?, "max_retries"?,
-    "timeout"?, "id"?}` (JSON Lines and the HTTP API)."""
+    "timeout"?, "id"?, "unique"?, "unique_key"?, "unique_until"?, "unique_for"?, "debounce"?}` (JSON
+    Lines and the HTTP API)."""
     if not isinstance(obj, dict):
         raise UsageError(f"expected a JSON object, got {type(obj).__name__}")
     unknown = set(obj) - _LINE_FIELDS
@@ -188,6 +254,16 @@ def request_from_object(
     at = obj.get("at")
     if at is not None and (isinstance(at, bool) or not isinstance(at, str | int | float)):
         raise UsageError("field 'at' must be an ISO 8601 string or epoch seconds")
+    unique = obj.get("unique")
+    if (
+        unique is not None
+        and not isinstance(unique, bool)
+        and not (isinstance(unique, list) and all(isinstance(f, str) for f in unique))
+    ):
+        raise UsageError("field 'unique' must be true, false or a list of payload field names")
+    for key in ("unique_key", "unique_until"):
+        if obj.get(key) is not None and not isinstance(obj[key], str):
+            raise UsageError(f"field {key!r} must be a string")
     return EnqueueRequest(
         name=obj["name"],
         payload=obj.get("payload"),
@@ -198,4 +274,9 @@ def request_from_object(
         max_retries=obj.get("max_retries"),
         timeout=obj.get("timeout", UNSET),
         label=label,
+        unique=unique,
+        unique_key=obj.get("unique_key"),
+        unique_until=obj.get("unique_until"),
+        unique_for=obj.get("unique_for"),
+        debounce=obj.get("debounce"),
     )

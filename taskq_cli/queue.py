@@ -9,18 +9,31 @@ from typing import TYPE_CHECKING, Any, overload
 from taskq_cli.config import DEFAULT_QUEUE, RetryDefaults, Settings, check_name
 from taskq_cli.errors import UsageError
 from taskq_cli.producer import UNSET, EnqueueRequest, prepare
-from taskq_cli.registry import TaskDef
+from taskq_cli.registry import TaskDef, UniqueSpec
 
 if TYPE_CHECKING:
     import asyncio
 
     from taskq_cli.cron import Schedule
+    from taskq_cli.limiter import Limiter
     from taskq_cli.models import Task
-    from taskq_cli.protocol import Broker, EnqueueResult, NewTask
+    from taskq_cli.protocol import Broker, EnqueueResult, NewTask, QueueLimits
     from taskq_cli.protocol.aio import AsyncBroker
 
 # Keyword arguments of `handler.enqueue(...)` that are options, not payload fields.
-ENQUEUE_OPTIONS = ("delay", "at", "queue", "task_id", "max_retries", "timeout")
+ENQUEUE_OPTIONS = (
+    "delay",
+    "at",
+    "queue",
+    "task_id",
+    "max_retries",
+    "timeout",
+    "unique",
+    "unique_key",
+    "unique_until",
+    "unique_for",
+    "debounce",
+)
 
 
 class TaskHandle:
@@ -37,8 +50,9 @@ class TaskHandle:
         return self.definition.fn(*args, **kwargs)
 
     def enqueue(self, **kwargs: Any) -> str:
-        """Enqueue with the payload as keyword arguments; `delay`, `at`, `queue`, `task_id`,
-        `max_retries` and `timeout` are options (use `tq.enqueue` for fields with those names)."""
+        """Enqueue with the payload as keyword arguments; ENQUEUE_OPTIONS (`delay`, `at`, `queue`,
+        `task_id`, `max_retries`, `timeout`, `unique_key`, ...) are options (use `tq.enqueue` for
+        fields with those names)."""
         options = {k: kwargs.pop(k) for k in ENQUEUE_OPTIONS if k in kwargs}
         return self.tq.enqueue(self.definition.name, kwargs, **options)
 
@@ -174,6 +188,10 @@ class TaskQueue:
         backoff_base: float | None = None,
         backoff_max: float | None = None,
         result_ttl: float | None = None,
+        unique: bool | Sequence[str] = False,
+        unique_until: str | None = None,
+        unique_for: float | str | None = None,
+        debounce: float | str | None = None,
     ) -> Callable[[Callable[..., Any]], TaskHandle]: ...
 
     def task(
@@ -188,8 +206,15 @@ class TaskQueue:
         backoff_base: float | None = None,
         backoff_max: float | None = None,
         result_ttl: float | None = None,
+        unique: bool | Sequence[str] = False,
+        unique_until: str | None = None,
+        unique_for: float | str | None = None,
+        debounce: float | str | None = None,
     ) -> TaskHandle | Callable[[Callable[..., Any]], TaskHandle]:
-        """Register a handler (sync or `async def`); its parameters are the payload's fields."""
+        """Register a handler (sync or `async def`); its parameters are the payload's fields.
+        `unique`: True (key from the name and the payload) or payload field names; `unique_until`
+        'finished' (default) or 'started'; `unique_for` caps the hold; `debounce` runs the task that
+        long after the last enqueue with its key (docs/flow-control.md)."""
         given: dict[str, Any] = {
             "max_retries": max_retries,
             "backoff_base": backoff_base,
@@ -199,6 +224,7 @@ class TaskQueue:
         if timeout is not UNSET:
             given["timeout"] = timeout or 0.0
         given = {k: v for k, v in given.items() if v is not None}
+        spec = _unique_spec(unique, unique_until, unique_for, debounce)
 
         def register(func: Callable[..., Any]) -> TaskHandle:
             task_name = name or f"{func.__module__}.{func.__qualname__}"
@@ -208,6 +234,7 @@ class TaskQueue:
                 queue=check_name("queue", queue),
                 retry=_merge(self.settings.defaults, given),
                 explicit=frozenset(given),
+                unique=spec,
             )
             self.registry[task_name] = definition
             return TaskHandle(self, definition)
@@ -228,11 +255,30 @@ class TaskQueue:
         max_retries: int | None = None,
         timeout: Any = UNSET,
         durable: bool = False,
+        unique: bool | Sequence[str] | None = None,
+        unique_key: str | None = None,
+        unique_until: str | None = None,
+        unique_for: float | str | None = None,
+        debounce: float | str | None = None,
     ) -> str:
-        """Enqueue one task; returns its id (the existing task's id for a duplicate custom id).
-        `durable=True`: return only once a replica has the task too (raises NotReplicated when none
-        confirms it in time; see docs/scaling.md)."""
-        request = EnqueueRequest(name, payload, queue, delay, at, task_id, max_retries, timeout)
+        """Enqueue one task; returns its id (the existing task's id for a duplicate custom id, or the
+        holder's for a held unique key). `durable=True`: return only once a replica has the task too
+        (raises NotReplicated when none confirms it in time; see docs/scaling.md)."""
+        request = EnqueueRequest(
+            name,
+            payload,
+            queue,
+            delay,
+            at,
+            task_id,
+            max_retries,
+            timeout,
+            unique=unique,
+            unique_key=unique_key,
+            unique_until=unique_until,
+            unique_for=unique_for,
+            debounce=debounce,
+        )
         return self.submit([request], durable=durable)[0].id
 
     def enqueue_many(self, items: Iterable[Sequence[Any]], *, durable: bool = False) -> list[str]:
@@ -261,9 +307,28 @@ class TaskQueue:
         max_retries: int | None = None,
         timeout: Any = UNSET,
         durable: bool = False,
+        unique: bool | Sequence[str] | None = None,
+        unique_key: str | None = None,
+        unique_until: str | None = None,
+        unique_for: float | str | None = None,
+        debounce: float | str | None = None,
     ) -> str:
         """`enqueue` on the event loop (redis.asyncio): the same checks, options and guarantees."""
-        request = EnqueueRequest(name, payload, queue, delay, at, task_id, max_retries, timeout)
+        request = EnqueueRequest(
+            name,
+            payload,
+            queue,
+            delay,
+            at,
+            task_id,
+            max_retries,
+            timeout,
+            unique=unique,
+            unique_key=unique_key,
+            unique_until=unique_until,
+            unique_for=unique_for,
+            debounce=debounce,
+        )
         return (await self.asubmit([request], durable=durable))[0].id
 
     async def aenqueue_many(self, items: Iterable[Sequence[Any]], *, durable: bool = False) -> list[str]:
@@ -291,6 +356,42 @@ class TaskQueue:
         from taskq_cli.results import await_result
 
         return await await_result(self.abroker, task_id, wait, queue)
+
+    # -- flow control -----------------------------------------------------------------------------
+
+    def limiter(self, key: str, *, rate: str | None = None, concurrency: int | None = None) -> Limiter:
+        """A per-key limiter for a block of a handler: at most `rate` passes (`"10/s"`) in any
+        window of that length, at most `concurrency` blocks at once, namespace-wide. Over the limit
+        it raises RateLimited: the task is rescheduled for when the limiter lets it pass, using no
+        attempt (docs/flow-control.md)."""
+        from taskq_cli.limiter import Limiter
+
+        return Limiter(self.broker, key, rate, concurrency)
+
+    def set_queue_limits(self, queue: str, *, concurrency: Any = UNSET, rate: Any = UNSET) -> QueueLimits:
+        """Limit a queue across every worker: at most `concurrency` tasks active at once, at most
+        `rate` starts (`"100/s"`, `"600/1m"`) in any window of that length. None clears a limit; a
+        limit not given stays as it is. Checked whole before anything is written (UsageError).
+        Returns the limits now set (docs/flow-control.md)."""
+        check_name("queue", queue)
+        if concurrency is not UNSET and concurrency is not None:
+            if isinstance(concurrency, bool) or not isinstance(concurrency, int):
+                raise UsageError(f"concurrency must be a whole number, got {concurrency!r}")
+            if not 1 <= concurrency <= MAX_CONCURRENCY_LIMIT:
+                raise UsageError(
+                    f"concurrency must be between 1 and {MAX_CONCURRENCY_LIMIT}, got {concurrency}"
+                )
+        parsed = rate if rate is UNSET or rate is None else _rate(rate)
+        current = self.broker.limits([queue])[queue]
+        from taskq_cli.protocol import QueueLimits
+
+        limits = QueueLimits(
+            current.concurrency if concurrency is UNSET else concurrency,
+            current.rate if parsed is UNSET else None if parsed is None else parsed[0],
+            current.window if parsed is UNSET else None if parsed is None else parsed[1],
+        )
+        self.broker.set_limits(queue, limits)
+        return limits
 
     # -- periodic schedules ---------------------------------------------------------------------
 
@@ -420,6 +521,45 @@ def _requests(items: Iterable[Sequence[Any]]) -> list[EnqueueRequest]:
             raise UsageError(f"item {index}: unknown option(s) {', '.join(sorted(unknown))}")
         requests.append(EnqueueRequest(item[0], item[1], **options, label=f"item {index}"))
     return requests
+
+
+MAX_CONCURRENCY_LIMIT = 1_000_000
+
+
+def _rate(rate: object) -> tuple[int, float]:
+    """`N/DURATION` or `(N, seconds)`."""
+    from taskq_cli.timeparse import parse_rate
+
+    if isinstance(rate, str):
+        return parse_rate(rate)
+    if isinstance(rate, tuple) and len(rate) == 2:
+        return parse_rate(f"{rate[0]}/{rate[1]}")
+    raise UsageError(f"rate must be N/DURATION (100/s, 600/1m), got {rate!r}")
+
+
+def _unique_spec(
+    unique: bool | Sequence[str],
+    until: str | None,
+    hold: float | str | None,
+    debounce: float | str | None,
+) -> UniqueSpec | None:
+    """The decorator's uniqueness, checked when the handler is defined."""
+    from taskq_cli.timeparse import parse_duration
+
+    if not unique:
+        if until is not None or hold is not None or debounce is not None:
+            raise UsageError("unique_until, unique_for and debounce need unique=True or unique=(fields)")
+        return None
+    if isinstance(unique, str) or (unique is not True and not all(isinstance(f, str) for f in unique)):
+        raise UsageError("unique must be True or a sequence of payload field names")
+    if until not in (None, "finished", "started"):
+        raise UsageError(f"unique_until must be 'finished' or 'started', got {until!r}")
+    return UniqueSpec(
+        fields=None if unique is True else tuple(unique),
+        until=until,
+        hold=None if hold is None else parse_duration(hold),
+        debounce=None if debounce is None else parse_duration(debounce),
+    )
 
 
 def _merge(defaults: RetryDefaults, given: dict[str, Any]) -> RetryDefaults:

@@ -26,6 +26,7 @@ class TaskContext:
     queue: str
     attempt: int
     max_retries: int
+    lease: float = 30.0  # the worker's lease in seconds
 
 
 _current: contextvars.ContextVar[TaskContext | None] = contextvars.ContextVar(
@@ -42,6 +43,18 @@ def set_current_task(ctx: TaskContext | None) -> contextvars.Token[TaskContext |
     return _current.set(ctx)
 
 
+@dataclass(frozen=True)
+class UniqueSpec:
+    """A handler's uniqueness (`@tq.task(unique=...)`): the key from the name and the whole payload
+    (`fields` None) or these payload fields; held until `until`, at most `hold` seconds; `debounce`
+    seconds after the last enqueue (see producer.unique_lock)."""
+
+    fields: tuple[str, ...] | None = None
+    until: str | None = None
+    hold: float | None = None
+    debounce: float | None = None
+
+
 @dataclass
 class TaskDef:
     """A registered handler and its own defaults (decorator values over the queue's defaults)."""
@@ -51,6 +64,7 @@ class TaskDef:
     queue: str
     retry: RetryDefaults
     explicit: frozenset[str] = frozenset()  # option names the decorator set itself
+    unique: UniqueSpec | None = None  # the decorator's unique=/unique_until=/unique_for=/debounce=
     _validator: tuple[type[BaseModel], dict[str, str]] | None = field(default=None, repr=False)
 
     @property

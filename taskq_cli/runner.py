@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any
 
-from taskq_cli.errors import Fail, Retry, ValidationFailed
+from taskq_cli.errors import Fail, RateLimited, Retry, ValidationFailed
 from taskq_cli.models import Outcome, OutcomeKind
 from taskq_cli.registry import TaskContext, TaskDef, set_current_task
 
@@ -35,10 +35,11 @@ class Execution:
     timeout: float | None
     token: str = ""  # the attempt's lease token: pools key their bookkeeping by it, not by task id,
     # because a retry of the same task may start in the same worker while the last attempt is reported
+    lease: float = 30.0  # the worker's lease (seconds): a limiter's permit lapses like it
 
     @property
     def context(self) -> TaskContext:
-        return TaskContext(self.task_id, self.name, self.queue, self.attempt, self.max_retries)
+        return TaskContext(self.task_id, self.name, self.queue, self.attempt, self.max_retries, self.lease)
 
 
 # How a sync handler is called under its timeout: in a watched thread, or under SIGALRM.
@@ -114,6 +115,8 @@ def outcome_of(exc: BaseException) -> Outcome:
     """The SPEC's rules: Retry → after its delay; Fail → dead; anything else → retried with backoff."""
     if isinstance(exc, Retry):
         return Outcome.failure(OutcomeKind.RETRY, "Retry", str(exc), delay=exc.delay)
+    if isinstance(exc, RateLimited):
+        return Outcome(OutcomeKind.POSTPONE, delay=exc.retry_in)
     if isinstance(exc, Fail):
         return Outcome.failure(OutcomeKind.FAIL, type(exc).__name__, str(exc), format_traceback(exc))
     if isinstance(exc, TaskTimeout):

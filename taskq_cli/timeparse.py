@@ -65,3 +65,16 @@ def iso_ms(epoch_ms: int | float | None) -> str | None:
         return None
     moment = datetime.fromtimestamp(float(epoch_ms) / 1000.0, tz=UTC)
     return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+
+
+def parse_rate(text: str) -> tuple[int, float]:
+    """A rate `N/DURATION` (`100/s`, `600/1m`, `5/10s`): at most N in any window of that many
+    seconds."""
+    count, slash, window = str(text).strip().partition("/")
+    if not slash or not count.isdigit() or int(count) < 1:
+        raise UsageError(f"invalid rate {text!r}: use N/DURATION with N >= 1 (100/s, 600/1m, 5/10s)")
+    unit = window.strip()
+    seconds = parse_duration(unit if unit[:1].isdigit() or unit[:1] == "." else f"1{unit}")
+    if seconds < 0.001:
+        raise UsageError(f"invalid rate {text!r}: the window must be at least 1ms")
+    return int(count), seconds

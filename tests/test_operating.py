@@ -990,7 +990,7 @@ def test_queue_list_json_gives_each_queue_with_its_counts_and_whether_it_is_paus
     plain = cli("queue", "list")
     assert plain.returncode == 0, plain.stderr
     assert_plain(plain.stdout)
-    rows = {r["name"]: r for r in plain_table(plain.stdout.splitlines(), fields)}
+    rows = {r["name"]: r for r in plain_table(plain.stdout.splitlines(), (*fields, "limits"))}
     assert (rows["default"]["pending"], rows["emails"]["pending"]) == ("2", "1")
 
 

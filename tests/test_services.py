@@ -20,6 +20,8 @@ from taskq_cli.services.enqueue import EnqueueAnswer, submit
 from taskq_cli.services.shapes import PurgeAnswer, RetryAnswer
 from tests.conftest import Clock
 
+NO_LIMITS = {"concurrency_limit": None, "rate_limit": None}
+
 
 def bury(tq: TaskQueue, name: str, queue: str, message: str = "gave up") -> str:
     """A task of this name that failed for good in this queue (nothing else pending there)."""
@@ -67,7 +69,7 @@ def test_stats_counts_every_queue_and_lists_live_workers_and_the_limits(tq):
     assert list(found) == ["queues", "workers", "limits"]
     assert list(found["queues"]) == ["a", "b"]
     a, b = found["queues"]["a"], found["queues"]["b"]
-    assert list(a) == [*stats.COUNT_FIELDS, "oldest_pending_age", "paused"]
+    assert list(a) == [*stats.COUNT_FIELDS, "oldest_pending_age", "paused", "concurrency_limit", "rate_limit"]
     assert (a["pending"], a["scheduled"], a["dead"], a["paused"]) == (2, 1, 0, False)
     assert isinstance(a["oldest_pending_age"], float) and a["oldest_pending_age"] >= 0
     assert (b["pending"], b["dead"], b["failed"], b["oldest_pending_age"]) == (0, 1, 1, None)
@@ -181,8 +183,8 @@ def test_queues_are_listed_paused_resumed_and_cleared(tq):
     assert (answer.to_json(), known) == ({"name": "a", "paused": True}, True)
     assert queues.set_paused(tq, "never", False)[1] is False
     assert [q.to_json() for q in queues.list_queues(tq)] == [
-        {"name": "a", "paused": True, "pending": 1, "scheduled": 0, "active": 0, "dead": 0},
-        {"name": "b", "paused": False, "pending": 0, "scheduled": 0, "active": 0, "dead": 1},
+        {"name": "a", "paused": True, "pending": 1, "scheduled": 0, "active": 0, "dead": 0, **NO_LIMITS},
+        {"name": "b", "paused": False, "pending": 0, "scheduled": 0, "active": 0, "dead": 1, **NO_LIMITS},
     ]
     assert queues.clear(tq, "b") == 1
     with pytest.raises(NotFound):

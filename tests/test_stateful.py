@@ -2,15 +2,18 @@
 against a real Redis, with the scripts' clock driven by the test (leases, delays, backoff and expiry
 without sleeping), and compares Redis with a plain Python model after every step.
 
-Operations: enqueue (plain, delayed, custom id, in batches), fetch, ack, fail, a handler's retry
-request, a worker crash (its handles dropped, the lease left to expire), renew, a graceful requeue,
-time passing, promote, recover, dlq retry and purge, cancel, pause and resume, clear.
+Operations: enqueue (plain, delayed, custom id, unique keys held until finished or started, capped
+by unique_for, debounced; in batches), fetch, ack, fail, a handler's retry request, a worker crash
+(its handles dropped, the lease left to expire), renew, a graceful requeue, time passing, promote,
+recover, dlq retry and purge, cancel, pause and resume, clear, queue limits (concurrency and rate).
 
 After every step: each task is in exactly one structure, the one its record's state names; the
 pending order, due times, lease deadlines and tokens, death and expiry times, payloads, results and
 counters equal the model's; attempts never exceed max_retries + 1; nothing disappears except by
 cancel, purge, clear, expiry of a done record or the dead set's bounds; the namespace holds no key
-but the protocol's.
+but the protocol's. A unique key is held exactly while its holder is unfinished (and, for
+'started', not yet fetched; within its unique_for); a queue never has more active tasks than its
+concurrency limit lets a fetch start; no window of a rate limit's length holds more starts than it.
 """
 
 from __future__ import annotations
@@ -34,12 +37,15 @@ from hypothesis.stateful import (
 
 from taskq_cli import TaskQueue
 from taskq_cli.config import RetryDefaults
-from taskq_cli.protocol import Fetched, NewTask
+from taskq_cli.protocol import Fetched, NewTask, QueueLimits, UniqueLock
 from taskq_cli.protocol.keys import QUEUE_KEY_ORDER, QueueKeys
 from tests.conftest import REDIS_URL
 
 QUEUES = ("a", "b")
 CUSTOM_IDS = ("c1", "c2", "c3")
+UNIQUE_KEYS = ("k1", "k2")
+DEBOUNCE_MS = 2_000
+HOLD_MS = 3_000
 DEFAULTS = RetryDefaults(max_retries=2, backoff_base=1.0, backoff_max=8.0)
 DEAD_MAX = 2
 DEAD_TTL_MS = 120_000
@@ -65,6 +71,10 @@ class ModelTask:
     died: int | None = None
     expires: int | None = None
     result: str | None = None
+    ukey: str | None = None  # its unique key
+    until: str = "finished"
+    uexp: int | None = None  # when its hold of the key ends at the latest (unique_for)
+    released: bool = False  # a script gave its key up (finished, started, ...)
 
     @property
     def limit(self) -> int:
@@ -78,6 +88,10 @@ class Spec:
     delay_ms: int
     max_retries: int | None
     backoff: bool
+    ukey: str | None = None
+    until: str = "finished"
+    hold: bool = False
+    debounce: bool = False
 
 
 specs = st.builds(
@@ -87,6 +101,10 @@ specs = st.builds(
     delay_ms=st.sampled_from([0, 0, 0, 500, 5_000]),
     max_retries=st.none() | st.integers(0, 2),
     backoff=st.booleans(),
+    ukey=st.none() | st.none() | st.sampled_from(UNIQUE_KEYS),
+    until=st.sampled_from(["finished", "finished", "started"]),
+    hold=st.booleans(),
+    debounce=st.booleans(),
 )
 
 
@@ -115,6 +133,10 @@ class ProtocolMachine(RuleBasedStateMachine):
         self.paused: set[str] = set()
         self.counters = {q: {"processed": 0, "failed": 0} for q in QUEUES}
         self.serial = 0
+        self.holders: dict[Key, str] = {}  # (queue, unique key) -> id: the queue's `unique` hash
+        self.limits: dict[str, tuple[int | None, tuple[int, int] | None]] = {q: (None, None) for q in QUEUES}
+        self.starts: dict[str, list[int]] = {q: [] for q in QUEUES}  # the rate's log, as Redis trims it
+        self.history: dict[str, list[int]] = {q: [] for q in QUEUES}  # every start under the rate
 
     def teardown(self) -> None:
         keys = list(self.raw.scan_iter(match=f"{self.ns}:*", count=1000))
@@ -142,6 +164,7 @@ class ProtocolMachine(RuleBasedStateMachine):
         self.counters[queue]["failed"] += int(failed)
 
     def to_dead(self, task: ModelTask) -> None:
+        self.unlock(task)
         task.state, task.died, task.due, task.token, task.deadline = "dead", self.now, None, None, None
         dead = sorted(self.of_state(task.queue, "dead"), key=lambda t: (t.died or 0, t.id))
         for old in [t for t in dead if (t.died or 0) <= self.now - DEAD_TTL_MS][:100]:
@@ -158,6 +181,19 @@ class ProtocolMachine(RuleBasedStateMachine):
         for task in expired[:limit]:
             self.forget(task)
 
+    def unlock(self, task: ModelTask) -> None:
+        """The script that ends a hold gives the key up, if this task still holds it."""
+        task.released = True
+        if task.ukey is not None and self.holders.get((task.queue, task.ukey)) == task.id:
+            del self.holders[(task.queue, task.ukey)]
+
+    def holder(self, queue: str, key: str) -> ModelTask | None:
+        task_id = self.holders.get((queue, key))
+        task = self.tasks.get((queue, task_id)) if task_id is not None else None
+        if task is None or task.ukey != key or task.state not in ("pending", "scheduled", "active"):
+            return None
+        return task if task.uexp is None or self.now < task.uexp else None
+
     def pick(self, index: int) -> Fetched:
         return self.held[index % len(self.held)]
 
@@ -170,24 +206,7 @@ class ProtocolMachine(RuleBasedStateMachine):
 
     @rule(batch=st.lists(specs, min_size=1, max_size=4))
     def enqueue(self, batch: list[Spec]) -> None:
-        new_tasks = []
-        for spec in batch:
-            self.serial += 1
-            meta: dict[str, object] = {"name": "t", "queue": spec.queue}
-            if spec.max_retries is not None:
-                meta["max_retries"] = spec.max_retries
-            if spec.backoff:
-                meta["backoff_base"], meta["backoff_max"] = 0.5, 2.0
-            new_tasks.append(
-                NewTask(
-                    id=spec.custom or f"t{self.serial}",
-                    queue=spec.queue,
-                    meta=meta,
-                    payload_json=json.dumps({"n": self.serial}),
-                    delay_ms=spec.delay_ms or None,
-                    custom_id=spec.custom is not None,
-                )
-            )
+        new_tasks = [self.new_task(spec) for spec in batch]
         results = self.broker.enqueue(new_tasks)
         for spec, task, result in zip(batch, new_tasks, results, strict=True):
             existing = self.tasks.get((task.queue, task.id))
@@ -195,23 +214,68 @@ class ProtocolMachine(RuleBasedStateMachine):
                 assert (result.id, result.state, result.duplicate) == (task.id, existing.state, True)
                 continue
             if existing is not None:
+                self.unlock(existing)
                 self.forget(existing)  # a done or dead task with this custom id is replaced
-            model = ModelTask(
-                task.queue, task.id, task.payload_json, spec.max_retries, (0.5, 2.0) if spec.backoff else None
-            )
-            if spec.delay_ms:
-                model.state, model.due = "scheduled", self.now + spec.delay_ms
-            else:
-                self.pending[task.queue].append(task.id)
+            holder = self.holder(task.queue, spec.ukey) if spec.ukey is not None else None
+            if holder is not None:
+                self.debounce(spec, holder, task.payload_json)
+                assert (result.id, result.state, result.duplicate) == (holder.id, holder.state, True)
+                continue
+            model = self.model_task(spec, task)
             self.tasks[(task.queue, task.id)] = model
             assert (result.id, result.state, result.duplicate) == (task.id, model.state, False)
+
+    def new_task(self, spec: Spec) -> NewTask:
+        self.serial += 1
+        meta: dict[str, object] = {"name": "t", "queue": spec.queue}
+        if spec.max_retries is not None:
+            meta["max_retries"] = spec.max_retries
+        if spec.backoff:
+            meta["backoff_base"], meta["backoff_max"] = 0.5, 2.0
+        lock = None
+        if spec.ukey is not None:
+            hold = HOLD_MS if spec.hold else None
+            lock = UniqueLock(spec.ukey, spec.until, hold, DEBOUNCE_MS if spec.debounce else None)
+        return NewTask(
+            id=spec.custom or f"t{self.serial}",
+            queue=spec.queue,
+            meta=meta,
+            payload_json=json.dumps({"n": self.serial}),
+            delay_ms=spec.delay_ms or None,
+            custom_id=spec.custom is not None,
+            unique=lock,
+        )
+
+    def debounce(self, spec: Spec, holder: ModelTask, payload: str) -> None:
+        """A debounced enqueue of a held key: a holder not started yet takes the payload and waits
+        DEBOUNCE_MS from now."""
+        if spec.debounce and holder.state in ("pending", "scheduled") and holder.attempts == 0:
+            if holder.state == "pending":
+                self.pending[holder.queue].remove(holder.id)
+            holder.state, holder.due, holder.payload = "scheduled", self.now + DEBOUNCE_MS, payload
+
+    def model_task(self, spec: Spec, task: NewTask) -> ModelTask:
+        model = ModelTask(
+            task.queue, task.id, task.payload_json, spec.max_retries, (0.5, 2.0) if spec.backoff else None
+        )
+        if spec.ukey is not None:
+            self.holders[(task.queue, spec.ukey)] = task.id
+            model.ukey, model.until = spec.ukey, spec.until
+            model.uexp = self.now + HOLD_MS if spec.hold else None
+        if spec.ukey is not None and spec.debounce:
+            model.state, model.due = "scheduled", self.now + DEBOUNCE_MS
+        elif spec.delay_ms:
+            model.state, model.due = "scheduled", self.now + spec.delay_ms
+        else:
+            self.pending[task.queue].append(task.id)
+        return model
 
     # -- consuming ----------------------------------------------------------------------------
 
     @rule(queue=st.sampled_from(QUEUES), lease=st.sampled_from([1.0, 10.0]))
     def fetch(self, queue: str, lease: float) -> None:
         got = self.broker.fetch(queue, lease, "w")
-        if queue in self.paused or not self.pending[queue]:
+        if queue in self.paused or not self.pending[queue] or not self.allowed(queue):
             assert got is None
             return
         assert isinstance(got, Fetched), got
@@ -219,6 +283,9 @@ class ProtocolMachine(RuleBasedStateMachine):
         assert got.id == expected
         task = self.tasks[(queue, expected)]
         task.state, task.attempts, task.token, task.lease = "active", task.attempts + 1, got.token, got.token
+        if task.until == "started":
+            self.unlock(task)
+        self.started(queue)
         task.deadline = self.now + int(lease * 1000)
         assert got.meta["attempts"] == task.attempts and got.payload_json == task.payload
         self.held.append(got)
@@ -276,6 +343,7 @@ class ProtocolMachine(RuleBasedStateMachine):
         if task is not None:
             assert answer is True
             self.count(job.queue, failed=False)
+            self.unlock(task)
             if ttl <= 0:
                 self.forget(task)
             else:
@@ -312,6 +380,45 @@ class ProtocolMachine(RuleBasedStateMachine):
             assert answer == "", "an attempt that lost its lease cannot fail the task"
         if not keep:
             self.held.remove(job)
+
+    def allowed(self, queue: str) -> bool:
+        """Whether the queue's limits let one more task start now (trimming the rate's log as the
+        fetch does)."""
+        concurrency, rate = self.limits[queue]
+        if concurrency is not None and len(self.of_state(queue, "active")) >= concurrency:
+            return False
+        if rate is None:
+            return True
+        count, window = rate
+        self.starts[queue] = [t for t in self.starts[queue] if t > self.now - window]
+        return len(self.starts[queue]) < count
+
+    def started(self, queue: str) -> None:
+        """A start under the queue's limits: never past its concurrency, never past its rate."""
+        concurrency, rate = self.limits[queue]
+        if concurrency is not None:
+            assert len(self.of_state(queue, "active")) <= concurrency
+        if rate is not None:
+            count, window = rate
+            self.starts[queue].append(self.now)
+            self.history[queue].append(self.now)
+            in_window = [t for t in self.history[queue] if t > self.now - window]
+            assert len(in_window) <= count, f"{len(in_window)} starts within {window} ms, rate {count}"
+
+    @rule(
+        queue=st.sampled_from(QUEUES),
+        concurrency=st.none() | st.integers(1, 2),
+        rate=st.none() | st.sampled_from([(2, 1_000), (3, 20_000)]),
+    )
+    def limit(self, queue: str, concurrency: int | None, rate: tuple[int, int] | None) -> None:
+        """An operator sets or clears a queue's limits."""
+        window = None if rate is None else rate[1] / 1000
+        self.broker.set_limits(queue, QueueLimits(concurrency, None if rate is None else rate[0], window))
+        if rate is None or rate != self.limits[queue][1]:
+            self.history[queue] = []  # windows are judged under one rate
+        if rate is None:
+            self.starts[queue] = []  # clearing the rate drops its log
+        self.limits[queue] = (concurrency, rate)
 
     def crash(self, index: int) -> None:
         """The worker holding this attempt dies: nobody reports it; only its lease can bring it back."""
@@ -449,6 +556,7 @@ class ProtocolMachine(RuleBasedStateMachine):
             task = self.tasks.get((queue, task_id))
             expected.append(task is not None and task.state == "dead")
             if task is not None and task.state == "dead":
+                self.unlock(task)
                 self.forget(task)
         assert answers == expected
 
@@ -463,6 +571,7 @@ class ProtocolMachine(RuleBasedStateMachine):
             assert answer == task.state, "a finished task is not cancelled"
         else:
             assert answer == task.state
+            self.unlock(task)
             self.forget(task)
 
     def pause(self, queue: str, paused: bool) -> None:
@@ -473,6 +582,7 @@ class ProtocolMachine(RuleBasedStateMachine):
         gone = [t for t in self.tasks.values() if t.queue == queue and t.state != "active"]
         assert self.broker.clear(queue) == len(gone)
         for task in gone:
+            self.unlock(task)
             self.forget(task)
 
     # -- invariants ---------------------------------------------------------------------------
@@ -493,10 +603,10 @@ class ProtocolMachine(RuleBasedStateMachine):
         pipe.lrange(k.pending, 0, -1)
         for name in ("scheduled", "active", "dead", "done"):
             pipe.zrange(k.key(name), 0, -1, withscores=True)
-        for name in ("leases", "tasks", "payloads", "results", "counters"):
+        for name in ("leases", "tasks", "payloads", "results", "counters", "unique"):
             pipe.hgetall(k.key(name))
         pipe.llen(k.wake)
-        pending, scheduled, active, dead, done, leases, records, payloads, results, counters, wake = (
+        pending, scheduled, active, dead, done, leases, records, payloads, results, counters, unique, wake = (
             pipe.execute()
         )
         mine = {t.id: t for t in self.tasks.values() if t.queue == queue}
@@ -537,6 +647,20 @@ class ProtocolMachine(RuleBasedStateMachine):
             assert task.attempts <= task.limit + 1, (
                 f"{task.id}: {task.attempts} attempts, max_retries {task.limit}"
             )
+
+        # unique keys: the hash is the model's, and a key is held exactly while its holder is
+        # unfinished (and, for 'started', not yet fetched)
+        assert unique == {key: i for (q, key), i in self.holders.items() if q == queue}
+        for key, task_id in unique.items():
+            holder = mine[task_id]
+            assert holder.ukey == key and holder.state in ("pending", "scheduled", "active"), holder
+            assert holder.until == "finished" or holder.state != "active", holder
+        for task in mine.values():
+            holding = task.state in ("pending", "scheduled", "active") and not task.released
+            if task.ukey is not None and holding and (task.uexp is None or self.now < task.uexp):
+                assert unique.get(task.ukey) == task.id, (
+                    f"{task.id} lost its key {task.ukey} while unfinished"
+                )
 
         # counters: two fields, whatever the number of tasks
         assert {f: int(v) for f, v in counters.items()} == {

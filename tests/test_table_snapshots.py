@@ -130,7 +130,7 @@ TABLES: dict[str, TableView] = {
     "dlq-list": TableView("dead tasks", dlq.DLQ_COLUMNS, dlq.dlq_rows(TASKS), footer(4, 0, 57)),
     "queue-list": TableView(
         "queues",
-        queues.QUEUE_COLUMNS,
+        (*queues.QUEUE_COLUMNS, queues.LIMITS),
         queues.queue_rows([{"name": n, **q.model_dump()} for n, q in STATS.queues.items()]),
     ),
     "cron-list": TableView("schedules", cron.CRON_COLUMNS, cron.cron_rows(SCHEDULES)),

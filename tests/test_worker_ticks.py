@@ -12,14 +12,14 @@ import pytest
 
 from taskq_cli.models import Options, Outcome, OutcomeKind
 from taskq_cli.outage import Outage
-from taskq_cli.protocol import Ack, Failure, Fetched, Malformed
+from taskq_cli.protocol import Ack, Failure, Fetched, Limited, Malformed
 from taskq_cli.runner import Execution
 from taskq_cli.runtime import Runtimes
 from taskq_cli.worker.broker import WorkerBroker
 from taskq_cli.worker.leases import STATE_GAP, LeaseGuard, LeaseKeeper
 from taskq_cli.worker.maintainer import Maintainer
 from taskq_cli.worker.plan import QueuePlan
-from taskq_cli.worker.reporter import IDLE, Reporter
+from taskq_cli.worker.reporter import IDLE, RECHECK, Reporter
 from taskq_cli.worker.slots import Running, Slots
 
 OPTIONS = Options(max_retries=2, timeout=None, backoff_base=1.0, backoff_max=8.0, result_ttl=60.0)
@@ -325,3 +325,52 @@ def test_the_maintainer_runs_a_pass_when_due_and_again_when_poked_sooner() -> No
     maintainer.poke(10.5, 0.0)  # a retry became due sooner
     maintainer.tick(10.5)
     assert maintenance.passes == 2 and cron.passes == 2
+
+
+# -- queue limits: how the reporter learns when to ask a limited queue again -------------------------
+
+
+class LimitedBroker(FakeBroker):
+    """`lim` holds tasks back: by its rate (`retry_in` seconds) or its concurrency (None)."""
+
+    def __init__(self, pending: dict[str, list[str]], retry_in: float | None) -> None:
+        super().__init__(pending)
+        self.retry_in = retry_in
+        self.open = False  # the limit lets tasks through
+
+    def _take(self, queue: str, count: int) -> list[Fetched | Malformed]:  # type: ignore[override]
+        if queue == "lim" and not self.open and self.pending[queue]:
+            return [Limited("lim", self.retry_in)]  # type: ignore[list-item]
+        return super()._take(queue, count)
+
+
+def test_a_rate_limited_queue_is_asked_again_when_its_rate_allows_and_not_before() -> None:
+    fake = LimitedBroker({"lim": ["l1"], "other": ["o1", "o2", "o3"]}, retry_in=0.3)
+    h = Harness(fake, plan="lim,other", concurrency=8)
+    assert h.reporter.tick(0.0) == pytest.approx(0.3)  # the other queue served; look again at 0.3
+    assert [r.job.id for r in h.launched] == ["o1", "o2", "o3"]
+    fake.pending["other"] = ["o4"]
+    h.reporter.wake()  # e.g. a task for the other queue; a wake-up asks every queue again
+    fake.retry_in = 0.2  # at 0.1 the rate allows the next start at 0.3
+    assert h.reporter.tick(0.1) == pytest.approx(0.2)
+    fake.calls.clear()
+    h.reporter.tick(0.2)  # before the rate allows: the limited queue is not asked
+    assert fake.calls == ["report 0 + fetch other"]
+    fake.open = True
+    h.reporter.tick(0.31)
+    assert fake.calls[-2:] == ["report 0 + fetch lim", "fetch other"]
+    assert "l1" in [r.job.id for r in h.launched]
+
+
+def test_a_concurrency_limited_queue_is_asked_again_on_a_wake_up_or_shortly() -> None:
+    fake = LimitedBroker({"lim": ["l1"], "other": []}, retry_in=None)
+    h = Harness(fake, plan="lim,other", concurrency=2)
+    assert h.reporter.tick(0.0) == pytest.approx(RECHECK)
+    assert h.reporter.idle.is_set()  # the waiter blocks on the wake keys: a freed slot pushes one
+    fake.calls.clear()
+    h.reporter.tick(RECHECK / 2)
+    assert fake.calls == ["report 0 + fetch other"]
+    fake.open = True
+    h.reporter.wake()  # the ack that freed a slot pushed the queue's wake key
+    h.reporter.tick(RECHECK / 2 + 0.001)
+    assert [r.job.id for r in h.launched] == ["l1"]

@@ -3,7 +3,7 @@ error body and the OpenAPI document. The answers' shapes are the services' (serv
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -67,6 +67,19 @@ class EnqueueItem(BaseModel):
     timeout: Duration | None = Field(None, description="Execution time limit; `null` or 0 = none.")
     id: Annotated[str, Field(min_length=1, max_length=MAX_ID_LENGTH)] | None = Field(
         None, description="Custom id: enqueue is idempotent while a task with it is unfinished."
+    )
+    unique: bool | list[Annotated[str, Field(max_length=MAX_ID_LENGTH)]] | None = Field(
+        None, description="true: unique key from the name and the payload; a list: from these payload fields."
+    )
+    unique_key: Annotated[str, Field(min_length=1, max_length=MAX_ID_LENGTH)] | None = Field(
+        None, description="Unique key: nothing is added while a task holding it is unfinished."
+    )
+    unique_until: Literal["finished", "started"] | None = Field(
+        None, description="Hold the key until the task is finished (default) or started."
+    )
+    unique_for: Duration | None = Field(None, description="Hold the key at most this long.")
+    debounce: Duration | None = Field(
+        None, description="Run this long after the last enqueue with the key, with its payload."
     )
 
 

@@ -49,6 +49,31 @@ def enqueue(
             show_default=False,
         ),
     ] = None,
+    unique: Annotated[
+        bool, typer.Option("--unique", help="Unique key from the task name and the payload.")
+    ] = False,
+    unique_key: Annotated[
+        str | None,
+        typer.Option(
+            help="Unique key: nothing is added while a task holding it is unfinished.", show_default=False
+        ),
+    ] = None,
+    unique_until: Annotated[
+        str | None,
+        typer.Option(
+            help="Hold the key until the task is 'finished' (default) or 'started'.", show_default=False
+        ),
+    ] = None,
+    unique_for: Annotated[
+        str | None, typer.Option(help="Hold the key at most this long (1h).", show_default=False)
+    ] = None,
+    debounce: Annotated[
+        str | None,
+        typer.Option(
+            help="Run this long after the last enqueue with the key, with its payload (needs a key).",
+            show_default=False,
+        ),
+    ] = None,
     file: Annotated[
         str | None,
         typer.Option("--file", help="JSON Lines of {name, payload, ...}; '-' = stdin.", show_default=False),
@@ -82,7 +107,8 @@ def enqueue(
     if file is not None:
         if name is not None or payload is not None:
             raise UsageError("--file takes no NAME or PAYLOAD arguments")
-        if any(v is not None for v in (delay, at, max_retries, timeout, task_id)):
+        per_line = (delay, at, max_retries, timeout, task_id, unique_key, unique_until, unique_for, debounce)
+        if unique or any(v is not None for v in per_line):
             raise UsageError("--file takes options per line; only --queue applies to every line")
         requests = parse_json_lines(_read_lines(file), default_queue=queue)
     elif name is None:
@@ -98,6 +124,11 @@ def enqueue(
                 max_retries=max_retries,
                 timeout=timeout,
                 task_id=task_id,
+                unique=unique,
+                unique_key=unique_key,
+                unique_until=unique_until,
+                unique_for=unique_for,
+                debounce=debounce,
             )
         ]
     if wait is not None:

@@ -20,11 +20,15 @@ VALUE_OPTIONS = {
     "--max-retries": "max_retries",
     "--timeout": "timeout",
     "--id": "task_id",
+    "--unique-key": "unique_key",
+    "--unique-until": "unique_until",
+    "--unique-for": "unique_for",
+    "--debounce": "debounce",
     "--redis-url": "redis_url",
     "--namespace": "namespace",
     "--profile": "profile",
 }
-FLAGS = ("--json",)
+FLAGS = ("--json", "--unique")
 
 
 @dataclass(frozen=True)
@@ -35,6 +39,7 @@ class PlainEnqueue:
     payload: str | None
     options: Mapping[str, str]  # VALUE_OPTIONS field -> value
     as_json: bool
+    unique: bool = False
 
     def execute(self) -> None:
         from taskq_cli.cli.shared import make_queue, single_request, submit_and_print
@@ -50,6 +55,11 @@ class PlainEnqueue:
             max_retries=None if retries is None else int(retries),
             timeout=get("timeout"),
             task_id=get("task_id"),
+            unique=self.unique,
+            unique_key=get("unique_key"),
+            unique_until=get("unique_until"),
+            unique_for=get("unique_for"),
+            debounce=get("debounce"),
         )
         tq = make_queue(get("redis_url"), get("namespace"), None, profile=get("profile"))
         submit_and_print(tq, [request], as_json=self.as_json)
@@ -79,14 +89,14 @@ def recognise(argv: Sequence[str]) -> PlainEnqueue | None:
         return None
     positional: list[str] = []
     options: dict[str, str] = {}
-    as_json = False
+    flags: set[str] = set()
     tokens = iter(argv[1:])
     for token in tokens:
         if token == "-" or not token.startswith("-"):  # Typer reads a lone '-' as an argument too
             positional.append(token)
             continue
-        if token in FLAGS and not as_json:
-            as_json = True
+        if token in FLAGS and token not in flags:
+            flags.add(token)
             continue
         option, equals, value = token.partition("=") if token.startswith("--") else (token, "", "")
         field = VALUE_OPTIONS.get(option)
@@ -102,7 +112,8 @@ def recognise(argv: Sequence[str]) -> PlainEnqueue | None:
         return None
     if _for_typer(options):
         return None
-    return PlainEnqueue(positional[0], positional[1] if len(positional) > 1 else None, options, as_json)
+    payload = positional[1] if len(positional) > 1 else None
+    return PlainEnqueue(positional[0], payload, options, "--json" in flags, "--unique" in flags)
 
 
 def _for_typer(options: Mapping[str, str]) -> bool:

@@ -1,4 +1,4 @@
-"""`taskq queue list | pause | resume | clear`."""
+"""`taskq queue list | pause | resume | clear | limit`."""
 
 from __future__ import annotations
 
@@ -11,13 +11,14 @@ from taskq_cli.cli.common import JsonFlag, Namespace, Output, Profile, RedisUrl,
 from taskq_cli.cli.tables import Column, yes_no
 from taskq_cli.config import check_name
 
-queue_app = typer.Typer(help="List, pause, resume or clear queues.", no_args_is_help=True)
+queue_app = typer.Typer(help="List, pause, resume, clear or limit queues.", no_args_is_help=True)
 
 QUEUE_COLUMNS = (
     Column("name", "name"),
     Column("paused"),
     *(Column(c, "count") for c in ("pending", "scheduled", "active", "dead")),
 )
+LIMITS = Column("limits", "text")
 
 QueueName = Annotated[str, typer.Argument(metavar="NAME", help="Queue name.", autocompletion=complete_queue)]
 
@@ -39,12 +40,12 @@ def queue_list(
 
     form = output.chosen(fmt, as_json)
     rows = [q.to_json() for q in list_queues(open_queue(ctx, redis_url, namespace, None))]
-    output.render(form, rows, lambda: output.show_table("queues", QUEUE_COLUMNS, queue_rows(rows)))
+    output.render(form, rows, lambda: output.show_table("queues", (*QUEUE_COLUMNS, LIMITS), queue_rows(rows)))
 
 
 def queue_rows(rows: list[dict[str, Any]]) -> list[list[Any]]:
     fields = [c.header for c in QUEUE_COLUMNS]
-    return [[yes_no(r[c]) if c == "paused" else r[c] for c in fields] for r in rows]
+    return [[yes_no(r[c]) if c == "paused" else r[c] for c in fields] + [describe_limits(r)] for r in rows]
 
 
 @queue_app.command("pause")
@@ -114,3 +115,56 @@ def _set_paused(
     check_name("queue", name)
     _, known = queues.set_paused(open_queue(ctx, redis_url, namespace, None), name, paused)
     return known
+
+
+@queue_app.command("limit")
+def queue_limit(
+    ctx: typer.Context,
+    name: QueueName,
+    concurrency: Annotated[
+        int | None,
+        typer.Option(
+            help="At most N tasks of the queue active at once, across every worker.", show_default=False
+        ),
+    ] = None,
+    rate: Annotated[
+        str | None,
+        typer.Option(
+            help="At most N starts in any window: N/DURATION (100/s, 600/1m, 5/10s).", show_default=False
+        ),
+    ] = None,
+    clear: Annotated[
+        bool, typer.Option("--clear", help="Remove the queue's limits (then set any given).")
+    ] = False,
+    as_json: JsonFlag = False,
+    redis_url: RedisUrl = None,
+    namespace: Namespace = None,
+) -> None:
+    """Limit a queue across every worker, or show its limits (no option given). A limit not given
+    stays as it is. Limited tasks stay pending and use no attempt.
+
+    Example: taskq queue limit emails --concurrency 5 --rate 100/s
+    """
+    from taskq_cli.services import limits
+
+    check_name("queue", name)
+    tq = open_queue(ctx, redis_url, namespace, None)
+    if concurrency is None and rate is None and not clear:
+        answer = limits.show(tq, [name])[name]
+    else:
+        answer = limits.set_limits(tq, name, concurrency, rate, clear)
+    if as_json:
+        output.json_out(answer.to_json())
+    else:
+        output.line(f"{name}: {describe_limits(answer.to_json())}")
+
+
+def describe_limits(row: dict[str, Any]) -> str:
+    """`concurrency 5, rate 100/1s`, or `none`."""
+    parts = []
+    if row.get("concurrency_limit") is not None:
+        parts.append(f"concurrency {row['concurrency_limit']}")
+    rate = row.get("rate_limit")
+    if rate:
+        parts.append(f"rate {rate['limit']}/{rate['window']:g}s")
+    return ", ".join(parts) or "none"

@@ -80,6 +80,11 @@ def single_request(
     max_retries: int | None,
     timeout: str | None,
     task_id: str | None,
+    unique: bool = False,
+    unique_key: str | None = None,
+    unique_until: str | None = None,
+    unique_for: str | None = None,
+    debounce: str | None = None,
 ) -> EnqueueRequest:
     """The request of `taskq enqueue NAME [PAYLOAD] [options]`, options as given on the command line
     (None = not given); validation happens when it is submitted."""
@@ -94,6 +99,11 @@ def single_request(
         task_id=task_id,
         max_retries=max_retries,
         timeout=UNSET if timeout is None else _timeout(timeout),
+        unique=True if unique else None,
+        unique_key=unique_key,
+        unique_until=unique_until,
+        unique_for=unique_for,
+        debounce=debounce,
     )
 
 

@@ -26,9 +26,13 @@ from taskq_cli.protocol.types import (
     FailState,
     Failure,
     Fetched,
+    Limited,
     Malformed,
     NewTask,
     NotReplicated,
+    Postpone,
+    QueueLimits,
+    Report,
     RetryFallbacks,
     TaskRecord,
 )
@@ -162,11 +166,14 @@ class Broker(Reads):
     # -- consuming --------------------------------------------------------------------------
 
     def fetch(self, queue: str, lease: float, worker_id: str) -> Fetched | Malformed | None:
-        found = self.fetch_many(queue, 1, lease, worker_id)
+        found = [f for f in self.fetch_many(queue, 1, lease, worker_id) if not isinstance(f, Limited)]
         return found[0] if found else None
 
-    def fetch_many(self, queue: str, count: int, lease: float, worker_id: str) -> list[Fetched | Malformed]:
-        """Up to `count` tasks of one queue in one script call, each under its own lease."""
+    def fetch_many(
+        self, queue: str, count: int, lease: float, worker_id: str
+    ) -> list[Fetched | Malformed | Limited]:
+        """Up to `count` tasks of one queue in one script call, each under its own lease; a last
+        `Limited` when the queue's limits held pending tasks back."""
         if count <= 0:
             return []
         tokens = random_tokens(count)
@@ -174,8 +181,8 @@ class Broker(Reads):
         return _decode_fetch(queue, reply, tokens)
 
     def report_and_fetch(
-        self, reports: Sequence[Ack | Failure], queue: str | None, count: int, lease: float, worker_id: str
-    ) -> tuple[list[bool | str], list[Fetched | Malformed]]:
+        self, reports: Sequence[Report], queue: str | None, count: int, lease: float, worker_id: str
+    ) -> tuple[list[bool | str], list[Fetched | Malformed | Limited]]:
         """`report(reports)` and, when `queue` is given, `fetch_many(queue, count, ...)`, in one round
         trip: a worker refills the slots its outcomes free without waiting for another."""
         pipe = self.client.pipeline(transaction=False)
@@ -245,14 +252,14 @@ class Broker(Reads):
         assert isinstance(answer, FailState)
         return answer
 
-    def report(self, reports: Sequence[Ack | Failure]) -> list[bool | str]:
+    def report(self, reports: Sequence[Report]) -> list[bool | str]:
         """Outcomes of attempts, in one round trip. Per report: an Ack answers True (False when the
         lease was lost), a Failure the new state ('scheduled' or 'dead'; '' when the lease was lost)."""
         pipe = self.client.pipeline(transaction=False)
         calls = self._queue_reports(pipe, reports)
         return _decode_reports(reports, calls, execute_with_scripts(pipe, self.client))
 
-    def _queue_reports(self, pipe: Any, reports: Sequence[Ack | Failure]) -> list[list[int]]:
+    def _queue_reports(self, pipe: Any, reports: Sequence[Report]) -> list[list[int]]:
         """Queue one `ack` call per queue for all its acks and one `fail` call per failure; returns
         the indexes of the reports each call answers."""
         calls: list[list[int]] = []
@@ -260,6 +267,11 @@ class Broker(Reads):
         acked: dict[str, list[int]] = {}
         for index, item in enumerate(reports):
             job = item.job
+            if isinstance(item, Postpone):
+                again: list[ScriptArg] = [job.id, job.token, int(item.delay * 1000), self._now()]
+                self._scripts["requeue"].queue(pipe, self.keys(job.queue).script_keys(), again)
+                calls.append([index])
+                continue
             if isinstance(item, Ack):
                 args = acks.setdefault(job.queue, [self._now()])
                 args += [job.id, job.token, item.result_json or "", int(item.result_ttl * 1000)]
@@ -284,6 +296,38 @@ class Broker(Reads):
             self._scripts["ack"].queue(pipe, self.keys(queue).script_keys(), args)
             calls.append(acked[queue])
         return calls
+
+    def set_limits(self, queue: str, limits: QueueLimits) -> None:
+        """Set a queue's limits as given (None clears one); an idle worker of the queue looks again."""
+        conc: ScriptArg = "-" if limits.concurrency is None else limits.concurrency
+        rate: ScriptArg = "-" if limits.rate is None else limits.rate
+        window: ScriptArg = "" if limits.window is None else int(limits.window * 1000)
+        self._run("limits", queue, conc, rate, window)
+        self.client.sadd(self.ns.queues, queue)
+
+    # -- per-key limiters ------------------------------------------------------------------
+
+    def limiter_acquire(
+        self, key: str, pass_id: str, rate: tuple[int, float] | None, concurrency: int | None, ttl: float
+    ) -> float | None:
+        """Take a pass of a per-key limiter: None when it passes (holding a permit for `ttl` seconds
+        when it has a concurrency), else seconds until it may pass."""
+        count, window = ("", "") if rate is None else (rate[0], int(rate[1] * 1000))
+        conc = "" if concurrency is None else concurrency
+        args = ["acquire", self._now(), pass_id, count, window, conc, int(ttl * 1000)]
+        reply = self._scripts["limiter"](self.client, self._limiter_keys(key), args)
+        return None if int(reply[0]) == 1 else int(reply[1]) / 1000
+
+    def _limiter_keys(self, key: str) -> list[str]:
+        return [self.ns.limiter_starts(key), self.ns.limiter_permits(key)]
+
+    def limiter_release(self, key: str, pass_id: str) -> None:
+        self._scripts["limiter"](self.client, self._limiter_keys(key), ["release", self._now(), pass_id])
+
+    def limiter_renew(self, key: str, pass_ids: Sequence[str], ttl: float) -> int:
+        """Extend permits still held; returns how many were."""
+        args: list[ScriptArg] = ["renew", self._now(), int(ttl * 1000), *pass_ids]
+        return int(self._scripts["limiter"](self.client, self._limiter_keys(key), args)[0])
 
     def requeue(self, job: Fetched) -> bool:
         return bool(self._run("requeue", job.queue, job.id, job.token) == 1)
@@ -428,6 +472,7 @@ def enqueue_args(now: ScriptArg, tasks: Sequence[NewTask]) -> list[ScriptArg]:
             "" if t.delay_ms is None else t.delay_ms,
             "" if t.at_ms is None else t.at_ms,
             "1" if t.custom_id else "0",
+            "" if t.unique is None else t.unique.encode(),
         ]
     return args
 
@@ -460,12 +505,15 @@ def check_new_queues(
         registered.clear()
 
 
-def _decode_fetch(queue: str, reply: list[Any], tokens: list[str]) -> list[Fetched | Malformed]:
-    """fetch.lua's flat reply: 4 items per task taken, in the order of the tokens it used."""
-    found: list[Fetched | Malformed] = []
+def _decode_fetch(queue: str, reply: list[Any], tokens: list[str]) -> list[Fetched | Malformed | Limited]:
+    """fetch.lua's flat reply: 4 items per task taken, in the order of the tokens it used, and a
+    last group when the queue's limits held tasks back."""
+    found: list[Fetched | Malformed | Limited] = []
     for token, at in zip(tokens, range(0, len(reply), 4), strict=False):
         kind, task_id, meta_json, payload = reply[at : at + 4]
-        if kind == "malformed":
+        if kind == "limited":
+            found.append(Limited(queue, None if task_id in ("", b"") else int(task_id) / 1000))
+        elif kind == "malformed":
             found.append(Malformed(queue, task_id))
         else:
             found.append(Fetched(queue, task_id, json.loads(meta_json), payload, token))
@@ -473,11 +521,14 @@ def _decode_fetch(queue: str, reply: list[Any], tokens: list[str]) -> list[Fetch
 
 
 def _decode_reports(
-    reports: Sequence[Ack | Failure], calls: list[list[int]], replies: list[Any]
+    reports: Sequence[Report], calls: list[list[int]], replies: list[Any]
 ) -> list[bool | str]:
     """Per report: ack.lua's 1|0 as a bool, fail.lua's {state, delay_ms} as a FailState."""
     results: list[bool | str] = [""] * len(reports)
     for indexes, reply in zip(calls, replies, strict=True):
+        if isinstance(reports[indexes[0]], Postpone):
+            results[indexes[0]] = reply == 1
+            continue
         if isinstance(reports[indexes[0]], Failure):
             state, delay_ms = _text(reply[0]), int(reply[1])
             results[indexes[0]] = FailState(state, delay_ms / 1000 if state == "scheduled" else None)

@@ -22,6 +22,10 @@ every script touches one slot):
     <ns>:{<q>}:outcome:<id>  list    one marker, pushed when a waited-for task ends (done, dead or
                                   gone); waiters block on it; expires OUTCOME_TTL_MS after the push
                                   (scripts spell these two from KEYS[1], see _lib.lua)
+    <ns>:{<q>}:unique     hash    unique key -> id of the task holding it (released by the script
+                                  that ends the hold: ack, death, cancel, clear, fetch for 'started')
+    <ns>:{<q>}:limits     hash    concurrency, rate, window (ms): the queue's limits (queue limit)
+    <ns>:{<q>}:starts     zset    lease token -> start time (ms): the rate limit's sliding log
 
 Per namespace:
 
@@ -29,6 +33,8 @@ Per namespace:
     <ns>:cron             hash    schedule name -> schedule definition (JSON)
     <ns>:workers          zset    worker id -> last heartbeat (ms)
     <ns>:worker:<id>      string  worker description (JSON), expires when the worker stops beating
+    <ns>:limiter:{<key>}:starts   zset  pass id -> time (ms): a per-key limiter's rate log
+    <ns>:limiter:{<key>}:permits  zset  pass id -> expiry (ms): its concurrency permits
 """
 
 from __future__ import annotations
@@ -50,6 +56,9 @@ QUEUE_KEY_ORDER = (
     "wake",
     "paused",
     "cron",
+    "unique",
+    "limits",
+    "starts",
 )
 
 # Per-task keys of result waiters (see protocol/outcomes.py). A waiter refreshes `waiting` at every
@@ -121,6 +130,18 @@ class QueueKeys:
     def outcome(self, task_id: str) -> str:
         return self.key(f"outcome:{task_id}")
 
+    @property
+    def unique(self) -> str:
+        return self.key("unique")
+
+    @property
+    def limits(self) -> str:
+        return self.key("limits")
+
+    @property
+    def starts(self) -> str:
+        return self.key("starts")
+
     def script_keys(self) -> list[str]:
         """All of the queue's keys in the order the scripts expect them."""
         return [self.key(part) for part in QUEUE_KEY_ORDER]
@@ -145,6 +166,18 @@ class NamespaceKeys:
     def worker(self, worker_id: str) -> str:
         return f"{self.namespace}:worker:{worker_id}"
 
+    def limiter_starts(self, key: str) -> str:
+        """A per-key limiter's rate log; with its permits in one slot by their hash tag."""
+        return f"{self.namespace}:limiter:{{{_tag(key)}}}:starts"
+
+    def limiter_permits(self, key: str) -> str:
+        return f"{self.namespace}:limiter:{{{_tag(key)}}}:permits"
+
     def pattern(self) -> str:
         """Every key of the namespace (for tests and `queue clear`-style tooling)."""
         return f"{self.namespace}:*"
+
+
+def _tag(key: str) -> str:
+    """A limiter key as a hash tag: a brace in it must not end the tag."""
+    return key.replace("{", "(").replace("}", ")")

@@ -12,7 +12,7 @@ from taskq_cli.errors import AmbiguousId
 from taskq_cli.protocol.failures import translating
 from taskq_cli.protocol.keys import NamespaceKeys, QueueKeys
 from taskq_cli.protocol.topology import Client, is_cluster
-from taskq_cli.protocol.types import BrokerSettings, QueueStats, TaskRecord
+from taskq_cli.protocol.types import BrokerSettings, QueueLimits, QueueStats, TaskRecord
 
 MIN_PREFIX = 4  # shorter than this, an id is only looked up whole
 
@@ -54,6 +54,22 @@ class Reads:
         for q in queues:
             pipe.get(self.keys(q).paused)
         return {q: flag is not None for q, flag in zip(queues, pipe.execute(), strict=True)}
+
+    def limits(self, queues: Sequence[str]) -> dict[str, QueueLimits]:
+        """Each queue's limits (queue limit), in one round trip."""
+        if not queues:
+            return {}
+        pipe = self.client.pipeline(transaction=False)
+        for q in queues:
+            pipe.hmget(self.keys(q).limits, ["concurrency", "rate", "window"])
+        out: dict[str, QueueLimits] = {}
+        for q, (conc, rate, window) in zip(queues, pipe.execute(), strict=True):
+            out[q] = QueueLimits(
+                None if conc is None else int(conc),
+                None if rate is None else int(rate),
+                None if window is None else int(window) / 1000,
+            )
+        return out
 
     def dead_ids(self, queue: str, died_before_ms: int | None = None) -> list[str]:
         """Every dead id of a queue, newest first (or only those that died before a time)."""

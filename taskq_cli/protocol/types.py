@@ -59,6 +59,24 @@ class NotReplicated(TaskqError):
 
 
 @dataclass(frozen=True)
+class UniqueLock:
+    """A task's unique key and how long it holds it: until it `finished` (done, dead, cancelled,
+    cleared, purged) or `started` (its first execution), at most `hold_ms` when given. `debounce_ms`:
+    the task runs that long after the last enqueue with the key, with that enqueue's payload."""
+
+    key: str
+    until: str = "finished"
+    hold_ms: int | None = None
+    debounce_ms: int | None = None
+
+    def encode(self) -> str:
+        """enqueue.lua's form: "<until>|<for ms>|<debounce ms>|<key>" (the key last: it may hold '|')."""
+        hold = "" if self.hold_ms is None else str(self.hold_ms)
+        debounce = "" if self.debounce_ms is None else str(self.debounce_ms)
+        return f"{self.until}|{hold}|{debounce}|{self.key}"
+
+
+@dataclass(frozen=True)
 class NewTask:
     """A validated task ready to be written; `meta` holds name, queue and explicit options."""
 
@@ -69,6 +87,7 @@ class NewTask:
     delay_ms: int | None = None
     at_ms: int | None = None
     custom_id: bool = False
+    unique: UniqueLock | None = None
 
 
 @dataclass(frozen=True)
@@ -118,6 +137,18 @@ class Failure:
     backoff_max: float = 0.0
 
 
+@dataclass(frozen=True)
+class Postpone:
+    """Report: the attempt did not really start (a per-key limiter held it back): it is given back
+    uncounted and runs again after `delay` seconds."""
+
+    job: Fetched
+    delay: float
+
+
+Report = Ack | Failure | Postpone
+
+
 class FailState(str):
     """What fail.lua answers: the task's new state ('scheduled', 'dead'; '' when the lease was lost),
     a str that compares as one, with `retry_in`: seconds until the retry when it is 'scheduled'."""
@@ -134,6 +165,26 @@ class FailState(str):
 class Malformed:
     queue: str
     dead_id: str
+
+
+@dataclass(frozen=True)
+class Limited:
+    """A fetch that the queue's limits held back while tasks were pending: `retry_in` seconds until
+    its rate allows another start, or None when a concurrency slot must free first (the release
+    wakes the queue's idle workers)."""
+
+    queue: str
+    retry_in: float | None
+
+
+@dataclass(frozen=True)
+class QueueLimits:
+    """A queue's limits (None: none): at most `concurrency` active at once; at most `rate` starts in
+    any window of `window` seconds."""
+
+    concurrency: int | None = None
+    rate: int | None = None
+    window: float | None = None
 
 
 @dataclass(frozen=True)

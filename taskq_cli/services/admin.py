@@ -12,6 +12,8 @@ from taskq_cli.errors import NotFound, UsageError
 from taskq_cli.models import Options, Task
 from taskq_cli.protocol import Broker, TaskRecord
 from taskq_cli.protocol.reads import only_queue
+from taskq_cli.services.limits import doc as limit_doc
+from taskq_cli.services.limits import fields as limit_fields
 from taskq_cli.services.shapes import BulkReport, QueueInfoDoc
 
 if TYPE_CHECKING:
@@ -54,6 +56,7 @@ class Admin:
     def queue_infos(self) -> list[QueueInfoDoc]:
         names = self.broker.known_queues()
         paused = self.broker.paused(names)
+        limits = self.broker.limits(names)
         return [
             QueueInfoDoc(
                 name=s.queue,
@@ -62,6 +65,7 @@ class Admin:
                 scheduled=s.scheduled,
                 active=s.active,
                 dead=s.dead,
+                **limit_fields(limit_doc(s.queue, limits[s.queue])),
             )
             for s in self.broker.queue_stats(names)
         ]

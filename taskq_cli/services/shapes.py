@@ -71,6 +71,7 @@ class TaskDoc(JsonShape):
     finished_at: Timestamp
     died_at: Timestamp
     worker: str | None
+    unique_key: str | None = Field(None, description="The task's unique key (null when none).")
     last_error: TaskErrorDoc | None
     result: Any
     raw: str | None = Field(None, description="Only for a malformed message: its raw text.")
@@ -109,6 +110,19 @@ class RunAnswer(JsonShape):
     was: str = Field(description="The state it was in: scheduled (delayed or waiting for its retry).")
 
 
+class RateLimitDoc(JsonShape):
+    limit: int = Field(description="At most this many starts in any window.")
+    window: float = Field(description="The window, in seconds.")
+
+
+class QueueLimitsDoc(JsonShape):
+    """A queue's limits, as `taskq queue limit --json` prints them (null: none)."""
+
+    name: str
+    concurrency_limit: int | None
+    rate_limit: RateLimitDoc | None
+
+
 class QueueCounts(JsonShape):
     pending: int
     scheduled: int
@@ -118,6 +132,8 @@ class QueueCounts(JsonShape):
     failed: int
     oldest_pending_age: float | None = Field(description="Seconds.")
     paused: bool
+    concurrency_limit: int | None = Field(None, description="At most this many active (null: no limit).")
+    rate_limit: RateLimitDoc | None = Field(None, description="At most `limit` starts per `window` s.")
 
 
 class RunningTask(JsonShape):
@@ -168,6 +184,8 @@ class QueueInfoDoc(JsonShape):
     scheduled: int
     active: int
     dead: int
+    concurrency_limit: int | None = Field(None, description="At most this many active (null: no limit).")
+    rate_limit: RateLimitDoc | None = Field(None, description="At most `limit` starts per `window` s.")
 
 
 class PauseAnswer(JsonShape):

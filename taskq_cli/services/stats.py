@@ -8,6 +8,8 @@ from typing import TYPE_CHECKING, Any
 from pydantic import ValidationError
 
 from taskq_cli.errors import NotFound
+from taskq_cli.services.limits import fields as limit_fields
+from taskq_cli.services.limits import show as show_limits
 from taskq_cli.services.shapes import Limits, QueueCounts, RunningTask, StatsAnswer, WorkerDoc
 from taskq_cli.timeparse import iso_ms
 
@@ -30,11 +32,14 @@ def collect(tq: TaskQueue, queue: str | None = None) -> StatsAnswer:
     names = [queue] if queue else broker.known_queues()
     now_ms = broker.redis_time_ms()
     paused = broker.paused(names)
+    limits = show_limits(tq, names)
     queues: dict[str, QueueCounts] = {}
     for s in broker.queue_stats(names):
         age = None if s.oldest_pending_ms is None else max(now_ms - s.oldest_pending_ms, 0) / 1000
         counts = {f: getattr(s, f) for f in COUNT_FIELDS}
-        queues[s.queue] = QueueCounts(**counts, oldest_pending_age=age, paused=paused[s.queue])
+        queues[s.queue] = QueueCounts(
+            **counts, oldest_pending_age=age, paused=paused[s.queue], **limit_fields(limits[s.queue])
+        )
     return StatsAnswer(
         queues=queues,
         workers=workers(tq),
@@ -79,7 +84,8 @@ def queue_limits(counts: QueueCounts) -> str:
         parts.append(f"{concurrency:,} at once")
     rate = getattr(counts, "rate_limit", None)
     if rate is not None:
-        limit, window = (rate.get("limit"), rate.get("window")) if isinstance(rate, dict) else rate
+        pair = (rate["limit"], rate["window"]) if isinstance(rate, dict) else (rate.limit, rate.window)
+        limit, window = pair
         parts.append(f"{limit:,} per {window:g}s")
     return ", ".join(parts)
 

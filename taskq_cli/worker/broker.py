@@ -7,16 +7,19 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any, Protocol
 
-from taskq_cli.protocol import Ack, Failure, Fetched, Malformed
+from taskq_cli.protocol import Fetched, Limited, Malformed, Report
 
 
 class WorkerBroker(Protocol):
-    def fetch_many(self, queue: str, count: int, lease: float, worker_id: str) -> list[Fetched | Malformed]:
-        """Up to `count` tasks of one queue, each under its own lease."""
+    def fetch_many(
+        self, queue: str, count: int, lease: float, worker_id: str
+    ) -> list[Fetched | Malformed | Limited]:
+        """Up to `count` tasks of one queue, each under its own lease (and a last `Limited` when the
+        queue's limits held pending tasks back)."""
 
     def report_and_fetch(
-        self, reports: Sequence[Ack | Failure], queue: str | None, count: int, lease: float, worker_id: str
-    ) -> tuple[list[bool | str], list[Fetched | Malformed]]:
+        self, reports: Sequence[Report], queue: str | None, count: int, lease: float, worker_id: str
+    ) -> tuple[list[bool | str], list[Fetched | Malformed | Limited]]:
         """Outcomes and, when `queue` is given, a fetch from it, in one round trip."""
 
     def wait_for_work(self, queues: Sequence[str], timeout: float) -> bool:

@@ -31,7 +31,7 @@ from taskq_cli.models import Options, Outcome
 from taskq_cli.outage import REDIS_ERRORS, Outage, describe
 from taskq_cli.pool import Pool
 from taskq_cli.pools import POOL_KINDS, make_pool
-from taskq_cli.protocol import Ack, FailState, Failure, Fetched
+from taskq_cli.protocol import FailState, Fetched, Postpone, Report
 from taskq_cli.protocol.record import TaskMeta
 from taskq_cli.runner import Execution
 from taskq_cli.scheduler import CronRunner, Maintenance
@@ -199,6 +199,14 @@ class Worker:
         if len(self.slots):
             self.slots.wait_change(0.05)
             return False
+        if self.reporter.limited:  # tasks are pending, held back by a queue's limits: wait for them
+            retry = self.reporter.limited_retry
+            self.broker.wait_for_work(
+                self.plan.names, IDLE_BLOCK if retry is None else min(retry, IDLE_BLOCK)
+            )
+            self.reporter.idle.clear()
+            self.reporter.wake()
+            return False
         if sum(self.broker.promote(q)[0] for q in self.plan.names):
             self.reporter.idle.clear()
             self.reporter.wake()
@@ -233,6 +241,7 @@ class Worker:
                     job.payload_json,
                     options.timeout,
                     job.token,
+                    self.lease,
                 )
             )
 
@@ -244,12 +253,12 @@ class Worker:
         self.slots.finish(execution.task_id, execution.token)
         self.reporter.deliver(execution, outcome)
 
-    def _reported(
-        self, running: Running, outcome: Outcome, report: Ack | Failure, result: bool | str
-    ) -> None:
+    def _reported(self, running: Running, outcome: Outcome, report: Report, result: bool | str) -> None:
         self._log_outcome(running, outcome, report, result)
         if isinstance(result, FailState) and result.retry_in is not None:
             self.poke_maintenance(result.retry_in)
+        elif isinstance(report, Postpone) and result:  # promote it when the limiter lets it pass
+            self.poke_maintenance(report.delay)
 
     _log_outcome = staticmethod(log_outcome)  # an attribute: tests slow it down
 

@@ -15,6 +15,9 @@
 --   KEYS[11] wake      list  at most one wake-up token for idle workers
 --   KEYS[12] paused    string present while the queue is paused
 --   KEYS[13] cron      hash  schedule name -> "<tick ms>:<task id>" last fired into this queue
+--   KEYS[14] unique    hash  unique key -> id of the task holding it
+--   KEYS[15] limits    hash  concurrency, rate, window (ms): the queue's limits
+--   KEYS[16] starts    zset  lease token -> start time (ms): the rate limit's sliding log
 -- Times are milliseconds on Redis's clock (TIME) unless a test passes `now` explicitly.
 -- Per task, spelled here from KEYS[1] (same hash tag, so the same slot; names in protocol/keys.py):
 --   <ns>:{q}:waiting:<id>  string present while a caller waits for the task's outcome
@@ -25,6 +28,7 @@ local K_ACTIVE, K_LEASES, K_SCHEDULED, K_DEAD = KEYS[5], KEYS[6], KEYS[7], KEYS[
 local K_DONE, K_COUNTERS, K_WAKE, K_PAUSED, K_CRON = KEYS[9], KEYS[10], KEYS[11], KEYS[12], KEYS[13]
 local K_TASK_PREFIX = string.sub(K_TASKS, 1, -6) -- '<ns>:{q}:' (K_TASKS ends in 'tasks')
 local OUTCOME_TTL_MS = 15000 -- keys.py OUTCOME_TTL_MS
+local K_UNIQUE, K_LIMITS, K_STARTS = KEYS[14], KEYS[15], KEYS[16]
 
 local function now_ms(arg)
   if arg ~= nil and arg ~= '' then return tonumber(arg) end
@@ -84,10 +88,10 @@ local function forget(id)
 end
 
 -- Whether the queue holds nothing at all (its wake token aside): no task of any state, no counter,
--- not paused, no cron claim. Such a queue may be forgotten (Broker.forget_if_empty).
+-- not paused, no cron claim, no limits. Such a queue may be forgotten (Broker.forget_if_empty).
 local function queue_is_empty()
   return redis.call('EXISTS', K_TASKS, K_PAYLOADS, K_RESULTS, K_PENDING, K_ACTIVE, K_LEASES,
-    K_SCHEDULED, K_DEAD, K_DONE, K_COUNTERS, K_PAUSED, K_CRON) == 0
+    K_SCHEDULED, K_DEAD, K_DONE, K_COUNTERS, K_PAUSED, K_CRON, K_LIMITS) == 0
 end
 
 -- Keep the dead set within dead_max entries and dead_ttl ms (bounded work per call).
@@ -103,7 +107,36 @@ local function trim_dead(now, dead_max, dead_ttl)
   end
 end
 
+-- Give up the unique key the task holds, if it still holds it (a later task may hold it now).
+local function unlock(id, meta)
+  if meta and meta.unique_key and redis.call('HGET', K_UNIQUE, meta.unique_key) == id then
+    redis.call('HDEL', K_UNIQUE, meta.unique_key)
+  end
+end
+
+-- forget() for a task that may hold a unique key (cancel, clear, purge).
+local function forget_unlocking(id)
+  unlock(id, (load(id)))
+  forget(id)
+end
+
+local UNFINISHED = {pending = true, scheduled = true, waiting = true, active = true}
+
+-- The id and record of the task holding a unique key, or nil when nobody holds it: the entry may be
+-- stale (a task past its unique_for, finished, replaced or gone), so the holder is checked here.
+local function holder_of(key, now)
+  local id = redis.call('HGET', K_UNIQUE, key)
+  if not id then return nil end
+  local meta = load(id)
+  if meta and meta.unique_key == key and UNFINISHED[meta.state]
+    and (meta.unique_expires == nil or now < meta.unique_expires) then
+    return id, meta
+  end
+  return nil
+end
+
 local function to_dead(id, meta, now, dead_max, dead_ttl)
+  unlock(id, meta) -- a dead task never blocks its key
   meta.state = 'dead'
   meta.died_at = now
   meta.run_at = nil
@@ -124,10 +157,18 @@ local function holds_lease(id, token)
   return redis.call('HGET', K_LEASES, id) == token
 end
 
--- End the current attempt's lease.
+-- End the current attempt's lease. Under a concurrency limit the freed slot wakes an idle worker
+-- (a worker whose fetch was limited waits on the wake key: this is how it learns of the capacity).
+-- Asked once per script call: a batch of acks pays for one look, and wakes at most once.
+local slot_wake = nil -- nil: not asked yet; true: the queue has a concurrency limit; false: done
 local function release(id)
   redis.call('ZREM', K_ACTIVE, id)
   redis.call('HDEL', K_LEASES, id)
+  if slot_wake == nil then slot_wake = redis.call('HEXISTS', K_LIMITS, 'concurrency') == 1 end
+  if slot_wake and redis.call('LLEN', K_PENDING) > 0 then
+    wake()
+    slot_wake = false
+  end
 end
 
 local function count_execution(failed)
@@ -159,23 +200,55 @@ local function error_table(kind, message)
 end
 
 
+-- Debounce: a holder that has not started yet takes the new payload and runs debounce_ms from now.
+local function debounce_holder(id, meta, now, payload, debounce_ms)
+  if meta.state == 'pending' then redis.call('LREM', K_PENDING, 0, id) end
+  meta.state = 'scheduled'
+  meta.run_at = now + debounce_ms
+  save(id, meta)
+  redis.call('ZREM', K_SCHEDULED, id)
+  schedule(id, meta.run_at)
+  redis.call('HSET', K_PAYLOADS, id, payload)
+end
+
 -- Add one task (enqueue.lua and cron_fire.lua). A custom id already pending, scheduled or active is
--- not added twice. Returns the state it is in and 1 when it was such a duplicate, else 0.
+-- not added twice, nor a task whose unique key an unfinished task holds. Returns the state it is in,
+-- 1 when it was such a duplicate (else 0), and the id answered (the holder's, for a unique key).
+-- `unique` ('' or nil: none) is "<until>|<for ms>|<debounce ms>|<key>", the numbers possibly empty.
 -- Pending tasks are pushed without waking anyone: the caller wakes once for its whole batch.
-local function enqueue_one(now, id, meta_json, payload, delay, at, custom)
+local function enqueue_one(now, id, meta_json, payload, delay, at, custom, unique)
   if custom == '1' then
     local old, raw = load(id)
     if old and (old.state == 'pending' or old.state == 'scheduled' or old.state == 'active') then
-      return old.state, 1
+      return old.state, 1, id
     elseif raw then
+      unlock(id, old)
       forget(id) -- a done or dead task (or a corrupt record) with this id is replaced
     end
   end
+  local tail = ''
+  if unique ~= nil and unique ~= '' then
+    local mode, hold_ms, debounce, key = string.match(unique, '^(%a*)|(%d*)|(%d*)|(.*)$')
+    local holder, held = holder_of(key, now)
+    if holder then
+      if debounce ~= '' and (held.state == 'pending' or held.state == 'scheduled')
+        and (held.attempts or 0) == 0 then
+        debounce_holder(holder, held, now, payload, tonumber(debounce))
+        return 'scheduled', 1, holder
+      end
+      return held.state, 1, holder
+    end
+    redis.call('HSET', K_UNIQUE, key, id)
+    tail = ',"unique_key":' .. cjson.encode(key)
+    if mode == 'started' then tail = tail .. ',"unique_until":"started"' end
+    if hold_ms ~= '' then tail = tail .. string.format(',"unique_expires":%d', now + tonumber(hold_ms)) end
+    if debounce ~= '' then delay, at = debounce, '' end
+  end
   local run_at = now
   if delay ~= '' then run_at = now + tonumber(delay) elseif at ~= '' then run_at = tonumber(at) end
-  local state, tail = 'pending', ''
+  local state = 'pending'
   if run_at > now then
-    state, tail = 'scheduled', string.format(',"run_at":%d', run_at)
+    state, tail = 'scheduled', tail .. string.format(',"run_at":%d', run_at)
     schedule(id, run_at)
   else
     redis.call('LPUSH', K_PENDING, id)
@@ -187,5 +260,5 @@ local function enqueue_one(now, id, meta_json, payload, delay, at, custom)
   redis.call('HSET', K_TASKS, id, '{' .. body .. '"id":' .. cjson.encode(id)
     .. string.format(',"attempts":0,"enqueued_at":%d,"state":"%s"', now, state) .. tail .. '}')
   redis.call('HSET', K_PAYLOADS, id, payload)
-  return state, 0
+  return state, 0, id
 end

@@ -15,6 +15,7 @@ local function ack(id, token, result, ttl)
     return 0, 0
   end
   release(id)
+  unlock(id, meta) -- the same script that ends the task ends its unique hold
   count_execution(false)
   if ttl <= 0 or meta == nil then
     forget(id)

@@ -20,6 +20,7 @@ elseif state == 'active' then
 else
   return state
 end
+unlock(id, meta)
 forget(id)
 notify(id) -- a caller waiting for it learns it is gone
 return state

@@ -8,14 +8,14 @@ local deleted = 0
 local ids = redis.call('LRANGE', K_PENDING, -limit, -1)
 if #ids > 0 then
   redis.call('LTRIM', K_PENDING, 0, -#ids - 1)
-  for _, id in ipairs(ids) do forget(id) end
+  for _, id in ipairs(ids) do forget_unlocking(id) end
   deleted = deleted + #ids
 end
 for _, set in ipairs({K_SCHEDULED, K_DEAD, K_DONE}) do
   ids = redis.call('ZRANGE', set, 0, limit - 1)
   for _, id in ipairs(ids) do
     redis.call('ZREM', set, id)
-    forget(id)
+    forget_unlocking(id)
   end
   deleted = deleted + #ids
 end

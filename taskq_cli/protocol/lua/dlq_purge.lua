@@ -5,7 +5,7 @@
 local out = {}
 for i = 1, #ARGV do
   if redis.call('ZSCORE', K_DEAD, ARGV[i]) then
-    forget(ARGV[i])
+    forget_unlocking(ARGV[i])
     out[#out + 1] = 1
   else
     out[#out + 1] = 0

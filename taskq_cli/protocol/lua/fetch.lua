@@ -7,7 +7,10 @@
 -- ARGV[7..] one lease token per wanted task (a malformed entry is buried as 'malformed-<token>')
 -- Returns a flat array, 4 items per task taken, in order of the tokens used:
 -- 'task', id, metadata JSON, payload JSON | 'malformed', dead id, '', ''. Empty when nothing is
--- pending or the queue is paused.
+-- pending or the queue is paused. When the queue's limits (KEYS[15]) held tasks back that are
+-- pending, a last group 'limited', ms until the rate allows another start ('' = a concurrency
+-- slot must free first: its release wakes the queue), '', ''. Limited tasks stay pending and use no
+-- attempt; each start is logged in KEYS[16] for the rate's sliding window.
 local now = now_ms(ARGV[1])
 local lease_ms, worker, queue = tonumber(ARGV[2]), ARGV[3], ARGV[4]
 local dead_max, dead_ttl = tonumber(ARGV[5]), tonumber(ARGV[6])
@@ -41,6 +44,7 @@ local function take(token)
       meta.started_at = now
       meta.worker = worker
       meta.lease = token
+      if meta.unique_until == 'started' then unlock(id, meta) end
       local encoded = cjson.encode(meta)
       redis.call('HSET', K_TASKS, id, encoded)
       redis.call('ZADD', K_ACTIVE, now + lease_ms, id)
@@ -51,11 +55,47 @@ local function take(token)
   return nil
 end
 
+-- How many starts the limits allow now (of `wanted`), and whether the rate is what holds them back.
+local function allowance(wanted, concurrency, rate, window)
+  local allowed, by_rate = wanted, false
+  if concurrency then
+    allowed = math.min(allowed, tonumber(concurrency) - redis.call('ZCARD', K_ACTIVE))
+  end
+  if rate then
+    redis.call('ZREMRANGEBYSCORE', K_STARTS, '-inf', now - tonumber(window))
+    local room = tonumber(rate) - redis.call('ZCARD', K_STARTS)
+    if room < allowed then allowed, by_rate = room, true end
+  end
+  return math.max(allowed, 0), by_rate
+end
+
+local wanted = #ARGV - 6
+local allowed, by_rate = wanted, false
+local limits = redis.call('HMGET', K_LIMITS, 'concurrency', 'rate', 'window') -- one call when none
+local window = limits[2] and limits[3]
+if limits[1] or limits[2] then
+  allowed, by_rate = allowance(wanted, limits[1], limits[2], limits[3])
+end
 local out = {}
-for i = 7, #ARGV do
+for i = 7, 6 + allowed do
   local kind, id, meta_json, payload = take(ARGV[i])
   if kind == nil then return out end
+  if kind == 'task' and window then -- trimmed at each fetch, so it never holds more than `rate`
+    redis.call('ZADD', K_STARTS, now, ARGV[i])
+  end
   out[#out + 1] = kind; out[#out + 1] = id; out[#out + 1] = meta_json; out[#out + 1] = payload
 end
-if redis.call('LLEN', K_PENDING) > 0 then wake() end -- chain: let the next idle worker in
+if redis.call('LLEN', K_PENDING) > 0 then
+  if allowed < wanted then
+    local wait_ms = ''
+    if by_rate then -- the oldest start in the window leaves it first
+      local oldest = redis.call('ZRANGE', K_STARTS, 0, 0, 'WITHSCORES')
+      wait_ms = 1
+      if #oldest > 0 then wait_ms = math.max(tonumber(oldest[2]) + tonumber(window) - now, 1) end
+    end
+    out[#out + 1] = 'limited'; out[#out + 1] = wait_ms; out[#out + 1] = ''; out[#out + 1] = ''
+  else
+    wake() -- chain: let the next idle worker in
+  end
+end
 return out

@@ -6,5 +6,5 @@
 -- ARGV: none.
 -- Returns 1 when the queue was empty (forgotten), 0 when it holds something.
 if not queue_is_empty() then return 0 end
-redis.call('DEL', K_WAKE)
+redis.call('DEL', K_WAKE, K_UNIQUE, K_STARTS) -- with no task left, what these hold is stale
 return 1
