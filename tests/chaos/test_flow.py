@@ -12,7 +12,8 @@ import time
 
 from tests.apps.chaos import read_ledger
 from tests.chaos.conftest import FIGURES, Lab
-from tests.chaos.harness import final_states, queue_counts, until
+from tests.support.keys import final_states, queue_counts
+from tests.support.polling import until
 
 
 class ActiveWatch(threading.Thread):
@@ -78,7 +79,7 @@ def test_workers_sigkilled_under_a_concurrency_limit_lose_nothing_and_their_slot
     # When two workers are SIGKILLed while they hold tasks, and replaced
     kills = 0
     for _ in range(2):
-        until(lambda: holder_pid(lab) is not None, 10, "a task is active", lab.fleet.logs)
+        until(lambda: holder_pid(lab) is not None, 10, what="a task is active", logs=lab.fleet.logs)
         pid = holder_pid(lab)
         victim = next(m for m in lab.fleet.live("worker") if m.pid == pid)
         lab.fleet.kill(victim)
@@ -86,7 +87,10 @@ def test_workers_sigkilled_under_a_concurrency_limit_lose_nothing_and_their_slot
         lab.fleet.worker(concurrency=3, lease="1s")
     # Then every task ends done (the killed workers' slots came back), never more than 2 at once
     took = until(
-        lambda: queue_counts(lab.client, lab.namespace)["done"] == len(ids), 60, "all done", lab.fleet.logs
+        lambda: queue_counts(lab.client, lab.namespace)["done"] == len(ids),
+        60,
+        what="all done",
+        logs=lab.fleet.logs,
     )
     most = watch.stop()
     final = final_states(lab.client, lab.namespace, ids)
@@ -110,7 +114,12 @@ def test_a_rate_limit_is_held_across_three_workers(lab: Lab) -> None:
     began = time.monotonic()
     for _ in range(3):
         lab.fleet.worker(concurrency=4)
-    until(lambda: queue_counts(lab.client, lab.namespace)["done"] == len(ids), 60, "all done", lab.fleet.logs)
+    until(
+        lambda: queue_counts(lab.client, lab.namespace)["done"] == len(ids),
+        60,
+        what="all done",
+        logs=lab.fleet.logs,
+    )
     # Then no window of 1 s holds more than 20 starts: on Redis's clock (the records' started_at),
     # and in the ledger (each process's monotonic clock, a start logged a little after its fetch)
     records = [lab.client.hget(f"{lab.namespace}:{{default}}:tasks", i) for i in ids]
@@ -127,3 +136,7 @@ def test_a_rate_limit_is_held_across_three_workers(lab: Lab) -> None:
         f"{in_ledger} (ledger, 0.95 s); 100 starts over {span:.2f}s ({rate:.1f}/s after the first "
         f"window; {time.monotonic() - began:.1f}s in all)"
     )
+
+
+def all_done(lab: Lab, ids: list[str]) -> bool:
+    return queue_counts(lab.client, lab.namespace)["done"] == len(ids)
