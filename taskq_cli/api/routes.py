@@ -220,6 +220,21 @@ async def task_result(
     return JSON(ResultAnswer(id=task_id, state="done", result=value).to_json())
 
 
+@router.post(
+    "/tasks/{task_id:path}/run",
+    summary="Run a scheduled task now",
+    responses=responses(200, 401, 404, 409, 422, 503, ok=RunAnswer),
+)
+def task_run(task_id: TaskId, tq: Tq, queue: QueueParam = None) -> Response:
+    """As `taskq task run ID --json`: a scheduled task (delayed, or waiting for its retry) moves to
+    pending now; 409 for a task in another state."""
+    try:
+        moved = tasks.run_now(tq, task_id, queue)
+    except UsageError as exc:
+        raise ApiError(409, str(exc)) from None
+    return JSON(moved.to_json())
+
+
 @router.get(
     "/tasks/{task_id:path}",
     summary="One task, every field",
@@ -244,21 +259,6 @@ def task_cancel(task_id: TaskId, tq: Tq, queue: QueueParam = None) -> Response:
     except UsageError as exc:  # done or dead: nothing to cancel
         raise ApiError(409, str(exc)) from None
     return JSON(cancelled.to_json())
-
-
-@router.post(
-    "/tasks/{task_id:path}/run",
-    summary="Run a scheduled task now",
-    responses=responses(200, 401, 404, 409, 422, 503, ok=RunAnswer),
-)
-def task_run(task_id: TaskId, tq: Tq, queue: QueueParam = None) -> Response:
-    """As `taskq task run ID --json`: a scheduled task (delayed, or waiting for its retry) moves to
-    pending now; 409 for a task in another state."""
-    try:
-        moved = tasks.run_now(tq, task_id, queue)
-    except UsageError as exc:
-        raise ApiError(409, str(exc)) from None
-    return JSON(moved.to_json())
 
 
 @router.get(
