@@ -180,3 +180,13 @@ def test_task_json_uses_iso_timestamps_and_hides_internal_fields() -> None:
     assert data["enqueued_at"] == "2026-11-28T18:00:00.123Z"
     assert data["payload"] == {"x": 1} and data["result"] == "ok" and data["timeout"] is None
     assert "lease" not in data and "raw" not in data
+
+
+def test_a_records_options_are_read_the_same_whether_or_not_a_like_record_came_before() -> None:
+    from taskq_cli.protocol.record import GivenOptions
+
+    # 1 and True are equal (and hash alike) in Python, but True is no number of retries
+    assert GivenOptions.decode({"max_retries": 1}) == (GivenOptions(max_retries=1), ())
+    assert GivenOptions.decode({"max_retries": True}) == (GivenOptions(), ("max_retries",))
+    assert GivenOptions.decode({"max_retries": [1]}) == (GivenOptions(), ("max_retries",))
+    assert GivenOptions.decode({"timeout": "30"}) == (GivenOptions(timeout=30.0), ())

@@ -30,10 +30,10 @@ class GivenOptions:
         """The options on a record, and the names of those present but unreadable (left None).
         Tasks of one kind carry the same options: decoded once per distinct set (a hot path)."""
         raw = tuple(meta.get(name) for name in OPTION_NAMES)
-        try:
-            return _decode_options(raw)
+        try:  # keyed by the values' types too: True == 1, but True is no number of retries
+            return _decode_options(raw, tuple(map(type, raw)))
         except TypeError:  # an unhashable value (a list, an object): decode it without the cache
-            return _decode_options.__wrapped__(raw)
+            return cls._decode(raw)
 
     @classmethod
     def _decode(cls, raw: tuple[Any, ...]) -> tuple[GivenOptions, tuple[str, ...]]:
@@ -76,7 +76,7 @@ class TaskMeta:
 
 
 @functools.lru_cache(maxsize=256)
-def _decode_options(raw: tuple[Any, ...]) -> tuple[GivenOptions, tuple[str, ...]]:
+def _decode_options(raw: tuple[Any, ...], kinds: tuple[type, ...]) -> tuple[GivenOptions, tuple[str, ...]]:
     return GivenOptions._decode(raw)
 
 
