@@ -43,9 +43,7 @@ def list_tasks(
 def count_tasks(tq: TaskQueue, queue: str | None, state: str | None) -> int:
     """How many tasks of `queue` (None: every queue) are in `state` (None: any listable state): the
     total a cut listing is part of."""
-    admin = Admin(tq.broker)
-    states = [state] if state else list(LISTABLE_STATES)
-    return sum(admin.count_in_state(q, s) for q in admin.queues(queue) for s in states)
+    return Admin(tq.broker).count(queue, [state] if state else list(LISTABLE_STATES))
 
 
 def cancel(tq: TaskQueue, task_id: str, queue: str | None = None) -> CancelAnswer:
