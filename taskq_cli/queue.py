@@ -63,6 +63,36 @@ class TaskHandle:
 
 
 class TaskQueue:
+    """The library's front door: register handlers, enqueue tasks, wait for results, manage schedules.
+
+    Connects lazily, on the first call that needs Redis. Settings not given here come from the
+    environment (`TASKQ_REDIS_URL`, `TASKQ_NAMESPACE`, ...), then from the profile, then from the
+    defaults (docs/reference.md, "Configuration").
+
+    Args:
+        redis_url: `redis://`, `rediss://`, `unix://`, `redis+cluster://` or `redis+sentinel://` URL.
+        namespace: prefix of every key; two namespaces on one Redis never see each other's data.
+        max_retries: retries after the first execution (default 3), unless a handler or enqueue says.
+        timeout: seconds a handler may run (default 600; 0 or None: no limit).
+        backoff_base: first retry delay in seconds (default 5), doubling per retry.
+        backoff_max: longest retry delay in seconds (default 3600).
+        result_ttl: seconds a done task and its result are kept (default 600).
+        dead_max: most dead tasks kept per queue (default 100,000).
+        dead_ttl: longest a dead task is kept, in seconds (default 30 days).
+        max_queues: most queues one namespace may hold (default 1,000).
+        profile: a `[profiles.NAME]` of the config file.
+
+    Example:
+        ```python
+        tq = TaskQueue()
+
+        @tq.task(max_retries=5)
+        def send_email(to: str) -> None: ...
+
+        send_email.enqueue(to="a@example.com")
+        ```
+    """
+
     def __init__(
         self,
         redis_url: str | None = None,
@@ -131,6 +161,7 @@ class TaskQueue:
 
     @property
     def broker(self) -> Broker:
+        """The synchronous connection to Redis (made on first use; `close` ends it)."""
         if self._broker is None:
             from taskq_cli.protocol import Broker, BrokerSettings, connect
 
@@ -140,6 +171,7 @@ class TaskQueue:
         return self._broker
 
     def close(self) -> None:
+        """Close the synchronous connection pool (the next call that needs Redis opens a new one)."""
         if self._broker is not None:
             self._broker.close()
             self._broker = None
@@ -212,9 +244,26 @@ class TaskQueue:
         debounce: float | str | None = None,
     ) -> TaskHandle | Callable[[Callable[..., Any]], TaskHandle]:
         """Register a handler (sync or `async def`); its parameters are the payload's fields.
-        `unique`: True (key from the name and the payload) or payload field names; `unique_until`
-        'finished' (default) or 'started'; `unique_for` caps the hold; `debounce` runs the task that
-        long after the last enqueue with its key (docs/flow-control.md)."""
+
+        Used bare (`@tq.task`) or with options (`@tq.task(max_retries=5)`); returns a TaskHandle,
+        still callable as the function, with `.enqueue(...)`. Options left out come from the
+        TaskQueue; an enqueue's own options beat these.
+
+        Args:
+            name: the task's name in Redis (default: the function's name).
+            queue: the queue its tasks go to.
+            max_retries: retries after the first execution.
+            timeout: seconds an execution may run (0 or None: no limit).
+            backoff_base: first retry delay in seconds, doubling per retry.
+            backoff_max: longest retry delay in seconds.
+            result_ttl: seconds a done task and its result are kept.
+            unique: True (key from the name and the whole payload) or payload field names: while a
+                task holds its key, an enqueue with the same key answers the holder's id.
+            unique_until: `"finished"` (default) or `"started"`: when the key is released.
+            unique_for: the longest the key is held (seconds or `"1h"`).
+            debounce: run the task this long after the last enqueue with its key, with that
+                enqueue's payload (docs/flow-control.md).
+        """
         given: dict[str, Any] = {
             "max_retries": max_retries,
             "backoff_base": backoff_base,
@@ -262,8 +311,29 @@ class TaskQueue:
         debounce: float | str | None = None,
     ) -> str:
         """Enqueue one task; returns its id (the existing task's id for a duplicate custom id, or the
-        holder's for a held unique key). `durable=True`: return only once a replica has the task too
-        (raises NotReplicated when none confirms it in time; see docs/scaling.md)."""
+        holder's for a held unique key).
+
+        With the handler registered in this TaskQueue, the payload is validated against its
+        signature first: ValidationFailed, and nothing written, when it does not match.
+
+        Args:
+            name: the task's name (a handler registered here, or in the workers' app).
+            payload: the handler's keyword arguments, as JSON-able values.
+            queue: the queue (default: the handler's, else `default`).
+            delay: run no sooner than this many seconds (or `"5m"`) from now.
+            at: run no sooner than this time (a datetime, ISO 8601 text or a Unix time).
+            task_id: a custom id, unique within its queue: enqueueing it again while it waits or
+                runs adds nothing (idempotent).
+            max_retries: this task's retries, over the handler's.
+            timeout: this task's timeout in seconds, over the handler's.
+            durable: return only once a replica has the task too (raises NotReplicated when none
+                confirms it in time; see docs/scaling.md).
+            unique: as in `task`, for this enqueue.
+            unique_key: an explicit uniqueness key (implies unique).
+            unique_until: as in `task`.
+            unique_for: as in `task`.
+            debounce: as in `task`.
+        """
         request = EnqueueRequest(
             name,
             payload,
@@ -459,15 +529,18 @@ class TaskQueue:
         return self._store_schedule(schedule)
 
     def schedules(self) -> list[Schedule]:
+        """Every schedule stored in Redis, by name (`taskq cron list`)."""
         from taskq_cli.cron import Schedule
 
         return [Schedule.from_json(d) for _, d in sorted(self.broker.cron_definitions().items())]
 
     def unschedule(self, name: str) -> bool:
+        """Remove a stored schedule (the same as `taskq cron remove`); False when there was none."""
         found = {s.name: s for s in self.schedules()}.get(name)
         return found is not None and self.broker.cron_delete(name, found.queue)
 
     def set_schedule_paused(self, name: str, paused: bool) -> Schedule:
+        """Pause or resume a stored schedule (`taskq cron pause/resume`); raises NotFound for none."""
         from taskq_cli.errors import NotFound
 
         found = {s.name: s for s in self.schedules()}.get(name)
@@ -501,6 +574,8 @@ class TaskQueue:
     # -- inspection -------------------------------------------------------------------------
 
     def get_task(self, task_id: str, queue: str | None = None) -> Task | None:
+        """The task with this id (every field, its payload and result), or None. Searches every
+        queue unless `queue` is given."""
         from taskq_cli.models import Task
 
         record = self.broker.find_task(task_id, queue)
