@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, overload
@@ -33,6 +34,7 @@ ENQUEUE_OPTIONS = (
     "unique_until",
     "unique_for",
     "debounce",
+    "after",
 )
 
 
@@ -260,10 +262,12 @@ class TaskQueue:
         unique_until: str | None = None,
         unique_for: float | str | None = None,
         debounce: float | str | None = None,
+        after: Sequence[str] | None = None,
     ) -> str:
         """Enqueue one task; returns its id (the existing task's id for a duplicate custom id, or the
         holder's for a held unique key). `durable=True`: return only once a replica has the task too
-        (raises NotReplicated when none confirms it in time; see docs/scaling.md)."""
+        (raises NotReplicated when none confirms it in time; see docs/scaling.md). `after`: ids of
+        tasks it waits for (docs/workflows.md)."""
         request = EnqueueRequest(
             name,
             payload,
@@ -278,6 +282,7 @@ class TaskQueue:
             unique_until=unique_until,
             unique_for=unique_for,
             debounce=debounce,
+            after=after,
         )
         return self.submit([request], durable=durable)[0].id
 
@@ -312,6 +317,7 @@ class TaskQueue:
         unique_until: str | None = None,
         unique_for: float | str | None = None,
         debounce: float | str | None = None,
+        after: Sequence[str] | None = None,
     ) -> str:
         """`enqueue` on the event loop (redis.asyncio): the same checks, options and guarantees."""
         request = EnqueueRequest(
@@ -328,6 +334,7 @@ class TaskQueue:
             unique_until=unique_until,
             unique_for=unique_for,
             debounce=debounce,
+            after=after,
         )
         return (await self.asubmit([request], durable=durable))[0].id
 
@@ -340,6 +347,8 @@ class TaskQueue:
     ) -> list[EnqueueResult]:
         """`submit` on the event loop: the same preparation, then AsyncBroker.enqueue."""
         tasks = [prepare(request, self.registry) for request in requests]
+        if any(t.after for t in tasks):  # linked in several steps: the sync Broker, off the loop
+            return await asyncio.to_thread(self.broker.enqueue, tasks, durable=durable)
         return await self.abroker.enqueue(tasks, durable=durable)
 
     # -- results ----------------------------------------------------------------------------

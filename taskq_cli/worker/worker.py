@@ -25,7 +25,7 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from taskq_cli.config import RetryDefaults
+from taskq_cli.config import RetryDefaults, kill_after_ack
 from taskq_cli.errors import UsageError
 from taskq_cli.models import Options, Outcome
 from taskq_cli.outage import REDIS_ERRORS, Outage, describe
@@ -37,6 +37,7 @@ from taskq_cli.runner import Execution
 from taskq_cli.scheduler import CronRunner, Maintenance
 from taskq_cli.stopsignals import StopSignals
 from taskq_cli.worker.broker import WorkerBroker
+from taskq_cli.worker.handoff import HandOff
 from taskq_cli.worker.leases import LeaseGuard, LeaseKeeper, describe_worker
 from taskq_cli.worker.maintainer import Maintainer
 from taskq_cli.worker.plan import QueuePlan
@@ -108,6 +109,7 @@ class Worker:
             outage=self.outage,
         )
         self.guard = LeaseGuard(self.slots, lease=lease, pool_kind=pool, stop_runs=self._stop_runs)
+        self.handoff = HandOff(tq.broker.dependencies.drain, self.outage, kill_after_ack=kill_after_ack())
         self.maintainer = Maintainer(
             Maintenance(tq.broker, tq.settings.defaults),
             CronRunner(tq.broker) if cron else None,
@@ -127,6 +129,7 @@ class Worker:
             _loop_thread("taskq-heartbeat", self.leases.tick, self._halted, self.leases.poked),
             _loop_thread("taskq-lease-guard", self.guard.tick, self._halted),
             _loop_thread("taskq-maintainer", self.maintainer.tick, self._halted, self.maintainer.poked),
+            _loop_thread("taskq-handoff", self.handoff.tick, self._halted, self.handoff.poked),
         ]
         for thread in threads:
             thread.start()
@@ -147,6 +150,7 @@ class Worker:
             self._halted.set()
             self.maintainer.poked.set()
             self.leases.poked.set()
+            self.handoff.poked.set()
             for thread in threads:
                 thread.join(timeout=5)
             self.pool.close()
@@ -255,6 +259,7 @@ class Worker:
 
     def _reported(self, running: Running, outcome: Outcome, report: Report, result: bool | str) -> None:
         self._log_outcome(running, outcome, report, result)
+        self.handoff.after_report(running.job, result)
         if isinstance(result, FailState) and result.retry_in is not None:
             self.poke_maintenance(result.retry_in)
         elif isinstance(report, Postpone) and result:  # promote it when the limiter lets it pass
