@@ -107,7 +107,7 @@ class Reads:
 
     def ids_in_state(self, queue: str, state: str, offset: int, limit: int) -> list[str]:
         """Ids of one state in the order they will be handled (pending: next first; scheduled: due
-        first; active: lease ending first; dead and done: newest first)."""
+        first; waiting: enqueued first; active: lease ending first; dead and done: newest first)."""
         k = self.keys(queue)
         end = offset + limit - 1
         if state == "pending":
@@ -115,6 +115,7 @@ class Reads:
             return [str(i) for i in reversed(ids)]
         structures = {
             "scheduled": (k.scheduled, False),
+            "waiting": (k.blocked, False),
             "active": (k.active, False),
             "dead": (k.dead, True),
             "done": (k.done, True),
@@ -140,6 +141,8 @@ class Reads:
                     pipe.llen(k.pending)
                 elif state in ("scheduled", "active", "dead", "done"):
                     pipe.zcard(k.key(state))
+                elif state == "waiting":
+                    pipe.zcard(k.blocked)
                 else:
                     raise ValueError(state)
         return sum(int(n) for n in pipe.execute())

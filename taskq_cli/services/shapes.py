@@ -61,7 +61,9 @@ class TaskDoc(JsonShape):
     name: str
     queue: str
     payload: Any
-    state: str = Field(description="pending, scheduled, active, done or dead.")
+    state: str = Field(
+        description="pending, scheduled, waiting (for its dependencies), active, done or dead."
+    )
     attempts: int
     max_retries: int | None
     timeout: float | None
@@ -72,6 +74,11 @@ class TaskDoc(JsonShape):
     died_at: Timestamp
     worker: str | None
     unique_key: str | None = Field(None, description="The task's unique key (null when none).")
+    after: list[str] = Field(default_factory=list, description="Ids of the tasks it waits for (after=).")
+    blocked_by: list[str] = Field(
+        default_factory=list,
+        description="Of those, the ones not done yet while it is `waiting` (one task's view only).",
+    )
     last_error: TaskErrorDoc | None
     result: Any
     raw: str | None = Field(None, description="Only for a malformed message: its raw text.")
