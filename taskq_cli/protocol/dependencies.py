@@ -326,3 +326,15 @@ def _json_or_text(raw: str | bytes) -> Any:
         return json.loads(raw)
     except ValueError:
         return raw
+
+
+def after_refs(meta: dict[str, Any]) -> list[str]:
+    """The refs of a task's dependencies, from its record's `after` ([{id, queue}])."""
+    after = meta.get("after")
+    if not isinstance(after, list):
+        return []
+    return [
+        dep_ref(str(d["queue"]), str(d["id"]))
+        for d in after
+        if isinstance(d, dict) and "id" in d and "queue" in d
+    ]

@@ -16,6 +16,7 @@ outage, see outage.py), backs off, goes on.
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import os
 import secrets
@@ -32,6 +33,8 @@ from taskq_cli.outage import REDIS_ERRORS, Outage, describe
 from taskq_cli.pool import Pool
 from taskq_cli.pools import POOL_KINDS, make_pool
 from taskq_cli.protocol import FailState, Fetched, Postpone, Report
+from taskq_cli.protocol.dependencies import after_refs
+from taskq_cli.protocol.keys import split_ref
 from taskq_cli.protocol.record import TaskMeta
 from taskq_cli.runner import Execution
 from taskq_cli.scheduler import CronRunner, Maintenance
@@ -231,6 +234,7 @@ class Worker:
         )
 
     def _launch(self, runs: list[Running]) -> None:
+        results = self._dependency_results(runs)
         for running in runs:
             job, options = running.job, running.options
             if log.isEnabledFor(logging.INFO):  # skip building the record: a few µs of every short task
@@ -246,8 +250,27 @@ class Worker:
                     options.timeout,
                     job.token,
                     self.lease,
+                    results.get(job.token, "{}"),
                 )
             )
+
+    def _dependency_results(self, runs: list[Running]) -> dict[str, str | None]:
+        """The results of the dependencies of the tasks about to start (by lease token), as JSON
+        objects by id: one read for the whole batch; None for each when Redis refused it."""
+        wanted = {r.job.token: refs for r in runs if (refs := after_refs(r.job.meta))}
+        if not wanted:
+            return {}
+        try:
+            found = self.tq.broker.dependencies.results(
+                sorted({ref for refs in wanted.values() for ref in refs})
+            )
+        except REDIS_ERRORS as exc:
+            log.warning("could not read dependency results (%s); those attempts fail and are retried", exc)
+            return dict.fromkeys(wanted)
+        return {
+            token: json.dumps({split_ref(ref)[1]: found.get(split_ref(ref)[1]) for ref in refs})
+            for token, refs in wanted.items()
+        }
 
     # -- outcomes -----------------------------------------------------------------------------
 
