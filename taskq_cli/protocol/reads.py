@@ -273,11 +273,12 @@ class Reads:
             pipe.zcard(k.dead)
             pipe.hgetall(k.counters)
             pipe.lindex(k.pending, -1)
+            pipe.zcard(k.blocked)
         replies = pipe.execute()
         stats: list[QueueStats] = []
         oldest_ids: list[tuple[str, str]] = []
         for i, q in enumerate(names):
-            pending, scheduled, active, dead, counters, oldest = replies[i * 6 : i * 6 + 6]
+            pending, scheduled, active, dead, counters, oldest, waiting = replies[i * 7 : i * 7 + 7]
             stats.append(
                 QueueStats(
                     q,
@@ -287,6 +288,7 @@ class Reads:
                     dead,
                     int(counters.get("processed", 0)),
                     int(counters.get("failed", 0)),
+                    waiting=int(waiting),
                 )
             )
             if oldest is not None:
@@ -318,7 +320,15 @@ class Reads:
 def _with_oldest(stats: list[QueueStats], ready: dict[str, int]) -> list[QueueStats]:
     return [
         QueueStats(
-            s.queue, s.pending, s.scheduled, s.active, s.dead, s.processed, s.failed, ready.get(s.queue)
+            s.queue,
+            s.pending,
+            s.scheduled,
+            s.active,
+            s.dead,
+            s.processed,
+            s.failed,
+            ready.get(s.queue),
+            s.waiting,
         )
         for s in stats
     ]

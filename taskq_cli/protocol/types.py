@@ -214,3 +214,4 @@ class QueueStats:
     processed: int
     failed: int
     oldest_pending_ms: int | None = None  # when the oldest pending task became ready
+    waiting: int = 0  # for their dependencies (after=)

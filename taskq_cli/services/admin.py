@@ -63,6 +63,7 @@ class Admin:
                 paused=paused[s.queue],
                 pending=s.pending,
                 scheduled=s.scheduled,
+                waiting=s.waiting,
                 active=s.active,
                 dead=s.dead,
                 **limit_fields(limit_doc(s.queue, limits[s.queue])),

@@ -133,6 +133,7 @@ class QueueLimitsDoc(JsonShape):
 class QueueCounts(JsonShape):
     pending: int
     scheduled: int
+    waiting: int = Field(0, description="Waiting for their dependencies (after=).")
     active: int
     dead: int
     processed: int
@@ -189,6 +190,7 @@ class QueueInfoDoc(JsonShape):
     paused: bool
     pending: int
     scheduled: int
+    waiting: int = Field(0, description="Waiting for their dependencies (after=).")
     active: int
     dead: int
     concurrency_limit: int | None = Field(None, description="At most this many active (null: no limit).")
