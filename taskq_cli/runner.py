@@ -36,10 +36,16 @@ class Execution:
     token: str = ""  # the attempt's lease token: pools key their bookkeeping by it, not by task id,
     # because a retry of the same task may start in the same worker while the last attempt is reported
     lease: float = 30.0  # the worker's lease (seconds): a limiter's permit lapses like it
+    # JSON object of its dependencies' results by id (the worker reads them before it starts);
+    # None when they could not be read (the attempt fails and is retried)
+    dependency_results: str | None = "{}"
 
     @property
     def context(self) -> TaskContext:
-        return TaskContext(self.task_id, self.name, self.queue, self.attempt, self.max_retries, self.lease)
+        results = json.loads(self.dependency_results) if self.dependency_results not in (None, "{}") else {}
+        return TaskContext(
+            self.task_id, self.name, self.queue, self.attempt, self.max_retries, self.lease, results or {}
+        )
 
 
 # How a sync handler is called under its timeout: in a watched thread, or under SIGALRM.
@@ -98,6 +104,10 @@ def _prepare(handler: TaskDef | None, execution: Execution) -> dict[str, Any] | 
             OutcomeKind.ERROR,
             "UnknownTask",
             f"no handler named {execution.name!r} is registered in this worker",
+        )
+    if execution.dependency_results is None:
+        return Outcome.failure(
+            OutcomeKind.ERROR, "DependencyResultsUnavailable", "the dependencies' results could not be read"
         )
     try:
         payload = json.loads(execution.payload_json) if execution.payload_json else {}

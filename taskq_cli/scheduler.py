@@ -49,6 +49,7 @@ class Maintenance:
     def tick(self, queues: Iterable[str]) -> float:
         """One pass over the queues; returns the seconds until the next scheduled task is due."""
         wait = MAX_IDLE
+        queues = list(queues)
         for queue in queues:
             moved, next_due = self.broker.promote(queue)
             retried, buried = self.broker.recover(queue, self.defaults)
@@ -64,6 +65,9 @@ class Maintenance:
                 )
             if next_due is not None:
                 wait = min(wait, next_due)
+        # outcomes whose hand-off a worker did not finish (it died), links a producer did not make
+        if self.broker.dependencies.maintain(queues):
+            log.debug("dependencies: handed off or linked again")
         return wait
 
 

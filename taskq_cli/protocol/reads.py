@@ -107,7 +107,7 @@ class Reads:
 
     def ids_in_state(self, queue: str, state: str, offset: int, limit: int) -> list[str]:
         """Ids of one state in the order they will be handled (pending: next first; scheduled: due
-        first; active: lease ending first; dead and done: newest first)."""
+        first; waiting: enqueued first; active: lease ending first; dead and done: newest first)."""
         k = self.keys(queue)
         end = offset + limit - 1
         if state == "pending":
@@ -115,6 +115,7 @@ class Reads:
             return [str(i) for i in reversed(ids)]
         structures = {
             "scheduled": (k.scheduled, False),
+            "waiting": (k.blocked, False),
             "active": (k.active, False),
             "dead": (k.dead, True),
             "done": (k.done, True),
@@ -140,6 +141,8 @@ class Reads:
                     pipe.llen(k.pending)
                 elif state in ("scheduled", "active", "dead", "done"):
                     pipe.zcard(k.key(state))
+                elif state == "waiting":
+                    pipe.zcard(k.blocked)
                 else:
                     raise ValueError(state)
         return sum(int(n) for n in pipe.execute())
@@ -270,11 +273,12 @@ class Reads:
             pipe.zcard(k.dead)
             pipe.hgetall(k.counters)
             pipe.lindex(k.pending, -1)
+            pipe.zcard(k.blocked)
         replies = pipe.execute()
         stats: list[QueueStats] = []
         oldest_ids: list[tuple[str, str]] = []
         for i, q in enumerate(names):
-            pending, scheduled, active, dead, counters, oldest = replies[i * 6 : i * 6 + 6]
+            pending, scheduled, active, dead, counters, oldest, waiting = replies[i * 7 : i * 7 + 7]
             stats.append(
                 QueueStats(
                     q,
@@ -284,6 +288,7 @@ class Reads:
                     dead,
                     int(counters.get("processed", 0)),
                     int(counters.get("failed", 0)),
+                    waiting=int(waiting),
                 )
             )
             if oldest is not None:
@@ -315,7 +320,15 @@ class Reads:
 def _with_oldest(stats: list[QueueStats], ready: dict[str, int]) -> list[QueueStats]:
     return [
         QueueStats(
-            s.queue, s.pending, s.scheduled, s.active, s.dead, s.processed, s.failed, ready.get(s.queue)
+            s.queue,
+            s.pending,
+            s.scheduled,
+            s.active,
+            s.dead,
+            s.processed,
+            s.failed,
+            ready.get(s.queue),
+            s.waiting,
         )
         for s in stats
     ]

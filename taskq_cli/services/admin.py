@@ -34,7 +34,7 @@ class PurgePlan:
 
 
 CHUNK = 1000  # ids per script call in bulk operations: Redis stays responsive
-LISTABLE_STATES = ("pending", "scheduled", "active", "dead", "done")
+LISTABLE_STATES = ("pending", "scheduled", "waiting", "active", "dead", "done")
 
 Progress = Callable[[int, int], None]  # (handled so far, total)
 
@@ -63,6 +63,7 @@ class Admin:
                 paused=paused[s.queue],
                 pending=s.pending,
                 scheduled=s.scheduled,
+                waiting=s.waiting,
                 active=s.active,
                 dead=s.dead,
                 **limit_fields(limit_doc(s.queue, limits[s.queue])),
@@ -170,6 +171,8 @@ class Admin:
         if record is None:
             raise NotFound(f"task {task_id} not found")
         out = Task.from_record(record.meta, record.payload_json, record.result_json).to_json()
+        if out.get("state") == "waiting":
+            out["blocked_by"] = self.broker.dependencies.blocked_by(out["queue"], out["id"])
         handler = handlers.get(str(record.meta.get("name", "")))
         try:
             options = Options.resolve(record.meta, handler.retry if handler else None, defaults)
@@ -242,8 +245,9 @@ class Admin:
         return PurgePlan(selection, report.missing)
 
     def clear_count(self, queue: str) -> int:
-        """How many tasks `clear` would delete: the queue's pending, scheduled, dead and done ones."""
-        return self.count(queue, ["pending", "scheduled", "dead", "done"])
+        """How many tasks `clear` would delete: the queue's pending, scheduled, waiting, dead and done
+        ones."""
+        return self.count(queue, ["pending", "scheduled", "waiting", "dead", "done"])
 
     def _dead_selection(
         self,
