@@ -76,6 +76,7 @@ class Worker:
             concurrency,
             tq.registry,
             tq.app_spec,
+            tq.middleware,
             max_tasks_per_child=max_tasks_per_child,
             max_memory_per_child=max_memory_per_child,
         )
@@ -242,6 +243,7 @@ class Worker:
                     options.timeout,
                     job.token,
                     self.lease,
+                    job.record.headers,
                 )
             )
 
