@@ -290,6 +290,12 @@ def test_a_real_prometheus_scrapes_a_worker_and_the_api_after_a_known_workload(
     assert query(url, "taskq_workers")[""] == 1
     count = query(url, 'sum(taskq_task_duration_seconds_count{task="boom"})')
     assert count[""] == 3  # every execution, failures included
+    # and every query of the Grafana dashboard is one Prometheus accepts and answers
+    from tests.test_alerting import dashboard_queries
+
+    for promql in dashboard_queries():
+        query(url, promql.replace("$queue", ".*").replace("$__rate_interval", "1m"))
+    assert query(url, 'max(taskq_queue_oldest_pending_age_seconds{queue=~".*"})')[""] > 0  # idle waits
 
 
 def test_a_bad_metrics_port_is_bad_usage_and_a_taken_one_a_runtime_failure(

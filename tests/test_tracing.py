@@ -131,3 +131,47 @@ def test_each_attempt_runs_in_a_consumer_span_child_of_the_producer_span_in_the_
     # and the handler's own spans are children of its attempt's consumer span
     inner = [s for s in spans if s["name"] == "inside the handler"]
     assert [s["parent_id"] for s in inner] == [s["span_id"] for s in runs]
+
+
+def test_the_tracing_example_links_the_web_request_to_the_task_in_the_worker(
+    redis_url: str, namespace: str
+) -> None:
+    import subprocess
+    import sys
+
+    from tests.conftest import ROOT
+
+    env = cli_env(redis_url, namespace)
+
+    def run(*args: str) -> str:
+        done = subprocess.run(
+            [sys.executable, *args],
+            cwd=ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert done.returncode == 0, done.stderr
+        return done.stdout
+
+    produced = run("-m", "examples.tracing")
+    worked = run("-m", "taskq_cli", "worker", "--app", "examples.tracing", "--pool", "threads", "--burst")
+    decoder = json.JSONDecoder()
+
+    def spans(text: str) -> dict[str, dict[str, Any]]:
+        found, at = {}, text.find("{")
+        while at != -1:
+            span, end = decoder.raw_decode(text, at)
+            found[span["name"]] = span
+            at = text.find("{", end)
+        return found
+
+    web, worker = spans(produced), spans(worked)
+    request, producer = web["POST /orders"], web["taskq.enqueue invoice"]
+    consumer, inner = worker["taskq.run invoice"], worker["render pdf"]
+    assert producer["parent_id"] == request["context"]["span_id"]
+    assert consumer["parent_id"] == producer["context"]["span_id"]
+    assert inner["parent_id"] == consumer["context"]["span_id"]
+    assert consumer["context"]["trace_id"] == request["context"]["trace_id"]
