@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any, overload
 
 from taskq_cli.config import DEFAULT_QUEUE, RetryDefaults, Settings, check_name
 from taskq_cli.errors import UsageError
+from taskq_cli.middleware import Chain, Middleware, TaskInfo
 from taskq_cli.producer import UNSET, EnqueueRequest, prepare
 from taskq_cli.registry import TaskDef, UniqueSpec
 from taskq_cli.workflows import chain_requests, group_requests, items_as_requests
@@ -134,6 +135,7 @@ class TaskQueue:
         self.registry: dict[str, TaskDef] = {}
         self.app_spec: str | None = None  # set by --app loading: how child processes find handlers
         self.code_schedules: dict[str, Schedule] = {}  # @tq.periodic; written by sync_schedules()
+        self.middleware = Chain()  # add_middleware; runs in this app's producers and workers
         self._broker: Broker | None = None
         # one redis.asyncio pool per event loop: a pool's connections belong to the loop that made them
         self._abrokers: dict[asyncio.AbstractEventLoop, AsyncBroker] = {}
@@ -293,6 +295,12 @@ class TaskQueue:
 
         return register(fn) if fn is not None else register
 
+    def add_middleware(self, middleware: Middleware) -> None:
+        """Run `middleware`'s hooks around every enqueue of this app (library, CLI and API with
+        --app) and every execution in its workers, whatever the pool (docs/observability.md). Add
+        it where the tasks are defined, before a worker starts."""
+        self.middleware = Chain([*self.middleware.middleware, middleware])
+
     # -- producing --------------------------------------------------------------------------
 
     def enqueue(
@@ -388,7 +396,22 @@ class TaskQueue:
 
     def write(self, tasks: Sequence[NewTask], *, durable: bool = False) -> list[EnqueueResult]:
         """Write tasks `producer.prepare` already validated (one round trip, atomic per queue)."""
-        return self.broker.enqueue(tasks, durable=durable)
+        return self.broker.enqueue(self._before_enqueue(tasks), durable=durable)
+
+    def _before_enqueue(self, tasks: Sequence[NewTask]) -> Sequence[NewTask]:
+        """The middleware's `before_enqueue` for each task, before anything of the batch is written;
+        the headers they add go into the task's record."""
+        chain = self.middleware
+        if not chain.producing:
+            return tasks
+        from dataclasses import replace
+
+        out: list[NewTask] = []
+        for task in tasks:
+            info = TaskInfo(task.id, task.meta["name"], task.queue, 0, {}, payload_json=task.payload_json)
+            headers = chain.before_enqueue(info)
+            out.append(replace(task, meta={**task.meta, "headers": headers}) if headers else task)
+        return out
 
     async def aenqueue(
         self,
@@ -437,6 +460,7 @@ class TaskQueue:
     ) -> list[EnqueueResult]:
         """`submit` on the event loop: the same preparation, then AsyncBroker.enqueue."""
         tasks = [prepare(request, self.registry) for request in requests]
+        tasks = self._before_enqueue(tasks)
         if any(t.after for t in tasks):  # linked in several steps: the sync Broker, off the loop
             return await asyncio.to_thread(self.broker.enqueue, tasks, durable=durable)
         return await self.abroker.enqueue(tasks, durable=durable)

@@ -137,15 +137,19 @@ class Reads:
         for queue in queues:
             k = self.keys(queue)
             for state in states:
-                if state == "pending":
-                    pipe.llen(k.pending)
-                elif state in ("scheduled", "active", "dead", "done"):
-                    pipe.zcard(k.key(state))
-                elif state == "waiting":
-                    pipe.zcard(k.blocked)
-                else:
-                    raise ValueError(state)
+                _count_state(pipe, k, state)
         return sum(int(n) for n in pipe.execute())
+
+    def state_counts(self, queues: Sequence[str], states: Sequence[str]) -> dict[str, dict[str, int]]:
+        """queue -> state -> how many tasks: one round trip (a pipeline), whatever the number of
+        queues (the API's /metrics)."""
+        pipe = self.client.pipeline(transaction=False)
+        for queue in queues:
+            k = self.keys(queue)
+            for state in states:
+                _count_state(pipe, k, state)
+        counts = iter(pipe.execute())
+        return {queue: {state: int(next(counts)) for state in states} for queue in queues}
 
     def records(
         self, queue: str, ids: Sequence[str], max_value: int | None = None
@@ -315,6 +319,18 @@ class Reads:
             return fixed
         seconds, micros = self.client.time()
         return int(seconds) * 1000 + int(micros) // 1000
+
+
+def _count_state(pipe: Any, k: QueueKeys, state: str) -> None:
+    """Queue the count of one queue's tasks in one state (what `ids_in_state` can list)."""
+    if state == "pending":
+        pipe.llen(k.pending)
+    elif state in ("scheduled", "active", "dead", "done"):
+        pipe.zcard(k.key(state))
+    elif state == "waiting":
+        pipe.zcard(k.blocked)
+    else:
+        raise ValueError(state)
 
 
 def _with_oldest(stats: list[QueueStats], ready: dict[str, int]) -> list[QueueStats]:

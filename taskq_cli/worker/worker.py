@@ -48,6 +48,7 @@ from taskq_cli.worker.reporter import STOP, Reporter, log_outcome
 from taskq_cli.worker.slots import Running, Slots
 
 if TYPE_CHECKING:
+    from taskq_cli.metrics import MetricsServer, WorkerMetrics
     from taskq_cli.queue import TaskQueue
 
 log = logging.getLogger("taskq.worker")
@@ -69,6 +70,8 @@ class Worker:
         max_tasks_per_child: int | None = None,
         max_memory_per_child: int | None = None,
         cron: bool = True,
+        metrics_port: int | None = None,
+        metrics_host: str = "127.0.0.1",
     ) -> None:
         _check(concurrency, lease, pool, max_tasks_per_child, max_memory_per_child)
         self.tq = tq
@@ -80,6 +83,7 @@ class Worker:
             concurrency,
             tq.registry,
             tq.app_spec,
+            tq.middleware,
             max_tasks_per_child=max_tasks_per_child,
             max_memory_per_child=max_memory_per_child,
         )
@@ -111,6 +115,13 @@ class Worker:
             stop_runs=self._stop_runs,
             outage=self.outage,
         )
+        self.metrics: WorkerMetrics | None = None
+        self.metrics_server: MetricsServer | None = None
+        if metrics_port is not None:  # imported only when asked for: a worker without it loads none of it
+            from taskq_cli.metrics import MetricsServer, WorkerMetrics
+
+            self.metrics = WorkerMetrics(plan.names, tq.registry, self.slots.running_by_queue)
+            self.metrics_server = MetricsServer(self.metrics, metrics_host, metrics_port)
         self.guard = LeaseGuard(self.slots, lease=lease, pool_kind=pool, stop_runs=self._stop_runs)
         self.handoff = HandOff(tq.broker.dependencies.drain, self.outage, kill_after_ack=kill_after_ack())
         self.maintainer = Maintainer(
@@ -127,6 +138,13 @@ class Worker:
     def run(self) -> int:
         StopSignals(self._on_first_signal).install()
         self.pool.start(self._on_done)  # children first, while this process has one thread
+        if self.metrics_server is not None:
+            try:
+                self.metrics_server.start()
+            except BaseException:
+                self.pool.close()
+                raise
+            log.info("metrics on http://%s:%d/metrics", self.metrics_server.host, self.metrics_server.port)
         threads = [
             threading.Thread(target=self.reporter.run, name="taskq-reporter", daemon=True),
             _loop_thread("taskq-heartbeat", self.leases.tick, self._halted, self.leases.poked),
@@ -158,6 +176,8 @@ class Worker:
                 thread.join(timeout=5)
             self.pool.close()
             self._unregister()
+            if self.metrics_server is not None:
+                self.metrics_server.stop()
         return code
 
     def stop(self) -> None:
@@ -251,6 +271,7 @@ class Worker:
                     job.token,
                     self.lease,
                     results.get(job.token, "{}"),
+                    job.record.headers,
                 )
             )
 
@@ -283,6 +304,8 @@ class Worker:
     def _reported(self, running: Running, outcome: Outcome, report: Report, result: bool | str) -> None:
         self._log_outcome(running, outcome, report, result)
         self.handoff.after_report(running.job, result)
+        if self.metrics is not None:
+            self.metrics.finished(running.job, running.started, outcome, report, result)
         if isinstance(result, FailState) and result.retry_in is not None:
             self.poke_maintenance(result.retry_in)
         elif isinstance(report, Postpone) and result:  # promote it when the limiter lets it pass
