@@ -224,7 +224,7 @@ function overviewView() {
     const failed = lastMinute(per.failed);
     return h("tr", { "data-queue": q.name },
       h("th", { scope: "row" }, link(queueHash(q.name), q.name),
-        q.paused ? h("span", { class: "badge paused", title: "Workers take nothing from this queue" }, "⏸ paused") : null),
+        q.paused ? h("span", { class: "badge paused", title: "Workers take nothing from this queue" }, "‖ paused") : null),
       states.map((s) => h("td", { class: "num", "data-state": s },
         q[s] ? link(queueHash(q.name, s), fmt(q[s]), { "aria-label": fmt(q[s]) + " " + s }) : h("span", { class: "muted" }, "0"))),
       h("td", { class: "num" }, done === null ? h("span", { class: "muted", title: "Counted while the dashboard is open" }, "…") : fmt(done),
@@ -295,11 +295,11 @@ function queueView(name, params) {
 
   function renderHead(info) {
     fill(head,
-      h("h1", {}, "Queue ", h("span", { class: "mono" }, name), info.paused ? h("span", { class: "badge paused" }, "⏸ paused") : null),
+      h("h1", {}, "Queue ", h("span", { class: "mono" }, name), info.paused ? h("span", { class: "badge paused" }, "‖ paused") : null),
       h("div", { class: "actions" },
         info.paused
           ? h("button", { type: "button", onclick: async () => { await act("queue/resume" + query({ name }), {}, "Queue resumed: workers take its tasks again."); refresh(); } }, "▶ Resume")
-          : h("button", { type: "button", onclick: async () => { await act("queue/pause" + query({ name }), {}, "Queue paused: workers take nothing from it; it still accepts tasks."); refresh(); } }, "⏸ Pause"),
+          : h("button", { type: "button", onclick: async () => { await act("queue/pause" + query({ name }), {}, "Queue paused: workers take nothing from it; it still accepts tasks."); refresh(); } }, "‖ Pause"),
         h("button", { type: "button", class: "danger", onclick: () => clearQueue(info) }, "Clear…")));
     const conc = h("input", { type: "number", min: "1", id: "limit-concurrency", value: info.concurrency_limit ?? "", placeholder: "no limit" });
     const rate = h("input", { type: "text", id: "limit-rate", value: info.rate_limit ? `${info.rate_limit.limit}/${info.rate_limit.window}s` : "", placeholder: "e.g. 100/s", pattern: "\\d+/.+" });
@@ -513,7 +513,7 @@ function workersView() {
         " · started ", when(w.started_at), " · heartbeat ", when(w.heartbeat_at)),
       w.active.length ? table(["Task", "Name", "Queue", "Running since", "Lease deadline"], w.active.map((a) => h("tr", {},
         h("td", { class: "mono" }, link(taskHash(a.id, a.queue), a.id)), h("td", {}, a.name || "?"), h("td", {}, a.queue),
-        h("td", {}, when(a.started_at)), h("td", { "data-field": "lease_deadline" }, when(a.lease_deadline)))), "Tasks this worker runs")
+        h("td", {}, when(a.started_at)), h("td", { "data-field": "lease_deadline" }, a.lease_deadline ? when(a.lease_deadline) : h("span", { class: "muted" }, "ended")))), "Tasks this worker runs")
         : h("p", { class: "muted" }, "Idle: no task right now."))));
   }
   return { root, refresh };
@@ -529,14 +529,14 @@ function schedulesView() {
       return;
     }
     fill(body, table(["Name", "Schedule", "Task", "Queue", "Next run", "Last run", "Last task", ""], rows.map((s) => h("tr", { "data-schedule": s.name },
-      h("th", { scope: "row" }, s.name, s.paused ? h("span", { class: "badge paused" }, "⏸ paused") : null),
+      h("th", { scope: "row" }, s.name, s.paused ? h("span", { class: "badge paused" }, "‖ paused") : null),
       h("td", { class: "mono" }, s.schedule + (s.tz !== "UTC" ? " " + s.tz : "")), h("td", {}, s.task), h("td", {}, link(queueHash(s.queue), s.queue)),
       h("td", {}, s.paused ? h("span", { class: "muted" }, "paused") : when(s.next_run)), h("td", {}, when(s.last_run)),
       h("td", {}, s.last_task_id ? [link(taskHash(s.last_task_id, s.queue), s.last_task_state || "?")] : ""),
       h("td", {}, h("button", { type: "button", onclick: async () => {
         await act("schedule/" + (s.paused ? "resume" : "pause") + query({ name: s.name }), {}, s.paused ? "Schedule resumed." : "Schedule paused: no new runs until resumed.");
         refresh();
-      } }, s.paused ? "▶ Resume" : "⏸ Pause")))), "Periodic schedules"));
+      } }, s.paused ? "▶ Resume" : "‖ Pause")))), "Periodic schedules"));
   }
   return { root, refresh };
 }
