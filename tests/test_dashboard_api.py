@@ -33,9 +33,17 @@ LOCAL = "http://localhost"
 
 
 def bury(
-    tq: TaskQueue, name: str = "t", queue: str = "default", message: str = "gave up", **payload: Any
+    tq: TaskQueue,
+    name: str = "t",
+    queue: str = "default",
+    message: str = "gave up",
+    at: int | None = None,
+    **payload: Any,
 ) -> str:
-    """Enqueue a task and fail its first attempt for good: it is dead, with this error message."""
+    """Enqueue a task and fail its first attempt for good: it is dead, with this error message, a
+    second after the task buried before it (Redis's clock driven: no two die in the same ms)."""
+    died = at or tq.broker.redis_time_ms() + 1000
+    tq.broker.clock = lambda: died
     task_id = tq.enqueue(name, payload, queue=queue)
     job = tq.broker.fetch(queue, 30, "test-worker")
     assert isinstance(job, Fetched) and job.id == task_id
@@ -218,7 +226,8 @@ def test_dead_tasks_are_found_by_queue_name_error_text_and_age(tq, open_ui):
     assert page["total"] == 3 and page["next"] is None
     died = [t["died_at"] for t in page["items"]]
     assert died == sorted(died, reverse=True) and target in [t["id"] for t in page["items"]]
-    assert "payload" not in page["items"][0] and page["items"][0]["last_error"]["message"] == "disk full"
+    assert page["items"][0]["id"] == target and "payload" not in page["items"][0]
+    assert page["items"][0]["last_error"]["message"] == "disk full"
     assert {t["queue"] for t in open_ui.get("/ui/api/dlq?text=smtp").json()["items"]} == {"a", "b"}
     assert [t["id"] for t in open_ui.get("/ui/api/dlq?text=DISK").json()["items"]] == [target]
     assert len(open_ui.get("/ui/api/dlq?text=handler").json()["items"]) == 3  # the traceback too
@@ -227,8 +236,10 @@ def test_dead_tasks_are_found_by_queue_name_error_text_and_age(tq, open_ui):
     assert open_ui.get("/ui/api/dlq?max_age=1h").json()["total"] == 3
 
 
-def test_dead_pages_follow_a_cursor_and_cover_every_task_once(tq, open_ui):
-    ids = {bury(tq, "t", q) for q in ("a", "b") for _ in range(7)}
+@pytest.mark.parametrize("same_ms", [False, True], ids=["apart", "all-in-one-ms"])
+def test_dead_pages_follow_a_cursor_and_cover_every_task_once(tq, open_ui, same_ms):
+    moment = tq.broker.redis_time_ms()
+    ids = {bury(tq, "t", q, at=moment if same_ms else None) for q in ("a", "b") for _ in range(7)}
     seen: list[str] = []
     cursor = None
     while True:
