@@ -232,8 +232,10 @@ def test_dead_tasks_are_found_by_queue_name_error_text_and_age(tq, open_ui):
     assert [t["id"] for t in open_ui.get("/ui/api/dlq?text=DISK").json()["items"]] == [target]
     assert len(open_ui.get("/ui/api/dlq?text=handler").json()["items"]) == 3  # the traceback too
     assert len(open_ui.get("/ui/api/dlq?queue=a&name=mail").json()["items"]) == 1
+    slashed = bury(tq, "mail", "b", 'cannot open "/var/spool/out": é')  # JSON escapes these
+    assert [t["id"] for t in open_ui.get('/ui/api/dlq?text="/var/spool/out": É').json()["items"]] == [slashed]
     assert open_ui.get("/ui/api/dlq?min_age=1h").json()["total"] == 0
-    assert open_ui.get("/ui/api/dlq?max_age=1h").json()["total"] == 3
+    assert open_ui.get("/ui/api/dlq?max_age=1h").json()["total"] == 4
 
 
 @pytest.mark.parametrize("same_ms", [False, True], ids=["apart", "all-in-one-ms"])

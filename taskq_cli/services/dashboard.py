@@ -119,6 +119,15 @@ class DeadFilter:
     def reads_records(self) -> bool:
         return bool(self.name or self.text)
 
+    def may_match(self, raw: str) -> bool:
+        """A cheap test on a record's JSON text before it is decoded: False only when a searched
+        text that JSON writes as itself (printable ASCII but quotes, backslashes and slashes) is
+        not in it. Most records of a rare error are turned down here, never decoded."""
+        folded = raw.casefold()
+        return all(
+            needle.casefold() in folded for needle in (self.name, self.text) if needle and _json_plain(needle)
+        )
+
     def matches(self, meta: dict[str, Any] | None) -> bool:
         if meta is None:
             return False
@@ -131,6 +140,10 @@ class DeadFilter:
         if isinstance(error, dict):
             parts += [str(error.get(k, "")) for k in ("type", "message", "traceback")]
         return self.text.casefold() in "\n".join(parts).casefold()
+
+
+def _json_plain(text: str) -> bool:
+    return all(" " <= c <= "~" and c not in '"\\/' for c in text)
 
 
 @dataclass(frozen=True)
@@ -185,11 +198,11 @@ def _matching(
     scanned = 0
     position = cursor
     while len(found) < wanted:
-        if scanned >= cap:
-            return found, scanned, position, True
+        if scanned >= cap:  # at the bound: capped only if there is more to read
+            return found, scanned, position, _more_after(tq, window, position)
         step = min(SCAN_CHUNK, cap - scanned)
         batch = tq.broker.dead_newest(window.queues, position, window.newest_ms, window.oldest_ms, step)
-        metas = tq.broker.metas([(q, i) for _, q, i in batch])
+        metas = tq.broker.metas([(q, i) for _, q, i in batch], chosen.may_match)
         for key, meta in zip(batch, metas, strict=True):
             scanned += 1
             position = key
@@ -200,6 +213,10 @@ def _matching(
         if len(batch) < step:
             break
     return found, scanned, position, False
+
+
+def _more_after(tq: TaskQueue, window: _Window, position: Cursor | None) -> bool:
+    return bool(tq.broker.dead_newest(window.queues, position, window.newest_ms, window.oldest_ms, 1))
 
 
 def _dead_docs(tq: TaskQueue, keys: Sequence[Cursor]) -> list[dict[str, Any]]:
