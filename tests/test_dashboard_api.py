@@ -351,3 +351,15 @@ def test_schedules_are_listed_and_paused_and_resumed(tq, open_ui):
     assert open_ui.get("/ui/api/schedules").json()[0]["paused"] is True
     assert open_ui.post("/ui/api/schedule/resume?name=nightly").json()["paused"] is False
     assert open_ui.post("/ui/api/schedule/pause?name=nothing").status_code == 404
+
+
+def test_mounted_under_a_prefix_the_dashboard_and_its_cookie_follow_the_prefix(tq):
+    from fastapi import FastAPI
+
+    parent = FastAPI()
+    parent.mount("/taskq", create_app(tq, token=TOKEN))
+    with TestClient(parent, base_url=LOCAL) as client:
+        assert client.get("/taskq/ui/").status_code == 200
+        signed = client.post("/taskq/ui/api/login", json={"token": TOKEN})
+        assert "Path=/taskq/ui;" in signed.headers["set-cookie"] and signed.json()["root"] == "/taskq"
+        assert client.get("/taskq/ui/api/overview").status_code == 200
