@@ -459,8 +459,7 @@ class TaskQueue:
         self, requests: Sequence[EnqueueRequest], *, durable: bool = False
     ) -> list[EnqueueResult]:
         """`submit` on the event loop: the same preparation, then AsyncBroker.enqueue."""
-        tasks = [prepare(request, self.registry) for request in requests]
-        tasks = self._before_enqueue(tasks)
+        tasks = self._before_enqueue([prepare(request, self.registry) for request in requests])
         if any(t.after for t in tasks):  # linked in several steps: the sync Broker, off the loop
             return await asyncio.to_thread(self.broker.enqueue, tasks, durable=durable)
         return await self.abroker.enqueue(tasks, durable=durable)

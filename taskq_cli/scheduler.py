@@ -21,10 +21,17 @@ log = logging.getLogger("taskq.scheduler")
 MAX_IDLE = 1.0  # seconds between passes at most: a lost worker is recovered within lease + 1 s
 
 
+class DependencyUpkeep(Protocol):
+    def maintain(self, queues: Sequence[str]) -> int: ...
+
+
 class SchedulerBroker(Protocol):
     """What maintenance and cron need of the protocol. Tests drive them by ticks against an
     in-memory fake whose clock is Redis's (tests/test_scheduler_ticks.py); `taskq_cli.protocol.Broker`
     satisfies it (mypy checks that where the real one is passed)."""
+
+    @property
+    def dependencies(self) -> DependencyUpkeep: ...
 
     def known_queues(self) -> list[str]: ...
 
