@@ -15,6 +15,7 @@ from taskq_cli.protocol.reads import only_queue
 from taskq_cli.services.limits import doc as limit_doc
 from taskq_cli.services.limits import fields as limit_fields
 from taskq_cli.services.shapes import BulkReport, QueueInfoDoc
+from taskq_cli.states import FINISHED_STATES
 
 if TYPE_CHECKING:
     from taskq_cli.config import RetryDefaults
@@ -310,7 +311,7 @@ class Admin:
         state = self.broker.cancel(str(record.meta["queue"]), task_id)
         if state == "":
             raise NotFound(f"task {task_id} not found")
-        if state in ("done", "dead"):
+        if state in FINISHED_STATES:
             raise UsageError(f"task {task_id} is already {state}; nothing to cancel")
         return state
 
