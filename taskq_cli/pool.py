@@ -13,15 +13,26 @@ the average per task name).
 from __future__ import annotations
 
 import asyncio
+import functools
 import queue
 import threading
 import time
 from collections.abc import Callable, Collection, Mapping
 from typing import Protocol
 
+from taskq_cli.middleware import Chain
 from taskq_cli.models import Outcome
 from taskq_cli.registry import TaskDef
-from taskq_cli.runner import Execution, TaskTimeout, call_here, outcome_of, run_task, run_task_async
+from taskq_cli.runner import (
+    Execution,
+    TaskTimeout,
+    call_here,
+    outcome_of,
+    run_outcome,
+    run_task,
+    run_task_async,
+    task_info,
+)
 from taskq_cli.runtime import Runtimes
 
 OnDone = Callable[[Execution, Outcome], None]
@@ -49,9 +60,10 @@ class ThreadPool:
     """`size` daemon threads. A sync handler past its timeout cannot be killed: the pool reports it as
     timed out, abandons its thread (dropping whatever it returns later) and starts a replacement."""
 
-    def __init__(self, size: int, registry: Mapping[str, TaskDef]) -> None:
+    def __init__(self, size: int, registry: Mapping[str, TaskDef], middleware: Chain | None = None) -> None:
         self.size = size
         self.registry = registry
+        self.middleware = middleware or Chain()
         self._jobs: queue.SimpleQueue[Execution | None] = queue.SimpleQueue()
         self._lock = threading.Lock()
         self._deadlines: dict[str, tuple[float, Execution]] = {}
@@ -95,7 +107,13 @@ class ThreadPool:
                 self._executing.add(execution.token)
                 if execution.timeout is not None:
                     self._deadlines[execution.token] = (time.monotonic() + execution.timeout, execution)
-            outcome = run_task(self.registry.get(execution.name), execution, call=call_here)
+            outcome = run_task(
+                self.registry.get(execution.name),
+                execution,
+                call=call_here,
+                middleware=self.middleware,
+                wanted=functools.partial(self._wanted, execution.token),
+            )
             with self._lock:
                 self._executing.discard(execution.token)
                 self._deadlines.pop(execution.token, None)
@@ -105,6 +123,11 @@ class ThreadPool:
             self.runtimes.record(known_name(self.registry, execution.name), outcome.runtime)
             if self._on_done is not None:
                 self._on_done(execution, outcome)
+
+    def _wanted(self, token: str) -> bool:
+        """Whether a finished execution's outcome still counts (not timed out or aborted)."""
+        with self._lock:
+            return token not in self._dropped
 
     def _watch(self) -> None:
         while not self._closed.wait(0.05):
@@ -117,8 +140,13 @@ class ThreadPool:
                     self._executing.discard(execution.token)
             for execution in late:
                 self._add_thread()
-                outcome = outcome_of(TaskTimeout(f"timed out after {execution.timeout:g}s"))
+                timed_out = TaskTimeout(f"timed out after {execution.timeout:g}s")
+                outcome = outcome_of(timed_out)
                 self.runtimes.record(None, outcome.runtime)  # not measured: no guess for its name
+                if self.middleware.running:  # its thread runs on: after_run hears of the timeout now
+                    self.middleware.after_run(
+                        task_info(execution), run_outcome(execution, outcome, None, timed_out)
+                    )
                 if self._on_done is not None:
                     self._on_done(execution, outcome)
 
@@ -126,8 +154,9 @@ class ThreadPool:
 class AsyncPool:
     """One event loop in its own thread; up to the worker's concurrency tasks run on it at once."""
 
-    def __init__(self, size: int, registry: Mapping[str, TaskDef]) -> None:
+    def __init__(self, size: int, registry: Mapping[str, TaskDef], middleware: Chain | None = None) -> None:
         self.registry = registry
+        self.middleware = middleware or Chain()
         self._loop = asyncio.new_event_loop()
         self._slots = asyncio.Semaphore(size)  # submissions beyond `size` wait their turn
         self._running: dict[str, asyncio.Task[None]] = {}
@@ -164,7 +193,7 @@ class AsyncPool:
 
     async def _run(self, execution: Execution) -> None:
         async with self._slots:
-            outcome = await run_task_async(self.registry.get(execution.name), execution)
+            outcome = await run_task_async(self.registry.get(execution.name), execution, self.middleware)
         if self._running.pop(execution.token, None) is None:
             return  # aborted
         self.runtimes.record(known_name(self.registry, execution.name), outcome.runtime)

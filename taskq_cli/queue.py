@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, overload
 
 from taskq_cli.config import DEFAULT_QUEUE, RetryDefaults, Settings, check_name
 from taskq_cli.errors import UsageError
+from taskq_cli.middleware import Chain, Middleware, TaskInfo
 from taskq_cli.producer import UNSET, EnqueueRequest, prepare
 from taskq_cli.registry import TaskDef, UniqueSpec
+from taskq_cli.workflows import chain_requests, group_requests, items_as_requests
 
 if TYPE_CHECKING:
     import asyncio
@@ -33,6 +36,7 @@ ENQUEUE_OPTIONS = (
     "unique_until",
     "unique_for",
     "debounce",
+    "after",
 )
 
 
@@ -131,6 +135,7 @@ class TaskQueue:
         self.registry: dict[str, TaskDef] = {}
         self.app_spec: str | None = None  # set by --app loading: how child processes find handlers
         self.code_schedules: dict[str, Schedule] = {}  # @tq.periodic; written by sync_schedules()
+        self.middleware = Chain()  # add_middleware; runs in this app's producers and workers
         self._broker: Broker | None = None
         # one redis.asyncio pool per event loop: a pool's connections belong to the loop that made them
         self._abrokers: dict[asyncio.AbstractEventLoop, AsyncBroker] = {}
@@ -290,6 +295,12 @@ class TaskQueue:
 
         return register(fn) if fn is not None else register
 
+    def add_middleware(self, middleware: Middleware) -> None:
+        """Run `middleware`'s hooks around every enqueue of this app (library, CLI and API with
+        --app) and every execution in its workers, whatever the pool (docs/observability.md). Add
+        it where the tasks are defined, before a worker starts."""
+        self.middleware = Chain([*self.middleware.middleware, middleware])
+
     # -- producing --------------------------------------------------------------------------
 
     def enqueue(
@@ -309,6 +320,7 @@ class TaskQueue:
         unique_until: str | None = None,
         unique_for: float | str | None = None,
         debounce: float | str | None = None,
+        after: Sequence[str] | None = None,
     ) -> str:
         """Enqueue one task; returns its id (the existing task's id for a duplicate custom id, or the
         holder's for a held unique key).
@@ -333,6 +345,7 @@ class TaskQueue:
             unique_until: as in `task`.
             unique_for: as in `task`.
             debounce: as in `task`.
+            after: ids of tasks it waits for; it runs once they are all done (docs/workflows.md).
         """
         request = EnqueueRequest(
             name,
@@ -348,6 +361,7 @@ class TaskQueue:
             unique_until=unique_until,
             unique_for=unique_for,
             debounce=debounce,
+            after=after,
         )
         return self.submit([request], durable=durable)[0].id
 
@@ -357,13 +371,47 @@ class TaskQueue:
         for `enqueue`, for the whole batch."""
         return [result.id for result in self.submit(_requests(items), durable=durable)]
 
+    def chain(self, items: Iterable[Sequence[Any]], *, durable: bool = False) -> list[str]:
+        """Enqueue `(name, payload[, options])` items, each `after` the one before it (it runs once
+        that one is done; if one ends dead or is cancelled, the rest end dead with DependencyFailed).
+        One batch; returns the ids in order (docs/workflows.md)."""
+        return [r.id for r in self.submit(chain_requests(_requests(items)), durable=durable)]
+
+    def group(self, items: Iterable[Sequence[Any]], *, durable: bool = False) -> list[str]:
+        """Enqueue independent tasks as one batch; returns their ids. A chord is a task enqueued
+        `after=` them: `tq.enqueue("notify", {}, after=tq.group([...]))`."""
+        return [r.id for r in self.submit(group_requests(_requests(items)), durable=durable)]
+
+    async def achain(self, items: Iterable[Sequence[Any]], *, durable: bool = False) -> list[str]:
+        """`chain` on the event loop."""
+        return [r.id for r in await self.asubmit(chain_requests(_requests(items)), durable=durable)]
+
+    async def agroup(self, items: Iterable[Sequence[Any]], *, durable: bool = False) -> list[str]:
+        """`group` on the event loop."""
+        return [r.id for r in await self.asubmit(group_requests(_requests(items)), durable=durable)]
+
     def submit(self, requests: Sequence[EnqueueRequest], *, durable: bool = False) -> list[EnqueueResult]:
         """Validate every request, then write them all (one round trip, atomic per queue)."""
         return self.write([prepare(request, self.registry) for request in requests], durable=durable)
 
     def write(self, tasks: Sequence[NewTask], *, durable: bool = False) -> list[EnqueueResult]:
         """Write tasks `producer.prepare` already validated (one round trip, atomic per queue)."""
-        return self.broker.enqueue(tasks, durable=durable)
+        return self.broker.enqueue(self._before_enqueue(tasks), durable=durable)
+
+    def _before_enqueue(self, tasks: Sequence[NewTask]) -> Sequence[NewTask]:
+        """The middleware's `before_enqueue` for each task, before anything of the batch is written;
+        the headers they add go into the task's record."""
+        chain = self.middleware
+        if not chain.producing:
+            return tasks
+        from dataclasses import replace
+
+        out: list[NewTask] = []
+        for task in tasks:
+            info = TaskInfo(task.id, task.meta["name"], task.queue, 0, {}, payload_json=task.payload_json)
+            headers = chain.before_enqueue(info)
+            out.append(replace(task, meta={**task.meta, "headers": headers}) if headers else task)
+        return out
 
     async def aenqueue(
         self,
@@ -382,6 +430,7 @@ class TaskQueue:
         unique_until: str | None = None,
         unique_for: float | str | None = None,
         debounce: float | str | None = None,
+        after: Sequence[str] | None = None,
     ) -> str:
         """`enqueue` on the event loop (redis.asyncio): the same checks, options and guarantees."""
         request = EnqueueRequest(
@@ -398,6 +447,7 @@ class TaskQueue:
             unique_until=unique_until,
             unique_for=unique_for,
             debounce=debounce,
+            after=after,
         )
         return (await self.asubmit([request], durable=durable))[0].id
 
@@ -409,7 +459,9 @@ class TaskQueue:
         self, requests: Sequence[EnqueueRequest], *, durable: bool = False
     ) -> list[EnqueueResult]:
         """`submit` on the event loop: the same preparation, then AsyncBroker.enqueue."""
-        tasks = [prepare(request, self.registry) for request in requests]
+        tasks = self._before_enqueue([prepare(request, self.registry) for request in requests])
+        if any(t.after for t in tasks):  # linked in several steps: the sync Broker, off the loop
+            return await asyncio.to_thread(self.broker.enqueue, tasks, durable=durable)
         return await self.abroker.enqueue(tasks, durable=durable)
 
     # -- results ----------------------------------------------------------------------------
@@ -586,16 +638,7 @@ class TaskQueue:
 
 def _requests(items: Iterable[Sequence[Any]]) -> list[EnqueueRequest]:
     """`enqueue_many`'s items as requests: `(name, payload)` or `(name, payload, options)`."""
-    requests: list[EnqueueRequest] = []
-    for index, item in enumerate(items):
-        if len(item) not in (2, 3):
-            raise UsageError(f"item {index}: expected (name, payload) or (name, payload, options)")
-        options = dict(item[2]) if len(item) == 3 else {}
-        unknown = set(options) - set(ENQUEUE_OPTIONS)
-        if unknown:
-            raise UsageError(f"item {index}: unknown option(s) {', '.join(sorted(unknown))}")
-        requests.append(EnqueueRequest(item[0], item[1], **options, label=f"item {index}"))
-    return requests
+    return items_as_requests(items, ENQUEUE_OPTIONS)
 
 
 MAX_CONCURRENCY_LIMIT = 1_000_000

@@ -54,6 +54,15 @@ class Slots:
         with self._changed:
             return len(self._running)
 
+    def running_by_queue(self) -> dict[str, int]:
+        """Attempts held and not finished, per queue (the metrics' taskq_tasks_running)."""
+        counts: dict[str, int] = {}
+        with self._changed:
+            for running in self._running.values():
+                if not running.finished:
+                    counts[running.job.queue] = counts.get(running.job.queue, 0) + 1
+        return counts
+
     def free(self, freed: int = 0) -> int:
         """How many more tasks to fetch once `freed` held attempts are reported."""
         with self._changed:
