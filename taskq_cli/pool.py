@@ -20,7 +20,7 @@ import time
 from collections.abc import Callable, Collection, Mapping
 from typing import Protocol
 
-from taskq_cli.middleware import Chain
+from taskq_cli.middleware import Chain, TaskInfo
 from taskq_cli.models import Outcome
 from taskq_cli.registry import TaskDef
 from taskq_cli.runner import (
@@ -69,6 +69,7 @@ class ThreadPool:
         self._deadlines: dict[str, tuple[float, Execution]] = {}
         self._dropped: set[str] = set()  # aborted or timed out: outcomes are not delivered
         self._executing: set[str] = set()
+        self._seen: dict[str, TaskInfo] = {}  # what the hooks saw of a running task with a timeout
         self._on_done: OnDone | None = None
         self._closed = threading.Event()
         self._threads = 0
@@ -101,22 +102,27 @@ class ThreadPool:
 
     def _serve(self) -> None:
         while (execution := self._jobs.get()) is not None:
+            task = task_info(execution) if self.middleware.running else None
             with self._lock:
                 if execution.token in self._dropped:
                     continue  # aborted before it started
                 self._executing.add(execution.token)
                 if execution.timeout is not None:
                     self._deadlines[execution.token] = (time.monotonic() + execution.timeout, execution)
+                    if task is not None:
+                        self._seen[execution.token] = task
             outcome = run_task(
                 self.registry.get(execution.name),
                 execution,
                 call=call_here,
                 middleware=self.middleware,
                 wanted=functools.partial(self._wanted, execution.token),
+                task=task,
             )
             with self._lock:
                 self._executing.discard(execution.token)
                 self._deadlines.pop(execution.token, None)
+                self._seen.pop(execution.token, None)
                 abandoned = execution.token in self._dropped
             if abandoned:
                 return  # this thread was replaced when its task timed out or was aborted
@@ -134,6 +140,7 @@ class ThreadPool:
             now = time.monotonic()
             with self._lock:
                 late = [e for deadline, e in self._deadlines.values() if deadline <= now]
+                seen = {e.token: self._seen.pop(e.token, None) for e in late}
                 for execution in late:
                     del self._deadlines[execution.token]
                     self._dropped.add(execution.token)
@@ -144,9 +151,8 @@ class ThreadPool:
                 outcome = outcome_of(timed_out)
                 self.runtimes.record(None, outcome.runtime)  # not measured: no guess for its name
                 if self.middleware.running:  # its thread runs on: after_run hears of the timeout now
-                    self.middleware.after_run(
-                        task_info(execution), run_outcome(execution, outcome, None, timed_out)
-                    )
+                    task = seen.get(execution.token) or task_info(execution)  # the one before_run saw
+                    self.middleware.after_run(task, run_outcome(execution, outcome, None, timed_out))
                 if self._on_done is not None:
                     self._on_done(execution, outcome)
 
