@@ -8,9 +8,10 @@ tested with made-up INFO/CONFIG values.
 Severities: `fail` loses or stalls tasks now (Redis older than 6.2 or missing commands, an evicting
 `maxmemory-policy` with a memory limit, leases expired long ago that nobody recovers, keys in the
 namespace that are not taskq's, a cluster that does not serve every slot, a queue whose keys span
-slots); `warn` is a risk or could not be checked (persistence off, round-trip latency, clock offset,
-workers that stopped heartbeating, queues missing from the registry, an evicting policy without a
-memory limit, CONFIG refused, sentinels not answering). Redis unreachable is not a finding: the
+slots, waiting tasks stuck on their dependencies: outcomes nobody hands off, links never made, a
+dependency that no longer exists); `warn` is a risk or could not be checked (persistence off,
+round-trip latency, clock offset, workers that stopped heartbeating, queues missing from the
+registry, an evicting policy without a memory limit, CONFIG refused, sentinels not answering). Redis unreachable is not a finding: the
 probes' BrokerUnavailable reaches the CLI, which exits 1 with one line.
 
 On a Redis Cluster the server checks (version, commands, eviction, persistence, latency) run on every
@@ -27,6 +28,7 @@ from typing import Any, Literal
 
 from taskq_cli.protocol import Broker, probes
 from taskq_cli.protocol.probes import (
+    DependencyFacts,
     ExpiredLeases,
     KeyCensus,
     KeyLayout,
@@ -36,7 +38,7 @@ from taskq_cli.protocol.probes import (
 )
 from taskq_cli.protocol.topology import Topology
 
-__all__ = ["ExpiredLeases", "KeyCensus", "KeyLayout", "Registration", "take_census"]
+__all__ = ["DependencyFacts", "ExpiredLeases", "KeyCensus", "KeyLayout", "Registration", "take_census"]
 
 Status = Literal["ok", "warn", "fail"]
 
@@ -333,6 +335,48 @@ def check_leases(
     return findings
 
 
+HANDOFF_GRACE_MS = 10_000  # every maintenance pass (each second) drains outboxes and relinks
+
+
+def check_dependencies(
+    facts: Mapping[str, DependencyFacts], serving: Mapping[str, int], now_ms: int
+) -> list[Finding]:
+    """Dependents that may be stuck in `waiting`: outcomes nobody handed off (no maintenance runs for
+    the queue), links nobody confirmed, or a dependency that no longer exists (and was never handed
+    off: a record deleted by hand, or by another program)."""
+    findings = []
+    for queue, found in sorted(facts.items()):
+        nobody = "" if serving.get(queue) else f" (no live worker serves {queue})"
+        stale = found.oldest_outbox_ms is not None and now_ms - found.oldest_outbox_ms > HANDOFF_GRACE_MS
+        if stale or found.unlinked:
+            what = f"{found.outbox} finished task(s) whose dependents were not told" if stale else ""
+            if found.unlinked:
+                what += ("; " if what else "") + f"{found.unlinked} waiting task(s) never linked"
+            findings.append(
+                Finding(
+                    "dependencies",
+                    "fail",
+                    f"queue {queue}: {what}{nobody}",
+                    f"run `taskq scheduler` or a worker for queue {queue}: its maintenance hands them off",
+                )
+            )
+        if found.orphans:
+            shown = ", ".join(f"{t} (after {d})" for t, d in found.orphans[:SHOWN])
+            more = f" and {len(found.orphans) - SHOWN} more" if len(found.orphans) > SHOWN else ""
+            findings.append(
+                Finding(
+                    "dependencies",
+                    "fail",
+                    f"queue {queue}: {len(found.orphans)} waiting task(s) wait for a task that no longer "
+                    f"exists: {shown}{more}",
+                    f"cancel them (taskq task cancel ID --queue {queue}) and enqueue them again",
+                )
+            )
+    if not findings:
+        findings.append(Finding("dependencies", "ok", "no waiting task is stuck on its dependencies"))
+    return findings
+
+
 def check_keys(namespace: str, census: KeyCensus) -> Finding:
     if not census.unknown:
         return Finding("keys", "ok", f"all {census.total} keys of namespace {namespace} are taskq's")
@@ -378,6 +422,8 @@ def run_checks(broker: Broker, *, pings: int = PINGS) -> list[Finding]:
     queues = sorted(set(known) | census.queues)
     expired = probes.expired_leases(broker, queues, now_ms - LEASE_GRACE_MS)
     findings += check_leases(expired, serving(registrations, now_ms), now_ms)
+    facts = probes.dependency_facts(broker, queues, now_ms - HANDOFF_GRACE_MS)
+    findings += check_dependencies(facts, serving(registrations, now_ms), now_ms)
     findings.append(check_keys(broker.settings.namespace, census))
     findings.append(check_registry(broker.ns.queues, census, known))
     findings.append(check_slots(*probes.queue_slots(broker, queues)))
