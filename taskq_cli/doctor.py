@@ -11,8 +11,9 @@ namespace that are not taskq's, a cluster that does not serve every slot, a queu
 slots, waiting tasks stuck on their dependencies: outcomes nobody hands off, links never made, a
 dependency that no longer exists); `warn` is a risk or could not be checked (persistence off,
 round-trip latency, clock offset, workers that stopped heartbeating, queues missing from the
-registry, an evicting policy without a memory limit, CONFIG refused, sentinels not answering). Redis unreachable is not a finding: the
-probes' BrokerUnavailable reaches the CLI, which exits 1 with one line.
+registry, an evicting policy without a memory limit, CONFIG refused, sentinels not answering).
+Redis unreachable is not a finding: the probes' BrokerUnavailable reaches the CLI, which exits 1
+with one line.
 
 On a Redis Cluster the server checks (version, commands, eviction, persistence, latency) run on every
 primary and are reported as one finding per check: the worst result, naming the primaries it comes
