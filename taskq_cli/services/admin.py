@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 from taskq_cli.errors import NotFound, UsageError
 from taskq_cli.models import Options, Task
 from taskq_cli.protocol import Broker, TaskRecord
+from taskq_cli.protocol.keys import split_ref
 from taskq_cli.protocol.reads import only_queue
 from taskq_cli.services.limits import doc as limit_doc
 from taskq_cli.services.limits import fields as limit_fields
@@ -176,6 +177,9 @@ class Admin:
         if record is None:
             raise NotFound(f"task {task_id} not found")
         out = Task.from_record(record.meta, record.payload_json, record.result_json).to_json()
+        if record.meta.get("deps"):
+            [refs] = self.broker.dependencies.after([(out["queue"], out["id"])])
+            out["after"] = [split_ref(ref)[1] for ref in refs]
         if out.get("state") == "waiting":
             out["blocked_by"] = self.broker.dependencies.blocked_by(out["queue"], out["id"])
         handler = handlers.get(str(record.meta.get("name", "")))

@@ -33,8 +33,6 @@ from taskq_cli.outage import REDIS_ERRORS, Outage, describe
 from taskq_cli.pool import Pool
 from taskq_cli.pools import POOL_KINDS, make_pool
 from taskq_cli.protocol import FailState, Fetched, Postpone, Report
-from taskq_cli.protocol.dependencies import after_refs
-from taskq_cli.protocol.keys import split_ref
 from taskq_cli.protocol.record import TaskMeta
 from taskq_cli.runner import Execution
 from taskq_cli.scheduler import CronRunner, Maintenance
@@ -278,20 +276,15 @@ class Worker:
     def _dependency_results(self, runs: list[Running]) -> dict[str, str | None]:
         """The results of the dependencies of the tasks about to start (by lease token), as JSON
         objects by id: one read for the whole batch; None for each when Redis refused it."""
-        wanted = {r.job.token: refs for r in runs if (refs := after_refs(r.job.meta))}
+        wanted = [r.job for r in runs if r.job.meta.get("deps")]
         if not wanted:
             return {}
         try:
-            found = self.tq.broker.dependencies.results(
-                sorted({ref for refs in wanted.values() for ref in refs})
-            )
+            found = self.tq.broker.dependencies.results([(job.queue, job.id) for job in wanted])
         except REDIS_ERRORS as exc:
             log.warning("could not read dependency results (%s); those attempts fail and are retried", exc)
-            return dict.fromkeys(wanted)
-        return {
-            token: json.dumps({split_ref(ref)[1]: found.get(split_ref(ref)[1]) for ref in refs})
-            for token, refs in wanted.items()
-        }
+            return dict.fromkeys(job.token for job in wanted)
+        return {job.token: json.dumps(values) for job, values in zip(wanted, found, strict=True)}
 
     # -- outcomes -----------------------------------------------------------------------------
 
