@@ -227,23 +227,28 @@ class Worker:
         )
 
     def _launch(self, runs: list[Running]) -> None:
-        for running in runs:
-            job, options = running.job, running.options
-            if log.isEnabledFor(logging.INFO):  # skip building the record: a few µs of every short task
-                _log_started(job)
-            self.pool.submit(
+        if not runs:
+            return
+        if log.isEnabledFor(logging.INFO):  # skip building the records: a few µs of every short task
+            for running in runs:
+                _log_started(running.job)
+        lease = self.lease
+        self.pool.submit_many(  # one hand-off for the batch (one lock, one message per child)
+            [
                 Execution(
-                    job.id,
-                    job.record.name,
-                    job.queue,
-                    job.record.attempts,
-                    options.max_retries,
-                    job.payload_json,
-                    options.timeout,
-                    job.token,
-                    self.lease,
+                    r.job.id,
+                    r.job.record.name,
+                    r.job.queue,
+                    r.job.record.attempts,
+                    r.options.max_retries,
+                    r.job.payload_json,
+                    r.options.timeout,
+                    r.job.token,
+                    lease,
                 )
-            )
+                for r in runs
+            ]
+        )
 
     # -- outcomes -----------------------------------------------------------------------------
 
