@@ -252,26 +252,31 @@ class Worker:
         )
 
     def _launch(self, runs: list[Running]) -> None:
+        if not runs:
+            return
+        if log.isEnabledFor(logging.INFO):  # skip building the records: a few µs of every short task
+            for running in runs:
+                _log_started(running.job)
+        lease = self.lease
         results = self._dependency_results(runs)
-        for running in runs:
-            job, options = running.job, running.options
-            if log.isEnabledFor(logging.INFO):  # skip building the record: a few µs of every short task
-                _log_started(job)
-            self.pool.submit(
+        self.pool.submit_many(  # one hand-off for the batch (one lock, one message per child)
+            [
                 Execution(
-                    job.id,
-                    job.record.name,
-                    job.queue,
-                    job.record.attempts,
-                    options.max_retries,
-                    job.payload_json,
-                    options.timeout,
-                    job.token,
-                    self.lease,
-                    results.get(job.token, "{}"),
-                    job.record.headers,
+                    r.job.id,
+                    r.job.record.name,
+                    r.job.queue,
+                    r.job.record.attempts,
+                    r.options.max_retries,
+                    r.job.payload_json,
+                    r.options.timeout,
+                    r.job.token,
+                    lease,
+                    results.get(r.job.token, "{}"),
+                    r.job.record.headers,
                 )
-            )
+                for r in runs
+            ]
+        )
 
     def _dependency_results(self, runs: list[Running]) -> dict[str, str | None]:
         """The results of the dependencies of the tasks about to start (by lease token), as JSON
