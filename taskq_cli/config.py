@@ -78,6 +78,22 @@ def api_token_from_env() -> str:
     return os.environ.get("TASKQ_API_TOKEN", "").strip()
 
 
+def metrics_port(given: int | None) -> int | None:
+    """The worker's metrics port: --metrics-port, else TASKQ_METRICS_PORT, else None (no metrics).
+    0 picks a free port (the worker logs which)."""
+    if given is None:
+        text = os.environ.get("TASKQ_METRICS_PORT", "").strip()
+        if not text:
+            return None
+        try:
+            given = int(text)
+        except ValueError:
+            raise UsageError(f"TASKQ_METRICS_PORT must be a port number, got {text!r}") from None
+    if not 0 <= given <= 65535:
+        raise UsageError(f"--metrics-port must be between 0 and 65535, got {given}")
+    return given
+
+
 def completing() -> bool:
     """True while the shell asks for completions (Typer sets _TASKQ_COMPLETE): Typer must answer."""
     return bool(os.environ.get("_TASKQ_COMPLETE"))
@@ -221,3 +237,11 @@ def effective(options: Mapping[str, str | None], profile: str | None = None) -> 
     url = settings["redis_url"]
     settings["redis_url"] = Resolved(mask_url(url.value), url.source)
     return {"profile": chosen, **settings}
+
+
+def kill_after_ack() -> bool:
+    """TASKQ_TEST_KILL_AFTER_ACK=1: TEST ONLY. A worker SIGKILLs itself right after an ack (or a death)
+    that wrote its task's outcome to the outbox, before the hand-off to the dependents: the fault
+    injection of tests/test_workflows.py, proving a maintenance pass releases them. Never set it in
+    production."""
+    return os.environ.get("TASKQ_TEST_KILL_AFTER_ACK") == "1"

@@ -21,10 +21,17 @@ log = logging.getLogger("taskq.scheduler")
 MAX_IDLE = 1.0  # seconds between passes at most: a lost worker is recovered within lease + 1 s
 
 
+class DependencyUpkeep(Protocol):
+    def maintain(self, queues: Sequence[str]) -> int: ...
+
+
 class SchedulerBroker(Protocol):
     """What maintenance and cron need of the protocol. Tests drive them by ticks against an
     in-memory fake whose clock is Redis's (tests/test_scheduler_ticks.py); `taskq_cli.protocol.Broker`
     satisfies it (mypy checks that where the real one is passed)."""
+
+    @property
+    def dependencies(self) -> DependencyUpkeep: ...
 
     def known_queues(self) -> list[str]: ...
 
@@ -49,6 +56,7 @@ class Maintenance:
     def tick(self, queues: Iterable[str]) -> float:
         """One pass over the queues; returns the seconds until the next scheduled task is due."""
         wait = MAX_IDLE
+        queues = list(queues)
         for queue in queues:
             moved, next_due = self.broker.promote(queue)
             retried, buried = self.broker.recover(queue, self.defaults)
@@ -64,6 +72,9 @@ class Maintenance:
                 )
             if next_due is not None:
                 wait = min(wait, next_due)
+        # outcomes whose hand-off a worker did not finish (it died), links a producer did not make
+        if self.broker.dependencies.maintain(queues):
+            log.debug("dependencies: handed off or linked again")
         return wait
 
 

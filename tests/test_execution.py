@@ -509,7 +509,7 @@ def test_max_memory_per_child_replaces_a_child_that_grew_past_the_limit_after_it
         # Tasks of 50 ms or more: exactly one leased task per slot.
         pytest.param("nap", {"seconds": 0.2}, 24, 2, id="tasks-of-200ms"),
         # Tasks of a few ms: up to 16 more per slot may be fetched ahead, as many as start within
-        # about 50 ms (README, "honest prefetch"); enough tasks that a hoarding worker would starve
+        # about 50 ms (docs/workers.md, "honest prefetch"); enough tasks that a hoarding worker would starve
         # the other.
         pytest.param("pid", {}, 200, 2 * (1 + MAX_AHEAD_PER_SLOT), id="tasks-of-a-few-ms"),
     ],

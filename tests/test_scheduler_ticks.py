@@ -43,6 +43,13 @@ class FakeBroker:
     failures: list[Exception] = field(default_factory=list)  # raised by the next calls, in order
     calls: list[str] = field(default_factory=list)
 
+    @property
+    def dependencies(self) -> FakeBroker:  # no task here waits on another: nothing to hand off
+        return self
+
+    def maintain(self, queues: Sequence[str]) -> int:
+        return 0
+
     def _call(self, what: str) -> None:
         self.calls.append(what)
         if self.failures:

@@ -112,6 +112,6 @@ def _supervise(
 def _settled_totals(tq: TaskQueue) -> tuple[int, ...] | None:
     """(processed, dead) when no task is pending, scheduled or active anywhere; else None."""
     stats = tq.broker.queue_stats(tq.broker.known_queues())
-    if any(s.pending or s.scheduled or s.active for s in stats):
+    if any(s.pending or s.scheduled or s.waiting or s.active for s in stats):
         return None
     return (sum(s.processed for s in stats), sum(s.dead for s in stats))

@@ -34,7 +34,9 @@ CLAIMED, BEGAN = 0, 1  # indexes into a child's shared progress (see above)
 Record = tuple[str, str, str | None, dict[str, str] | None, float | None, float, str | None]
 # (task id, outcome kind or "" for an execution skipped as aborted, result, error, delay, runtime,
 #  why the child retires after it or None)
-ExecutionFields = tuple[str, str, str, int, int, str, float | None, str, float]
+ExecutionFields = tuple[
+    str, str, str, int, int, str, float | None, str, float, str | None, dict[str, str] | None
+]
 
 # -- messages to a child ----------------------------------------------------------------------------
 
@@ -59,7 +61,19 @@ def read_message(message: bytes) -> tuple[list[Execution], list[str]] | None:
 
 def execution_fields(e: Execution) -> ExecutionFields:
     """The Execution as a plain tuple (order = the dataclass's fields, so `Execution(*fields)`)."""
-    return (e.task_id, e.name, e.queue, e.attempt, e.max_retries, e.payload_json, e.timeout, e.token, e.lease)
+    return (
+        e.task_id,
+        e.name,
+        e.queue,
+        e.attempt,
+        e.max_retries,
+        e.payload_json,
+        e.timeout,
+        e.token,
+        e.lease,
+        e.dependency_results,
+        e.headers,
+    )
 
 
 # -- records and doorbells from a child --------------------------------------------------------------
