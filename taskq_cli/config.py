@@ -237,3 +237,11 @@ def effective(options: Mapping[str, str | None], profile: str | None = None) -> 
     url = settings["redis_url"]
     settings["redis_url"] = Resolved(mask_url(url.value), url.source)
     return {"profile": chosen, **settings}
+
+
+def kill_after_ack() -> bool:
+    """TASKQ_TEST_KILL_AFTER_ACK=1: TEST ONLY. A worker SIGKILLs itself right after an ack (or a death)
+    that wrote its task's outcome to the outbox, before the hand-off to the dependents: the fault
+    injection of tests/test_workflows.py, proving a maintenance pass releases them. Never set it in
+    production."""
+    return os.environ.get("TASKQ_TEST_KILL_AFTER_ACK") == "1"

@@ -42,6 +42,8 @@ class Task(BaseModel):
     died_at: int | None = None
     worker: str | None = None
     unique_key: str | None = None
+    after: list[str] = []  # ids of its dependencies (after=)
+    blocked_by: list[str] = []  # those it still waits for (filled by `task show` for a waiting task)
     last_error: TaskError | None = None
     result: Any = None
     raw: str | None = None
@@ -59,6 +61,8 @@ class Task(BaseModel):
         data = dict(meta)
         data["payload"] = _loads_or_text(payload_json)
         data["result"] = _loads_or_text(result_json)
+        data.pop("after", None)  # filled by `task show` (its own key, protocol/dependencies.py)
+        data.pop("blocked_by", None)
         if data.get("timeout") == 0:
             data["timeout"] = None
         data.setdefault("state", TaskState.DEAD if data.get("raw") is not None else "unknown")

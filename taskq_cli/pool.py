@@ -17,7 +17,7 @@ import functools
 import queue
 import threading
 import time
-from collections.abc import Callable, Collection, Mapping
+from collections.abc import Callable, Collection, Mapping, Sequence
 from typing import Protocol
 
 from taskq_cli.middleware import Chain, TaskInfo
@@ -48,6 +48,10 @@ class Pool(Protocol):
     def submit(self, execution: Execution) -> None:
         """Never blocks; runs it when a slot is free (the worker may submit a few more than it has
         slots while tasks are short, so that no slot waits for a round trip to Redis)."""
+
+    def submit_many(self, executions: Sequence[Execution]) -> None:
+        """`submit` each, in order, as one hand-off: a fetch's batch costs one lock and one message
+        per child (process pool) or one loop wake-up (asyncio), not one per task."""
 
     def abort(self, tokens: Collection[str]) -> None:
         """Stop these attempts (by lease token) now; their outcomes are dropped."""
@@ -83,6 +87,10 @@ class ThreadPool:
 
     def submit(self, execution: Execution) -> None:
         self._jobs.put(execution)
+
+    def submit_many(self, executions: Sequence[Execution]) -> None:
+        for execution in executions:
+            self._jobs.put(execution)
 
     def abort(self, tokens: Collection[str]) -> None:
         with self._lock:
@@ -177,6 +185,9 @@ class AsyncPool:
     def submit(self, execution: Execution) -> None:
         self._loop.call_soon_threadsafe(self._begin, execution)
 
+    def submit_many(self, executions: Sequence[Execution]) -> None:
+        self._loop.call_soon_threadsafe(self._begin_all, list(executions))
+
     def abort(self, tokens: Collection[str]) -> None:
         def cancel() -> None:
             for token in tokens:
@@ -196,6 +207,10 @@ class AsyncPool:
 
     def _begin(self, execution: Execution) -> None:
         self._running[execution.token] = self._loop.create_task(self._run(execution))
+
+    def _begin_all(self, executions: list[Execution]) -> None:
+        for execution in executions:
+            self._begin(execution)
 
     async def _run(self, execution: Execution) -> None:
         async with self._slots:

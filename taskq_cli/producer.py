@@ -48,6 +48,7 @@ class EnqueueRequest:
     unique_until: str | None = None  # "finished" (default) or "started"
     unique_for: float | str | None = None  # caps how long the key is held
     debounce: float | str | None = None  # run this long after the last enqueue with the key
+    after: Sequence[str] | None = None  # ids of tasks it waits for (each must exist, not dead)
 
 
 def prepare(request: EnqueueRequest, registry: Mapping[str, TaskDef]) -> NewTask:
@@ -96,7 +97,24 @@ def _prepare(request: EnqueueRequest, registry: Mapping[str, TaskDef]) -> NewTas
         at_ms=at_ms,
         custom_id=task_id is not None,
         unique=lock,
+        after=_after(request.after),
     )
+
+
+MAX_AFTER = 100_000  # dependencies of one task (a chord's callback)
+
+
+def _after(after: object) -> tuple[str, ...]:
+    """The dependency ids, checked like task ids, duplicates dropped (order kept)."""
+    if after is None:
+        return ()
+    if isinstance(after, str) or not isinstance(after, Sequence | set | frozenset | tuple):
+        raise UsageError("after must be a list of task ids")
+    if len(after) > MAX_AFTER:
+        raise UsageError(f"after: at most {MAX_AFTER} dependencies")
+    for dep in after:
+        _check_id(dep)
+    return tuple(dict.fromkeys(after))
 
 
 MAX_KEY_LENGTH = 200  # longer derived keys are hashed (a key is stored in the record and a hash)
@@ -217,7 +235,18 @@ def _check_id(task_id: object) -> None:
 
 
 _UNIQUE_FIELDS = {"unique", "unique_key", "unique_until", "unique_for", "debounce"}
-_LINE_FIELDS = {"name", "payload", "queue", "delay", "at", "max_retries", "timeout", "id", *_UNIQUE_FIELDS}
+_LINE_FIELDS = {
+    "name",
+    "payload",
+    "queue",
+    "delay",
+    "at",
+    "max_retries",
+    "timeout",
+    "id",
+    "after",
+    *_UNIQUE_FIELDS,
+}
 
 
 def parse_json_lines(lines: Iterable[str], default_queue: str | None = None) -> list[EnqueueRequest]:
@@ -279,4 +308,11 @@ def request_from_object(
         unique_until=obj.get("unique_until"),
         unique_for=obj.get("unique_for"),
         debounce=obj.get("debounce"),
+        after=_after_field(obj.get("after")),
     )
+
+
+def _after_field(after: Any) -> list[str] | None:
+    if after is not None and not (isinstance(after, list) and all(isinstance(i, str) for i in after)):
+        raise UsageError("field 'after' must be a list of task ids")
+    return after

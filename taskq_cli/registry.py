@@ -27,6 +27,9 @@ class TaskContext:
     attempt: int
     max_retries: int
     lease: float = 30.0  # the worker's lease in seconds
+    # the results of its dependencies (after=) by id: None for one that returned nothing (or whose
+    # result expired); empty for a task without dependencies
+    dependency_results: dict[str, Any] = field(default_factory=dict)
 
 
 _current: contextvars.ContextVar[TaskContext | None] = contextvars.ContextVar(

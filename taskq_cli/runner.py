@@ -50,11 +50,17 @@ class Execution:
     token: str = ""  # the attempt's lease token: pools key their bookkeeping by it, not by task id,
     # because a retry of the same task may start in the same worker while the last attempt is reported
     lease: float = 30.0  # the worker's lease (seconds): a limiter's permit lapses like it
+    # JSON object of its dependencies' results by id (the worker reads them before it starts);
+    # None when they could not be read (the attempt fails and is retried)
+    dependency_results: str | None = "{}"
     headers: dict[str, str] | None = field(default=None, compare=False)  # the producer's middleware's
 
     @property
     def context(self) -> TaskContext:
-        return TaskContext(self.task_id, self.name, self.queue, self.attempt, self.max_retries, self.lease)
+        results = json.loads(self.dependency_results) if self.dependency_results not in (None, "{}") else {}
+        return TaskContext(
+            self.task_id, self.name, self.queue, self.attempt, self.max_retries, self.lease, results or {}
+        )
 
 
 # How a sync handler is called under its timeout: in a watched thread, or under SIGALRM.
@@ -144,6 +150,10 @@ def _prepare(handler: TaskDef | None, execution: Execution) -> dict[str, Any]:
     if handler is None:
         raise NotRunnable(
             "UnknownTask", f"no handler named {execution.name!r} is registered in this worker", final=False
+        )
+    if execution.dependency_results is None:
+        raise NotRunnable(
+            "DependencyResultsUnavailable", "the dependencies' results could not be read", final=False
         )
     try:
         payload = json.loads(execution.payload_json) if execution.payload_json else {}

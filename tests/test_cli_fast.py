@@ -277,7 +277,7 @@ def test_an_app_in_the_environment_still_validates_the_payload(run_cli, redis_ur
 
 def test_the_fast_path_knows_every_option_of_the_typer_command_or_hands_it_over():
     # An option added to cli/enqueue.py must be taught to fast.py, or left to Typer on purpose here
-    handed_over = {"file", "durable", "app", "wait"}
+    handed_over = {"file", "durable", "app", "wait", "after"}
     command = typer.main.get_command(typer_app).commands["enqueue"]  # type: ignore[attr-defined]
     options = [param for param in command.params if isinstance(param, typer.core.TyperOption)]
     typer_spellings: dict[str, str] = {}

@@ -53,7 +53,7 @@ SPEC_TASK_FIELDS = {
     "last_error",
     "result",
 }
-QUEUE_COUNT_FIELDS = ("pending", "scheduled", "active", "dead", "processed", "failed")
+QUEUE_COUNT_FIELDS = ("pending", "scheduled", "waiting", "active", "dead", "processed", "failed")
 WORKER_FIELDS = {"id", "host", "pid", "queues", "concurrency", "started_at", "heartbeat_at", "active"}
 DLQ_COLUMNS = ("id", "name", "queue", "attempts", "died at", "error")
 TASK_COLUMNS = ("id", "name", "queue", "state", "attempts", "enqueued_at", "run_at", "error")
@@ -982,10 +982,26 @@ def test_queue_list_json_gives_each_queue_with_its_counts_and_whether_it_is_paus
 
     listed = ok_json(cli("queue", "list", "--json"))
 
-    fields = ("name", "paused", "pending", "scheduled", "active", "dead")
+    fields = ("name", "paused", "pending", "scheduled", "waiting", "active", "dead")
     assert [{f: q[f] for f in fields} for q in sorted(listed, key=lambda q: q["name"])] == [
-        {"name": "default", "paused": False, "pending": 2, "scheduled": 1, "active": 1, "dead": 1},
-        {"name": "emails", "paused": True, "pending": 1, "scheduled": 0, "active": 0, "dead": 0},
+        {
+            "name": "default",
+            "paused": False,
+            "pending": 2,
+            "scheduled": 1,
+            "waiting": 0,
+            "active": 1,
+            "dead": 1,
+        },
+        {
+            "name": "emails",
+            "paused": True,
+            "pending": 1,
+            "scheduled": 0,
+            "waiting": 0,
+            "active": 0,
+            "dead": 0,
+        },
     ]
     plain = cli("queue", "list")
     assert plain.returncode == 0, plain.stderr
@@ -1159,6 +1175,7 @@ def test_stats_json_counts_each_queue_and_shows_the_workers_and_the_dead_letter_
     assert {f: default[f] for f in QUEUE_COUNT_FIELDS} == {
         "pending": 3,
         "scheduled": 2,
+        "waiting": 0,
         "active": 1,
         "dead": 2,
         "processed": 4,
@@ -1169,6 +1186,7 @@ def test_stats_json_counts_each_queue_and_shows_the_workers_and_the_dead_letter_
     assert {f: emails[f] for f in QUEUE_COUNT_FIELDS} == {
         "pending": 0,
         "scheduled": 0,
+        "waiting": 0,
         "active": 0,
         "dead": 1,
         "processed": 1,
@@ -1199,8 +1217,8 @@ def test_stats_in_a_pipe_prints_plain_aligned_columns_without_box_drawing(tq, cl
     lines = result.stdout.splitlines()
     end = next((i for i, line in enumerate(lines) if i > 0 and line.startswith("id ")), len(lines))
     rows = {r["queue"]: r for r in plain_table(lines[:end], STATS_COLUMNS)}
-    assert [rows["default"][f] for f in QUEUE_COUNT_FIELDS] == ["2", "0", "0", "0", "0", "0"]
-    assert [rows["emails"][f] for f in QUEUE_COUNT_FIELDS] == ["0", "0", "0", "1", "1", "1"]
+    assert [rows["default"][f] for f in QUEUE_COUNT_FIELDS] == ["2", "0", "0", "0", "0", "0", "0"]
+    assert [rows["emails"][f] for f in QUEUE_COUNT_FIELDS] == ["0", "0", "0", "0", "1", "1", "1"]
     assert rows["emails"]["oldest"] == "-"
 
 
@@ -1271,8 +1289,8 @@ def test_stats_watch_on_a_terminal_shows_live_counts_and_rates_and_exits_0_soon_
     cells_a = row_cells(last, "watched-a")
     cells_b = row_cells(last, "watched-b")
     assert cells_a is not None and cells_b is not None, "\n".join(last)
-    assert cells_a[1:7] == ["7", "0", "0", "0", "0", "0"], cells_a
-    assert cells_b[1:7] == ["0", "0", "0", "5", "5", "5"], cells_b
+    assert cells_a[1:8] == ["7", "0", "0", "0", "0", "0", "0"], cells_a  # pending ... waiting ... failed
+    assert cells_b[1:8] == ["0", "0", "0", "0", "5", "5", "5"], cells_b
     done_rate, failed_rate = cells_b[-2:]
     assert done_rate == "0", cells_b
     assert failed_rate.isdigit() and int(failed_rate) > 0, cells_b
@@ -1293,10 +1311,21 @@ def test_stats_watch_in_a_pipe_prints_plain_text_with_whole_queue_names_and_exit
         env=cli_env(redis_url, namespace),
         start_new_session=True,
     )
+    head = b""
+
+    def screens() -> int:
+        """Screens printed so far (each names the queue): read without blocking."""
+        nonlocal head
+        assert proc.stdout is not None
+        if select.select([proc.stdout], [], [], 0)[0]:
+            head += os.read(proc.stdout.fileno(), 65536)
+        return head.count(b"invoices-eu-west")
+
     try:
-        time.sleep(1.5)
+        until(lambda: screens() >= 2 or proc.poll() is not None, 20, what="two screens")
         proc.send_signal(signal.SIGINT)
-        out, err = proc.communicate(timeout=5)
+        rest, err = proc.communicate(timeout=5)
+        out = head.decode() + rest
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)

@@ -81,6 +81,12 @@ class EnqueueItem(BaseModel):
     debounce: Duration | None = Field(
         None, description="Run this long after the last enqueue with the key, with its payload."
     )
+    after: list[Annotated[str, Field(min_length=1, max_length=MAX_ID_LENGTH)]] | None = Field(
+        None,
+        max_length=MAX_BATCH,
+        description="Ids of tasks this one waits for (it is `waiting` until they are done); each must "
+        "exist and not be dead (else 422), or be the `id` of an earlier item of the batch.",
+    )
 
 
 class DlqRetryBody(BaseModel):

@@ -74,6 +74,14 @@ def enqueue(
             show_default=False,
         ),
     ] = None,
+    after: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--after",
+            help="Wait for this task to be done first (repeatable; it must exist and not be dead).",
+            show_default=False,
+        ),
+    ] = None,
     file: Annotated[
         str | None,
         typer.Option("--file", help="JSON Lines of {name, payload, ...}; '-' = stdin.", show_default=False),
@@ -107,7 +115,18 @@ def enqueue(
     if file is not None:
         if name is not None or payload is not None:
             raise UsageError("--file takes no NAME or PAYLOAD arguments")
-        per_line = (delay, at, max_retries, timeout, task_id, unique_key, unique_until, unique_for, debounce)
+        per_line = (
+            delay,
+            at,
+            max_retries,
+            timeout,
+            task_id,
+            unique_key,
+            unique_until,
+            unique_for,
+            debounce,
+            after,
+        )
         if unique or any(v is not None for v in per_line):
             raise UsageError("--file takes options per line; only --queue applies to every line")
         requests = parse_json_lines(_read_lines(file), default_queue=queue)
@@ -129,6 +148,7 @@ def enqueue(
                 unique_until=unique_until,
                 unique_for=unique_for,
                 debounce=debounce,
+                after=after,
             )
         ]
     if wait is not None:

@@ -16,7 +16,10 @@ queue_app = typer.Typer(help="List, pause, resume, clear or limit queues.", no_a
 QUEUE_COLUMNS = (
     Column("name", "name"),
     Column("paused"),
-    *(Column(c, "count") for c in ("pending", "scheduled", "active", "dead")),
+    *(
+        Column(c, "count", 100 if c == "waiting" else 0)
+        for c in ("pending", "scheduled", "waiting", "active", "dead")
+    ),
 )
 LIMITS = Column("limits", "text")
 

@@ -85,6 +85,7 @@ def single_request(
     unique_until: str | None = None,
     unique_for: str | None = None,
     debounce: str | None = None,
+    after: list[str] | None = None,
 ) -> EnqueueRequest:
     """The request of `taskq enqueue NAME [PAYLOAD] [options]`, options as given on the command line
     (None = not given); validation happens when it is submitted."""
@@ -104,6 +105,7 @@ def single_request(
         unique_until=unique_until,
         unique_for=unique_for,
         debounce=debounce,
+        after=after or None,
     )
 
 

@@ -14,8 +14,8 @@ from taskq_cli.cli.tables import Column, TableView, yes_no
 if TYPE_CHECKING:
     from taskq_cli.services.shapes import StatsAnswer, WorkerDoc
 
-COUNT_FIELDS = ("pending", "scheduled", "active", "dead", "processed", "failed")
-WIDE_COUNTS = ("processed", "failed")  # totals since the start: from 100 columns
+COUNT_FIELDS = ("pending", "scheduled", "waiting", "active", "dead", "processed", "failed")
+WIDE_COUNTS = ("waiting", "processed", "failed")  # from 100 columns (waiting: for dependencies)
 QUEUE_COLUMNS = (
     Column("queue", "name"),
     *(Column(f, "count", 100 if f in WIDE_COUNTS else 0) for f in COUNT_FIELDS),

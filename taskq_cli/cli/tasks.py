@@ -168,7 +168,7 @@ def task_list(
     state: Annotated[
         str | None,
         typer.Option(
-            help="Only pending, scheduled, active, dead or done [default: all].", show_default=False
+            help="Only pending, scheduled, waiting, active, dead or done [default: all].", show_default=False
         ),
     ] = None,
     name: Annotated[

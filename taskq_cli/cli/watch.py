@@ -30,6 +30,7 @@ QUEUE_COLUMNS = (
     Column("queue", "name"),
     Column("pending", "count"),
     Column("scheduled", "count", 100),
+    Column("waiting", "count", 100),
     Column("active", "count"),
     Column("dead", "count"),
     Column("processed", "count", 100),
@@ -155,7 +156,7 @@ def dashboard(frame: Frame, throughput: Throughput, at: float, workers: WorkersT
     rows = []
     for name, q in stats.queues.items():
         done, failed = rates.get(name, (None, None))
-        counts = (q.pending, q.scheduled, q.active, q.dead, q.processed, q.failed)
+        counts = (q.pending, q.scheduled, q.waiting, q.active, q.dead, q.processed, q.failed)
         rows.append((name, *counts, q.oldest_pending_age, throughput.sparkline(name, at), done, failed))
     dead_total = sum(q.dead for q in stats.queues.values())
     limits = stats.limits

@@ -19,6 +19,7 @@ from taskq_cli.protocol.broker import Broker, new_id, random_tokens
 from taskq_cli.protocol.reads import only_queue
 from taskq_cli.protocol.topology import connect
 from taskq_cli.protocol.types import (
+    HANDED_OFF,
     Ack,
     BrokerSettings,
     EnqueueResult,
@@ -39,6 +40,7 @@ from taskq_cli.protocol.types import (
 )
 
 __all__ = [
+    "HANDED_OFF",
     "Ack",
     "Broker",
     "BrokerSettings",

@@ -117,6 +117,8 @@ class AsyncBroker:
     async def _write(self, tasks: Sequence[NewTask], *, durable: bool) -> list[EnqueueResult]:
         if durable and self.cluster:
             raise UsageError("durable aenqueue on a Redis Cluster: use the sync enqueue")
+        if any(t.after for t in tasks):  # TaskQueue.asubmit sends these to the sync Broker in a thread
+            raise UsageError("after= needs the sync Broker (dependencies are linked in several steps)")
         by_queue: dict[str, list[int]] = {}
         for index, task in enumerate(tasks):
             by_queue.setdefault(task.queue, []).append(index)

@@ -14,12 +14,14 @@ import secrets
 from collections.abc import Sequence
 from typing import Any
 
-from taskq_cli.errors import TooManyQueues
+from taskq_cli.errors import TooManyQueues, UsageError
+from taskq_cli.protocol.dependencies import Dependencies, Link
 from taskq_cli.protocol.failures import translating
 from taskq_cli.protocol.reads import Reads
 from taskq_cli.protocol.scripts import ScriptArg, execute_with_scripts, load_scripts
 from taskq_cli.protocol.topology import Client
 from taskq_cli.protocol.types import (
+    HANDED_OFF,
     Ack,
     BrokerSettings,
     EnqueueResult,
@@ -57,6 +59,7 @@ class Broker(Reads):
         self._scripts = load_scripts()
         self._waker: Waker | None = None
         self._registered: set[str] = set()  # queue names this broker saw in <ns>:queues
+        self.dependencies = Dependencies(self)
 
     def close(self) -> None:
         if self._waker is not None:
@@ -92,10 +95,11 @@ class Broker(Reads):
         by_queue: dict[str, list[int]] = {}
         for index, task in enumerate(tasks):
             by_queue.setdefault(task.queue, []).append(index)
+        refs = self._dependency_refs(tasks)
         self._check_queue_limit(list(by_queue))
         pipe = self.client.pipeline(transaction=False)
         for queue, indexes in by_queue.items():
-            args = self._enqueue_args([tasks[i] for i in indexes])
+            args = enqueue_args(self._now(), [tasks[i] for i in indexes], [refs[i] for i in indexes])
             self._scripts["enqueue"].queue(pipe, self.keys(queue).script_keys(), args)
         # the names after the tasks: a queue forgotten meanwhile as empty (forget_if_empty) is named
         # again once its tasks are there
@@ -104,12 +108,63 @@ class Broker(Reads):
         replies = execute_with_scripts(pipe, self.client)
         self._registered.update(by_queue)
         written = decode_enqueue(tasks, by_queue, replies[: len(by_queue)])
+        if any(refs):
+            written = self._link(written, refs)
         if durable:
             acked = [int(r) for r in replies[1 + len(by_queue) :]]
             moved = owners != self._owners(list(by_queue))
             if moved or min(acked) < 1:
                 raise NotReplicated(written, self.durable_timeout, moved)
         return written
+
+    def _dependency_refs(self, tasks: Sequence[NewTask]) -> list[tuple[str, ...]]:
+        """Each task's dependencies as refs; an id of an earlier task of the batch needs no lookup.
+        Raises UsageError (nothing written) for an unknown or dead dependency."""
+        if not any(t.after for t in tasks):
+            return [()] * len(tasks)
+        batch = {t.id for t in tasks}
+        known: dict[str, str] = {}  # ids of earlier tasks of the batch: only those may be named
+        for task in tasks:
+            for dep in task.after:
+                if dep == task.id:
+                    raise UsageError(f"after: task {dep} cannot wait for itself; nothing written")
+                if dep in batch and dep not in known:
+                    raise UsageError(
+                        f"after: task {dep} is not enqueued before task {task.id}; nothing written"
+                    )
+            known.setdefault(task.id, task.queue)
+        return self.dependencies.resolve([t.after for t in tasks], known)
+
+    def _link(self, written: list[EnqueueResult], refs: list[tuple[str, ...]]) -> list[EnqueueResult]:
+        """Link the new waiting tasks to their dependencies (dependencies.py); a task released or
+        buried on the way answers its new state."""
+        links = [
+            Link(r.queue, r.id, deps)
+            for r, deps in zip(written, refs, strict=True)
+            if deps and not r.duplicate and r.state == "waiting"
+        ]
+        changed = self.dependencies.link(links)
+        if not changed:
+            return written
+        fresh = self.records_states({(q, i) for q, i in changed})
+        return [
+            EnqueueResult(r.id, r.queue, fresh.get((r.queue, r.id), r.state), r.duplicate) for r in written
+        ]
+
+    def records_states(self, tasks: set[tuple[str, str]]) -> dict[tuple[str, str], str]:
+        """The state of each (queue, id) that has a record."""
+        order = sorted(tasks)
+        pipe = self.client.pipeline(transaction=False)
+        for queue, task_id in order:
+            pipe.hget(self.keys(queue).tasks, task_id)
+        out: dict[tuple[str, str], str] = {}
+        for key, raw in zip(order, pipe.execute(), strict=True):
+            if raw is not None:
+                try:
+                    out[key] = str(json.loads(raw).get("state"))
+                except (ValueError, AttributeError):
+                    continue
+        return out
 
     def _check_queue_limit(self, queues: Sequence[str]) -> None:
         """Refuse (TooManyQueues, nothing written) a batch that would bring the namespace past
@@ -147,7 +202,7 @@ class Broker(Reads):
         return {key: str(cluster.get_node_from_key(key).name) for key in keys}
 
     def _enqueue_args(self, tasks: Sequence[NewTask]) -> list[ScriptArg]:
-        return enqueue_args(self._now(), tasks)
+        return enqueue_args(self._now(), tasks, [()] * len(tasks))
 
     # -- waiting for outcomes (waits.py) ------------------------------------------------------
 
@@ -254,7 +309,8 @@ class Broker(Reads):
 
     def report(self, reports: Sequence[Report]) -> list[bool | str]:
         """Outcomes of attempts, in one round trip. Per report: an Ack answers True (False when the
-        lease was lost), a Failure the new state ('scheduled' or 'dead'; '' when the lease was lost)."""
+        lease was lost; HANDED_OFF when the task's outcome went to the outbox for its dependents:
+        drain it), a Failure the new state ('scheduled' or 'dead'; '' when the lease was lost)."""
         pipe = self.client.pipeline(transaction=False)
         calls = self._queue_reports(pipe, reports)
         return _decode_reports(reports, calls, execute_with_scripts(pipe, self.client))
@@ -387,8 +443,20 @@ class Broker(Reads):
     # -- operating: dead-letter queue, cancel, pause, clear -----------------------------------
 
     def dlq_retry(self, queue: str, ids: Sequence[str]) -> list[str]:
-        """Dead tasks back to pending; per id 'ok', 'missing' or 'malformed'."""
-        return [str(r) for r in self._run("dlq_retry", queue, self._now(), *ids)] if ids else []
+        """Dead tasks back to pending; per id 'ok', 'missing' or 'malformed'. A task with
+        dependencies waits again for those not done (linked here; 'ok' too)."""
+        if not ids:
+            return []
+        answers = [str(r) for r in self._run("dlq_retry", queue, self._now(), *ids)]
+        waiting = [task_id for task_id, answer in zip(ids, answers, strict=True) if answer == "waiting"]
+        if waiting:
+            pipe = self.client.pipeline(transaction=False)
+            for task_id in waiting:
+                pipe.smembers(self.keys(queue).deps(task_id))
+            refs = pipe.execute()
+            pairs = zip(waiting, refs, strict=True)
+            self.dependencies.link([Link(queue, task_id, tuple(sorted(map(str, r)))) for task_id, r in pairs])
+        return ["ok" if answer == "waiting" else answer for answer in answers]
 
     def dlq_purge(self, queue: str, ids: Sequence[str]) -> list[bool]:
         return [r == 1 for r in self._run("dlq_purge", queue, *ids)] if ids else []
@@ -461,10 +529,13 @@ class Broker(Reads):
         pipe.execute()
 
 
-def enqueue_args(now: ScriptArg, tasks: Sequence[NewTask]) -> list[ScriptArg]:
-    """enqueue.lua's ARGV for one queue's tasks (Broker and AsyncBroker)."""
+def enqueue_args(
+    now: ScriptArg, tasks: Sequence[NewTask], refs: Sequence[tuple[str, ...]] | None = None
+) -> list[ScriptArg]:
+    """enqueue.lua's ARGV for one queue's tasks (Broker and AsyncBroker); `refs`: each task's
+    dependencies ("<queue> <id>"): it is enqueued waiting, the list kept in its `after:<id>` key."""
     args: list[ScriptArg] = [now, len(tasks)]
-    for t in tasks:
+    for t, deps in zip(tasks, refs or [()] * len(tasks), strict=True):
         args += [
             t.id,
             _encode_meta(t.meta),
@@ -473,6 +544,7 @@ def enqueue_args(now: ScriptArg, tasks: Sequence[NewTask]) -> list[ScriptArg]:
             "" if t.at_ms is None else t.at_ms,
             "1" if t.custom_id else "0",
             "" if t.unique is None else t.unique.encode(),
+            "\n".join(deps),
         ]
     return args
 
@@ -523,7 +595,8 @@ def _decode_fetch(queue: str, reply: list[Any], tokens: list[str]) -> list[Fetch
 def _decode_reports(
     reports: Sequence[Report], calls: list[list[int]], replies: list[Any]
 ) -> list[bool | str]:
-    """Per report: ack.lua's 1|0 as a bool, fail.lua's {state, delay_ms} as a FailState."""
+    """Per report: ack.lua's 1|0 as a bool (2: HANDED_OFF), fail.lua's {state, delay_ms, fired} as a
+    FailState."""
     results: list[bool | str] = [""] * len(reports)
     for indexes, reply in zip(calls, replies, strict=True):
         if isinstance(reports[indexes[0]], Postpone):
@@ -531,10 +604,11 @@ def _decode_reports(
             continue
         if isinstance(reports[indexes[0]], Failure):
             state, delay_ms = _text(reply[0]), int(reply[1])
-            results[indexes[0]] = FailState(state, delay_ms / 1000 if state == "scheduled" else None)
+            fired = len(reply) > 2 and int(reply[2]) == 1
+            results[indexes[0]] = FailState(state, delay_ms / 1000 if state == "scheduled" else None, fired)
             continue
         for index, one in zip(indexes, reply, strict=True):
-            results[index] = one == 1
+            results[index] = HANDED_OFF if one == 2 else one == 1
     return results
 
 

@@ -26,6 +26,17 @@ every script touches one slot):
                                   that ends the hold: ack, death, cancel, clear, fetch for 'started')
     <ns>:{<q>}:limits     hash    concurrency, rate, window (ms): the queue's limits (queue limit)
     <ns>:{<q>}:starts     zset    lease token -> start time (ms): the rate limit's sliding log
+    <ns>:{<q>}:blocked    zset    id -> enqueue time (ms) of each `waiting` task (after=)
+    <ns>:{<q>}:outbox     hash    id -> "<outcome>|<ms>" of a finished task whose dependents are not
+                                  told yet (written by the script that ends it; drained by
+                                  protocol/dependencies.py from the worker and every maintenance pass)
+    <ns>:{<q>}:unlinked   zset    id -> time (ms) of a waiting task whose links to its dependencies
+                                  are not confirmed yet (maintenance links again past LINK_GRACE_MS)
+    <ns>:{<q>}:deps:<id>        set  "<queue> <id>" of each dependency not done yet (one SREM per
+                                     release, so a chord of n costs O(1) per dependency)
+    <ns>:{<q>}:dependents:<id>  set  "<queue> <id>" of each task waiting on this one
+    <ns>:{<q>}:after:<id>       list "<queue> <id>" of each of its dependencies, in order (its record
+                                     holds only their number, `deps`: it stays small for a chord)
 
 Per namespace:
 
@@ -59,6 +70,9 @@ QUEUE_KEY_ORDER = (
     "unique",
     "limits",
     "starts",
+    "blocked",
+    "outbox",
+    "unlinked",
 )
 
 # Per-task keys of result waiters (see protocol/outcomes.py). A waiter refreshes `waiting` at every
@@ -66,6 +80,19 @@ QUEUE_KEY_ORDER = (
 # for a waiter between its record check and its block to find it.
 WAITING_TTL_MS = 15_000
 OUTCOME_TTL_MS = 15_000
+# A waiting task's links are made by its producer right after the enqueue; one still unconfirmed this
+# long after (the producer died between the two steps) is linked again by a maintenance pass.
+LINK_GRACE_MS = 2_000
+
+
+def dep_ref(queue: str, task_id: str) -> str:
+    """A task named across queues: queue names hold no space, so the first one splits it."""
+    return f"{queue} {task_id}"
+
+
+def split_ref(ref: str) -> tuple[str, str]:
+    queue, _, task_id = ref.partition(" ")
+    return queue, task_id
 
 
 @dataclass(frozen=True)
@@ -141,6 +168,27 @@ class QueueKeys:
     @property
     def starts(self) -> str:
         return self.key("starts")
+
+    @property
+    def blocked(self) -> str:
+        return self.key("blocked")
+
+    @property
+    def outbox(self) -> str:
+        return self.key("outbox")
+
+    @property
+    def unlinked(self) -> str:
+        return self.key("unlinked")
+
+    def deps(self, task_id: str) -> str:
+        return self.key(f"deps:{task_id}")
+
+    def dependents(self, task_id: str) -> str:
+        return self.key(f"dependents:{task_id}")
+
+    def after(self, task_id: str) -> str:
+        return self.key(f"after:{task_id}")
 
     def script_keys(self) -> list[str]:
         """All of the queue's keys in the order the scripts expect them."""

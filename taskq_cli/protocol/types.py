@@ -88,6 +88,7 @@ class NewTask:
     at_ms: int | None = None
     custom_id: bool = False
     unique: UniqueLock | None = None
+    after: tuple[str, ...] = ()  # ids of its dependencies: it waits for them (protocol/dependencies.py)
 
 
 @dataclass(frozen=True)
@@ -149,15 +150,23 @@ class Postpone:
 Report = Ack | Failure | Postpone
 
 
+HANDED_OFF = "handed-off"
+"""What an Ack answers (truthy, like True) when the task has dependents: its outcome is in its
+queue's outbox, to be drained (protocol/dependencies.py)."""
+
+
 class FailState(str):
     """What fail.lua answers: the task's new state ('scheduled', 'dead'; '' when the lease was lost),
-    a str that compares as one, with `retry_in`: seconds until the retry when it is 'scheduled'."""
+    a str that compares as one, with `retry_in`: seconds until the retry when it is 'scheduled', and
+    `fired`: its death went to the outbox for its dependents."""
 
     retry_in: float | None
+    fired: bool
 
-    def __new__(cls, state: str, retry_in: float | None = None) -> FailState:
+    def __new__(cls, state: str, retry_in: float | None = None, fired: bool = False) -> FailState:
         made = super().__new__(cls, state)
         made.retry_in = retry_in
+        made.fired = fired
         return made
 
 
@@ -205,3 +214,4 @@ class QueueStats:
     processed: int
     failed: int
     oldest_pending_ms: int | None = None  # when the oldest pending task became ready
+    waiting: int = 0  # for their dependencies (after=)

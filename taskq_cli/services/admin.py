@@ -11,10 +11,12 @@ from typing import TYPE_CHECKING, Any
 from taskq_cli.errors import NotFound, UsageError
 from taskq_cli.models import Options, Task
 from taskq_cli.protocol import Broker, TaskRecord
+from taskq_cli.protocol.keys import split_ref
 from taskq_cli.protocol.reads import only_queue
 from taskq_cli.services.limits import doc as limit_doc
 from taskq_cli.services.limits import fields as limit_fields
 from taskq_cli.services.shapes import BulkReport, QueueInfoDoc
+from taskq_cli.states import FINISHED_STATES
 
 if TYPE_CHECKING:
     from taskq_cli.config import RetryDefaults
@@ -34,7 +36,7 @@ class PurgePlan:
 
 
 CHUNK = 1000  # ids per script call in bulk operations: Redis stays responsive
-LISTABLE_STATES = ("pending", "scheduled", "active", "dead", "done")
+LISTABLE_STATES = ("pending", "scheduled", "waiting", "active", "dead", "done")
 
 Progress = Callable[[int, int], None]  # (handled so far, total)
 
@@ -63,6 +65,7 @@ class Admin:
                 paused=paused[s.queue],
                 pending=s.pending,
                 scheduled=s.scheduled,
+                waiting=s.waiting,
                 active=s.active,
                 dead=s.dead,
                 **limit_fields(limit_doc(s.queue, limits[s.queue])),
@@ -76,6 +79,10 @@ class Admin:
         _check_paging(limit, offset)
         ids = self.broker.ids_in_state(queue, state, offset, limit)
         return _tasks(self.broker.records(queue, ids))
+
+    def records(self, queue: str, ids: Sequence[str], max_value: int | None = None) -> list[Task]:
+        """The tasks of these ids that are still there (see Broker.records for `max_value`)."""
+        return _tasks(self.broker.records(queue, ids, max_value))
 
     def count(self, queue: str | None, states: Sequence[str]) -> int:
         """How many tasks a queue (None: every queue) holds in these states, in one round trip."""
@@ -170,6 +177,11 @@ class Admin:
         if record is None:
             raise NotFound(f"task {task_id} not found")
         out = Task.from_record(record.meta, record.payload_json, record.result_json).to_json()
+        if record.meta.get("deps"):
+            [refs] = self.broker.dependencies.after([(out["queue"], out["id"])])
+            out["after"] = [split_ref(ref)[1] for ref in refs]
+        if out.get("state") == "waiting":
+            out["blocked_by"] = self.broker.dependencies.blocked_by(out["queue"], out["id"])
         handler = handlers.get(str(record.meta.get("name", "")))
         try:
             options = Options.resolve(record.meta, handler.retry if handler else None, defaults)
@@ -202,10 +214,13 @@ class Admin:
         queue: str | None = None,
         name: str | None = None,
         progress: Progress | None = None,
+        plan: PurgePlan | None = None,
     ) -> BulkReport:
-        """Dead tasks (these ids, or all matching the filters) back to pending, attempts reset."""
-        report = BulkReport()
-        for q, chunk in _chunks(self._dead_selection(ids, queue, name, report), progress):
+        """Dead tasks (these ids, or all matching the filters; or exactly those of a `plan`) back to
+        pending, attempts reset."""
+        report = BulkReport(missing=list(plan.missing) if plan else [])
+        selection = plan.selection if plan else self._dead_selection(ids, queue, name, report)
+        for q, chunk in _chunks(selection, progress):
             for task_id, status in zip(chunk, self.broker.dlq_retry(q, chunk), strict=True):
                 bucket = {"ok": report.handled, "missing": report.missing}.get(status, report.refused)
                 bucket.append(task_id)
@@ -242,8 +257,9 @@ class Admin:
         return PurgePlan(selection, report.missing)
 
     def clear_count(self, queue: str) -> int:
-        """How many tasks `clear` would delete: the queue's pending, scheduled, dead and done ones."""
-        return self.count(queue, ["pending", "scheduled", "dead", "done"])
+        """How many tasks `clear` would delete: the queue's pending, scheduled, waiting, dead and done
+        ones."""
+        return self.count(queue, ["pending", "scheduled", "waiting", "dead", "done"])
 
     def _dead_selection(
         self,
@@ -299,7 +315,7 @@ class Admin:
         state = self.broker.cancel(str(record.meta["queue"]), task_id)
         if state == "":
             raise NotFound(f"task {task_id} not found")
-        if state in ("done", "dead"):
+        if state in FINISHED_STATES:
             raise UsageError(f"task {task_id} is already {state}; nothing to cancel")
         return state
 

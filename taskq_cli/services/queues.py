@@ -28,7 +28,7 @@ def set_paused(tq: TaskQueue, queue: str, paused: bool) -> tuple[PauseAnswer, bo
 
 
 def clear(tq: TaskQueue, queue: str) -> int:
-    """Delete every pending, scheduled, dead and done task of a queue; returns how many."""
+    """Delete every pending, scheduled, waiting, dead and done task of a queue; returns how many."""
     return Admin(tq.broker).clear(queue)
 
 

@@ -61,7 +61,9 @@ class TaskDoc(JsonShape):
     name: str
     queue: str
     payload: Any
-    state: str = Field(description="pending, scheduled, active, done or dead.")
+    state: str = Field(
+        description="pending, scheduled, waiting (for its dependencies), active, done or dead."
+    )
     attempts: int
     max_retries: int | None
     timeout: float | None
@@ -72,6 +74,11 @@ class TaskDoc(JsonShape):
     died_at: Timestamp
     worker: str | None
     unique_key: str | None = Field(None, description="The task's unique key (null when none).")
+    after: list[str] = Field(default_factory=list, description="Ids of the tasks it waits for (after=).")
+    blocked_by: list[str] = Field(
+        default_factory=list,
+        description="Of those, the ones not done yet while it is `waiting` (one task's view only).",
+    )
     last_error: TaskErrorDoc | None
     result: Any
     raw: str | None = Field(None, description="Only for a malformed message: its raw text.")
@@ -126,6 +133,7 @@ class QueueLimitsDoc(JsonShape):
 class QueueCounts(JsonShape):
     pending: int
     scheduled: int
+    waiting: int = Field(0, description="Waiting for their dependencies (after=).")
     active: int
     dead: int
     processed: int
@@ -182,6 +190,7 @@ class QueueInfoDoc(JsonShape):
     paused: bool
     pending: int
     scheduled: int
+    waiting: int = Field(0, description="Waiting for their dependencies (after=).")
     active: int
     dead: int
     concurrency_limit: int | None = Field(None, description="At most this many active (null: no limit).")

@@ -16,7 +16,7 @@ from taskq_cli.timeparse import iso_ms
 if TYPE_CHECKING:
     from taskq_cli.queue import TaskQueue
 
-COUNT_FIELDS = ("pending", "scheduled", "active", "dead", "processed", "failed")
+COUNT_FIELDS = ("pending", "scheduled", "waiting", "active", "dead", "processed", "failed")
 WORKER_FIELDS = ("id", "host", "pid", "queues", "concurrency")
 
 

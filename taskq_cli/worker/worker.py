@@ -16,6 +16,7 @@ outage, see outage.py), backs off, goes on.
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import os
 import secrets
@@ -25,7 +26,7 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from taskq_cli.config import RetryDefaults
+from taskq_cli.config import RetryDefaults, kill_after_ack
 from taskq_cli.errors import UsageError
 from taskq_cli.models import Options, Outcome
 from taskq_cli.outage import REDIS_ERRORS, Outage, describe
@@ -37,6 +38,7 @@ from taskq_cli.runner import Execution
 from taskq_cli.scheduler import CronRunner, Maintenance
 from taskq_cli.stopsignals import StopSignals
 from taskq_cli.worker.broker import WorkerBroker
+from taskq_cli.worker.handoff import HandOff
 from taskq_cli.worker.leases import LeaseGuard, LeaseKeeper, describe_worker
 from taskq_cli.worker.maintainer import Maintainer
 from taskq_cli.worker.plan import QueuePlan
@@ -119,6 +121,7 @@ class Worker:
             self.metrics = WorkerMetrics(plan.names, tq.registry, self.slots.running_by_queue)
             self.metrics_server = MetricsServer(self.metrics, metrics_host, metrics_port)
         self.guard = LeaseGuard(self.slots, lease=lease, pool_kind=pool, stop_runs=self._stop_runs)
+        self.handoff = HandOff(tq.broker.dependencies.drain, self.outage, kill_after_ack=kill_after_ack())
         self.maintainer = Maintainer(
             Maintenance(tq.broker, tq.settings.defaults),
             CronRunner(tq.broker) if cron else None,
@@ -145,6 +148,7 @@ class Worker:
             _loop_thread("taskq-heartbeat", self.leases.tick, self._halted, self.leases.poked),
             _loop_thread("taskq-lease-guard", self.guard.tick, self._halted),
             _loop_thread("taskq-maintainer", self.maintainer.tick, self._halted, self.maintainer.poked),
+            _loop_thread("taskq-handoff", self.handoff.tick, self._halted, self.handoff.poked),
         ]
         for thread in threads:
             thread.start()
@@ -165,6 +169,7 @@ class Worker:
             self._halted.set()
             self.maintainer.poked.set()
             self.leases.poked.set()
+            self.handoff.poked.set()
             for thread in threads:
                 thread.join(timeout=5)
             self.pool.close()
@@ -247,24 +252,44 @@ class Worker:
         )
 
     def _launch(self, runs: list[Running]) -> None:
-        for running in runs:
-            job, options = running.job, running.options
-            if log.isEnabledFor(logging.INFO):  # skip building the record: a few µs of every short task
-                _log_started(job)
-            self.pool.submit(
+        if not runs:
+            return
+        if log.isEnabledFor(logging.INFO):  # skip building the records: a few µs of every short task
+            for running in runs:
+                _log_started(running.job)
+        lease = self.lease
+        results = self._dependency_results(runs)
+        self.pool.submit_many(  # one hand-off for the batch (one lock, one message per child)
+            [
                 Execution(
-                    job.id,
-                    job.record.name,
-                    job.queue,
-                    job.record.attempts,
-                    options.max_retries,
-                    job.payload_json,
-                    options.timeout,
-                    job.token,
-                    self.lease,
-                    job.record.headers,
+                    r.job.id,
+                    r.job.record.name,
+                    r.job.queue,
+                    r.job.record.attempts,
+                    r.options.max_retries,
+                    r.job.payload_json,
+                    r.options.timeout,
+                    r.job.token,
+                    lease,
+                    results.get(r.job.token, "{}"),
+                    r.job.record.headers,
                 )
-            )
+                for r in runs
+            ]
+        )
+
+    def _dependency_results(self, runs: list[Running]) -> dict[str, str | None]:
+        """The results of the dependencies of the tasks about to start (by lease token), as JSON
+        objects by id: one read for the whole batch; None for each when Redis refused it."""
+        wanted = [r.job for r in runs if r.job.meta.get("deps")]
+        if not wanted:
+            return {}
+        try:
+            found = self.tq.broker.dependencies.results([(job.queue, job.id) for job in wanted])
+        except REDIS_ERRORS as exc:
+            log.warning("could not read dependency results (%s); those attempts fail and are retried", exc)
+            return dict.fromkeys(job.token for job in wanted)
+        return {job.token: json.dumps(values) for job, values in zip(wanted, found, strict=True)}
 
     # -- outcomes -----------------------------------------------------------------------------
 
@@ -276,6 +301,7 @@ class Worker:
 
     def _reported(self, running: Running, outcome: Outcome, report: Report, result: bool | str) -> None:
         self._log_outcome(running, outcome, report, result)
+        self.handoff.after_report(running.job, result)
         if self.metrics is not None:
             self.metrics.finished(running.job, running.started, outcome, report, result)
         if isinstance(result, FailState) and result.retry_in is not None:

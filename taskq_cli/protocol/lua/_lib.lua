@@ -18,10 +18,18 @@
 --   KEYS[14] unique    hash  unique key -> id of the task holding it
 --   KEYS[15] limits    hash  concurrency, rate, window (ms): the queue's limits
 --   KEYS[16] starts    zset  lease token -> start time (ms): the rate limit's sliding log
+--   KEYS[17] blocked   zset  id -> enqueue time (ms) of each waiting task (dependencies)
+--   KEYS[18] outbox    hash  id -> "<outcome>|<ms>": a finished task whose dependents are not told yet
+--   KEYS[19] unlinked  zset  id -> time (ms): a waiting task whose links are not confirmed yet
 -- Times are milliseconds on Redis's clock (TIME) unless a test passes `now` explicitly.
 -- Per task, spelled here from KEYS[1] (same hash tag, so the same slot; names in protocol/keys.py):
 --   <ns>:{q}:waiting:<id>  string present while a caller waits for the task's outcome
 --   <ns>:{q}:outcome:<id>  list   one marker, pushed when a waited-for task ends (notify below)
+--   <ns>:{q}:deps:<id>       set  "<queue> <id>" of each dependency of a waiting task not done yet
+--   <ns>:{q}:dependents:<id> set  "<queue> <id>" of each task waiting on this one
+--   <ns>:{q}:after:<id>      list "<queue> <id>" of each dependency, in order (kept with the record:
+--                                 dlq retry, task show, dependency_results; the record holds `deps`,
+--                                 their number, so it stays small however many a chord has)
 
 local K_TASKS, K_PAYLOADS, K_RESULTS, K_PENDING = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local K_ACTIVE, K_LEASES, K_SCHEDULED, K_DEAD = KEYS[5], KEYS[6], KEYS[7], KEYS[8]
@@ -29,6 +37,9 @@ local K_DONE, K_COUNTERS, K_WAKE, K_PAUSED, K_CRON = KEYS[9], KEYS[10], KEYS[11]
 local K_TASK_PREFIX = string.sub(K_TASKS, 1, -6) -- '<ns>:{q}:' (K_TASKS ends in 'tasks')
 local OUTCOME_TTL_MS = 15000 -- keys.py OUTCOME_TTL_MS
 local K_UNIQUE, K_LIMITS, K_STARTS = KEYS[14], KEYS[15], KEYS[16]
+local K_BLOCKED, K_OUTBOX, K_UNLINKED = KEYS[17], KEYS[18], KEYS[19]
+-- A done record kept for its dependents: its expiry (in K_DONE) is set when they have been told.
+local KEEP_SCORE = 9000000000000000
 
 local function now_ms(arg)
   if arg ~= nil and arg ~= '' then return tonumber(arg) end
@@ -78,7 +89,10 @@ end
 -- Remove every trace of a task (finished records only: never called on a task in a list). A marker
 -- of an earlier task with this id goes too, so it cannot wake waiters of a new one.
 local function forget(id)
-  redis.call('DEL', K_TASK_PREFIX .. 'outcome:' .. id)
+  redis.call('DEL', K_TASK_PREFIX .. 'outcome:' .. id, K_TASK_PREFIX .. 'deps:' .. id,
+    K_TASK_PREFIX .. 'after:' .. id)
+  redis.call('ZREM', K_BLOCKED, id)
+  redis.call('ZREM', K_UNLINKED, id)
   redis.call('HDEL', K_TASKS, id)
   redis.call('HDEL', K_PAYLOADS, id)
   redis.call('HDEL', K_RESULTS, id)
@@ -91,7 +105,8 @@ end
 -- not paused, no cron claim, no limits. Such a queue may be forgotten (Broker.forget_if_empty).
 local function queue_is_empty()
   return redis.call('EXISTS', K_TASKS, K_PAYLOADS, K_RESULTS, K_PENDING, K_ACTIVE, K_LEASES,
-    K_SCHEDULED, K_DEAD, K_DONE, K_COUNTERS, K_PAUSED, K_CRON, K_LIMITS) == 0
+    K_SCHEDULED, K_DEAD, K_DONE, K_COUNTERS, K_PAUSED, K_CRON, K_LIMITS, K_BLOCKED, K_OUTBOX,
+    K_UNLINKED) == 0
 end
 
 -- Keep the dead set within dead_max entries and dead_ttl ms (bounded work per call).
@@ -114,9 +129,23 @@ local function unlock(id, meta)
   end
 end
 
--- forget() for a task that may hold a unique key (cancel, clear, purge).
+-- When the task has dependents, write its outcome ('done', 'dead', 'cancelled') to the outbox in the
+-- same script that ends it: protocol/dependencies.py tells the dependents (in their own queues, maybe
+-- other slots) and then removes the entry, so a crash in between delays the hand-off, never loses
+-- it. The first outcome written stays (a cleared done task still releases its dependents).
+-- `handed` tells the calling script that an entry was written (the worker drains at once).
+local handed = false
+local function hand_off(id, outcome, now)
+  if redis.call('EXISTS', K_TASK_PREFIX .. 'dependents:' .. id) == 1 then
+    redis.call('HSETNX', K_OUTBOX, id, outcome .. '|' .. tostring(now))
+    handed = true
+  end
+end
+
+-- forget() for a task that may hold a unique key or have dependents (cancel, clear, purge).
 local function forget_unlocking(id)
   unlock(id, (load(id)))
+  hand_off(id, 'cancelled', now_ms(nil))
   forget(id)
 end
 
@@ -144,6 +173,7 @@ local function to_dead(id, meta, now, dead_max, dead_ttl)
   redis.call('ZADD', K_DEAD, now, id)
   trim_dead(now, dead_max, dead_ttl)
   notify(id)
+  hand_off(id, 'dead', now) -- its dependents end dead too (DependencyFailed)
 end
 
 -- Drop expired done records (bounded work per call).
@@ -211,15 +241,50 @@ local function debounce_holder(id, meta, now, payload, debounce_ms)
   redis.call('HSET', K_PAYLOADS, id, payload)
 end
 
--- Add one task (enqueue.lua and cron_fire.lua). A custom id already pending, scheduled or active is
--- not added twice, nor a task whose unique key an unfinished task holds. Returns the state it is in,
--- 1 when it was such a duplicate (else 0), and the id answered (the holder's, for a unique key).
--- `unique` ('' or nil: none) is "<until>|<for ms>|<debounce ms>|<key>", the numbers possibly empty.
--- Pending tasks are pushed without waking anyone: the caller wakes once for its whole batch.
-local function enqueue_one(now, id, meta_json, payload, delay, at, custom, unique)
+-- A waiting task whose last dependency is done: pending now, or scheduled for its own run time.
+local function release_waiting(id, meta, now)
+  redis.call('ZREM', K_BLOCKED, id)
+  redis.call('ZREM', K_UNLINKED, id)
+  redis.call('DEL', K_TASK_PREFIX .. 'deps:' .. id)
+  meta.released_at = now
+  if meta.run_at and meta.run_at > now then
+    meta.state = 'scheduled'
+    save(id, meta)
+    schedule(id, meta.run_at)
+    return 'scheduled'
+  end
+  meta.state = 'pending'
+  meta.run_at = nil
+  save(id, meta)
+  redis.call('LPUSH', K_PENDING, id)
+  wake()
+  return 'pending'
+end
+
+-- A task (back) to waiting for these dependencies ("<queue> <id>" refs), links to be confirmed;
+-- `first`: at enqueue, when the list of its dependencies is written too.
+local function wait_for(id, refs, now, first)
+  redis.call('ZADD', K_BLOCKED, now, id)
+  redis.call('ZADD', K_UNLINKED, now, id)
+  local key, list = K_TASK_PREFIX .. 'deps:' .. id, K_TASK_PREFIX .. 'after:' .. id
+  if first then redis.call('DEL', list) end
+  for i = 1, #refs, 1000 do -- unpack is bounded by Lua's stack: a chord may have thousands
+    redis.call('SADD', key, unpack(refs, i, math.min(i + 999, #refs)))
+    if first then redis.call('RPUSH', list, unpack(refs, i, math.min(i + 999, #refs))) end
+  end
+end
+
+-- Add one task (enqueue.lua and cron_fire.lua). A custom id already pending, scheduled, waiting or
+-- active is not added twice, nor a task whose unique key an unfinished task holds. Returns the state
+-- it is in, 1 when it was such a duplicate (else 0), and the id answered (the holder's, for a unique
+-- key). `unique` ('' or nil: none) is "<until>|<for ms>|<debounce ms>|<key>", the numbers possibly
+-- empty. `deps` ('' or nil: none): the dependencies' refs joined by newlines; the task is `waiting`
+-- (its run time kept for its release). Pending tasks are pushed without waking anyone: the caller
+-- wakes once for its whole batch.
+local function enqueue_one(now, id, meta_json, payload, delay, at, custom, unique, deps)
   if custom == '1' then
     local old, raw = load(id)
-    if old and (old.state == 'pending' or old.state == 'scheduled' or old.state == 'active') then
+    if old and UNFINISHED[old.state] then
       return old.state, 1, id
     elseif raw then
       unlock(id, old)
@@ -247,7 +312,14 @@ local function enqueue_one(now, id, meta_json, payload, delay, at, custom, uniqu
   local run_at = now
   if delay ~= '' then run_at = now + tonumber(delay) elseif at ~= '' then run_at = tonumber(at) end
   local state = 'pending'
-  if run_at > now then
+  if deps ~= nil and deps ~= '' then
+    state = 'waiting'
+    if run_at > now then tail = tail .. string.format(',"run_at":%d', run_at) end
+    local refs = {}
+    for ref in string.gmatch(deps, '[^\n]+') do refs[#refs + 1] = ref end
+    wait_for(id, refs, now, true)
+    tail = tail .. string.format(',"deps":%d', #refs)
+  elseif run_at > now then
     state, tail = 'scheduled', tail .. string.format(',"run_at":%d', run_at)
     schedule(id, run_at)
   else

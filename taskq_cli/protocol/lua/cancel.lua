@@ -2,8 +2,10 @@
 -- active one loses its lease, so its worker sees the loss at its next renewal and stops it.
 -- KEYS: the queue's keys (_lib.lua).
 -- ARGV[1] id
--- Returns the state it was in ('pending', 'scheduled', 'active'), 'done' or 'dead' when it had
--- already finished (nothing changed), or '' when there is no such task.
+-- A waiting task leaves its dependencies' bookkeeping. Its dependents (if any) are told through the
+-- outbox that it was cancelled (they end dead: DependencyFailed).
+-- Returns the state it was in ('pending', 'scheduled', 'waiting', 'active'), 'done' or 'dead' when
+-- it had already finished (nothing changed), or '' when there is no such task.
 local id = ARGV[1]
 local meta, raw = load(id)
 if meta == nil then
@@ -17,10 +19,11 @@ elseif state == 'scheduled' then
   redis.call('ZREM', K_SCHEDULED, id)
 elseif state == 'active' then
   release(id)
-else
+elseif state ~= 'waiting' then -- (forget drops a waiting task's bookkeeping)
   return state
 end
 unlock(id, meta)
+hand_off(id, 'cancelled', now_ms(nil))
 forget(id)
 notify(id) -- a caller waiting for it learns it is gone
 return state

@@ -1,7 +1,11 @@
 -- dlq_retry.lua: dead tasks back to pending, attempts reset (their last error stays for reference).
+-- A task with dependencies (its `after:<id>` list) waits again for all of them: `waiting`, its links
+-- to be confirmed by the caller (protocol/dependencies.py), which releases it at once from those
+-- already done.
 -- KEYS: the queue's keys (_lib.lua).
 -- ARGV[1] now (ms, '' = Redis TIME)   ARGV[2..] ids
--- Returns, per id in order: 'ok', 'missing' (not in the dead set) or 'malformed' (raw text: refused).
+-- Returns, per id in order: 'ok', 'waiting' (for its dependencies), 'missing' (not in the dead set)
+-- or 'malformed' (raw text: refused).
 local now = now_ms(ARGV[1])
 local out = {}
 local woken = false
@@ -19,11 +23,19 @@ for i = 2, #ARGV do
     meta.attempts = 0
     meta.retried_at = now
     meta.died_at, meta.run_at, meta.finished_at, meta.lease, meta.worker = nil, nil, nil, nil, nil
-    save(id, meta)
     redis.call('DEL', K_TASK_PREFIX .. 'outcome:' .. id) -- the marker of its death wakes no one now
-    redis.call('LPUSH', K_PENDING, id)
-    woken = true
-    out[#out + 1] = 'ok'
+    local refs = redis.call('LRANGE', K_TASK_PREFIX .. 'after:' .. id, 0, -1)
+    if #refs > 0 then
+      meta.state = 'waiting'
+      save(id, meta)
+      wait_for(id, refs, now, false)
+      out[#out + 1] = 'waiting'
+    else
+      save(id, meta)
+      redis.call('LPUSH', K_PENDING, id)
+      woken = true
+      out[#out + 1] = 'ok'
+    end
   end
 end
 if woken then wake() end

@@ -2,9 +2,11 @@
 -- twice (idempotent enqueue).
 -- KEYS: the queue's keys (_lib.lua).
 -- ARGV[1] now (ms, '' = Redis TIME)
--- ARGV[2] n, then n groups of 7:
+-- ARGV[2] n, then n groups of 8:
 --   id, metadata JSON (name, queue, options), payload JSON, delay_ms or '', at_ms or '',
---   custom ('1' when the caller chose the id), unique ('' or "<until>|<for ms>|<debounce ms>|<key>")
+--   custom ('1' when the caller chose the id), unique ('' or "<until>|<for ms>|<debounce ms>|<key>"),
+--   dependencies ('' or "<queue> <id>" refs joined by newlines: the task is `waiting`; the producer
+--   then links it to them, see protocol/dependencies.py)
 -- Returns a flat array: id (the holder's for a held unique key), state, duplicate (0|1) for each
 -- task, in order.
 local now = now_ms(ARGV[1])
@@ -12,9 +14,9 @@ local n = tonumber(ARGV[2])
 local out = {}
 local woken = false
 for i = 0, n - 1 do
-  local b = 3 + i * 7
+  local b = 3 + i * 8
   local state, duplicate, answered = enqueue_one(now, ARGV[b], ARGV[b + 1], ARGV[b + 2], ARGV[b + 3],
-    ARGV[b + 4], ARGV[b + 5], ARGV[b + 6])
+    ARGV[b + 4], ARGV[b + 5], ARGV[b + 6], ARGV[b + 7])
   if state == 'pending' and duplicate == 0 then woken = true end
   out[#out + 1] = answered
   out[#out + 1] = state

@@ -1,71 +1,22 @@
-"""`taskq doctor`: what silently breaks queues in production, each finding with how to fix it.
-
-Pure logic, no Typer or Rich, no Redis: `run_checks(broker)` gathers facts through the protocol's
-probes (protocol/probes.py: read-only, apart from loading taskq's own Lua scripts into the script
-cache, as every worker does) and the `check_*` functions turn facts into findings, so each can be
-tested with made-up INFO/CONFIG values.
-
-Severities: `fail` loses or stalls tasks now (Redis older than 6.2 or missing commands, an evicting
-`maxmemory-policy` with a memory limit, leases expired long ago that nobody recovers, keys in the
-namespace that are not taskq's, a cluster that does not serve every slot, a queue whose keys span
-slots); `warn` is a risk or could not be checked (persistence off, round-trip latency, clock offset,
-workers that stopped heartbeating, queues missing from the registry, an evicting policy without a
-memory limit, CONFIG refused, sentinels not answering). Redis unreachable is not a finding: the
-probes' BrokerUnavailable reaches the CLI, which exits 1 with one line.
-
-On a Redis Cluster the server checks (version, commands, eviction, persistence, latency) run on every
-primary and are reported as one finding per check: the worst result, naming the primaries it comes
-from; SCAN covers every primary.
-"""
+"""The Redis server checks (version, commands, eviction, persistence, latency, clock) and the
+deployment's (topology, hash slots): pure functions of the facts the protocol's probes return."""
 
 from __future__ import annotations
 
 import statistics
-from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import asdict, dataclass
-from typing import Any, Literal
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict
+from typing import Any
 
-from taskq_cli.protocol import Broker, probes
-from taskq_cli.protocol.probes import (
-    ExpiredLeases,
-    KeyCensus,
-    KeyLayout,
-    Registration,
-    ServerFacts,
-    take_census,
-)
+from taskq_cli.doctor.findings import SHOWN, Finding, plural
+from taskq_cli.protocol.probes import ServerFacts
 from taskq_cli.protocol.topology import Topology
-
-__all__ = ["ExpiredLeases", "KeyCensus", "KeyLayout", "Registration", "take_census"]
-
-Status = Literal["ok", "warn", "fail"]
 
 MIN_VERSION = (6, 2, 0)
 REQUIRED_COMMANDS = ("LMOVE", "BLMOVE", "BLPOP", "EVALSHA", "SCRIPT", "TIME")
 PINGS = 20
 LATENCY_WARN_MS = 5.0
 CLOCK_WARN_MS = 1000.0
-STALE_HEARTBEAT_MS = 60_000  # a worker beats every lease/3 (10 s by default)
-LEASE_GRACE_MS = 10_000  # recovery runs every second wherever a worker or scheduler serves the queue
-SHOWN = 5  # ids, keys or queues named in one message
-
-
-@dataclass(frozen=True)
-class Finding:
-    check: str
-    status: Status
-    message: str
-    fix: str | None = None  # one line; None when there is nothing to do
-
-    def as_json(self) -> dict[str, str | None]:
-        return {"check": self.check, "status": self.status, "message": self.message, "fix": self.fix}
-
-
-def failed(findings: Iterable[Finding]) -> list[Finding]:
-    return [f for f in findings if f.status == "fail"]
-
-
-# -- Redis server -----------------------------------------------------------------------------
 
 
 def parse_version(text: str) -> tuple[int, ...] | None:
@@ -194,9 +145,6 @@ def check_clock(offset_ms: float) -> Finding:
     return Finding("clock", "ok", message)
 
 
-# -- the deployment -------------------------------------------------------------------------
-
-
 def check_topology(topology: Topology) -> Finding:
     """What the URL reaches: one server, a Sentinel-managed primary or a Redis Cluster."""
     if topology.kind == "cluster":
@@ -240,14 +188,14 @@ def check_slots(queue_slots: Mapping[str, set[int]], owners: Mapping[str, str] |
         return Finding(
             "slots",
             "fail",
-            f"{len(split)} queue{_s(len(split))} whose keys span several hash slots (their scripts fail "
+            f"{len(split)} queue{plural(len(split))} whose keys span several hash slots (their scripts fail "
             f"with CROSSSLOT on a cluster): {', '.join(split[:SHOWN])}",
             "every key of a queue must carry the hash tag {<queue>} (protocol/keys.py)",
         )
     count = len(queue_slots)
     if not count:
         return Finding("slots", "ok", "no queues yet")
-    message = f"{count} queue{_s(count)}, each with all its keys in one hash slot"
+    message = f"{count} queue{plural(count)}, each with all its keys in one hash slot"
     if owners is None:
         return Finding("slots", "ok", message + " (ready for Redis Cluster)")
     by_node: dict[str, list[str]] = {}
@@ -275,115 +223,6 @@ def merge_servers(check: str, results: Sequence[tuple[str, Finding]]) -> Finding
     return Finding(check, worst, message, next((f.fix for _, f in chosen if f.fix), None))
 
 
-# -- the namespace ----------------------------------------------------------------------------
-
-
-def alive(registration: Registration, now_ms: int) -> bool:
-    """Registered and heartbeating: its description is there and its last beat is recent."""
-    return registration.info is not None and now_ms - registration.heartbeat_ms <= STALE_HEARTBEAT_MS
-
-
-def check_workers(registrations: Sequence[Registration], now_ms: int) -> Finding:
-    stale = [r for r in registrations if not alive(r, now_ms)]
-    live = len(registrations) - len(stale)
-    if not stale:
-        return Finding("workers", "ok", f"{live} live worker{_s(live)}")
-    described = []
-    for r in stale[:SHOWN]:
-        if r.info is None:
-            described.append(f"{r.id} (registration expired)")
-        else:
-            where = f"{r.info.get('host', '?')} pid {r.info.get('pid', '?')}"
-            described.append(f"{r.id} ({where}, last heartbeat {(now_ms - r.heartbeat_ms) / 1000:.0f} s ago)")
-    more = f" and {len(stale) - SHOWN} more" if len(stale) > SHOWN else ""
-    return Finding(
-        "workers",
-        "warn",
-        f"{len(stale)} worker{_s(len(stale))} stopped heartbeating ({live} live): "
-        f"{', '.join(described)}{more}",
-        "if they should run, restart them and find why they stopped (OOM killer, kill -9, network); "
-        "their tasks come back through their leases",
-    )
-
-
-def check_leases(
-    expired: Mapping[str, ExpiredLeases], serving: Mapping[str, int], now_ms: int
-) -> list[Finding]:
-    """`serving`: live workers per queue. A lease expired for longer than the grace means nobody ran
-    recovery for that queue (workers and schedulers do it every second)."""
-    findings = []
-    for queue, leases in sorted(expired.items()):
-        if leases.count == 0:
-            continue
-        age = (now_ms - leases.oldest_deadline_ms) / 1000
-        tasks = f"queue {queue}: {leases.count} active task{_s(leases.count)} whose lease expired"
-        if serving.get(queue):
-            message = f"{tasks} up to {age:.0f} s ago, although {serving[queue]} live worker(s) serve it"
-            fix = "check those workers' logs (can they reach Redis?), or run `taskq scheduler`"
-        else:
-            message = (
-                f"{tasks} up to {age:.0f} s ago and nobody recovers them (no live worker serves {queue})"
-            )
-            fix = f"run `taskq scheduler` or a worker for queue {queue} (taskq worker --queues {queue})"
-        findings.append(Finding("leases", "fail", message, fix))
-    if not findings:
-        findings.append(
-            Finding("leases", "ok", f"no lease expired more than {LEASE_GRACE_MS // 1000} s ago unrecovered")
-        )
-    return findings
-
-
-def check_keys(namespace: str, census: KeyCensus) -> Finding:
-    if not census.unknown:
-        return Finding("keys", "ok", f"all {census.total} keys of namespace {namespace} are taskq's")
-    shown = ", ".join(census.unknown[:SHOWN])
-    count = census.unknown_count
-    more = f" and {count - SHOWN} more" if count > SHOWN else ""
-    return Finding(
-        "keys",
-        "fail",
-        f"{count} key{_s(count)} in namespace {namespace} that taskq does not use: {shown}{more}",
-        f"another program writes under '{namespace}:': give one of them its own prefix (--namespace), "
-        "or delete these keys",
-    )
-
-
-def check_registry(registry_key: str, census: KeyCensus, known: Sequence[str]) -> Finding:
-    missing = sorted(census.queues - set(known))
-    if not missing:
-        return Finding("queues", "ok", f"{len(known)} queue{_s(len(known))} registered")
-    more = f" and {len(missing) - SHOWN} more" if len(missing) > SHOWN else ""
-    return Finding(
-        "queues",
-        "warn",
-        f"{len(missing)} queue{_s(len(missing))} with keys but missing from {registry_key} "
-        f"(`taskq scheduler` and `taskq stats` do not see them): {', '.join(missing[:SHOWN])}{more}",
-        f"redis-cli SADD {registry_key} {' '.join(missing)}",
-    )
-
-
-# -- gathering --------------------------------------------------------------------------------
-
-
-def run_checks(broker: Broker, *, pings: int = PINGS) -> list[Finding]:
-    """Every check, in order. BrokerUnavailable propagates (the CLI exits 1)."""
-    findings = [check_topology(probes.topology(broker))]
-    findings += server_findings(probes.servers(broker, REQUIRED_COMMANDS, pings))
-    findings.append(check_clock(probes.clock_offset_ms(broker)))
-    now_ms = broker.redis_time_ms()
-    registrations = probes.registrations(broker)
-    findings.append(check_workers(registrations, now_ms))
-    census = probes.key_census(broker)
-    known = broker.known_queues()
-    queues = sorted(set(known) | census.queues)
-    expired = probes.expired_leases(broker, queues, now_ms - LEASE_GRACE_MS)
-    findings += check_leases(expired, serving(registrations, now_ms), now_ms)
-    findings.append(check_keys(broker.settings.namespace, census))
-    findings.append(check_registry(broker.ns.queues, census, known))
-    findings.append(check_slots(*probes.queue_slots(broker, queues)))
-    return findings
-
-
 def server_findings(servers: Sequence[ServerFacts]) -> list[Finding]:
     """The server checks, each one finding over every primary (see merge_servers). The facts' fields
     are named as the checks' parameters."""
@@ -398,17 +237,3 @@ def server_findings(servers: Sequence[ServerFacts]) -> list[Finding]:
         each("persistence", lambda s: check_persistence(**asdict(s.persistence))),
         each("latency", lambda s: check_latency(s.pings_ms)),
     ]
-
-
-def serving(registrations: Sequence[Registration], now_ms: int) -> dict[str, int]:
-    """Live workers per queue they serve."""
-    counts: dict[str, int] = {}
-    for r in registrations:
-        if alive(r, now_ms) and r.info is not None:
-            for queue in r.info.get("queues") or []:
-                counts[str(queue)] = counts.get(str(queue), 0) + 1
-    return counts
-
-
-def _s(count: int) -> str:
-    return "" if count == 1 else "s"

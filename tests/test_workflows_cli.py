@@ -1,0 +1,102 @@
+"""Dependencies from the command line and the HTTP API (SPEC "Dependencies: chains, groups,
+chords"): `taskq enqueue --after ID` (repeatable), `"after"` in `--file` lines naming ids of earlier
+lines, the HTTP field, refusals (exit 2 / HTTP 422, nothing written), `task show` and `task list
+--state waiting`."""
+
+from __future__ import annotations
+
+import json
+import warnings
+from collections.abc import Iterator
+
+import pytest
+import redis
+from starlette.exceptions import StarletteDeprecationWarning
+
+from taskq_cli import TaskQueue
+from tests.support import qkeys
+
+with warnings.catch_warnings():  # starlette asks for httpx2; httpx (the api extra) works the same
+    warnings.simplefilter("ignore", StarletteDeprecationWarning)
+    from starlette.testclient import TestClient
+
+from taskq_cli.api import create_app
+
+LOCAL = "http://localhost"
+
+
+def test_enqueue_after_is_repeatable_and_task_show_names_after_and_blocked_by(run_cli, tq: TaskQueue) -> None:
+    a = tq.enqueue("fetch", {})
+    b = tq.enqueue("fetch", {}, queue="other")
+    out = run_cli("enqueue", "parse", "{}", "--after", a, "--after", b, "--json")
+    assert out.returncode == 0, out.stderr
+    answer = json.loads(out.stdout)
+    assert answer["state"] == "waiting"
+    shown = json.loads(run_cli("task", "show", answer["id"], "--json").stdout)
+    assert shown["state"] == "waiting"
+    assert shown["after"] == [a, b] and sorted(shown["blocked_by"]) == sorted([a, b])
+    listed = json.loads(run_cli("task", "list", "--state", "waiting", "--json").stdout)
+    assert [t["id"] for t in listed] == [answer["id"]]
+
+
+def test_enqueue_after_an_unknown_or_dead_task_exits_2_and_writes_nothing(
+    run_cli, tq: TaskQueue, raw: redis.Redis, namespace: str
+) -> None:
+    out = run_cli("enqueue", "parse", "{}", "--after", "no-such-task")
+    assert out.returncode == 2
+    assert out.stderr.strip().count("\n") == 0 and "no-such-task" in out.stderr
+    dead = tq.enqueue("x", {})
+    job = tq.broker.fetch("default", 30, "w")
+    assert job is not None
+    error = {"type": "E", "message": "", "traceback": ""}
+    tq.broker.fail(job, error, final=True, delay=None, max_retries=0)  # type: ignore[arg-type]
+    out = run_cli("enqueue", "parse", "{}", "--after", dead)
+    assert out.returncode == 2 and "dead" in out.stderr
+    assert raw.hlen(qkeys(namespace).tasks) == 1
+
+
+def test_file_lines_may_name_ids_of_earlier_lines(run_cli, tq: TaskQueue) -> None:
+    lines = [
+        {"name": "fetch", "payload": {"url": "u"}, "id": "f1"},
+        {"name": "parse", "payload": {}, "id": "p1", "after": ["f1"]},
+        {"name": "store", "payload": {}, "after": ["p1", "f1"], "queue": "other"},
+    ]
+    out = run_cli("enqueue", "--file", "-", "--json", input="\n".join(json.dumps(x) for x in lines))
+    assert out.returncode == 0, out.stderr
+    answers = [json.loads(line) for line in out.stdout.splitlines()]
+    assert [a["state"] for a in answers] == ["pending", "waiting", "waiting"]
+    assert tq.broker.dependencies.blocked_by("other", answers[2]["id"]) == ["f1", "p1"]
+
+
+def test_a_file_line_naming_a_later_line_or_an_unknown_id_writes_nothing(
+    run_cli, raw: redis.Redis, namespace: str
+) -> None:
+    later = [{"name": "a", "after": ["z"]}, {"name": "b", "id": "z"}]
+    out = run_cli("enqueue", "--file", "-", input="\n".join(json.dumps(x) for x in later))
+    assert out.returncode == 2 and "not enqueued before" in out.stderr
+    bad_type = [{"name": "a", "after": "z"}]
+    out = run_cli("enqueue", "--file", "-", input=json.dumps(bad_type[0]))
+    assert out.returncode == 2 and "line 1" in out.stderr
+    assert raw.exists(qkeys(namespace).tasks) == 0
+
+
+@pytest.fixture
+def client(tq: TaskQueue) -> Iterator[TestClient]:
+    with TestClient(create_app(tq, token=""), base_url=LOCAL) as test_client:
+        yield test_client
+
+
+def test_http_enqueue_takes_after_and_refuses_an_unknown_id_with_422(
+    client: TestClient, tq: TaskQueue, raw: redis.Redis, namespace: str
+) -> None:
+    a = tq.enqueue("fetch", {})
+    made = client.post("/enqueue", json={"name": "parse", "after": [a]})
+    assert made.status_code == 201, made.text
+    assert made.json()["state"] == "waiting"
+    shown = client.get(f"/tasks/{made.json()['id']}").json()
+    assert shown["after"] == [a] and shown["blocked_by"] == [a]
+    refused = client.post("/enqueue", json={"name": "parse", "after": ["missing"]})
+    assert refused.status_code == 422 and "missing" in refused.text
+    batch = client.post("/enqueue", json=[{"name": "a", "id": "x1"}, {"name": "b", "after": ["x1"]}])
+    assert batch.status_code == 201 and [t["state"] for t in batch.json()] == ["pending", "waiting"]
+    assert raw.zcard(qkeys(namespace).blocked) == 2
