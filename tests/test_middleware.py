@@ -269,3 +269,25 @@ def test_a_thread_pool_timeout_calls_after_run_once_with_the_task_before_run_saw
     [(_, before, _), (_, after, outcome)] = seen  # and not again once the thread returns
     assert after is before
     assert outcome is not None and outcome.status == "dead" and isinstance(outcome.error, TaskTimeout)
+
+
+def test_the_api_with_the_app_runs_the_middleware_refusing_with_422(
+    app: ModuleType, raw: redis.Redis, namespace: str
+) -> None:
+    import warnings
+
+    with warnings.catch_warnings():  # starlette asks for httpx2; httpx works the same
+        from starlette.exceptions import StarletteDeprecationWarning
+
+        warnings.simplefilter("ignore", StarletteDeprecationWarning)
+        from starlette.testclient import TestClient
+
+    from taskq_cli.api import create_app
+
+    with TestClient(create_app(app.tq, token=""), base_url="http://localhost") as api:
+        accepted = api.post("/enqueue", json={"name": "work", "payload": {"value": 1}})
+        refused = api.post("/enqueue", json=[{"name": "work"}, {"name": "work", "payload": {"refuse": True}}])
+    assert accepted.status_code == 201
+    assert meta_of(raw, namespace, accepted.json()["id"])["headers"] == {"tenant": "acme"}
+    assert refused.status_code == 422 and "refused by middleware Breaker" in refused.json()["detail"]
+    assert queue_counts(raw, namespace)["pending"] == 1
