@@ -291,3 +291,30 @@ def test_the_api_with_the_app_runs_the_middleware_refusing_with_422(
     assert meta_of(raw, namespace, accepted.json()["id"])["headers"] == {"tenant": "acme"}
     assert refused.status_code == 422 and "refused by middleware Breaker" in refused.json()["detail"]
     assert queue_counts(raw, namespace)["pending"] == 1
+
+
+def test_even_system_exit_from_a_hook_fails_only_the_attempt_or_is_only_logged(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    from taskq_cli.runner import Execution, call_here, run_task
+
+    class Exits(Middleware):
+        def __init__(self, where: str) -> None:
+            self.where = where
+
+        def before_run(self, task: TaskInfo) -> None:
+            if self.where == "before":
+                raise SystemExit(3)
+
+        def after_run(self, task: TaskInfo, outcome: RunOutcome) -> None:
+            if self.where == "after":
+                raise SystemExit(4)
+
+    tq = TaskQueue(redis_url="redis://127.0.0.1:1/0")
+    handler = tq.task(name="noop")(lambda: "ran").definition
+    execution = Execution("t1", "noop", "default", 1, 3, "{}", None, "token")
+    failed = run_task(handler, execution, call_here, Chain([Exits("before")]))
+    assert failed.error is not None and failed.error["type"] == "SystemExit"
+    done = run_task(handler, execution, call_here, Chain([Exits("after")]))
+    assert done.result_json == '"ran"'
+    assert "after_run of task t1 failed: SystemExit: 4" in caplog.text
