@@ -136,7 +136,7 @@ class Chain:
         for middleware in self._before:
             try:
                 middleware.before_run(task)  # type: ignore[attr-defined]
-            except Exception as exc:
+            except BaseException as exc:  # as from a handler: SystemExit included
                 return exc
         return None
 
@@ -145,7 +145,7 @@ class Chain:
         for middleware in self._after:
             try:
                 middleware.after_run(task, outcome)  # type: ignore[attr-defined]
-            except Exception as exc:
+            except BaseException as exc:  # nothing from here may stop a worker or its child
                 log.error(
                     "middleware %s: after_run of task %s failed: %s: %s",
                     _label(middleware),

@@ -74,6 +74,7 @@ class ThreadPool:
         self._dropped: set[str] = set()  # aborted or timed out: outcomes are not delivered
         self._executing: set[str] = set()
         self._seen: dict[str, TaskInfo] = {}  # what the hooks saw of a running task with a timeout
+        self._timed_out: set[str] = set()  # reported by the watchdog, after_run included
         self._on_done: OnDone | None = None
         self._closed = threading.Event()
         self._threads = 0
@@ -139,9 +140,13 @@ class ThreadPool:
                 self._on_done(execution, outcome)
 
     def _wanted(self, token: str) -> bool:
-        """Whether a finished execution's outcome still counts (not timed out or aborted)."""
+        """Whether after_run is still to hear of a finished execution: not when the watchdog told it
+        of the timeout already (an aborted one it hears of as it ends, though the outcome is dropped)."""
         with self._lock:
-            return token not in self._dropped
+            if token in self._timed_out:
+                self._timed_out.discard(token)
+                return False
+            return True
 
     def _watch(self) -> None:
         while not self._closed.wait(0.05):
@@ -152,6 +157,8 @@ class ThreadPool:
                 for execution in late:
                     del self._deadlines[execution.token]
                     self._dropped.add(execution.token)
+                    if self.middleware.running:
+                        self._timed_out.add(execution.token)
                     self._executing.discard(execution.token)
             for execution in late:
                 self._add_thread()

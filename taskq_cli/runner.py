@@ -117,7 +117,15 @@ async def run_task_async(
         return replace(outcome, runtime=time.perf_counter() - started)
     task = task_info(execution)
     failed = middleware.before_run(task)
-    ran = await _run_task_async(handler, execution) if failed is None else (outcome_of(failed), None, failed)
+    try:
+        ran = (
+            await _run_task_async(handler, execution)
+            if failed is None
+            else (outcome_of(failed), None, failed)
+        )
+    except asyncio.CancelledError as exc:  # aborted (lease lost, stopping): the task comes back later
+        middleware.after_run(task, RunOutcome(RETRY, None, exc, time.perf_counter() - started))
+        raise
     outcome = replace(ran[0], runtime=time.perf_counter() - started)
     middleware.after_run(task, run_outcome(execution, outcome, ran[1], ran[2]))
     return outcome

@@ -331,3 +331,25 @@ def test_an_enqueue_process_imports_neither_prometheus_client_nor_taskq_tracing(
     )
     result = run_python(code, redis_url, namespace)
     assert result.stdout.splitlines()[-1] == "0 []", result.stdout + result.stderr
+
+
+def test_a_worker_shows_the_tasks_it_runs_per_queue_while_they_run(procs: Procs, tq: TaskQueue) -> None:
+    port = free_port()
+    worker = procs.start(
+        "worker", "--app", "tests.apps.basic", "--queues", "default,other", "--metrics-port", str(port)
+    )
+    tq.enqueue("sleep", {"seconds": 30})
+
+    def page() -> dict[str, float]:
+        return samples(httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=2).text)
+
+    until(
+        lambda: page().get('taskq_tasks_running{queue="default"}') == 1,
+        20,
+        what="the running task shown",
+        logs=[worker],
+        ignore=(httpx.TransportError,),
+    )
+    shown = page()
+    assert shown['taskq_tasks_running{queue="other"}'] == 0
+    assert "process_cpu_seconds_total" in shown  # prometheus-client's own, on the same page

@@ -269,3 +269,106 @@ def test_a_thread_pool_timeout_calls_after_run_once_with_the_task_before_run_saw
     [(_, before, _), (_, after, outcome)] = seen  # and not again once the thread returns
     assert after is before
     assert outcome is not None and outcome.status == "dead" and isinstance(outcome.error, TaskTimeout)
+
+
+def test_the_api_with_the_app_runs_the_middleware_refusing_with_422(
+    app: ModuleType, raw: redis.Redis, namespace: str
+) -> None:
+    import warnings
+
+    with warnings.catch_warnings():  # starlette asks for httpx2; httpx works the same
+        from starlette.exceptions import StarletteDeprecationWarning
+
+        warnings.simplefilter("ignore", StarletteDeprecationWarning)
+        from starlette.testclient import TestClient
+
+    from taskq_cli.api import create_app
+
+    with TestClient(create_app(app.tq, token=""), base_url="http://localhost") as api:
+        accepted = api.post("/enqueue", json={"name": "work", "payload": {"value": 1}})
+        refused = api.post("/enqueue", json=[{"name": "work"}, {"name": "work", "payload": {"refuse": True}}])
+    assert accepted.status_code == 201
+    assert meta_of(raw, namespace, accepted.json()["id"])["headers"] == {"tenant": "acme"}
+    assert refused.status_code == 422 and "refused by middleware Breaker" in refused.json()["detail"]
+    assert queue_counts(raw, namespace)["pending"] == 1
+
+
+def test_even_system_exit_from_a_hook_fails_only_the_attempt_or_is_only_logged(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    from taskq_cli.runner import Execution, call_here, run_task
+
+    class Exits(Middleware):
+        def __init__(self, where: str) -> None:
+            self.where = where
+
+        def before_run(self, task: TaskInfo) -> None:
+            if self.where == "before":
+                raise SystemExit(3)
+
+        def after_run(self, task: TaskInfo, outcome: RunOutcome) -> None:
+            if self.where == "after":
+                raise SystemExit(4)
+
+    tq = TaskQueue(redis_url="redis://127.0.0.1:1/0")
+    handler = tq.task(name="noop")(lambda: "ran").definition
+    execution = Execution("t1", "noop", "default", 1, 3, "{}", None, "token")
+    failed = run_task(handler, execution, call_here, Chain([Exits("before")]))
+    assert failed.error is not None and failed.error["type"] == "SystemExit"
+    done = run_task(handler, execution, call_here, Chain([Exits("after")]))
+    assert done.result_json == '"ran"'
+    assert "after_run of task t1 failed: SystemExit: 4" in caplog.text
+
+
+class Watch(Middleware):
+    def __init__(self) -> None:
+        import threading
+
+        self.calls: list[tuple[str, TaskInfo, RunOutcome | None]] = []
+        self.after = threading.Event()
+
+    def before_run(self, task: TaskInfo) -> None:
+        self.calls.append(("before", task, None))
+
+    def after_run(self, task: TaskInfo, outcome: RunOutcome) -> None:
+        self.calls.append(("after", task, outcome))
+        self.after.set()
+
+
+@pytest.mark.parametrize("kind", ["threads", "asyncio"])
+def test_an_aborted_execution_still_ends_with_after_run(kind: str) -> None:
+    import asyncio as aio
+    import threading
+
+    from taskq_cli.pool import AsyncPool, ThreadPool
+    from taskq_cli.runner import Execution
+
+    started, release = threading.Event(), threading.Event()
+
+    def blocking() -> str:
+        started.set()
+        release.wait(10)
+        return "late"
+
+    async def waiting() -> str:
+        started.set()
+        await aio.sleep(10)
+        return "never"
+
+    tq = TaskQueue(redis_url="redis://127.0.0.1:1/0")
+    handler = tq.task(name="h")(blocking if kind == "threads" else waiting).definition
+    watch = Watch()
+    pool = (ThreadPool if kind == "threads" else AsyncPool)(1, {"h": handler}, Chain([watch]))
+    pool.start(lambda execution, outcome: None)
+    pool.submit(Execution("t1", "h", "default", 1, 3, "{}", None, "token-1"))
+    assert started.wait(10)
+    pool.abort(["token-1"])  # lease lost, or the worker stops past its grace
+    release.set()
+    assert watch.after.wait(10)
+    pool.close()
+    [(_, before, _), (_, after, outcome)] = watch.calls
+    assert (after is before and outcome is not None and outcome.status == "retry") or kind == "threads"
+    if kind == "asyncio":  # cancelled: it comes back through its lease or the stop's requeue
+        assert outcome is not None and isinstance(outcome.error, aio.CancelledError)
+    else:  # a thread cannot be stopped: after_run hears how it really ended
+        assert (outcome.status, outcome.result) == ("done", "late")
