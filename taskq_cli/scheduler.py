@@ -29,9 +29,11 @@ class Maintenance:
     def tick(self, queues: Iterable[str]) -> float:
         """One pass over the queues; returns the seconds until the next scheduled task is due."""
         wait = MAX_IDLE
-        queues = list(queues)
+        busy: list[str] = []  # queues with dependency work
         for queue in queues:
-            moved, next_due = self.broker.promote(queue)
+            moved, next_due, work = self.broker.promote_and_look(queue)
+            if work:
+                busy.append(queue)
             retried, buried = self.broker.recover(queue, self.defaults)
             if moved:
                 log.debug("queue %s: promoted %d due tasks", queue, moved)
@@ -46,7 +48,7 @@ class Maintenance:
             if next_due is not None:
                 wait = min(wait, next_due)
         # outcomes whose hand-off a worker did not finish (it died), links a producer did not make
-        if self.broker.dependencies.maintain(queues):
+        if busy and self.broker.dependencies.maintain(busy):
             log.debug("dependencies: handed off or linked again")
         return wait
 
