@@ -61,6 +61,7 @@ def send_email(to: str, subject: str = "hello", body: str = "") -> dict[str, str
     return {"to": to, "subject": subject, "status": "sent", "message_id": str(message["Message-ID"])}
 
 
+# --8<-- [start:retries]
 @tq.task(name="flaky_call", max_retries=5, backoff_base=0.5, backoff_max=5.0)
 def flaky_call(url: str, failure_rate: float = 0.5, fail_first: int = 0) -> dict[str, object]:
     """A call to a flaky service: the first `fail_first` attempts fail, later ones at `failure_rate`.
@@ -79,6 +80,9 @@ def rate_limited(key: str) -> str:
     if ctx is not None and ctx.attempt < 3:
         raise Retry(delay=1.0, message=f"429 Too Many Requests for {key}: retry in 1s")
     return f"{key} done"
+
+
+# --8<-- [end:retries]
 
 
 @tq.task(name="resize_image", timeout=60)

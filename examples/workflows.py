@@ -55,12 +55,14 @@ def notify() -> list[str]:
 
 
 def main() -> None:
+    # --8<-- [start:shapes]
     ids = tq.chain([("fetch", {"url": "example.org"}), ("parse", {}), ("store", {})])
     print("chain:", tq.result(ids[-1], wait=30))
 
     sizes = tq.group([("resize", {"size": s}) for s in (64, 128, 256)])
     done = tq.enqueue("notify", {}, after=sizes)  # a chord: after all of the group
     print("chord:", tq.result(done, wait=30))
+    # --8<-- [end:shapes]
 
 
 if __name__ == "__main__":

@@ -78,6 +78,22 @@ def api_token_from_env() -> str:
     return os.environ.get("TASKQ_API_TOKEN", "").strip()
 
 
+def metrics_port(given: int | None) -> int | None:
+    """The worker's metrics port: --metrics-port, else TASKQ_METRICS_PORT, else None (no metrics).
+    0 picks a free port (the worker logs which)."""
+    if given is None:
+        text = os.environ.get("TASKQ_METRICS_PORT", "").strip()
+        if not text:
+            return None
+        try:
+            given = int(text)
+        except ValueError:
+            raise UsageError(f"TASKQ_METRICS_PORT must be a port number, got {text!r}") from None
+    if not 0 <= given <= 65535:
+        raise UsageError(f"--metrics-port must be between 0 and 65535, got {given}")
+    return given
+
+
 def completing() -> bool:
     """True while the shell asks for completions (Typer sets _TASKQ_COMPLETE): Typer must answer."""
     return bool(os.environ.get("_TASKQ_COMPLETE"))

@@ -17,6 +17,16 @@ class ValidationFailed(UsageError):
     """A payload does not match its handler's signature."""
 
 
+class EnqueueRefused(UsageError):
+    """A middleware's `before_enqueue` raised (CLI exit 2, HTTP 422): nothing was written. The
+    middleware's own exception is `__cause__` (and `.error`)."""
+
+    def __init__(self, middleware: str, error: BaseException) -> None:
+        super().__init__(f"enqueue refused by middleware {middleware}: {type(error).__name__}: {error}")
+        self.middleware = middleware
+        self.error = error
+
+
 class AmbiguousId(TaskqError):
     """An id found in more than one queue when no queue was given (bad usage: CLI exit 2; HTTP 409,
     not a UsageError's 422): ids are unique per queue only, and picking one of the tasks silently

@@ -44,3 +44,13 @@ def configure(level: str = "info", fmt: str = "text") -> None:
     root.handlers[:] = [handler]
     root.setLevel(number)
     root.propagate = False
+
+
+def current_setup() -> tuple[str, str] | None:
+    """(level, format) as `configure` set them in this process, or None when it was not called: what
+    a child process started afresh (the fork server's) needs to log as its worker does."""
+    root = logging.getLogger("taskq")
+    if root.propagate or not root.handlers:
+        return None
+    fmt = "json" if isinstance(root.handlers[0].formatter, JsonFormatter) else "text"
+    return logging.getLevelName(root.level).lower(), fmt

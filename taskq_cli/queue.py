@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any, overload
 
 from taskq_cli.config import DEFAULT_QUEUE, RetryDefaults, Settings, check_name
 from taskq_cli.errors import UsageError
+from taskq_cli.middleware import Chain, Middleware, TaskInfo
 from taskq_cli.producer import UNSET, EnqueueRequest, prepare
 from taskq_cli.registry import TaskDef, UniqueSpec
 from taskq_cli.workflows import chain_requests, group_requests, items_as_requests
@@ -66,6 +67,36 @@ class TaskHandle:
 
 
 class TaskQueue:
+    """The library's front door: register handlers, enqueue tasks, wait for results, manage schedules.
+
+    Connects lazily, on the first call that needs Redis. Settings not given here come from the
+    environment (`TASKQ_REDIS_URL`, `TASKQ_NAMESPACE`, ...), then from the profile, then from the
+    defaults (docs/reference.md, "Configuration").
+
+    Args:
+        redis_url: `redis://`, `rediss://`, `unix://`, `redis+cluster://` or `redis+sentinel://` URL.
+        namespace: prefix of every key; two namespaces on one Redis never see each other's data.
+        max_retries: retries after the first execution (default 3), unless a handler or enqueue says.
+        timeout: seconds a handler may run (default 600; 0 or None: no limit).
+        backoff_base: first retry delay in seconds (default 5), doubling per retry.
+        backoff_max: longest retry delay in seconds (default 3600).
+        result_ttl: seconds a done task and its result are kept (default 600).
+        dead_max: most dead tasks kept per queue (default 100,000).
+        dead_ttl: longest a dead task is kept, in seconds (default 30 days).
+        max_queues: most queues one namespace may hold (default 1,000).
+        profile: a `[profiles.NAME]` of the config file.
+
+    Example:
+        ```python
+        tq = TaskQueue()
+
+        @tq.task(max_retries=5)
+        def send_email(to: str) -> None: ...
+
+        send_email.enqueue(to="a@example.com")
+        ```
+    """
+
     def __init__(
         self,
         redis_url: str | None = None,
@@ -104,6 +135,7 @@ class TaskQueue:
         self.registry: dict[str, TaskDef] = {}
         self.app_spec: str | None = None  # set by --app loading: how child processes find handlers
         self.code_schedules: dict[str, Schedule] = {}  # @tq.periodic; written by sync_schedules()
+        self.middleware = Chain()  # add_middleware; runs in this app's producers and workers
         self._broker: Broker | None = None
         # one redis.asyncio pool per event loop: a pool's connections belong to the loop that made them
         self._abrokers: dict[asyncio.AbstractEventLoop, AsyncBroker] = {}
@@ -134,6 +166,7 @@ class TaskQueue:
 
     @property
     def broker(self) -> Broker:
+        """The synchronous connection to Redis (made on first use; `close` ends it)."""
         if self._broker is None:
             from taskq_cli.protocol import Broker, BrokerSettings, connect
 
@@ -143,6 +176,7 @@ class TaskQueue:
         return self._broker
 
     def close(self) -> None:
+        """Close the synchronous connection pool (the next call that needs Redis opens a new one)."""
         if self._broker is not None:
             self._broker.close()
             self._broker = None
@@ -215,9 +249,26 @@ class TaskQueue:
         debounce: float | str | None = None,
     ) -> TaskHandle | Callable[[Callable[..., Any]], TaskHandle]:
         """Register a handler (sync or `async def`); its parameters are the payload's fields.
-        `unique`: True (key from the name and the payload) or payload field names; `unique_until`
-        'finished' (default) or 'started'; `unique_for` caps the hold; `debounce` runs the task that
-        long after the last enqueue with its key (docs/flow-control.md)."""
+
+        Used bare (`@tq.task`) or with options (`@tq.task(max_retries=5)`); returns a TaskHandle,
+        still callable as the function, with `.enqueue(...)`. Options left out come from the
+        TaskQueue; an enqueue's own options beat these.
+
+        Args:
+            name: the task's name in Redis (default: the function's name).
+            queue: the queue its tasks go to.
+            max_retries: retries after the first execution.
+            timeout: seconds an execution may run (0 or None: no limit).
+            backoff_base: first retry delay in seconds, doubling per retry.
+            backoff_max: longest retry delay in seconds.
+            result_ttl: seconds a done task and its result are kept.
+            unique: True (key from the name and the whole payload) or payload field names: while a
+                task holds its key, an enqueue with the same key answers the holder's id.
+            unique_until: `"finished"` (default) or `"started"`: when the key is released.
+            unique_for: the longest the key is held (seconds or `"1h"`).
+            debounce: run the task this long after the last enqueue with its key, with that
+                enqueue's payload (docs/flow-control.md).
+        """
         given: dict[str, Any] = {
             "max_retries": max_retries,
             "backoff_base": backoff_base,
@@ -244,6 +295,12 @@ class TaskQueue:
 
         return register(fn) if fn is not None else register
 
+    def add_middleware(self, middleware: Middleware) -> None:
+        """Run `middleware`'s hooks around every enqueue of this app (library, CLI and API with
+        --app) and every execution in its workers, whatever the pool (docs/observability.md). Add
+        it where the tasks are defined, before a worker starts."""
+        self.middleware = Chain([*self.middleware.middleware, middleware])
+
     # -- producing --------------------------------------------------------------------------
 
     def enqueue(
@@ -266,9 +323,30 @@ class TaskQueue:
         after: Sequence[str] | None = None,
     ) -> str:
         """Enqueue one task; returns its id (the existing task's id for a duplicate custom id, or the
-        holder's for a held unique key). `durable=True`: return only once a replica has the task too
-        (raises NotReplicated when none confirms it in time; see docs/scaling.md). `after`: ids of
-        tasks it waits for (docs/workflows.md)."""
+        holder's for a held unique key).
+
+        With the handler registered in this TaskQueue, the payload is validated against its
+        signature first: ValidationFailed, and nothing written, when it does not match.
+
+        Args:
+            name: the task's name (a handler registered here, or in the workers' app).
+            payload: the handler's keyword arguments, as JSON-able values.
+            queue: the queue (default: the handler's, else `default`).
+            delay: run no sooner than this many seconds (or `"5m"`) from now.
+            at: run no sooner than this time (a datetime, ISO 8601 text or a Unix time).
+            task_id: a custom id, unique within its queue: enqueueing it again while it waits or
+                runs adds nothing (idempotent).
+            max_retries: this task's retries, over the handler's.
+            timeout: this task's timeout in seconds, over the handler's.
+            durable: return only once a replica has the task too (raises NotReplicated when none
+                confirms it in time; see docs/scaling.md).
+            unique: as in `task`, for this enqueue.
+            unique_key: an explicit uniqueness key (implies unique).
+            unique_until: as in `task`.
+            unique_for: as in `task`.
+            debounce: as in `task`.
+            after: ids of tasks it waits for; it runs once they are all done (docs/workflows.md).
+        """
         request = EnqueueRequest(
             name,
             payload,
@@ -318,7 +396,22 @@ class TaskQueue:
 
     def write(self, tasks: Sequence[NewTask], *, durable: bool = False) -> list[EnqueueResult]:
         """Write tasks `producer.prepare` already validated (one round trip, atomic per queue)."""
-        return self.broker.enqueue(tasks, durable=durable)
+        return self.broker.enqueue(self._before_enqueue(tasks), durable=durable)
+
+    def _before_enqueue(self, tasks: Sequence[NewTask]) -> Sequence[NewTask]:
+        """The middleware's `before_enqueue` for each task, before anything of the batch is written;
+        the headers they add go into the task's record."""
+        chain = self.middleware
+        if not chain.producing:
+            return tasks
+        from dataclasses import replace
+
+        out: list[NewTask] = []
+        for task in tasks:
+            info = TaskInfo(task.id, task.meta["name"], task.queue, 0, {}, payload_json=task.payload_json)
+            headers = chain.before_enqueue(info)
+            out.append(replace(task, meta={**task.meta, "headers": headers}) if headers else task)
+        return out
 
     async def aenqueue(
         self,
@@ -366,7 +459,7 @@ class TaskQueue:
         self, requests: Sequence[EnqueueRequest], *, durable: bool = False
     ) -> list[EnqueueResult]:
         """`submit` on the event loop: the same preparation, then AsyncBroker.enqueue."""
-        tasks = [prepare(request, self.registry) for request in requests]
+        tasks = self._before_enqueue([prepare(request, self.registry) for request in requests])
         if any(t.after for t in tasks):  # linked in several steps: the sync Broker, off the loop
             return await asyncio.to_thread(self.broker.enqueue, tasks, durable=durable)
         return await self.abroker.enqueue(tasks, durable=durable)
@@ -488,15 +581,18 @@ class TaskQueue:
         return self._store_schedule(schedule)
 
     def schedules(self) -> list[Schedule]:
+        """Every schedule stored in Redis, by name (`taskq cron list`)."""
         from taskq_cli.cron import Schedule
 
         return [Schedule.from_json(d) for _, d in sorted(self.broker.cron_definitions().items())]
 
     def unschedule(self, name: str) -> bool:
+        """Remove a stored schedule (the same as `taskq cron remove`); False when there was none."""
         found = {s.name: s for s in self.schedules()}.get(name)
         return found is not None and self.broker.cron_delete(name, found.queue)
 
     def set_schedule_paused(self, name: str, paused: bool) -> Schedule:
+        """Pause or resume a stored schedule (`taskq cron pause/resume`); raises NotFound for none."""
         from taskq_cli.errors import NotFound
 
         found = {s.name: s for s in self.schedules()}.get(name)
@@ -530,6 +626,8 @@ class TaskQueue:
     # -- inspection -------------------------------------------------------------------------
 
     def get_task(self, task_id: str, queue: str | None = None) -> Task | None:
+        """The task with this id (every field, its payload and result), or None. Searches every
+        queue unless `queue` is given."""
         from taskq_cli.models import Task
 
         record = self.broker.find_task(task_id, queue)

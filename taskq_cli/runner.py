@@ -4,22 +4,36 @@ and the exception-to-outcome rules. No Redis here; pools decide where this runs.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import json
 import signal
 import threading
 import time
 import traceback
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from taskq_cli.errors import Fail, RateLimited, Retry, ValidationFailed
+from taskq_cli.middleware import DEAD, DONE, RETRY, Chain, RunOutcome, TaskInfo
 from taskq_cli.models import Outcome, OutcomeKind
 from taskq_cli.registry import TaskContext, TaskDef, set_current_task
 
 
 class TaskTimeout(BaseException):  # a handler's `except Exception` must not swallow it
     pass
+
+
+class NotRunnable(Exception):
+    """Why a handler was not called (a middleware's `outcome.error`): `kind` is the error type its
+    outcome records (UnknownTask, MalformedPayload, ValidationError); `final` sends it to dead."""
+
+    def __init__(self, kind: str, message: str, final: bool) -> None:
+        super().__init__(message)
+        self.kind, self.final = kind, final
+
+    def outcome(self) -> Outcome:
+        return Outcome.failure(OutcomeKind.FAIL if self.final else OutcomeKind.ERROR, self.kind, str(self))
 
 
 @dataclass(frozen=True)
@@ -39,6 +53,7 @@ class Execution:
     # JSON object of its dependencies' results by id (the worker reads them before it starts);
     # None when they could not be read (the attempt fails and is retried)
     dependency_results: str | None = "{}"
+    headers: dict[str, str] | None = field(default=None, compare=False)  # the producer's middleware's
 
     @property
     def context(self) -> TaskContext:
@@ -50,37 +65,69 @@ class Execution:
 
 # How a sync handler is called under its timeout: in a watched thread, or under SIGALRM.
 Caller = Callable[[TaskDef, dict[str, Any], TaskContext, float | None], Any]
+# What one execution gave: its outcome, the handler's return value, the exception that failed it.
+Ran = tuple[Outcome, Any, BaseException | None]
 
 
-def run_task(handler: TaskDef | None, execution: Execution, call: Caller | None = None) -> Outcome:
+def run_task(
+    handler: TaskDef | None,
+    execution: Execution,
+    call: Caller | None = None,
+    middleware: Chain | None = None,
+    wanted: Callable[[], bool] | None = None,
+    task: TaskInfo | None = None,
+) -> Outcome:
+    """Run one execution with the app's middleware around it (`before_run`, then the handler, then
+    `after_run`). `wanted`: whether its outcome still counts when it ends (a thread pool reports a
+    timed-out task without waiting for its thread, and calls `after_run` itself, with the same
+    `task` the hooks saw)."""
     started = time.perf_counter()
-    outcome = _run_task(handler, execution, call)
-    return replace(outcome, runtime=time.perf_counter() - started)
+    if middleware is None or not middleware.running:
+        outcome = _run_task(handler, execution, call)[0]
+        return replace(outcome, runtime=time.perf_counter() - started)
+    task = task or task_info(execution)
+    failed = middleware.before_run(task)
+    ran = _run_task(handler, execution, call) if failed is None else (outcome_of(failed), None, failed)
+    outcome = replace(ran[0], runtime=time.perf_counter() - started)
+    if wanted is None or wanted():
+        middleware.after_run(task, run_outcome(execution, outcome, ran[1], ran[2]))
+    return outcome
 
 
-def _run_task(handler: TaskDef | None, execution: Execution, call: Caller | None) -> Outcome:
-    prepared = _prepare(handler, execution)
-    if isinstance(prepared, Outcome):
-        return prepared
+def _run_task(handler: TaskDef | None, execution: Execution, call: Caller | None) -> Ran:
+    try:
+        prepared = _prepare(handler, execution)
+    except NotRunnable as exc:
+        return exc.outcome(), None, exc
     assert handler is not None
     try:
         value = (call or call_in_thread)(handler, prepared, execution.context, execution.timeout)
     except BaseException as exc:  # user code may raise anything, SystemExit included
-        return outcome_of(exc)
-    return Outcome.success(result_to_json(value))
+        return outcome_of(exc), None, exc
+    return Outcome.success(result_to_json(value)), value, None
 
 
-async def run_task_async(handler: TaskDef | None, execution: Execution) -> Outcome:
+async def run_task_async(
+    handler: TaskDef | None, execution: Execution, middleware: Chain | None = None
+) -> Outcome:
     """The same rules on an event loop: async handlers run on it, sync ones in a thread."""
     started = time.perf_counter()
-    outcome = await _run_task_async(handler, execution)
-    return replace(outcome, runtime=time.perf_counter() - started)
+    if middleware is None or not middleware.running:
+        outcome = (await _run_task_async(handler, execution))[0]
+        return replace(outcome, runtime=time.perf_counter() - started)
+    task = task_info(execution)
+    failed = middleware.before_run(task)
+    ran = await _run_task_async(handler, execution) if failed is None else (outcome_of(failed), None, failed)
+    outcome = replace(ran[0], runtime=time.perf_counter() - started)
+    middleware.after_run(task, run_outcome(execution, outcome, ran[1], ran[2]))
+    return outcome
 
 
-async def _run_task_async(handler: TaskDef | None, execution: Execution) -> Outcome:
-    prepared = _prepare(handler, execution)
-    if isinstance(prepared, Outcome):
-        return prepared
+async def _run_task_async(handler: TaskDef | None, execution: Execution) -> Ran:
+    try:
+        prepared = _prepare(handler, execution)
+    except NotRunnable as exc:
+        return exc.outcome(), None, exc
     assert handler is not None
     ctx, timeout = execution.context, execution.timeout
     try:
@@ -89,36 +136,67 @@ async def _run_task_async(handler: TaskDef | None, execution: Execution) -> Outc
         else:
             value = await asyncio.wait_for(asyncio.to_thread(_call_sync, handler, prepared, ctx), timeout)
     except TimeoutError:
-        return outcome_of(TaskTimeout(f"timed out after {timeout:g}s"))
+        timed_out = TaskTimeout(f"timed out after {timeout:g}s")
+        return outcome_of(timed_out), None, timed_out
     except BaseException as exc:  # CancelledError is handled by the pool
         if isinstance(exc, asyncio.CancelledError):
             raise
-        return outcome_of(exc)
-    return Outcome.success(result_to_json(value))
+        return outcome_of(exc), None, exc
+    return Outcome.success(result_to_json(value)), value, None
 
 
-def _prepare(handler: TaskDef | None, execution: Execution) -> dict[str, Any] | Outcome:
-    """The handler's keyword arguments, or the outcome that makes running it pointless."""
+def _prepare(handler: TaskDef | None, execution: Execution) -> dict[str, Any]:
+    """The handler's keyword arguments; NotRunnable when running it is pointless."""
     if handler is None:
-        return Outcome.failure(
-            OutcomeKind.ERROR,
-            "UnknownTask",
-            f"no handler named {execution.name!r} is registered in this worker",
+        raise NotRunnable(
+            "UnknownTask", f"no handler named {execution.name!r} is registered in this worker", final=False
         )
     if execution.dependency_results is None:
-        return Outcome.failure(
-            OutcomeKind.ERROR, "DependencyResultsUnavailable", "the dependencies' results could not be read"
+        raise NotRunnable(
+            "DependencyResultsUnavailable", "the dependencies' results could not be read", final=False
         )
     try:
         payload = json.loads(execution.payload_json) if execution.payload_json else {}
     except ValueError as exc:
-        return Outcome.failure(OutcomeKind.FAIL, "MalformedPayload", f"payload is not JSON: {exc}")
+        raise NotRunnable("MalformedPayload", f"payload is not JSON: {exc}", final=True) from None
     if not isinstance(payload, dict):
-        return Outcome.failure(OutcomeKind.FAIL, "MalformedPayload", "payload is not a JSON object")
+        raise NotRunnable("MalformedPayload", "payload is not a JSON object", final=True)
     try:
         return handler.validate(payload)
     except ValidationFailed as exc:
-        return Outcome.failure(OutcomeKind.FAIL, "ValidationError", str(exc))
+        raise NotRunnable("ValidationError", str(exc), final=True) from exc
+
+
+def task_info(execution: Execution) -> TaskInfo:
+    """The execution as middleware sees it (its headers a copy: a hook cannot change the record)."""
+    return TaskInfo(
+        execution.task_id,
+        execution.name,
+        execution.queue,
+        execution.attempt,
+        dict(execution.headers) if execution.headers else {},
+        payload_json=execution.payload_json,
+    )
+
+
+def run_outcome(
+    execution: Execution, outcome: Outcome, value: Any, error: BaseException | None
+) -> RunOutcome:
+    """The outcome as middleware sees it, with what becomes of the task (as models.decide rules;
+    only a lost lease, which this process cannot know of, turns out otherwise)."""
+    status = status_of(outcome, execution.attempt, execution.max_retries)
+    return RunOutcome(status, value, error, outcome.runtime)
+
+
+def status_of(outcome: Outcome, attempt: int, max_retries: int) -> str:
+    kind = outcome.kind
+    if kind is OutcomeKind.SUCCESS:
+        return DONE
+    if kind is OutcomeKind.POSTPONE:
+        return RETRY
+    if kind is OutcomeKind.FAIL or attempt >= max_retries + 1:
+        return DEAD
+    return RETRY
 
 
 def outcome_of(exc: BaseException) -> Outcome:
@@ -150,10 +228,11 @@ def call_in_thread(handler: TaskDef, kwargs: dict[str, Any], ctx: TaskContext, t
     if timeout is None:
         return _call_sync(handler, kwargs, ctx)
     box: dict[str, Any] = {}
+    context = contextvars.copy_context()  # what a before_run set (a tracing span) holds in there too
 
     def target() -> None:
         try:
-            box["value"] = _call_sync(handler, kwargs, ctx)
+            box["value"] = context.run(_call_sync, handler, kwargs, ctx)
         except BaseException as exc:  # handed back to the caller below
             box["error"] = exc
 

@@ -6,12 +6,12 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Iterable
-from typing import TYPE_CHECKING
+from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING, Protocol
 
 from taskq_cli.config import RetryDefaults
 from taskq_cli.outage import REDIS_ERRORS, Outage
-from taskq_cli.protocol import Broker
+from taskq_cli.protocol import NewTask, RetryFallbacks
 
 if TYPE_CHECKING:
     from taskq_cli.cron import Schedule
@@ -21,8 +21,35 @@ log = logging.getLogger("taskq.scheduler")
 MAX_IDLE = 1.0  # seconds between passes at most: a lost worker is recovered within lease + 1 s
 
 
+class DependencyUpkeep(Protocol):
+    def maintain(self, queues: Sequence[str]) -> int: ...
+
+
+class SchedulerBroker(Protocol):
+    """What maintenance and cron need of the protocol. Tests drive them by ticks against an
+    in-memory fake whose clock is Redis's (tests/test_scheduler_ticks.py); `taskq_cli.protocol.Broker`
+    satisfies it (mypy checks that where the real one is passed)."""
+
+    @property
+    def dependencies(self) -> DependencyUpkeep: ...
+
+    def known_queues(self) -> list[str]: ...
+
+    def promote(self, queue: str) -> tuple[int, float | None]: ...
+
+    def recover(self, queue: str, fallbacks: RetryFallbacks) -> tuple[int, int]: ...
+
+    def redis_time_ms(self) -> int: ...
+
+    def cron_definitions(self) -> dict[str, str]: ...
+
+    def cron_last(self, schedules: Sequence[tuple[str, str]]) -> list[tuple[int, str] | None]: ...
+
+    def cron_fire(self, name: str, tick_ms: int, task: NewTask) -> tuple[bool, str]: ...
+
+
 class Maintenance:
-    def __init__(self, broker: Broker, defaults: RetryDefaults) -> None:
+    def __init__(self, broker: SchedulerBroker, defaults: RetryDefaults) -> None:
         self.broker = broker
         self.defaults = defaults
 
@@ -56,31 +83,35 @@ class Maintenance:
 class Scheduler:
     """`taskq scheduler`: maintenance for every queue of the namespace until stopped."""
 
-    def __init__(self, broker: Broker, defaults: RetryDefaults, *, cron: bool = True) -> None:
+    def __init__(self, broker: SchedulerBroker, defaults: RetryDefaults, *, cron: bool = True) -> None:
         self.broker = broker
         self.maintenance = Maintenance(broker, defaults)
         self.cron = CronRunner(broker) if cron else None
         self.stop_event = threading.Event()
+        self.outage = Outage(log)
 
     def run(self) -> int:
-        outage = Outage(log)
         while not self.stop_event.is_set():
-            try:
-                wait = self.maintenance.tick(self.broker.known_queues())
-                if self.cron is not None:
-                    wait = min(wait, self.cron.tick())
-                outage.ok("scheduler")
-            except REDIS_ERRORS as exc:  # any of them: a scheduler outlives ACL changes, OOM, failovers
-                wait = outage.failed("scheduler", exc)
-            self.stop_event.wait(wait)
+            self.stop_event.wait(self.tick())
         return 0
+
+    def tick(self) -> float:
+        """One pass over every known queue and the schedules; returns the seconds until the next."""
+        try:
+            wait = self.maintenance.tick(self.broker.known_queues())
+            if self.cron is not None:
+                wait = min(wait, self.cron.tick())
+        except REDIS_ERRORS as exc:  # any of them: a scheduler outlives ACL changes, OOM, failovers
+            return self.outage.failed("scheduler", exc)
+        self.outage.ok("scheduler")
+        return wait
 
 
 class CronRunner:
     """Fires due ticks of every periodic schedule of the namespace (in `taskq scheduler`, and in
     workers unless --no-cron). Each tick is claimed in Redis, so any number may run at once."""
 
-    def __init__(self, broker: Broker) -> None:
+    def __init__(self, broker: SchedulerBroker) -> None:
         self.broker = broker
 
     def tick(self) -> float:

@@ -1,5 +1,5 @@
 """Shell completion: the scripts committed under completions/ are exactly what the CLI generates
-(regenerate them with the README's one-liner), and they complete for real: through Typer's protocol
+(regenerate: the one-liner in docs/operating.md), and they complete for real: through Typer's protocol
 for each shell, and by sourcing each committed script into the real shell when it is installed."""
 
 from __future__ import annotations

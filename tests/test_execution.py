@@ -20,6 +20,7 @@ import os
 import queue
 import signal
 import subprocess
+import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -508,7 +509,7 @@ def test_max_memory_per_child_replaces_a_child_that_grew_past_the_limit_after_it
         # Tasks of 50 ms or more: exactly one leased task per slot.
         pytest.param("nap", {"seconds": 0.2}, 24, 2, id="tasks-of-200ms"),
         # Tasks of a few ms: up to 16 more per slot may be fetched ahead, as many as start within
-        # about 50 ms (README, "honest prefetch"); enough tasks that a hoarding worker would starve
+        # about 50 ms (docs/workers.md, "honest prefetch"); enough tasks that a hoarding worker would starve
         # the other.
         pytest.param("pid", {}, 200, 2 * (1 + MAX_AHEAD_PER_SLOT), id="tasks-of-a-few-ms"),
     ],
@@ -560,7 +561,9 @@ def test_a_worker_whose_slots_are_all_taken_by_long_tasks_holds_no_short_ones_an
     one = worker("--concurrency", "2", label="worker one")
     warm = tq.enqueue_many([("pid", {})] * 20)  # its recent tasks are short: it prefetches deeply
     until(lambda: all(state(tq, i) == "done" for i in warm), 15, logs=[one], what="warm-up done")
-    naps = tq.enqueue_many([("nap", {"seconds": 4})] * 2)
+    # the naps outlast the test (its processes are killed after): however slow the machine, the short
+    # tasks are all done while both of worker one's slots are still taken
+    naps = tq.enqueue_many([("nap", {"seconds": 50})] * 2)
     until(lambda: all(state(tq, i) == "active" for i in naps), 5, logs=[one], what="both slots taken")
     two = worker("--concurrency", "2", label="worker two")
     until(lambda: registered(raw, namespace, two), 10, logs=[one, two], what="worker two serving")
@@ -649,6 +652,47 @@ async def async_wait(seconds: float) -> float:
     return seconds
 
 
+class Meeting:
+    """What the in-process pool tests' handlers meet on, so that "at once" and "aborted while it
+    ran" are proved by events, not by timing them on a loaded machine. Each test sets its own."""
+
+    threads = threading.Barrier(1)
+    tasks: asyncio.Barrier | None = None
+    started = threading.Event()
+    release = threading.Event()
+    ran_on: list[threading.Thread] = []
+
+
+@local.task(name="meet")
+def meet() -> str:
+    """Returns once every handler of the meeting runs at the same time (it fails after 10 s)."""
+    Meeting.threads.wait(timeout=10)
+    return "met"
+
+
+@local.task(name="async_meet")
+async def async_meet() -> str:
+    assert Meeting.tasks is not None
+    await asyncio.wait_for(Meeting.tasks.wait(), 10)
+    return "met"
+
+
+@local.task(name="held")
+def held() -> str:
+    """Says it started, then runs until released."""
+    Meeting.ran_on.append(threading.current_thread())
+    Meeting.started.set()
+    Meeting.release.wait(10)
+    return "released"
+
+
+@local.task(name="async_held")
+async def async_held() -> str:
+    Meeting.started.set()
+    await asyncio.sleep(30)
+    return "released"
+
+
 def execution(name: str, payload: dict[str, Any], timeout: float | None = 10, task_id: str = "") -> Execution:
     # the lease token doubles as the id here: pools abort attempts by token
     return Execution(task_id or name, name, "default", 1, 0, json.dumps(payload), timeout, task_id or name)
@@ -720,16 +764,21 @@ def test_the_thread_pool_in_process_runs_tasks_at_once_and_drops_aborted_outcome
     pool = make_pool("threads", 3, local.registry, None)
     got = Collector()
     pool.start(got)
-    began = time.monotonic()
+    Meeting.threads = threading.Barrier(3)  # at once: one after the other, none would return
     for n in range(3):
-        pool.submit(execution("wait", {"seconds": 0.4}, task_id=f"t{n}"))
-    outcomes = got.gather(3)
-    assert time.monotonic() - began < 1.0  # at once, not 1.2 s one after the other
-    assert results(outcomes) == {(SUCCESS, "0.4")}
+        pool.submit(execution("meet", {}, task_id=f"t{n}"))
+    assert results(got.gather(3, timeout=15)) == {(SUCCESS, '"met"')}
 
-    pool.submit(execution("wait", {"seconds": 0.3}, task_id="aborted"))
+    Meeting.started.clear()
+    Meeting.release.clear()
+    Meeting.ran_on.clear()
+    pool.submit(execution("held", {}, task_id="aborted"))
+    assert Meeting.started.wait(10)
     pool.abort(["aborted"])
-    time.sleep(0.5)
+    Meeting.release.set()
+    [thread] = Meeting.ran_on
+    thread.join(10)  # its handler returned and the pool was done with its outcome
+    assert not thread.is_alive()
     assert got.outcomes.empty()
     pool.close()
 
@@ -740,19 +789,19 @@ def test_the_asyncio_pool_in_process_runs_many_async_handlers_at_once_and_cancel
     got = Collector()
     pool.start(got)
     try:
-        began = time.monotonic()
+        Meeting.tasks = asyncio.Barrier(10)  # at once: one after the other, none would return
         for n in range(10):
-            pool.submit(execution("async_wait", {"seconds": 0.3}, task_id=f"a{n}"))
-        outcomes = got.gather(10)
-        assert time.monotonic() - began < 1.0
-        assert results(outcomes) == {(SUCCESS, "0.3")}
+            pool.submit(execution("async_meet", {}, task_id=f"a{n}"))
+        assert results(got.gather(10, timeout=15)) == {(SUCCESS, '"met"')}
 
-        pool.submit(execution("async_wait", {"seconds": 5}, task_id="aborted"))
-        time.sleep(0.1)
-        began = time.monotonic()
-        pool.abort(["aborted"])
-        assert time.monotonic() - began < 1
-        time.sleep(0.2)
+        Meeting.started.clear()
+        pool.submit(execution("async_held", {}, task_id="aborted"))
+        assert Meeting.started.wait(10)
+        pool.abort(["aborted"])  # returns once the cancellation is on the loop
+        # the loop runs callbacks in order: once a task submitted after the abort is reported, the
+        # aborted one has had its cancellation, and it reported nothing
+        pool.submit(execution("double", {"value": 2}, task_id="after"))
+        assert got.next_result() == ("after", SUCCESS, "4")
         assert got.outcomes.empty()
     finally:
         close_async_pool(pool)

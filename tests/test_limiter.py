@@ -113,30 +113,6 @@ def test_a_worker_reschedules_a_limited_task_without_using_an_attempt(
     assert json.loads(raw.hget(QueueKeys(namespace, "default").tasks, ids[0]) or "{}")["state"] == "done"
 
 
-def test_the_flow_control_page_runs_as_written(tmp_path, redis_url: str, namespace: str) -> None:  # type: ignore[no-untyped-def]
-    import re
-    import sys
-
-    from .conftest import ROOT, cli_env
-
-    page = (ROOT / "docs" / "flow-control.md").read_text()
-    blocks = re.findall(r"```python\n(.*?)```", page, re.S)
-    (tmp_path / "flow_tasks.py").write_text(blocks[0])
-    env = cli_env(redis_url, namespace)
-    env["PYTHONPATH"] = f"{tmp_path}:{env['PYTHONPATH']}"
-    for block in blocks[1:]:
-        done = subprocess.run(
-            [sys.executable, "-c", block],
-            cwd=tmp_path,
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=60,
-            check=False,
-        )
-        assert done.returncode == 0, (block, done.stderr)
-
-
 def test_doctor_knows_the_limiter_keys(tq: TaskQueue, raw: redis.Redis, namespace: str) -> None:
     from taskq_cli.protocol.probes import KeyLayout, take_census
 

@@ -1311,10 +1311,21 @@ def test_stats_watch_in_a_pipe_prints_plain_text_with_whole_queue_names_and_exit
         env=cli_env(redis_url, namespace),
         start_new_session=True,
     )
+    head = b""
+
+    def screens() -> int:
+        """Screens printed so far (each names the queue): read without blocking."""
+        nonlocal head
+        assert proc.stdout is not None
+        if select.select([proc.stdout], [], [], 0)[0]:
+            head += os.read(proc.stdout.fileno(), 65536)
+        return head.count(b"invoices-eu-west")
+
     try:
-        time.sleep(1.5)
+        until(lambda: screens() >= 2 or proc.poll() is not None, 20, what="two screens")
         proc.send_signal(signal.SIGINT)
-        out, err = proc.communicate(timeout=5)
+        rest, err = proc.communicate(timeout=5)
+        out = head.decode() + rest
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)

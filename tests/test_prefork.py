@@ -89,8 +89,15 @@ class Collector:
             got[execution.task_id] = outcome
         return got
 
-    def nothing_more(self, wait: float = 0.3) -> None:
-        time.sleep(wait)
+    def nothing_more(self, pool: ProcessPool) -> None:
+        """No outcome beyond those gathered. Not proved by sleeping: a probe submitted now must come
+        back first. The supervisor is one thread that delivers every outcome in the order its
+        children's pipes and exit sentinels became ready, and everything a test waited for has
+        happened before the probe is even sent."""
+        probe = execution()
+        pool.submit(probe)
+        first, _ = self.outcomes.get(timeout=10)
+        assert first.task_id == probe.task_id, f"an outcome for {first.task_id} came after the test"
         assert self.outcomes.empty(), self.outcomes.get_nowait()
 
 
@@ -167,7 +174,7 @@ def test_a_crash_fails_only_the_running_execution_and_the_ones_queued_behind_it_
         assert "exited with code 3" in error_message(outcomes[crash.task_id])
         assert all(pid_of(outcomes[e.task_id]) != dead for e in behind)
         assert not alive(dead)
-        got.nothing_more()
+        got.nothing_more(pool)
 
 
 def test_an_outcome_finished_but_not_yet_sent_survives_the_crash_of_its_child_in_the_next_task() -> None:
@@ -179,7 +186,7 @@ def test_an_outcome_finished_but_not_yet_sent_survives_the_crash_of_its_child_in
         assert pid_of(outcomes[first.task_id]) == dead  # it ran there, and was reported after the crash
         assert error_type(outcomes[crash.task_id]) == "WorkerProcessDied"
         assert pid_of(outcomes[last.task_id]) != dead
-        got.nothing_more()
+        got.nothing_more(pool)
 
 
 def test_a_hard_timeout_kills_only_the_task_past_it_and_the_ones_queued_behind_it_run_elsewhere() -> None:
@@ -195,7 +202,7 @@ def test_a_hard_timeout_kills_only_the_task_past_it_and_the_ones_queued_behind_i
         assert error_type(timed_out) == "TaskTimeout" and "killed" in error_message(timed_out)
         assert all(pid_of(outcomes[e.task_id]) != hung_pid for e in behind)
         assert not alive(hung_pid)
-        got.nothing_more()
+        got.nothing_more(pool)
 
 
 def test_an_aborted_execution_queued_in_a_child_never_runs_and_the_child_lives_on(tmp_path: Path) -> None:
@@ -211,14 +218,17 @@ def test_an_aborted_execution_queued_in_a_child_never_runs_and_the_child_lives_o
         assert pid_of(outcomes[running.task_id]) == pid_of(outcomes[kept.task_id]) == pid
         assert marks[1].exists() and not marks[0].exists()
         assert pool.pids() == [pid]
-        got.nothing_more()
+        got.nothing_more(pool)
 
 
-def test_aborting_the_running_execution_kills_its_child_and_the_ones_queued_behind_it_run_elsewhere() -> None:
+def test_aborting_the_running_execution_kills_its_child_and_the_ones_queued_behind_it_run_elsewhere(
+    tmp_path: Path,
+) -> None:
     with running_pool(1) as (pool, got):
-        running, behind = execution("sleep", seconds=30), execution()
+        begun = tmp_path / "begun"
+        running, behind = execution("sleep", seconds=30, mark=str(begun)), execution()
         pid = submit_to_one_child(pool, [running, behind])
-        time.sleep(0.2)  # it has begun
+        until(begun.exists, 10, what="the running execution has begun")
         began = time.monotonic()
         pool.abort([running.token])
 
@@ -226,7 +236,7 @@ def test_aborting_the_running_execution_kills_its_child_and_the_ones_queued_behi
         assert time.monotonic() - began < 1 + SLACK
         assert pid_of(outcomes[behind.task_id]) != pid
         assert not alive(pid)
-        got.nothing_more()
+        got.nothing_more(pool)
 
 
 def test_max_tasks_per_child_recycles_each_child_after_exactly_that_many_tasks_with_several_queued() -> None:
@@ -246,7 +256,7 @@ def test_max_tasks_per_child_recycles_each_child_after_exactly_that_many_tasks_w
         with contextlib.suppress(AssertionError):
             until(lambda: not alive(first_child) and not alive(second), 3)
         assert not alive(first_child) and not alive(second)
-        got.nothing_more()
+        got.nothing_more(pool)
 
 
 def test_soft_timeouts_stop_each_task_at_its_own_deadline_when_tasks_run_back_to_back() -> None:
@@ -266,7 +276,7 @@ def test_soft_timeouts_stop_each_task_at_its_own_deadline_when_tasks_run_back_to
         stopped = outcomes[batch[1].task_id]
         assert error_type(stopped) == "TaskTimeout" and "killed" not in error_message(stopped)
         assert pid_of(outcomes[batch[2].task_id]) == pid_of(outcomes[batch[3].task_id]) == pid
-        got.nothing_more()
+        got.nothing_more(pool)
 
 
 def test_a_child_retiring_for_memory_hands_the_executions_queued_behind_to_its_replacement() -> None:
@@ -279,7 +289,7 @@ def test_a_child_retiring_for_memory_hands_the_executions_queued_behind_to_its_r
         outcomes = got.gather(3)
         assert pid_of(outcomes[hog.task_id]) == retired
         assert all(pid_of(outcomes[e.task_id]) != retired for e in behind)
-        got.nothing_more()
+        got.nothing_more(pool)
 
 
 def test_large_payloads_and_outcomes_travel_whole_between_small_ones() -> None:
@@ -306,7 +316,7 @@ def test_large_payloads_and_outcomes_travel_whole_between_small_ones() -> None:
         assert error_message(outcomes[batch[3].task_id]) == "failed on purpose" + "!" * big
         for e, size in zip(batch[4:10], [100] + [6000] * 5, strict=True):
             assert json.loads(outcomes[e.task_id].result_json or "null")[1] == "x" * size
-        got.nothing_more()
+        got.nothing_more(pool)
 
 
 ACTIONS = ["ok", "ok", "ok", "fail", "die", "sleep"]
@@ -395,7 +405,7 @@ def test_a_child_replaced_while_the_pool_closes_is_stopped_with_the_others(
 
     def slow_spawn(ctx: Any = None) -> Any:  # the close begins while a replacement is being spawned
         spawning.set()
-        time.sleep(0.5)
+        assert pool._closing.wait(10), "the pool was not closed"
         return real_spawn(ctx)
 
     monkeypatch.setattr(pool, "_spawn", slow_spawn)

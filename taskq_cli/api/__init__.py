@@ -8,6 +8,8 @@ size- and nesting-limited and parsed strictly before anything is written, and ev
   guard.py   Host and Origin checks, bearer token, body type and size, strict JSON (pure ASGI)
   routes.py  the routes over taskq_cli.services (the answers are its shapes)
   schema.py  the request bodies, the error body and the OpenAPI document
+  ui.py      the web dashboard at /ui/ (ui_static/ its files, ui_session.py its cookie and CSRF
+             token, ui_live.py the shared overview snapshot and the per-minute counters)
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from taskq_cli import __version__
 from taskq_cli.api.guard import JSON, MAX_BODY, MAX_DEPTH, ApiError, Guard, HostRule
 from taskq_cli.api.routes import MAX_ERRORS, error_item, router, summary
 from taskq_cli.api.schema import build_openapi
+from taskq_cli.api.ui import install_ui
 from taskq_cli.config import api_token_from_env, app_from_env
 from taskq_cli.errors import BrokerError, BrokerUnavailable, NotFound, TaskqError, UsageError
 from taskq_cli.outage import REDIS_ERRORS, as_broker_error
@@ -82,6 +85,7 @@ def create_app(
     app.state.tq = queue
     app.state.validators = {}  # task name -> its payload model, built when a payload is refused
     app.include_router(router)
+    install_ui(app, secret)
     _add_error_handlers(app)
     app.add_middleware(Guard, token=secret, max_body=max_body, cors_origins=cors_origins, hosts=hosts)
     if cors_origins:

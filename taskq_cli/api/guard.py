@@ -23,6 +23,8 @@ MAX_DEPTH = 64  # nesting levels of a request body
 BODY_ROUTES = frozenset({("POST", "/enqueue"), ("POST", "/dlq/retry")})
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})  # they change nothing: no Origin check
 LOOPBACK_NAMES = ("localhost", "127.0.0.1", "::1")
+UI_PREFIX = "/ui"  # the dashboard (ui.py) checks its own session: a cookie, or the bearer token
+UI_API_PREFIX = "/ui/api/"  # its POSTs take JSON bodies
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -147,7 +149,7 @@ class Guard:
         if declared is not None and not declared.isdigit():
             await send_error(send, 400, "invalid Content-Length header")
             return
-        if (scope.get("method"), route_path(scope)) not in BODY_ROUTES:
+        if not takes_body(str(scope.get("method")), route_path(scope)):
             await self.app(scope, receive, send)  # its body, if any, is never read
             return
         await self._with_body(scope, receive, send, headers, declared)
@@ -163,7 +165,7 @@ class Guard:
             and not self._origin_ok(origin.decode("latin-1"), scope, headers.get(b"host"))
         ):
             return 403, "cross-origin request refused: allow the origin with --cors-origin"
-        if self.digest is not None and route_path(scope) != "/healthz" and not self._allowed(headers):
+        if self.digest is not None and not _own_auth(route_path(scope)) and not self._allowed(headers):
             return 401, "missing or wrong bearer token", {"WWW-Authenticate": "Bearer"}
         return None
 
@@ -220,6 +222,16 @@ class Guard:
             if not message.get("more_body", False):
                 break
         return b"".join(chunks)
+
+
+def takes_body(method: str, path: str) -> bool:
+    """The routes whose body is read (checked, limited); every other route never reads one."""
+    return (method, path) in BODY_ROUTES or (method == "POST" and path.startswith(UI_API_PREFIX))
+
+
+def _own_auth(path: str) -> bool:
+    """/healthz needs no token; the dashboard's paths check their own session (ui.py)."""
+    return path in ("/healthz", UI_PREFIX) or path.startswith(UI_PREFIX + "/")
 
 
 def is_json(content_type: bytes | None) -> bool:

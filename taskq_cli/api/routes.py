@@ -375,6 +375,19 @@ def _selection(ids: list[str] | None, all_: bool) -> list[str] | None:
     return None if all_ else ids
 
 
+# -- metrics ----------------------------------------------------------------------------------------------
+
+
+@router.get("/metrics", include_in_schema=False)
+def metrics(tq: Tq) -> Response:
+    """Prometheus text: every queue's counts by state, oldest pending age, processed and failed,
+    and the live workers (services/metrics.py). Behind the token like every route."""
+    from taskq_cli.services.metrics import exposition
+
+    body, content_type = exposition(tq)
+    return Response(body, media_type=content_type)
+
+
 # -- health -----------------------------------------------------------------------------------------------
 
 

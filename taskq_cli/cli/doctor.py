@@ -1,5 +1,5 @@
 """`taskq doctor`: checks what silently breaks queues in production and says how to fix each.
-The checks live in taskq_cli/doctor.py; this module only prints them and picks the exit status."""
+The checks live in taskq_cli/doctor/; this module only prints them and picks the exit status."""
 
 from __future__ import annotations
 

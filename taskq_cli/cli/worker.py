@@ -44,6 +44,14 @@ def worker(
         int | None, typer.Option(help="Replace a child process using more than N MB.", show_default=False)
     ] = None,
     no_cron: NoCron = False,
+    metrics_port: Annotated[
+        int | None,
+        typer.Option(
+            help="Serve Prometheus metrics at http://HOST:PORT/metrics [env TASKQ_METRICS_PORT].",
+            show_default=False,
+        ),
+    ] = None,
+    metrics_host: Annotated[str, typer.Option(help="Address the metrics endpoint listens on.")] = "127.0.0.1",
     log_level: LogLevel = "info",
     log_format: LogFormat = "text",
     redis_url: RedisUrl = None,
@@ -53,9 +61,11 @@ def worker(
 ) -> int:
     """Run tasks from the given queues."""
     from taskq_cli import logs
+    from taskq_cli.config import metrics_port as chosen_metrics_port
     from taskq_cli.worker import QueuePlan, Worker
 
     plan = QueuePlan.parse(queues)
+    port = chosen_metrics_port(metrics_port)
     grace_s, lease_s = parse_duration(grace), parse_duration(lease)
     logs.configure(log_level, log_format)
     tq = open_queue(ctx, redis_url, namespace, app)
@@ -72,6 +82,8 @@ def worker(
         max_tasks_per_child=max_tasks_per_child,
         max_memory_per_child=max_memory_per_child,
         cron=not no_cron,
+        metrics_port=port,
+        metrics_host=metrics_host,
     )
     if not no_cron:
         tq.sync_schedules()

@@ -21,6 +21,8 @@ from collections.abc import Mapping
 from multiprocessing.connection import Connection
 from typing import Any
 
+from taskq_cli import logs
+from taskq_cli.middleware import Chain
 from taskq_cli.prefork import wire
 from taskq_cli.prefork.wire import BEGAN, CLAIMED, Record
 from taskq_cli.registry import TaskDef
@@ -40,17 +42,24 @@ def child_main(
     supervisor_pid: int,
     max_tasks: int | None,
     max_memory_mb: int | None,
+    middleware: Chain | None = None,
+    log_setup: tuple[str, str] | None = None,
 ) -> None:
     """Run Executions from the pipe, one at a time, until told to stop or the supervisor is gone."""
     _die_with_supervisor(supervisor_pid)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C and service managers signal the whole
     signal.signal(signal.SIGTERM, signal.SIG_IGN)  # group: the supervisor decides what stops
+    if log_setup is not None:  # a child of the fork server: it logs (middleware failures) as the worker
+        logs.configure(*log_setup)
     if registry is None:
         from taskq_cli.loading import load_app
 
         assert app_spec is not None
-        registry = load_app(app_spec).registry
-    ChildLoop(conn, outcomes, progress, registry, max_tasks, max_memory_mb).serve()
+        app = load_app(app_spec)
+        registry, middleware = app.registry, app.middleware
+    loop = ChildLoop(conn, outcomes, progress, registry, max_tasks, max_memory_mb)
+    loop.middleware = middleware or Chain()
+    loop.serve()
 
 
 class ChildLoop:
@@ -73,6 +82,7 @@ class ChildLoop:
         self.unsent_bytes = self.unsent_count = 0  # written to the outcome pipe since the last doorbell
         self.oldest_unsent = 0.0
         self.last_runtime = 0.0
+        self.middleware = Chain()  # the app's: runs around each execution here
         self.poller = select.poll()
         self.poller.register(conn.fileno(), select.POLLIN)
 
@@ -118,7 +128,9 @@ class ChildLoop:
         if self.unsent_count and self.should_ring_before_running():
             self.ring()
         self.progress[BEGAN] = time.monotonic()
-        outcome = run_task(self.registry.get(execution.name), execution, call=call_with_alarm)
+        outcome = run_task(
+            self.registry.get(execution.name), execution, call=call_with_alarm, middleware=self.middleware
+        )
         self.last_runtime = outcome.runtime
         retire = retire_reason(self.taken, self.max_tasks, self.max_memory_mb)
         self.record(wire.outcome_record(execution.task_id, outcome, retire))

@@ -28,12 +28,14 @@ import signal
 import threading
 import time
 from collections import deque
-from collections.abc import Collection, Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
 from typing import Any
 
+from taskq_cli import logs
+from taskq_cli.middleware import Chain
 from taskq_cli.models import Outcome, OutcomeKind
 from taskq_cli.pool import OnDone, known_name
 from taskq_cli.prefork import wire
@@ -99,9 +101,11 @@ class ProcessPool:
         app_spec: str | None,
         max_tasks_per_child: int | None = None,
         max_memory_per_child: int | None = None,
+        middleware: Chain | None = None,
     ) -> None:
         self.size = size
         self.registry = registry
+        self.middleware = middleware or Chain()
         self.app_spec = app_spec
         self.max_tasks = max_tasks_per_child
         self.max_memory_mb = max_memory_per_child
@@ -141,8 +145,11 @@ class ProcessPool:
         self._supervisor.start()
 
     def submit(self, execution: Execution) -> None:
+        self.submit_many((execution,))
+
+    def submit_many(self, executions: Sequence[Execution]) -> None:
         with self._lock:
-            self._backlog.append(execution)
+            self._backlog.extend(executions)
             self._assign()
 
     def abort(self, tokens: Collection[str]) -> None:
@@ -239,7 +246,9 @@ class ProcessPool:
         parent_end, child_end = ctx.Pipe(duplex=True)
         outcomes_in, outcomes_out = ctx.Pipe(duplex=False)
         progress = ctx.RawArray(ctypes.c_double, 2)
-        registry = self.registry if ctx is self._fork else None  # a forked child has it already
+        # a forked child has the registry and middleware already; one from the fork server loads the app
+        registry = self.registry if ctx is self._fork else None
+        middleware = self.middleware if ctx is self._fork else None
         process = ctx.Process(
             target=child_main,
             name="taskq-child",
@@ -253,6 +262,8 @@ class ProcessPool:
                 os.getpid(),
                 self.max_tasks,
                 self.max_memory_mb,
+                middleware,
+                logs.current_setup(),
             ),
         )
         process.start()

@@ -34,7 +34,9 @@ CLAIMED, BEGAN = 0, 1  # indexes into a child's shared progress (see above)
 Record = tuple[str, str, str | None, dict[str, str] | None, float | None, float, str | None]
 # (task id, outcome kind or "" for an execution skipped as aborted, result, error, delay, runtime,
 #  why the child retires after it or None)
-ExecutionFields = tuple[str, str, str, int, int, str, float | None, str, float, str | None]
+ExecutionFields = tuple[
+    str, str, str, int, int, str, float | None, str, float, str | None, dict[str, str] | None
+]
 
 # -- messages to a child ----------------------------------------------------------------------------
 
@@ -70,6 +72,7 @@ def execution_fields(e: Execution) -> ExecutionFields:
         e.token,
         e.lease,
         e.dependency_results,
+        e.headers,
     )
 
 

@@ -13,6 +13,7 @@ from taskq_cli.protocol.failures import translating
 from taskq_cli.protocol.keys import NamespaceKeys, QueueKeys
 from taskq_cli.protocol.topology import Client, is_cluster
 from taskq_cli.protocol.types import BrokerSettings, QueueLimits, QueueStats, TaskRecord
+from taskq_cli.states import ALL_STATES, TaskState
 
 MIN_PREFIX = 4  # shorter than this, an id is only looked up whole
 
@@ -110,21 +111,99 @@ class Reads:
         first; waiting: enqueued first; active: lease ending first; dead and done: newest first)."""
         k = self.keys(queue)
         end = offset + limit - 1
-        if state == "pending":
+        if state == TaskState.PENDING:
             ids = self.client.lrange(k.pending, -(end + 1), -(offset + 1)) if limit > 0 else []
             return [str(i) for i in reversed(ids)]
-        structures = {
-            "scheduled": (k.scheduled, False),
-            "waiting": (k.blocked, False),
-            "active": (k.active, False),
-            "dead": (k.dead, True),
-            "done": (k.done, True),
+        structures: dict[str, tuple[str, bool]] = {
+            TaskState.SCHEDULED: (k.scheduled, False),
+            TaskState.WAITING: (k.blocked, False),
+            TaskState.ACTIVE: (k.active, False),
+            TaskState.DEAD: (k.dead, True),
+            TaskState.DONE: (k.done, True),
         }
         if state not in structures:
             raise ValueError(state)
         key, newest_first = structures[state]
         reader = self.client.zrevrange if newest_first else self.client.zrange
         return [str(i) for i in reader(key, offset, end)]
+
+    def dead_newest(
+        self,
+        queues: Sequence[str],
+        before: tuple[int, str, str] | None,
+        newest_ms: int | None,
+        oldest_ms: int | None,
+        limit: int,
+    ) -> list[tuple[int, str, str]]:
+        """Up to `limit` dead tasks across the queues as (died_at ms, queue, id), newest first
+        (ties: queue then id, descending), strictly after the cursor `before` in that order, dead
+        no later than `newest_ms` and no earlier than `oldest_ms`. Keyset paging: any depth costs
+        what the first page costs. One pipelined read per round; a queue is read again only when
+        the cursor's ties took places in its batch."""
+        top = newest_ms if before is None else min(before[0], newest_ms or before[0])
+        high: str | int = "+inf" if top is None else top
+        low: str | int = "-inf" if oldest_ms is None else oldest_ms
+        found: list[tuple[int, str, str]] = []
+        wanted = dict.fromkeys(queues, limit)  # still to find in each queue
+        offsets = dict.fromkeys(queues, 0)
+        while offsets:
+            pipe = self.client.pipeline(transaction=False)
+            for q, offset in offsets.items():
+                pipe.zrevrangebyscore(self.keys(q).dead, high, low, start=offset, num=limit, withscores=True)
+            again: dict[str, int] = {}
+            for (q, offset), batch in zip(offsets.items(), pipe.execute(), strict=True):
+                kept = [(int(s), q, str(m)) for m, s in batch]
+                if before is not None:
+                    kept = [k for k in kept if k < before]
+                found += kept[: wanted[q]]
+                wanted[q] -= min(len(kept), wanted[q])
+                if len(batch) == limit and wanted[q] > 0:
+                    again[q] = offset + limit
+            offsets = again
+        found.sort(reverse=True)
+        return found[:limit]
+
+    def dead_count(self, queues: Sequence[str], newest_ms: int | None, oldest_ms: int | None) -> int:
+        """How many dead tasks the queues hold that died between the two times (None: no bound)."""
+        pipe = self.client.pipeline(transaction=False)
+        for q in queues:
+            top = "+inf" if newest_ms is None else newest_ms
+            pipe.zcount(self.keys(q).dead, "-inf" if oldest_ms is None else oldest_ms, top)
+        return sum(int(n) for n in pipe.execute())
+
+    def metas(
+        self, pairs: Sequence[tuple[str, str]], keep: Callable[[str], bool] | None = None
+    ) -> list[dict[str, Any] | None]:
+        """The metadata of each (queue, id), without payloads or results: what a filter on name or
+        error reads (None for one not there, or whose raw JSON text `keep` turns down: a cheap test
+        before decoding). One HMGET per queue, in one round trip."""
+        by_queue: dict[str, list[str]] = {}
+        for q, task_id in pairs:
+            by_queue.setdefault(q, []).append(task_id)
+        pipe = self.client.pipeline(transaction=False)
+        for q, ids in by_queue.items():
+            pipe.hmget(self.keys(q).tasks, ids)
+        raw = {
+            (q, task_id): text
+            for (q, ids), texts in zip(by_queue.items(), pipe.execute(), strict=True)
+            for task_id, text in zip(ids, texts, strict=True)
+        }
+        out: list[dict[str, Any] | None] = []
+        for q, task_id in pairs:
+            text = raw[(q, task_id)]
+            wanted = text is not None and (keep is None or keep(str(text)))
+            out.append(_parse_meta(text, task_id, q) if wanted else None)
+        return out
+
+    def lease_deadlines(self, held: Sequence[tuple[str, str]]) -> list[int | None]:
+        """The lease deadline (ms) of each (queue, id) in its queue's active set; None when the
+        task is not active (any more). One round trip."""
+        if not held:
+            return []
+        pipe = self.client.pipeline(transaction=False)
+        for q, task_id in held:
+            pipe.zscore(self.keys(q).active, task_id)
+        return [None if score is None else int(score) for score in pipe.execute()]
 
     def count_in_state(self, queue: str, state: str) -> int:
         """How many ids `ids_in_state` can list for a queue and state."""
@@ -137,15 +216,19 @@ class Reads:
         for queue in queues:
             k = self.keys(queue)
             for state in states:
-                if state == "pending":
-                    pipe.llen(k.pending)
-                elif state in ("scheduled", "active", "dead", "done"):
-                    pipe.zcard(k.key(state))
-                elif state == "waiting":
-                    pipe.zcard(k.blocked)
-                else:
-                    raise ValueError(state)
+                _count_state(pipe, k, state)
         return sum(int(n) for n in pipe.execute())
+
+    def state_counts(self, queues: Sequence[str], states: Sequence[str]) -> dict[str, dict[str, int]]:
+        """queue -> state -> how many tasks: one round trip (a pipeline), whatever the number of
+        queues (the API's /metrics)."""
+        pipe = self.client.pipeline(transaction=False)
+        for queue in queues:
+            k = self.keys(queue)
+            for state in states:
+                _count_state(pipe, k, state)
+        counts = iter(pipe.execute())
+        return {queue: {state: int(next(counts)) for state in states} for queue in queues}
 
     def records(
         self, queue: str, ids: Sequence[str], max_value: int | None = None
@@ -315,6 +398,18 @@ class Reads:
             return fixed
         seconds, micros = self.client.time()
         return int(seconds) * 1000 + int(micros) // 1000
+
+
+def _count_state(pipe: Any, k: QueueKeys, state: str) -> None:
+    """Queue the count of one queue's tasks in one state (what `ids_in_state` can list)."""
+    if state == TaskState.PENDING:
+        pipe.llen(k.pending)
+    elif state == TaskState.WAITING:
+        pipe.zcard(k.blocked)
+    elif state in ALL_STATES:
+        pipe.zcard(k.key(state))
+    else:
+        raise ValueError(state)
 
 
 def _with_oldest(stats: list[QueueStats], ready: dict[str, int]) -> list[QueueStats]:

@@ -60,6 +60,7 @@ class TaskMeta:
     started_at: int | None  # ms, when this attempt was fetched
     given: GivenOptions
     unreadable: tuple[str, ...] = ()  # option fields present but not numbers: ignored
+    headers: dict[str, str] | None = None  # what the producer's middleware added (strings only)
 
     @classmethod
     def decode(cls, meta: Mapping[str, Any]) -> TaskMeta:
@@ -72,6 +73,7 @@ class TaskMeta:
             started_at=_int_or_none(meta.get("started_at")),
             given=given,
             unreadable=bad,
+            headers=_headers(meta.get("headers")),
         )
 
 
@@ -91,6 +93,13 @@ def _number(raw: object) -> float | None:
     except ValueError:
         return None
     return number if math.isfinite(number) else None
+
+
+def _headers(raw: object) -> dict[str, str] | None:
+    """A record's headers (None when none, or not a dict of strings: such a record still runs)."""
+    if not raw or not isinstance(raw, dict):
+        return None
+    return {k: v for k, v in raw.items() if isinstance(k, str) and isinstance(v, str)} or None
 
 
 def _int_or_none(raw: object) -> int | None:

@@ -16,6 +16,7 @@ from taskq_cli.protocol.reads import only_queue
 from taskq_cli.services.limits import doc as limit_doc
 from taskq_cli.services.limits import fields as limit_fields
 from taskq_cli.services.shapes import BulkReport, QueueInfoDoc
+from taskq_cli.states import FINISHED_STATES
 
 if TYPE_CHECKING:
     from taskq_cli.config import RetryDefaults
@@ -78,6 +79,10 @@ class Admin:
         _check_paging(limit, offset)
         ids = self.broker.ids_in_state(queue, state, offset, limit)
         return _tasks(self.broker.records(queue, ids))
+
+    def records(self, queue: str, ids: Sequence[str], max_value: int | None = None) -> list[Task]:
+        """The tasks of these ids that are still there (see Broker.records for `max_value`)."""
+        return _tasks(self.broker.records(queue, ids, max_value))
 
     def count(self, queue: str | None, states: Sequence[str]) -> int:
         """How many tasks a queue (None: every queue) holds in these states, in one round trip."""
@@ -209,10 +214,13 @@ class Admin:
         queue: str | None = None,
         name: str | None = None,
         progress: Progress | None = None,
+        plan: PurgePlan | None = None,
     ) -> BulkReport:
-        """Dead tasks (these ids, or all matching the filters) back to pending, attempts reset."""
-        report = BulkReport()
-        for q, chunk in _chunks(self._dead_selection(ids, queue, name, report), progress):
+        """Dead tasks (these ids, or all matching the filters; or exactly those of a `plan`) back to
+        pending, attempts reset."""
+        report = BulkReport(missing=list(plan.missing) if plan else [])
+        selection = plan.selection if plan else self._dead_selection(ids, queue, name, report)
+        for q, chunk in _chunks(selection, progress):
             for task_id, status in zip(chunk, self.broker.dlq_retry(q, chunk), strict=True):
                 bucket = {"ok": report.handled, "missing": report.missing}.get(status, report.refused)
                 bucket.append(task_id)
@@ -307,7 +315,7 @@ class Admin:
         state = self.broker.cancel(str(record.meta["queue"]), task_id)
         if state == "":
             raise NotFound(f"task {task_id} not found")
-        if state in ("done", "dead"):
+        if state in FINISHED_STATES:
             raise UsageError(f"task {task_id} is already {state}; nothing to cancel")
         return state
 

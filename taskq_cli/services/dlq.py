@@ -32,7 +32,7 @@ def dead_tasks(
     `<field>_truncated`."""
     max_value = MAX_LISTED_VALUE if bounded else None
     found = Admin(tq.broker).dead_tasks(queue, name, limit, offset, max_value=max_value)
-    return [_listed(t) if bounded else doc(t) for t in found]
+    return [listed(t) if bounded else doc(t) for t in found]
 
 
 def dead_total(tq: TaskQueue, queue: str | None, name: str | None) -> int | None:
@@ -81,7 +81,7 @@ def plan_purge(
     return Admin(tq.broker).dlq_purge_plan(ids, queue, name, older_than)
 
 
-def _listed(task: Task) -> TaskDoc:
+def listed(task: Task) -> TaskDoc:
     """A task as a bounded listing shows it: long texts cut (long payloads and results were not read)."""
     out: dict[str, Any] = task.to_json()
     error = out.get("last_error")

@@ -46,6 +46,7 @@ from taskq_cli.worker.reporter import STOP, Reporter, log_outcome
 from taskq_cli.worker.slots import Running, Slots
 
 if TYPE_CHECKING:
+    from taskq_cli.metrics import MetricsServer, WorkerMetrics
     from taskq_cli.queue import TaskQueue
 
 log = logging.getLogger("taskq.worker")
@@ -67,6 +68,8 @@ class Worker:
         max_tasks_per_child: int | None = None,
         max_memory_per_child: int | None = None,
         cron: bool = True,
+        metrics_port: int | None = None,
+        metrics_host: str = "127.0.0.1",
     ) -> None:
         _check(concurrency, lease, pool, max_tasks_per_child, max_memory_per_child)
         self.tq = tq
@@ -78,6 +81,7 @@ class Worker:
             concurrency,
             tq.registry,
             tq.app_spec,
+            tq.middleware,
             max_tasks_per_child=max_tasks_per_child,
             max_memory_per_child=max_memory_per_child,
         )
@@ -109,6 +113,13 @@ class Worker:
             stop_runs=self._stop_runs,
             outage=self.outage,
         )
+        self.metrics: WorkerMetrics | None = None
+        self.metrics_server: MetricsServer | None = None
+        if metrics_port is not None:  # imported only when asked for: a worker without it loads none of it
+            from taskq_cli.metrics import MetricsServer, WorkerMetrics
+
+            self.metrics = WorkerMetrics(plan.names, tq.registry, self.slots.running_by_queue)
+            self.metrics_server = MetricsServer(self.metrics, metrics_host, metrics_port)
         self.guard = LeaseGuard(self.slots, lease=lease, pool_kind=pool, stop_runs=self._stop_runs)
         self.handoff = HandOff(tq.broker.dependencies.drain, self.outage, kill_after_ack=kill_after_ack())
         self.maintainer = Maintainer(
@@ -125,6 +136,13 @@ class Worker:
     def run(self) -> int:
         StopSignals(self._on_first_signal).install()
         self.pool.start(self._on_done)  # children first, while this process has one thread
+        if self.metrics_server is not None:
+            try:
+                self.metrics_server.start()
+            except BaseException:
+                self.pool.close()
+                raise
+            log.info("metrics on http://%s:%d/metrics", self.metrics_server.host, self.metrics_server.port)
         threads = [
             threading.Thread(target=self.reporter.run, name="taskq-reporter", daemon=True),
             _loop_thread("taskq-heartbeat", self.leases.tick, self._halted, self.leases.poked),
@@ -156,6 +174,8 @@ class Worker:
                 thread.join(timeout=5)
             self.pool.close()
             self._unregister()
+            if self.metrics_server is not None:
+                self.metrics_server.stop()
         return code
 
     def stop(self) -> None:
@@ -232,25 +252,31 @@ class Worker:
         )
 
     def _launch(self, runs: list[Running]) -> None:
+        if not runs:
+            return
+        if log.isEnabledFor(logging.INFO):  # skip building the records: a few µs of every short task
+            for running in runs:
+                _log_started(running.job)
+        lease = self.lease
         results = self._dependency_results(runs)
-        for running in runs:
-            job, options = running.job, running.options
-            if log.isEnabledFor(logging.INFO):  # skip building the record: a few µs of every short task
-                _log_started(job)
-            self.pool.submit(
+        self.pool.submit_many(  # one hand-off for the batch (one lock, one message per child)
+            [
                 Execution(
-                    job.id,
-                    job.record.name,
-                    job.queue,
-                    job.record.attempts,
-                    options.max_retries,
-                    job.payload_json,
-                    options.timeout,
-                    job.token,
-                    self.lease,
-                    results.get(job.token, "{}"),
+                    r.job.id,
+                    r.job.record.name,
+                    r.job.queue,
+                    r.job.record.attempts,
+                    r.options.max_retries,
+                    r.job.payload_json,
+                    r.options.timeout,
+                    r.job.token,
+                    lease,
+                    results.get(r.job.token, "{}"),
+                    r.job.record.headers,
                 )
-            )
+                for r in runs
+            ]
+        )
 
     def _dependency_results(self, runs: list[Running]) -> dict[str, str | None]:
         """The results of the dependencies of the tasks about to start (by lease token), as JSON
@@ -276,6 +302,8 @@ class Worker:
     def _reported(self, running: Running, outcome: Outcome, report: Report, result: bool | str) -> None:
         self._log_outcome(running, outcome, report, result)
         self.handoff.after_report(running.job, result)
+        if self.metrics is not None:
+            self.metrics.finished(running.job, running.started, outcome, report, result)
         if isinstance(result, FailState) and result.retry_in is not None:
             self.poke_maintenance(result.retry_in)
         elif isinstance(report, Postpone) and result:  # promote it when the limiter lets it pass

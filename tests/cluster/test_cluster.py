@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import statistics
 import subprocess
+import threading
 import time
 from collections.abc import Callable
 
@@ -15,7 +16,7 @@ from redis.cluster import RedisCluster
 
 from taskq_cli import TaskQueue
 from taskq_cli.protocol import Broker, NewTask, NotReplicated
-from taskq_cli.protocol.waker import Waker
+from taskq_cli.protocol.waker import WAKER_BLOCK, Waker
 from tests.conftest import cli_env
 from tests.support import until
 
@@ -194,9 +195,19 @@ def test_the_waker_wakes_on_any_shard_and_passes_on_a_token_it_cannot_use(
         assert time.monotonic() - started < 0.5
         assert raw.llen(keys[2]) == 0, "the token was taken"
         # a token arriving while nobody waits (its BLPOP was still pending) goes back for another worker
+        passed_on = threading.Event()
+        pass_on = waker._pass_on
+
+        def spy(key: str) -> None:
+            pass_on(key)
+            passed_on.set()
+
+        waker._pass_on = spy  # type: ignore[method-assign]
         waker.wait(0.05)
         raw.lpush(keys[0], "1")
-        time.sleep(1.2)  # the pending BLPOP took it meanwhile, and had to give it back
+        # the BLPOP still pending takes it and gives it back (the spy says when; should the BLPOP
+        # have ended just before, no thread listens and the token simply stays)
+        passed_on.wait(WAKER_BLOCK + 1)
         assert raw.llen(keys[0]) == 1
         assert waker.wait(2) is True and raw.llen(keys[0]) == 0
     finally:
