@@ -37,6 +37,9 @@ class SchedulerBroker(Protocol):
 
     def promote(self, queue: str) -> tuple[int, float | None]: ...
 
+    def promote_and_look(self, queue: str) -> tuple[int, float | None, bool]:
+        """`promote`, and whether the queue has dependency work (outbox, unlinked tasks)."""
+
     def recover(self, queue: str, fallbacks: RetryFallbacks) -> tuple[int, int]: ...
 
     def redis_time_ms(self) -> int: ...
