@@ -65,6 +65,8 @@ class Maintenance:
             if work:
                 busy.append(queue)
             retried, buried = self.broker.recover(queue, self.defaults)
+            if buried and not work:  # a buried task may have dependents: its outbox entry is new
+                busy.append(queue)
             if moved:
                 log.debug("queue %s: promoted %d due tasks", queue, moved)
             if retried or buried:
