@@ -37,6 +37,9 @@ class SchedulerBroker(Protocol):
 
     def promote(self, queue: str) -> tuple[int, float | None]: ...
 
+    def promote_and_look(self, queue: str) -> tuple[int, float | None, bool]:
+        """`promote`, and whether the queue has dependency work (outbox, unlinked tasks)."""
+
     def recover(self, queue: str, fallbacks: RetryFallbacks) -> tuple[int, int]: ...
 
     def redis_time_ms(self) -> int: ...
@@ -56,10 +59,14 @@ class Maintenance:
     def tick(self, queues: Iterable[str]) -> float:
         """One pass over the queues; returns the seconds until the next scheduled task is due."""
         wait = MAX_IDLE
-        queues = list(queues)
+        busy: list[str] = []  # queues with dependency work
         for queue in queues:
-            moved, next_due = self.broker.promote(queue)
+            moved, next_due, work = self.broker.promote_and_look(queue)
+            if work:
+                busy.append(queue)
             retried, buried = self.broker.recover(queue, self.defaults)
+            if buried and not work:  # a buried task may have dependents: its outbox entry is new
+                busy.append(queue)
             if moved:
                 log.debug("queue %s: promoted %d due tasks", queue, moved)
             if retried or buried:
@@ -73,7 +80,7 @@ class Maintenance:
             if next_due is not None:
                 wait = min(wait, next_due)
         # outcomes whose hand-off a worker did not finish (it died), links a producer did not make
-        if self.broker.dependencies.maintain(queues):
+        if busy and self.broker.dependencies.maintain(busy):
             log.debug("dependencies: handed off or linked again")
         return wait
 

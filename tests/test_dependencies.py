@@ -322,3 +322,11 @@ def test_doctor_names_outcomes_nobody_handed_off(tq: TaskQueue, broker: Broker, 
     facts = probes.dependency_facts(broker, ["default"], clock.ms - 10_000)
     [finding] = check_dependencies(facts, {}, clock.ms)
     assert finding.status == "fail" and "not told" in finding.message and "no live worker" in finding.message
+
+
+def test_a_done_dependency_whose_record_expired_is_refused(tq: TaskQueue, broker: Broker) -> None:
+    a = tq.enqueue("x", {})
+    job = take(broker)
+    broker.report([_ack(job, ttl=0)])  # a result_ttl of 0: the record goes at once
+    with pytest.raises(UsageError, match="expired"):
+        tq.enqueue("x", {}, after=[a])

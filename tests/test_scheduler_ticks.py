@@ -69,6 +69,10 @@ class FakeBroker:
         later = min(waiting.values(), default=None)
         return len(due), None if later is None else (later - self.now_ms) / 1000
 
+    def promote_and_look(self, queue: str) -> tuple[int, float | None, bool]:
+        moved, wait = self.promote(queue)
+        return moved, wait, False  # no task here waits on another: no dependency work
+
     def recover(self, queue: str, fallbacks: RetryFallbacks) -> tuple[int, int]:
         self._call(f"recover {queue}")
         held = self.active.setdefault(queue, {})

@@ -183,8 +183,26 @@ def test_queues_are_listed_paused_resumed_and_cleared(tq):
     assert (answer.to_json(), known) == ({"name": "a", "paused": True}, True)
     assert queues.set_paused(tq, "never", False)[1] is False
     assert [q.to_json() for q in queues.list_queues(tq)] == [
-        {"name": "a", "paused": True, "pending": 1, "scheduled": 0, "active": 0, "dead": 0, **NO_LIMITS},
-        {"name": "b", "paused": False, "pending": 0, "scheduled": 0, "active": 0, "dead": 1, **NO_LIMITS},
+        {
+            "name": "a",
+            "paused": True,
+            "pending": 1,
+            "scheduled": 0,
+            "waiting": 0,
+            "active": 0,
+            "dead": 0,
+            **NO_LIMITS,
+        },
+        {
+            "name": "b",
+            "paused": False,
+            "pending": 0,
+            "scheduled": 0,
+            "waiting": 0,
+            "active": 0,
+            "dead": 1,
+            **NO_LIMITS,
+        },
     ]
     assert queues.clear(tq, "b") == 1
     with pytest.raises(NotFound):

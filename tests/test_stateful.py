@@ -14,6 +14,10 @@ cancel, purge, clear, expiry of a done record or the dead set's bounds; the name
 but the protocol's. A unique key is held exactly while its holder is unfinished (and, for
 'started', not yet fetched; within its unique_for); a queue never has more active tasks than its
 concurrency limit lets a fetch start; no window of a rate limit's length holds more starts than it.
+
+DependencyMachine: random small DAGs (after=) over two queues with crashes between every pair of
+steps (a producer dead between enqueue and link, a worker dead between its report and the hand-off,
+a lost lease), cancels and dlq retries: every dependent ends done or dead, never stuck in waiting.
 """
 
 from __future__ import annotations
@@ -734,3 +738,156 @@ def test_the_rest_of_the_full_random_run_keeps_redis_equal_to_the_model(
     assert redis_url == REDIS_URL
     rest = examples - examples // DEFAULT_SHARE
     run_state_machine_as_test(ProtocolMachine, settings=machine_settings(rest, steps))
+
+
+# -- dependencies ------------------------------------------------------------------------------------
+
+DEP_DEFAULTS = RetryDefaults(max_retries=1, backoff_base=1.0, backoff_max=4.0)
+
+
+class DependencyMachine(RuleBasedStateMachine):
+    """Random small DAGs across two queues (two slots on a cluster) with crashes between every pair
+    of steps: a producer that dies between writing a waiting task and linking it, a worker that dies
+    between its ack (or a death) and the hand-off, a worker lost with its lease; cancels and dlq
+    retries in between. After every step the waiting state is consistent (each waiting task is in
+    its queue's `blocked` set and waits for something); at the end, once time passes and maintenance
+    runs while workers take whatever is pending, no task is left waiting and no bookkeeping is left."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.ns = f"test-stateful-deps-{uuid.uuid4().hex[:10]}"
+        self.tq = TaskQueue(redis_url=REDIS_URL, namespace=self.ns)
+        self.broker = self.tq.broker
+        self.clock = Clock()
+        self.broker.clock = self.clock
+        self.raw = redis.Redis.from_url(REDIS_URL, decode_responses=True)
+        self.ids: list[str] = []  # every id enqueued, in order
+        self.held: list[Fetched] = []
+
+    def teardown(self) -> None:
+        try:
+            self.settle()
+        finally:
+            keys = list(self.raw.scan_iter(match=f"{self.ns}:*", count=1000))
+            if keys:
+                self.raw.delete(*keys)
+            self.raw.close()
+            self.tq.close()
+
+    def maintenance(self) -> None:
+        from taskq_cli.scheduler import Maintenance
+
+        Maintenance(self.broker, DEP_DEFAULTS).tick(list(QUEUES))
+
+    @rule(
+        queue=st.sampled_from(QUEUES),
+        picks=st.lists(st.integers(0, 30), max_size=3),
+        delay=st.sampled_from([None, 2.0]),
+        crash=st.booleans(),
+    )
+    def enqueue(self, queue: str, picks: list[int], delay: float | None, crash: bool) -> None:
+        from taskq_cli.errors import UsageError
+
+        after = list(dict.fromkeys(self.ids[p % len(self.ids)] for p in picks)) if self.ids else []
+        if crash and after:  # the producer dies after the enqueue, before the links
+            self.broker.dependencies.link = lambda links: {}  # type: ignore[method-assign]
+        try:
+            self.ids.append(self.tq.enqueue("x", {}, queue=queue, after=after, delay=delay))
+        except UsageError:
+            pass  # a dependency dead or gone (cancelled, expired): refused, nothing written
+        finally:
+            self.broker.dependencies.__dict__.pop("link", None)
+
+    @rule(queue=st.sampled_from(QUEUES))
+    def fetch(self, queue: str) -> None:
+        job = self.broker.fetch(queue, 10.0, "w")
+        if isinstance(job, Fetched):
+            self.held.append(job)
+
+    @rule(
+        index=st.integers(0, 10),
+        outcome=st.sampled_from(["ack", "ack", "retry", "dead"]),
+        ttl=st.sampled_from([0.0, 5.0, 600.0]),
+        hand_off=st.booleans(),
+    )
+    def report(self, index: int, outcome: str, ttl: float, hand_off: bool) -> None:
+        from taskq_cli.protocol import Ack
+
+        if not self.held:
+            return
+        job = self.held.pop(index % len(self.held))
+        if outcome == "ack":
+            self.broker.report([Ack(job, "1", ttl)])
+        else:
+            self.broker.fail(job, ERROR, final=outcome == "dead", delay=1.0, max_retries=1)
+        if hand_off:  # else the worker died right after its report
+            self.broker.dependencies.drain([job.queue])
+
+    @rule(index=st.integers(0, 10))
+    def crash(self, index: int) -> None:
+        if self.held:
+            self.held.pop(index % len(self.held))  # its lease expires; recovery retries or buries it
+
+    @rule(index=st.integers(0, 30), hand_off=st.booleans())
+    def cancel(self, index: int, hand_off: bool) -> None:
+        if self.ids:
+            task_id = self.ids[index % len(self.ids)]
+            for queue in QUEUES:
+                self.broker.cancel(queue, task_id)
+                if hand_off:
+                    self.broker.dependencies.drain([queue])
+
+    @rule(index=st.integers(0, 30))
+    def dlq_retry(self, index: int) -> None:
+        if self.ids:
+            task_id = self.ids[index % len(self.ids)]
+            for queue in QUEUES:
+                self.broker.dlq_retry(queue, [task_id])
+
+    @rule(seconds=st.sampled_from([0.5, 3.0, 12.0]))
+    def advance(self, seconds: float) -> None:
+        self.clock.ms += int(seconds * 1000)
+
+    @rule()
+    def maintain(self) -> None:
+        self.maintenance()
+
+    @invariant()
+    def waiting_is_consistent(self) -> None:
+        for queue in QUEUES:
+            k = QueueKeys(self.ns, queue)
+            blocked = set(self.raw.zrange(k.blocked, 0, -1))
+            records = {i: json.loads(r) for i, r in self.raw.hgetall(k.tasks).items()}
+            waiting = {i for i, m in records.items() if m.get("state") == "waiting"}
+            assert blocked == waiting, (queue, blocked, waiting)
+            for task_id in waiting:
+                assert self.raw.scard(k.deps(task_id)) > 0, f"{task_id} waits for nothing"
+            assert set(self.raw.zrange(k.unlinked, 0, -1)) <= blocked
+
+    def settle(self) -> None:
+        """Time passes, maintenance runs and workers take everything: nothing may stay waiting."""
+        from taskq_cli.protocol import Ack
+
+        self.held.clear()
+        for _ in range(40):
+            self.clock.ms += 15_000  # past leases, retries, delays and the link grace
+            self.maintenance()
+            while isinstance(job := self.broker.fetch(QUEUES[_ % 2], 10.0, "w"), Fetched):
+                self.broker.report([Ack(job, "1", 600.0)])
+                self.broker.dependencies.drain([job.queue])
+            stats = self.broker.queue_stats(QUEUES)
+            if not any(s.pending or s.scheduled or s.active or s.waiting for s in stats):
+                break
+        for queue in QUEUES:
+            k = QueueKeys(self.ns, queue)
+            left = self.raw.zrange(k.blocked, 0, -1)
+            assert left == [], f"queue {queue}: stuck waiting: {left}"
+            assert self.raw.hlen(k.outbox) == 0 and self.raw.zcard(k.unlinked) == 0
+        stray = [key for key in self.raw.scan_iter(match=f"{self.ns}:*:deps:*", count=1000)]
+        assert stray == [], stray
+
+
+@LOADED
+def test_random_dags_with_crashes_between_steps_never_leave_a_dependent_waiting(redis_url: str) -> None:
+    assert redis_url == REDIS_URL
+    run_state_machine_as_test(DependencyMachine, settings=machine_settings(50, 40))

@@ -107,6 +107,24 @@ def test_a_worker_killed_between_ack_and_hand_off_delays_the_release_never_loses
     print(f"released {released_in:.2f}s after a worker started (its start included)")
 
 
+def test_a_running_scheduler_releases_the_dependent_within_a_second_of_the_killed_workers_ack(
+    tq: TaskQueue, procs: Procs, redis_url: str, namespace: str
+) -> None:
+    parent_queue, child_queue = two_slots(tq.broker)
+    procs.start("scheduler")
+    probe = tq.enqueue("step", {}, queue="wf-probe", delay=0.1)  # promoted once the scheduler runs
+    until(lambda: state(tq, probe, "wf-probe") == "pending", timeout=20, logs=procs.started)
+    parent = tq.enqueue("step", {"n": 1}, queue=parent_queue)
+    child = tq.enqueue("add", {}, queue=child_queue, after=[parent])
+    doomed = worker(procs, parent_queue, env=cli_env(redis_url, namespace, TASKQ_TEST_KILL_AFTER_ACK="1"))
+    assert doomed.wait(20) == -signal.SIGKILL, doomed.report()
+    died = time.monotonic()  # at the latest: the ack came before the kill
+    until(lambda: state(tq, child, child_queue) == "pending", timeout=5, logs=procs.started)
+    took = time.monotonic() - died
+    print(f"released {took * 1000:.0f} ms after the worker died")
+    assert took < 1.5, took  # SPEC: within 1 s (a maintenance pass each second); slack for load
+
+
 def test_a_chord_of_1000_over_3_workers_runs_its_callback_exactly_once(
     tq: TaskQueue, procs: Procs, namespace: str
 ) -> None:

@@ -100,3 +100,24 @@ def test_http_enqueue_takes_after_and_refuses_an_unknown_id_with_422(
     batch = client.post("/enqueue", json=[{"name": "a", "id": "x1"}, {"name": "b", "after": ["x1"]}])
     assert batch.status_code == 201 and [t["state"] for t in batch.json()] == ["pending", "waiting"]
     assert raw.zcard(qkeys(namespace).blocked) == 2
+
+
+def test_stats_json_counts_waiting_tasks_and_dlq_retry_makes_a_dependent_wait_again(
+    run_cli, tq: TaskQueue
+) -> None:
+    a = tq.enqueue("x", {})
+    b = tq.enqueue("x", {}, after=[a])
+    stats = json.loads(run_cli("stats", "--json").stdout)
+    assert stats["queues"]["default"]["waiting"] == 1
+    assert json.loads(run_cli("queue", "list", "--json").stdout)[0]["waiting"] == 1
+    job = tq.broker.fetch("default", 30, "w")
+    assert job is not None and job.id == a  # type: ignore[union-attr]
+    error = {"type": "E", "message": "", "traceback": ""}
+    tq.broker.fail(job, error, final=True, delay=None, max_retries=0)  # type: ignore[arg-type]
+    tq.broker.dependencies.drain(["default"])
+    shown = json.loads(run_cli("task", "show", b, "--json").stdout)
+    assert shown["state"] == "dead" and shown["last_error"]["type"] == "DependencyFailed"
+    assert run_cli("dlq", "retry", a).returncode == 0
+    assert run_cli("dlq", "retry", b).returncode == 0
+    shown = json.loads(run_cli("task", "show", b, "--json").stdout)
+    assert shown["state"] == "waiting" and shown["blocked_by"] == [a]

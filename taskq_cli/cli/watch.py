@@ -30,7 +30,7 @@ QUEUE_COLUMNS = (
     Column("queue", "name"),
     Column("pending", "count"),
     Column("scheduled", "count", 100),
-    Column("waiting", "count", 100),
+    Column("waiting", "count", 140),  # (dependencies) the widest view: names stay whole at 120
     Column("active", "count"),
     Column("dead", "count"),
     Column("processed", "count", 100),

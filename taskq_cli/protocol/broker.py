@@ -392,9 +392,17 @@ class Broker(Reads):
 
     def promote(self, queue: str) -> tuple[int, float | None]:
         """Move due scheduled tasks to pending; returns (moved, seconds until the next is due)."""
-        moved, next_due, now = self._run("promote", queue, self._now(), PROMOTE_BATCH, *self._dead_limits)
+        moved, wait, _ = self.promote_and_look(queue)
+        return moved, wait
+
+    def promote_and_look(self, queue: str) -> tuple[int, float | None, bool]:
+        """`promote`, and whether the queue has dependency work for maintenance (an outbox entry
+        or an unlinked waiting task: Dependencies.maintain), in the same script call."""
+        moved, next_due, now, work = self._run(
+            "promote", queue, self._now(), PROMOTE_BATCH, *self._dead_limits
+        )
         wait = None if int(next_due) < 0 else max(int(next_due) - int(now), 0) / 1000
-        return int(moved), wait
+        return int(moved), wait, int(work) == 1
 
     def recover(self, queue: str, fallbacks: RetryFallbacks) -> tuple[int, int]:
         """Expired leases back to scheduled (or dead); returns (retried, buried). `fallbacks`: the

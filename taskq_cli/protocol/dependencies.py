@@ -121,8 +121,8 @@ class Dependencies:
 
     def link(self, links: Sequence[Link]) -> dict[tuple[str, str], str]:
         """Link waiting tasks to their dependencies and settle what already ended (steps 2 and 3);
-        returns the state of each task whose state changed ((queue, id) -> 'pending', 'scheduled' or
-        'dead'). Two round trips, then a drain when a task it buried has dependents of its own."""
+        returns the tasks whose state changed ((queue, id) -> 'released' or 'dead'). Two round trips,
+        then a drain when a task it buried has dependents of its own."""
         if not links:
             return {}
         answers = self._link_answers(links)
@@ -133,7 +133,10 @@ class Dependencies:
                 args += [item.id, "", "linked"]
             for ref in item.refs:
                 args += [item.id, ref, answers[(ref, item.queue, item.id)]]
-        return self._release(groups, "settle")
+        changed, fired = self._tell(groups, "settle")
+        if fired:
+            self.drain(fired)
+        return changed
 
     def _link_answers(self, links: Sequence[Link]) -> dict[tuple[str, str, str], str]:
         by_parent: dict[str, list[tuple[str, str, str]]] = {}
@@ -154,11 +157,14 @@ class Dependencies:
                 answers[key] = str(answer)
         return answers
 
-    def _release(self, groups: dict[str, list[ScriptArg]], mode: str) -> dict[tuple[str, str], str]:
-        """depend_release in each queue (one round trip); drains the queues where it buried a task
-        that has dependents. Returns (queue, id) -> new state of the tasks it released or buried."""
+    def _tell(
+        self, groups: dict[str, list[ScriptArg]], mode: str
+    ) -> tuple[dict[tuple[str, str], str], list[str]]:
+        """depend_release in each queue (one round trip, `mode` 'settle' or 'drain'). Returns the
+        tasks it released or buried ((queue, id) -> 'released' or 'dead') and the queues whose
+        outbox it wrote to (a buried task has dependents: drain them next)."""
         if not groups:
-            return {}
+            return {}, []
         pipe = self._pipe()
         dead_limits = (self.reads.settings.dead_max, int(self.reads.settings.dead_ttl * 1000))
         for queue, args in groups.items():
@@ -169,12 +175,10 @@ class Dependencies:
         for (queue, args), reply in zip(groups.items(), replies, strict=True):
             for task_id, answer in zip(args[::3], reply[:-1], strict=True):
                 if answer in ("released", "dead"):
-                    changed[(queue, str(task_id))] = "dead" if answer == "dead" else "released"
+                    changed[(queue, str(task_id))] = str(answer)
             if int(reply[-1]):
                 fired.append(queue)
-        if fired:
-            self.drain(fired)
-        return changed
+        return changed, fired
 
     # -- the hand-off ---------------------------------------------------------------------------
 
@@ -198,7 +202,7 @@ class Dependencies:
                     queue, task_id = split_ref(ref)
                     parent = dep_ref(entry.queue, entry.id)
                     groups.setdefault(queue, []).extend([task_id, parent, entry.outcome])
-            fired = self._release_once(groups)
+            _, fired = self._tell(groups, "drain")
             self._handed(entries)
             handled += len(entries)
             work.update({q: [] for q in fired})
@@ -216,18 +220,6 @@ class Dependencies:
             if len(found) >= DRAIN_BATCH:
                 full.append(queue)
         return entries, full
-
-    def _release_once(self, groups: dict[str, list[ScriptArg]]) -> list[str]:
-        """depend_release (mode 'drain') in each queue, one round trip; returns the queues whose
-        outbox it wrote to (it buried a task with dependents)."""
-        if not groups:
-            return []
-        pipe = self._pipe()
-        dead_limits = (self.reads.settings.dead_max, int(self.reads.settings.dead_ttl * 1000))
-        for queue, args in groups.items():
-            self._queue(pipe, "depend_release", queue, [self._now(), *dead_limits, "drain", *args])
-        replies = execute_with_scripts(pipe, self.reads.client)
-        return [queue for queue, reply in zip(groups, replies, strict=True) if int(reply[-1])]
 
     def _handed(self, entries: list[Entry]) -> None:
         by_queue: dict[str, list[ScriptArg]] = {}

@@ -74,7 +74,10 @@ class TaskDoc(JsonShape):
     died_at: Timestamp
     worker: str | None
     unique_key: str | None = Field(None, description="The task's unique key (null when none).")
-    after: list[str] = Field(default_factory=list, description="Ids of the tasks it waits for (after=).")
+    after: list[str] = Field(
+        default_factory=list,
+        description="Ids of the tasks it waits for (after=); one task's view only (empty in listings).",
+    )
     blocked_by: list[str] = Field(
         default_factory=list,
         description="Of those, the ones not done yet while it is `waiting` (one task's view only).",
