@@ -363,3 +363,15 @@ def test_mounted_under_a_prefix_the_dashboard_and_its_cookie_follow_the_prefix(t
         signed = client.post("/taskq/ui/api/login", json={"token": TOKEN})
         assert "Path=/taskq/ui;" in signed.headers["set-cookie"] and signed.json()["root"] == "/taskq"
         assert client.get("/taskq/ui/api/overview").status_code == 200
+
+
+def test_a_task_waiting_for_its_dependencies_is_counted_listed_and_names_them(tq, open_ui):
+    first = tq.enqueue("fetch", {}, queue="q")
+    waiting = tq.enqueue("parse", {}, queue="q", after=[first])
+    open_ui.app.state.ui_live.interval = 0.0
+    overview = open_ui.get("/ui/api/overview").json()
+    assert "waiting" in overview["states"] and overview["totals"]["waiting"] == 1
+    listed = open_ui.get("/ui/api/tasks?queue=q&state=waiting").json()
+    assert [t["id"] for t in listed["items"]] == [waiting] and listed["total"] == 1
+    shown = open_ui.get(f"/ui/api/task?id={waiting}").json()
+    assert shown["state"] == "waiting" and shown["after"] == [first] and shown["blocked_by"] == [first]
