@@ -8,6 +8,8 @@ reads and the JSON answer; no network):
    listing (by its keyset cursor), the first page of a name filter, of an error-text filter that
    matches one task in 20 and of one that matches nothing (it stops at the 5,000-record bound and
    says so), an age filter, and the plan behind "retry all matching" for a text filter.
+3. The same figures with the 100,000 dead tasks spread over the 1,000 queues (the merge of a
+   thousand dead sets).
 
     python bench/dashboard.py --queues 1000 --dead 100000 --repeat 15
 
@@ -72,7 +74,7 @@ def fill_queues(tq: TaskQueue, queues: int) -> None:
         tq.set_queue_limits(q, concurrency=4, rate="100/s")
 
 
-def fill_dead(client: redis.Redis, namespace: str, dead: int, queues: int = 4) -> None:
+def fill_dead(client: redis.Redis, namespace: str, dead: int, queues: int) -> None:
     now = int(time.time() * 1000)
     pipe = client.pipeline(transaction=False)
     for i in range(dead):
@@ -169,7 +171,7 @@ def main() -> None:
     args = parser.parse_args()
     client = redis.Redis.from_url(args.redis_url)
     results: dict[str, Any] = {}
-    for part in ("overview", "dlq"):
+    for part in ("overview", "dlq", "dlq-spread"):
         namespace = f"bench-ui-{uuid.uuid4().hex[:8]}"
         tq = TaskQueue(redis_url=args.redis_url, namespace=namespace)
         try:
@@ -177,7 +179,7 @@ def main() -> None:
             if part == "overview":
                 fill_queues(tq, args.queues)
             else:
-                fill_dead(client, namespace, args.dead)
+                fill_dead(client, namespace, args.dead, 4 if part == "dlq" else args.queues)
             print(f"{part}: set-up {time.perf_counter() - began:.1f} s", file=sys.stderr)
             with TestClient(create_app(tq, token=""), base_url="http://localhost") as api:
                 api.headers["X-CSRF-Token"] = api.get("/ui/api/session").json()["csrf"]
@@ -199,9 +201,10 @@ def report(results: dict[str, Any]) -> None:
     print(f"overview, {over['queues']:,} queues ({over['bytes_per_page']:,} bytes for a page of 100):")
     print(f"  snapshot rebuilt: median {over['rebuilt_ms'][0]:.1f} ms, worst {over['rebuilt_ms'][1]:.1f} ms")
     print(f"  shared snapshot:  median {over['shared_ms'][0]:.1f} ms, worst {over['shared_ms'][1]:.1f} ms")
-    print("dead-letter queue:")
-    for label, (median, worst, note) in results["dlq"].items():
-        print(f"  {label:<34} median {median:7.1f} ms  worst {worst:7.1f} ms  {note}")
+    for part, title in (("dlq", "4 queues"), ("dlq-spread", f"{over['queues']:,} queues")):
+        print(f"dead-letter queue, over {title}:")
+        for label, (median, worst, note) in results[part].items():
+            print(f"  {label:<34} median {median:7.1f} ms  worst {worst:7.1f} ms  {note}")
 
 
 if __name__ == "__main__":
