@@ -208,10 +208,12 @@ def _matching(
     found: list[Cursor] = []
     scanned = 0
     position = cursor
+    chunk = SCAN_CHUNK  # doubled at each round: few restarts of the merge over many queues
     while len(found) < wanted:
         if scanned >= cap:  # at the bound: capped only if there is more to read
             return found, scanned, position, _more_after(tq, window, position)
-        step = min(SCAN_CHUNK, cap - scanned)
+        step = min(chunk, cap - scanned)
+        chunk *= 2
         batch = tq.broker.dead_newest(window.queues, position, window.newest_ms, window.oldest_ms, step)
         metas = tq.broker.metas([(q, i) for _, q, i in batch], chosen.may_match)
         for key, meta in zip(batch, metas, strict=True):
