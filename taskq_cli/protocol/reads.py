@@ -377,13 +377,15 @@ class Reads:
 
     def queue_glances(self, queues: Sequence[str]) -> list[tuple[QueueStats, bool, QueueLimits]]:
         """What `queue_stats`, `paused` and `limits` say of each queue, from one script call per
-        queue (glance.lua) in one pipeline: the dashboard's overview of a thousand queues."""
+        queue (read_glance.lua) in one pipeline: the dashboard's overview of a thousand queues."""
         if not queues:
             return []
-        script = load_scripts()["glance"]
+        script = load_scripts()["read_glance"]
         pipe = self.client.pipeline(transaction=False)
         for q in queues:
-            script.queue(pipe, self.keys(q).script_keys(), [])
+            k = self.keys(q)
+            read = [k.tasks, k.pending, k.active, k.scheduled, k.dead, k.counters, k.paused, k.limits]
+            script.queue(pipe, [*read, k.blocked], [])
         out = []
         for q, reply in zip(queues, execute_with_scripts(pipe, self.client), strict=True):
             counts, (processed, failed, paused) = reply[:5], reply[5:8]
