@@ -21,6 +21,7 @@ from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from taskq_cli.errors import TaskqError
+from taskq_cli.protocol import Ack, Failure
 
 if TYPE_CHECKING:
     from taskq_cli.models import Outcome
@@ -78,6 +79,17 @@ def _le(bound: float) -> str:
     return repr(float(bound))
 
 
+class Series:
+    """The counts of one (queue, task) pair."""
+
+    __slots__ = ("durations", "outcomes", "waits")
+
+    def __init__(self) -> None:
+        self.outcomes = {"done": 0, "retry": 0, "dead": 0}
+        self.durations = Histogram(DURATION_BUCKETS)
+        self.waits = Histogram(WAIT_BUCKETS)
+
+
 class WorkerMetrics:
     """The counts one worker keeps. `finished` is called on the reporter thread only; `collect`
     (Prometheus's collector interface) on the HTTP server's threads."""
@@ -91,9 +103,7 @@ class WorkerMetrics:
         self.queues = tuple(queues)
         self.names = frozenset(task_names)
         self.running = running
-        self.outcomes: dict[tuple[str, str, str], int] = {}
-        self.durations: dict[tuple[str, str], Histogram] = {}
-        self.waits: dict[tuple[str, str], Histogram] = {}
+        self.series: dict[tuple[str, str], Series] = {}  # bounded: queues x (registry + unknown)
 
     def finished(
         self, job: Fetched, held_since: float, outcome: Outcome, report: Report, result: bool | str
@@ -102,60 +112,54 @@ class WorkerMetrics:
         time and wait."""
         name = job.record.name
         labels = (job.queue, name if name in self.names else UNKNOWN)
+        series = self.series.get(labels)
+        if series is None:
+            series = self.series[labels] = Series()
         verdict = outcome_label(report, result)
         if verdict is not None:
-            key = (*labels, verdict)
-            self.outcomes[key] = self.outcomes.get(key, 0) + 1
+            series.outcomes[verdict] += 1
         # a run time 0.0 was not measured (a thread given up at its timeout, a child process killed)
-        duration = outcome.runtime or max(time.monotonic() - held_since, 0.0)
-        _histogram(self.durations, labels, DURATION_BUCKETS).observe(duration)
+        series.durations.observe(outcome.runtime or max(time.monotonic() - held_since, 0.0))
         waited = wait_seconds(job.meta, job.record.started_at)
         if waited is not None:
-            _histogram(self.waits, labels, WAIT_BUCKETS).observe(waited)
+            series.waits.observe(waited)
 
     def collect(self) -> Iterator[Any]:
         from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 
+        series = dict(self.series)  # a copy: the reporter thread may add a pair meanwhile
         total = CounterMetricFamily(
             "taskq_tasks",
             "Executions reported, by what became of the task",
             labels=["queue", "task", "outcome"],
         )
-        for (queue, task, outcome), count in dict(self.outcomes).items():
-            total.add_metric([queue, task, outcome], count)
+        for (queue, task), counts in series.items():
+            for outcome, count in dict(counts.outcomes).items():
+                if count:
+                    total.add_metric([queue, task, outcome], count)
         yield total
-        for name, doc, histograms in (
-            ("taskq_task_duration_seconds", "Run time of every finished execution", self.durations),
-            ("taskq_task_wait_seconds", "Time from becoming due to starting", self.waits),
+        for name, doc, attribute in (
+            ("taskq_task_duration_seconds", "Run time of every finished execution", "durations"),
+            ("taskq_task_wait_seconds", "Time from becoming due to starting", "waits"),
         ):
             family = HistogramMetricFamily(name, doc, labels=["queue", "task"])
-            for labels, histogram in dict(histograms).items():
-                buckets, total_seconds = histogram.cumulative()
-                family.add_metric(list(labels), buckets, total_seconds)
+            for labels, counts in series.items():
+                buckets, total_seconds = getattr(counts, attribute).cumulative()
+                if buckets[-1][1]:
+                    family.add_metric(list(labels), buckets, total_seconds)
             yield family
         running = GaugeMetricFamily(
             "taskq_tasks_running", "Attempts this worker holds, not finished", labels=["queue"]
         )
-        counts = self.running()
-        for queue in sorted({*self.queues, *counts}):
-            running.add_metric([queue], counts.get(queue, 0))
+        held = self.running()
+        for queue in sorted({*self.queues, *held}):
+            running.add_metric([queue], held.get(queue, 0))
         yield running
-
-
-def _histogram(
-    table: dict[tuple[str, str], Histogram], labels: tuple[str, str], bounds: Sequence[float]
-) -> Histogram:
-    found = table.get(labels)
-    if found is None:
-        found = table[labels] = Histogram(bounds)
-    return found
 
 
 def outcome_label(report: Report, result: bool | str) -> str | None:
     """done, retry or dead; None when nothing became of the task through this report (its lease was
     lost: recovery counts it; or a limiter postponed it, using no attempt)."""
-    from taskq_cli.protocol import Ack, Failure
-
     if not result:
         return None
     if isinstance(report, Ack):
@@ -171,9 +175,8 @@ def wait_seconds(meta: Mapping[str, Any], started_ms: int | None) -> float | Non
     if started_ms is None:
         return None
     due = 0
-    for field in ("enqueued_at", "run_at", "retried_at"):
-        value = meta.get(field)
-        if isinstance(value, int | float) and value > due:
+    for value in (meta.get("enqueued_at"), meta.get("run_at"), meta.get("retried_at")):
+        if value is not None and isinstance(value, int | float) and value > due:
             due = int(value)
     return max(started_ms - due, 0) / 1000 if due else None
 

@@ -61,7 +61,7 @@ class Task(BaseModel):
         data = dict(meta)
         data["payload"] = _loads_or_text(payload_json)
         data["result"] = _loads_or_text(result_json)
-        data["after"] = _after_ids(data.get("after"))
+        data.pop("after", None)  # filled by `task show` (its own key, protocol/dependencies.py)
         data.pop("blocked_by", None)
         if data.get("timeout") == 0:
             data["timeout"] = None
@@ -80,13 +80,6 @@ class Task(BaseModel):
         for name in sorted(self._truncated):
             out[f"{name}_truncated"] = True
         return out
-
-
-def _after_ids(after: object) -> list[str]:
-    """The record's dependencies ([{id, queue}], protocol/dependencies.py) as ids."""
-    if not isinstance(after, list):
-        return []
-    return [str(d.get("id")) for d in after if isinstance(d, dict)]
 
 
 def _loads_or_text(text: str | None) -> Any:

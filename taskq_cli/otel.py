@@ -11,9 +11,9 @@ the handler makes are its children. Attributes follow OpenTelemetry's messaging 
 `messaging.system=taskq`, `messaging.destination.name` (the queue), `messaging.message.id` (the task
 id), `messaging.operation.type`, and `taskq.attempt`.
 
-Only opentelemetry-api is needed: with no SDK configured every span is a no-op and nothing is added
-to the headers. The producer span ends when `before_enqueue` returns (middleware has no hook after
-the write): it marks the hand-off, not the round trip to Redis.
+Only opentelemetry-api is needed: while no SDK is configured, Tracing makes no span (each would be a
+no-op) and adds nothing to the headers. The producer span ends when `before_enqueue` returns
+(middleware has no hook after the write): it marks the hand-off, not the round trip to Redis.
 """
 
 from __future__ import annotations
@@ -29,6 +29,7 @@ from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapProp
 from taskq_cli.middleware import Middleware, RunOutcome, TaskInfo
 
 SYSTEM = "taskq"
+_NO_SDK = (trace.ProxyTracerProvider, trace.NoOpTracerProvider)
 
 
 class Tracing(Middleware):
@@ -43,11 +44,19 @@ class Tracing(Middleware):
         from taskq_cli import __version__
 
         self.tracer = trace.get_tracer("taskq_cli", __version__, tracer_provider=tracer_provider)
+        self._given = tracer_provider is not None
         self.propagator = propagator or TraceContextTextMapPropagator()
         # running executions: TaskInfo -> (its span, the context token, the thread that attached it)
         self._running: dict[int, tuple[Span, Any, int]] = {}
 
+    def _tracing(self) -> bool:
+        """False while no SDK is set up (the global provider is still the API's proxy or a no-op):
+        every span would be a no-op, so none is made. Asked each time: an app may set it up later."""
+        return self._given or not isinstance(trace.get_tracer_provider(), _NO_SDK)
+
     def before_enqueue(self, task: TaskInfo) -> None:
+        if not self._tracing():
+            return
         span = self.tracer.start_span(
             f"taskq.enqueue {task.name}", kind=SpanKind.PRODUCER, attributes=_attributes(task, "send")
         )
@@ -57,6 +66,8 @@ class Tracing(Middleware):
             span.end()
 
     def before_run(self, task: TaskInfo) -> None:
+        if not self._tracing():
+            return
         parent = self.propagator.extract(task.headers)  # not the worker's own context
         attributes = {**_attributes(task, "process"), "taskq.attempt": task.attempt}
         span = self.tracer.start_span(

@@ -17,10 +17,10 @@ import functools
 import queue
 import threading
 import time
-from collections.abc import Callable, Collection, Mapping
+from collections.abc import Callable, Collection, Mapping, Sequence
 from typing import Protocol
 
-from taskq_cli.middleware import Chain
+from taskq_cli.middleware import Chain, TaskInfo
 from taskq_cli.models import Outcome
 from taskq_cli.registry import TaskDef
 from taskq_cli.runner import (
@@ -49,6 +49,10 @@ class Pool(Protocol):
         """Never blocks; runs it when a slot is free (the worker may submit a few more than it has
         slots while tasks are short, so that no slot waits for a round trip to Redis)."""
 
+    def submit_many(self, executions: Sequence[Execution]) -> None:
+        """`submit` each, in order, as one hand-off: a fetch's batch costs one lock and one message
+        per child (process pool) or one loop wake-up (asyncio), not one per task."""
+
     def abort(self, tokens: Collection[str]) -> None:
         """Stop these attempts (by lease token) now; their outcomes are dropped."""
 
@@ -69,6 +73,7 @@ class ThreadPool:
         self._deadlines: dict[str, tuple[float, Execution]] = {}
         self._dropped: set[str] = set()  # aborted or timed out: outcomes are not delivered
         self._executing: set[str] = set()
+        self._seen: dict[str, TaskInfo] = {}  # what the hooks saw of a running task with a timeout
         self._on_done: OnDone | None = None
         self._closed = threading.Event()
         self._threads = 0
@@ -82,6 +87,10 @@ class ThreadPool:
 
     def submit(self, execution: Execution) -> None:
         self._jobs.put(execution)
+
+    def submit_many(self, executions: Sequence[Execution]) -> None:
+        for execution in executions:
+            self._jobs.put(execution)
 
     def abort(self, tokens: Collection[str]) -> None:
         with self._lock:
@@ -101,22 +110,27 @@ class ThreadPool:
 
     def _serve(self) -> None:
         while (execution := self._jobs.get()) is not None:
+            task = task_info(execution) if self.middleware.running else None
             with self._lock:
                 if execution.token in self._dropped:
                     continue  # aborted before it started
                 self._executing.add(execution.token)
                 if execution.timeout is not None:
                     self._deadlines[execution.token] = (time.monotonic() + execution.timeout, execution)
+                    if task is not None:
+                        self._seen[execution.token] = task
             outcome = run_task(
                 self.registry.get(execution.name),
                 execution,
                 call=call_here,
                 middleware=self.middleware,
                 wanted=functools.partial(self._wanted, execution.token),
+                task=task,
             )
             with self._lock:
                 self._executing.discard(execution.token)
                 self._deadlines.pop(execution.token, None)
+                self._seen.pop(execution.token, None)
                 abandoned = execution.token in self._dropped
             if abandoned:
                 return  # this thread was replaced when its task timed out or was aborted
@@ -134,6 +148,7 @@ class ThreadPool:
             now = time.monotonic()
             with self._lock:
                 late = [e for deadline, e in self._deadlines.values() if deadline <= now]
+                seen = {e.token: self._seen.pop(e.token, None) for e in late}
                 for execution in late:
                     del self._deadlines[execution.token]
                     self._dropped.add(execution.token)
@@ -144,9 +159,8 @@ class ThreadPool:
                 outcome = outcome_of(timed_out)
                 self.runtimes.record(None, outcome.runtime)  # not measured: no guess for its name
                 if self.middleware.running:  # its thread runs on: after_run hears of the timeout now
-                    self.middleware.after_run(
-                        task_info(execution), run_outcome(execution, outcome, None, timed_out)
-                    )
+                    task = seen.get(execution.token) or task_info(execution)  # the one before_run saw
+                    self.middleware.after_run(task, run_outcome(execution, outcome, None, timed_out))
                 if self._on_done is not None:
                     self._on_done(execution, outcome)
 
@@ -171,6 +185,9 @@ class AsyncPool:
     def submit(self, execution: Execution) -> None:
         self._loop.call_soon_threadsafe(self._begin, execution)
 
+    def submit_many(self, executions: Sequence[Execution]) -> None:
+        self._loop.call_soon_threadsafe(self._begin_all, list(executions))
+
     def abort(self, tokens: Collection[str]) -> None:
         def cancel() -> None:
             for token in tokens:
@@ -190,6 +207,10 @@ class AsyncPool:
 
     def _begin(self, execution: Execution) -> None:
         self._running[execution.token] = self._loop.create_task(self._run(execution))
+
+    def _begin_all(self, executions: list[Execution]) -> None:
+        for execution in executions:
+            self._begin(execution)
 
     async def _run(self, execution: Execution) -> None:
         async with self._slots:

@@ -75,15 +75,17 @@ def run_task(
     call: Caller | None = None,
     middleware: Chain | None = None,
     wanted: Callable[[], bool] | None = None,
+    task: TaskInfo | None = None,
 ) -> Outcome:
     """Run one execution with the app's middleware around it (`before_run`, then the handler, then
     `after_run`). `wanted`: whether its outcome still counts when it ends (a thread pool reports a
-    timed-out task without waiting for its thread, and calls `after_run` itself)."""
+    timed-out task without waiting for its thread, and calls `after_run` itself, with the same
+    `task` the hooks saw)."""
     started = time.perf_counter()
     if middleware is None or not middleware.running:
         outcome = _run_task(handler, execution, call)[0]
         return replace(outcome, runtime=time.perf_counter() - started)
-    task = task_info(execution)
+    task = task or task_info(execution)
     failed = middleware.before_run(task)
     ran = _run_task(handler, execution, call) if failed is None else (outcome_of(failed), None, failed)
     outcome = replace(ran[0], runtime=time.perf_counter() - started)

@@ -291,3 +291,34 @@ def test_aenqueue_takes_after_too(tq: TaskQueue) -> None:
         await tq.aclose()
 
     asyncio.run(go())
+
+
+def test_doctor_names_waiting_tasks_stuck_on_a_dependency_that_no_longer_exists(
+    tq: TaskQueue, broker: Broker, raw: redis.Redis, namespace: str
+) -> None:
+    from taskq_cli.doctor import check_dependencies
+    from taskq_cli.protocol import probes
+
+    a = tq.enqueue("x", {})
+    b = tq.enqueue("x", {}, after=[a])
+    now = broker.redis_time_ms()
+    assert (
+        check_dependencies(probes.dependency_facts(broker, ["default"], now - 10_000), {}, now)[0].status
+        == "ok"
+    )
+    raw.hdel(QueueKeys(namespace, "default").tasks, a)  # deleted by hand: b would wait forever
+    [finding] = check_dependencies(probes.dependency_facts(broker, ["default"], now - 10_000), {}, now)
+    assert finding.status == "fail" and b in finding.message and a in finding.message
+
+
+def test_doctor_names_outcomes_nobody_handed_off(tq: TaskQueue, broker: Broker, clock: Clock) -> None:
+    from taskq_cli.doctor import check_dependencies
+    from taskq_cli.protocol import probes
+
+    a = tq.enqueue("x", {})
+    tq.enqueue("x", {}, after=[a])
+    run_one(broker, a)  # the worker died before the hand-off, and nothing maintains the queue
+    clock.advance(30)
+    facts = probes.dependency_facts(broker, ["default"], clock.ms - 10_000)
+    [finding] = check_dependencies(facts, {}, clock.ms)
+    assert finding.status == "fail" and "not told" in finding.message and "no live worker" in finding.message

@@ -241,3 +241,27 @@ def test_pages_tested_in_place_run_as_written(tmp_path: Path, redis_url: str, na
         for block in blocks[1:]:
             done = run_in(tmp_path, ["-c", block], redis_url, namespace)
             assert done.returncode == 0, (name, block, done.stderr)
+
+
+def test_the_profiles_sample_gives_the_config_show_answer_the_reference_prints(tmp_path: Path) -> None:
+    # Given the reference's config.toml, as written
+    page = (DOCS / "reference.md").read_text()
+    toml = re.search(r"```toml\n(.*?)```", page, re.S)
+    shown = re.search(r"^\$ taskq (--profile prod config show -o json)\n(.*)$", page, re.M)
+    assert toml and shown
+    (tmp_path / "taskq").mkdir()
+    (tmp_path / "taskq" / "config.toml").write_text(toml.group(1))
+    env = {k: v for k, v in cli_env("redis://unused", "unused").items() if not k.startswith("TASKQ_")}
+    env["XDG_CONFIG_HOME"] = str(tmp_path)
+    # When the page's command runs (it reads the settings only: no Redis needed)
+    done = subprocess.run(
+        [sys.executable, "-m", "taskq_cli", *shown.group(1).split()],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    # Then it prints what the page shows
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == shown.group(2)

@@ -561,7 +561,9 @@ def test_a_worker_whose_slots_are_all_taken_by_long_tasks_holds_no_short_ones_an
     one = worker("--concurrency", "2", label="worker one")
     warm = tq.enqueue_many([("pid", {})] * 20)  # its recent tasks are short: it prefetches deeply
     until(lambda: all(state(tq, i) == "done" for i in warm), 15, logs=[one], what="warm-up done")
-    naps = tq.enqueue_many([("nap", {"seconds": 4})] * 2)
+    # the naps outlast the test (its processes are killed after): however slow the machine, the short
+    # tasks are all done while both of worker one's slots are still taken
+    naps = tq.enqueue_many([("nap", {"seconds": 50})] * 2)
     until(lambda: all(state(tq, i) == "active" for i in naps), 5, logs=[one], what="both slots taken")
     two = worker("--concurrency", "2", label="worker two")
     until(lambda: registered(raw, namespace, two), 10, logs=[one, two], what="worker two serving")

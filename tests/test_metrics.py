@@ -72,14 +72,12 @@ def test_outcomes_are_labelled_done_retry_dead_and_task_names_outside_the_regist
         stranger = fetched(f"stranger-{n}")
         metrics.finished(stranger, 0.0, error, Failure(stranger, {}, True, None, 3), "dead")
 
-    assert metrics.outcomes == {
-        ("default", "known", "done"): 1,
-        ("default", "known", "retry"): 1,
-        ("default", "known", "dead"): 1,
-        ("default", UNKNOWN, "dead"): 50,
+    assert {labels: s.outcomes for labels, s in metrics.series.items()} == {
+        ("default", "known"): {"done": 1, "retry": 1, "dead": 1},
+        ("default", UNKNOWN): {"done": 0, "retry": 0, "dead": 50},
     }
-    assert set(metrics.durations) == set(metrics.waits) == {("default", "known"), ("default", UNKNOWN)}
-    assert sum(metrics.durations["default", "known"].counts) == 5  # every finished execution
+    known = metrics.series["default", "known"]
+    assert sum(known.durations.counts) == sum(known.waits.counts) == 5  # every finished execution
     families = {f.name: f for f in metrics.collect()}
     assert [(s.labels, s.value) for s in families["taskq_tasks_running"].samples] == [
         ({"queue": "default"}, 2)

@@ -232,3 +232,40 @@ def test_a_taskq_error_from_before_enqueue_passes_as_it_is() -> None:
 def test_the_payload_is_decoded_only_when_read_and_bad_json_shows_as_text() -> None:
     assert TaskInfo("i", "n", "q", 1, {}, payload_json='{"a": 1}').payload == {"a": 1}
     assert TaskInfo("i", "n", "q", 1, {}, payload_json="{oops").payload == "{oops"
+
+
+def test_a_thread_pool_timeout_calls_after_run_once_with_the_task_before_run_saw() -> None:
+    import threading
+
+    from taskq_cli.pool import ThreadPool
+    from taskq_cli.registry import TaskDef
+    from taskq_cli.runner import Execution, TaskTimeout
+
+    seen: list[tuple[str, TaskInfo, RunOutcome | None]] = []
+    returned, reported = threading.Event(), threading.Event()
+
+    class Watch(Middleware):
+        def before_run(self, task: TaskInfo) -> None:
+            seen.append(("before", task, None))
+
+        def after_run(self, task: TaskInfo, outcome: RunOutcome) -> None:
+            seen.append(("after", task, outcome))
+
+    def slow() -> None:
+        returned.wait(10)  # until the test lets it return, past its timeout
+
+    tq = TaskQueue(redis_url="redis://127.0.0.1:1/0")
+    definition = tq.task(name="slow")(slow).definition
+    registry: dict[str, TaskDef] = {"slow": definition}
+    pool = ThreadPool(1, registry, Chain([Watch()]))
+    pool.start(lambda execution, outcome: reported.set())
+    pool.submit(Execution("t1", "slow", "default", 1, 0, "{}", 0.1, "token-1"))
+    assert reported.wait(10)  # reported as timed out while its thread still runs
+    returned.set()
+    pool.close()
+    for thread in threading.enumerate():  # the abandoned thread has returned from the handler
+        if thread.name == "taskq-thread-1":
+            thread.join(5)
+    [(_, before, _), (_, after, outcome)] = seen  # and not again once the thread returns
+    assert after is before
+    assert outcome is not None and outcome.status == "dead" and isinstance(outcome.error, TaskTimeout)

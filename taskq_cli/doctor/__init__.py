@@ -8,25 +8,29 @@ tested with made-up INFO/CONFIG values.
 Severities: `fail` loses or stalls tasks now (Redis older than 6.2 or missing commands, an evicting
 `maxmemory-policy` with a memory limit, leases expired long ago that nobody recovers, keys in the
 namespace that are not taskq's, a cluster that does not serve every slot, a queue whose keys span
-slots); `warn` is a risk or could not be checked (persistence off, round-trip latency, clock offset,
-workers that stopped heartbeating, queues missing from the registry, an evicting policy without a
-memory limit, CONFIG refused, sentinels not answering). Redis unreachable is not a finding: the
-probes' BrokerUnavailable reaches the CLI, which exits 1 with one line.
+slots, waiting tasks stuck on their dependencies: outcomes nobody hands off, links never made, a
+dependency that no longer exists); `warn` is a risk or could not be checked (persistence off,
+round-trip latency, clock offset, workers that stopped heartbeating, queues missing from the
+registry, an evicting policy without a memory limit, CONFIG refused, sentinels not answering).
+Redis unreachable is not a finding: the probes' BrokerUnavailable reaches the CLI, which exits 1
+with one line.
 
 On a Redis Cluster the server checks (version, commands, eviction, persistence, latency) run on every
 primary and are reported as one finding per check: the worst result, naming the primaries it comes
 from; SCAN covers every primary.
 
 The package: `findings` (Finding, its statuses), `server` (the server and deployment checks),
-`namespace` (workers, leases, keys, queues) and `checks` (run_checks: gather, then judge).
+`namespace` (workers, leases, dependencies, keys, queues) and `checks` (run_checks: gather, then judge).
 """
 
 from taskq_cli.doctor.checks import run_checks
 from taskq_cli.doctor.findings import SHOWN, Finding, Status, failed, plural
 from taskq_cli.doctor.namespace import (
+    HANDOFF_GRACE_MS,
     LEASE_GRACE_MS,
     STALE_HEARTBEAT_MS,
     alive,
+    check_dependencies,
     check_keys,
     check_leases,
     check_registry,
@@ -51,10 +55,18 @@ from taskq_cli.doctor.server import (
     parse_version,
     server_findings,
 )
-from taskq_cli.protocol.probes import ExpiredLeases, KeyCensus, KeyLayout, Registration, take_census
+from taskq_cli.protocol.probes import (
+    DependencyFacts,
+    ExpiredLeases,
+    KeyCensus,
+    KeyLayout,
+    Registration,
+    take_census,
+)
 
 __all__ = [
     "CLOCK_WARN_MS",
+    "HANDOFF_GRACE_MS",
     "LATENCY_WARN_MS",
     "LEASE_GRACE_MS",
     "MIN_VERSION",
@@ -62,6 +74,7 @@ __all__ = [
     "REQUIRED_COMMANDS",
     "SHOWN",
     "STALE_HEARTBEAT_MS",
+    "DependencyFacts",
     "ExpiredLeases",
     "Finding",
     "KeyCensus",
@@ -71,6 +84,7 @@ __all__ = [
     "alive",
     "check_clock",
     "check_commands",
+    "check_dependencies",
     "check_eviction",
     "check_keys",
     "check_latency",

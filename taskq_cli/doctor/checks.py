@@ -5,7 +5,9 @@ from __future__ import annotations
 
 from taskq_cli.doctor.findings import Finding
 from taskq_cli.doctor.namespace import (
+    HANDOFF_GRACE_MS,
     LEASE_GRACE_MS,
+    check_dependencies,
     check_keys,
     check_leases,
     check_registry,
@@ -36,6 +38,8 @@ def run_checks(broker: Broker, *, pings: int = PINGS) -> list[Finding]:
     queues = sorted(set(known) | census.queues)
     expired = probes.expired_leases(broker, queues, now_ms - LEASE_GRACE_MS)
     findings += check_leases(expired, serving(registrations, now_ms), now_ms)
+    facts = probes.dependency_facts(broker, queues, now_ms - HANDOFF_GRACE_MS)
+    findings += check_dependencies(facts, serving(registrations, now_ms), now_ms)
     findings.append(check_keys(broker.settings.namespace, census))
     findings.append(check_registry(broker.ns.queues, census, known))
     findings.append(check_slots(*probes.queue_slots(broker, queues)))

@@ -1,12 +1,12 @@
-"""The namespace checks: workers heartbeating, leases recovered, keys that are taskq's, queues
-registered. Pure functions of the facts the protocol's probes return."""
+"""The namespace checks: workers heartbeating, leases recovered, dependents not stuck waiting, keys
+that are taskq's, queues registered. Pure functions of the facts the protocol's probes return."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
 from taskq_cli.doctor.findings import SHOWN, Finding, plural
-from taskq_cli.protocol.probes import ExpiredLeases, KeyCensus, Registration
+from taskq_cli.protocol.probes import DependencyFacts, ExpiredLeases, KeyCensus, Registration
 
 STALE_HEARTBEAT_MS = 60_000  # a worker beats every lease/3 (10 s by default)
 LEASE_GRACE_MS = 10_000  # recovery runs every second wherever a worker or scheduler serves the queue
@@ -64,6 +64,48 @@ def check_leases(
         findings.append(
             Finding("leases", "ok", f"no lease expired more than {LEASE_GRACE_MS // 1000} s ago unrecovered")
         )
+    return findings
+
+
+HANDOFF_GRACE_MS = 10_000  # every maintenance pass (each second) drains outboxes and relinks
+
+
+def check_dependencies(
+    facts: Mapping[str, DependencyFacts], serving: Mapping[str, int], now_ms: int
+) -> list[Finding]:
+    """Dependents that may be stuck in `waiting`: outcomes nobody handed off (no maintenance runs for
+    the queue), links nobody confirmed, or a dependency that no longer exists (and was never handed
+    off: a record deleted by hand, or by another program)."""
+    findings = []
+    for queue, found in sorted(facts.items()):
+        nobody = "" if serving.get(queue) else f" (no live worker serves {queue})"
+        stale = found.oldest_outbox_ms is not None and now_ms - found.oldest_outbox_ms > HANDOFF_GRACE_MS
+        if stale or found.unlinked:
+            what = f"{found.outbox} finished task(s) whose dependents were not told" if stale else ""
+            if found.unlinked:
+                what += ("; " if what else "") + f"{found.unlinked} waiting task(s) never linked"
+            findings.append(
+                Finding(
+                    "dependencies",
+                    "fail",
+                    f"queue {queue}: {what}{nobody}",
+                    f"run `taskq scheduler` or a worker for queue {queue}: its maintenance hands them off",
+                )
+            )
+        if found.orphans:
+            shown = ", ".join(f"{t} (after {d})" for t, d in found.orphans[:SHOWN])
+            more = f" and {len(found.orphans) - SHOWN} more" if len(found.orphans) > SHOWN else ""
+            findings.append(
+                Finding(
+                    "dependencies",
+                    "fail",
+                    f"queue {queue}: {len(found.orphans)} waiting task(s) wait for a task that no longer "
+                    f"exists: {shown}{more}",
+                    f"cancel them (taskq task cancel ID --queue {queue}) and enqueue them again",
+                )
+            )
+    if not findings:
+        findings.append(Finding("dependencies", "ok", "no waiting task is stuck on its dependencies"))
     return findings
 
 

@@ -28,7 +28,7 @@ import signal
 import threading
 import time
 from collections import deque
-from collections.abc import Collection, Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
@@ -145,8 +145,11 @@ class ProcessPool:
         self._supervisor.start()
 
     def submit(self, execution: Execution) -> None:
+        self.submit_many((execution,))
+
+    def submit_many(self, executions: Sequence[Execution]) -> None:
         with self._lock:
-            self._backlog.append(execution)
+            self._backlog.extend(executions)
             self._assign()
 
     def abort(self, tokens: Collection[str]) -> None:

@@ -533,13 +533,12 @@ def enqueue_args(
     now: ScriptArg, tasks: Sequence[NewTask], refs: Sequence[tuple[str, ...]] | None = None
 ) -> list[ScriptArg]:
     """enqueue.lua's ARGV for one queue's tasks (Broker and AsyncBroker); `refs`: each task's
-    dependencies ("<queue> <id>"), written into its record as `after` (it is enqueued waiting)."""
+    dependencies ("<queue> <id>"): it is enqueued waiting, the list kept in its `after:<id>` key."""
     args: list[ScriptArg] = [now, len(tasks)]
     for t, deps in zip(tasks, refs or [()] * len(tasks), strict=True):
-        meta = t.meta if not deps else {**t.meta, "after": [_after_entry(ref) for ref in deps]}
         args += [
             t.id,
-            _encode_meta(meta),
+            _encode_meta(t.meta),
             t.payload_json,
             "" if t.delay_ms is None else t.delay_ms,
             "" if t.at_ms is None else t.at_ms,
@@ -548,11 +547,6 @@ def enqueue_args(
             "\n".join(deps),
         ]
     return args
-
-
-def _after_entry(ref: str) -> dict[str, str]:
-    queue, _, task_id = ref.partition(" ")
-    return {"id": task_id, "queue": queue}
 
 
 def decode_enqueue(

@@ -287,18 +287,29 @@ class Dependencies:
         refs = self.reads.client.smembers(self.reads.keys(queue).deps(task_id))
         return sorted(split_ref(str(r))[1] for r in refs)
 
-    def results(self, refs: Sequence[str]) -> dict[str, Any]:
-        """The results of dependencies by id (None where none is kept), one round trip."""
-        if not refs:
-            return {}
+    def after(self, tasks: Sequence[tuple[str, str]]) -> list[list[str]]:
+        """The dependency refs of each (queue, id), in the order given at enqueue; one round trip."""
+        if not tasks:
+            return []
         pipe = self._pipe()
-        for ref in refs:
-            queue, task_id = split_ref(ref)
-            pipe.hget(self.reads.keys(queue).results, task_id)
-        out: dict[str, Any] = {}
-        for ref, raw in zip(refs, pipe.execute(), strict=True):
-            out[split_ref(ref)[1]] = None if raw is None else _json_or_text(raw)
-        return out
+        for queue, task_id in tasks:
+            pipe.lrange(self.reads.keys(queue).after(task_id), 0, -1)
+        return [[str(r) for r in refs] for refs in pipe.execute()]
+
+    def results(self, tasks: Sequence[tuple[str, str]]) -> list[dict[str, Any]]:
+        """For each (queue, id), its dependencies' results by id (None where none is kept): two
+        round trips whatever the number of tasks and dependencies."""
+        lists = self.after(tasks)
+        refs = sorted({ref for found in lists for ref in found})
+        values: dict[str, Any] = {}
+        if refs:
+            pipe = self._pipe()
+            for ref in refs:
+                queue, task_id = split_ref(ref)
+                pipe.hget(self.reads.keys(queue).results, task_id)
+            for ref, raw in zip(refs, pipe.execute(), strict=True):
+                values[ref] = None if raw is None else _json_or_text(raw)
+        return [{split_ref(ref)[1]: values.get(ref) for ref in found} for found in lists]
 
 
 def _entries(queue: str, reply: list[Any]) -> list[Entry]:
@@ -326,15 +337,3 @@ def _json_or_text(raw: str | bytes) -> Any:
         return json.loads(raw)
     except ValueError:
         return raw
-
-
-def after_refs(meta: dict[str, Any]) -> list[str]:
-    """The refs of a task's dependencies, from its record's `after` ([{id, queue}])."""
-    after = meta.get("after")
-    if not isinstance(after, list):
-        return []
-    return [
-        dep_ref(str(d["queue"]), str(d["id"]))
-        for d in after
-        if isinstance(d, dict) and "id" in d and "queue" in d
-    ]

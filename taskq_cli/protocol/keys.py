@@ -35,6 +35,8 @@ every script touches one slot):
     <ns>:{<q>}:deps:<id>        set  "<queue> <id>" of each dependency not done yet (one SREM per
                                      release, so a chord of n costs O(1) per dependency)
     <ns>:{<q>}:dependents:<id>  set  "<queue> <id>" of each task waiting on this one
+    <ns>:{<q>}:after:<id>       list "<queue> <id>" of each of its dependencies, in order (its record
+                                     holds only their number, `deps`: it stays small for a chord)
 
 Per namespace:
 
@@ -184,6 +186,9 @@ class QueueKeys:
 
     def dependents(self, task_id: str) -> str:
         return self.key(f"dependents:{task_id}")
+
+    def after(self, task_id: str) -> str:
+        return self.key(f"after:{task_id}")
 
     def script_keys(self) -> list[str]:
         """All of the queue's keys in the order the scripts expect them."""

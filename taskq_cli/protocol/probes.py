@@ -23,7 +23,7 @@ from redis.crc import key_slot
 from redis.exceptions import RedisError, ResponseError
 
 from taskq_cli.protocol.failures import translated
-from taskq_cli.protocol.keys import QUEUE_KEY_ORDER, NamespaceKeys, QueueKeys
+from taskq_cli.protocol.keys import QUEUE_KEY_ORDER, NamespaceKeys, QueueKeys, split_ref
 from taskq_cli.protocol.reads import Reads
 from taskq_cli.protocol.scripts import load_scripts
 from taskq_cli.protocol.topology import Topology, describe, server_clients
@@ -245,6 +245,72 @@ def expired_leases(broker: Reads, queues: Sequence[str], before_ms: int) -> dict
         if count and oldest:
             expired[queue] = ExpiredLeases(count, int(oldest[0][1]))
     return expired
+
+
+@dataclass(frozen=True)
+class DependencyFacts:
+    """One queue's dependency bookkeeping, for doctor: outbox entries (and the oldest written, ms),
+    waiting tasks whose links were not confirmed before `before_ms`, and waiting tasks (of those
+    sampled) whose remaining dependencies name a task that no longer exists: (id, dependency id)."""
+
+    outbox: int
+    oldest_outbox_ms: int | None
+    unlinked: int
+    orphans: list[tuple[str, str]]
+
+
+ORPHAN_SAMPLE = 200  # waiting tasks per queue whose dependencies doctor looks up
+
+
+@translated
+def dependency_facts(broker: Reads, queues: Sequence[str], before_ms: int) -> dict[str, DependencyFacts]:
+    """Per queue with any dependency bookkeeping, what doctor judges (three round trips)."""
+    if not queues:
+        return {}
+    client: Any = broker.client
+    pipe = client.pipeline(transaction=False)
+    for queue in queues:
+        k = broker.keys(queue)
+        pipe.hlen(k.outbox)
+        pipe.hscan(k.outbox, 0, count=100)
+        pipe.zcount(k.unlinked, "-inf", before_ms)
+        pipe.zrange(k.blocked, 0, ORPHAN_SAMPLE - 1)
+    replies = pipe.execute()
+    orphans = _orphans(broker, {q: [str(i) for i in replies[4 * n + 3]] for n, q in enumerate(queues)})
+    facts: dict[str, DependencyFacts] = {}
+    for n, queue in enumerate(queues):
+        outbox, (_, sample), unlinked = int(replies[4 * n]), replies[4 * n + 1], int(replies[4 * n + 2])
+        times = [_int(str(v).rpartition("|")[2]) for v in sample.values()]
+        oldest = min((t for t in times if t is not None), default=None)
+        if outbox or unlinked or orphans.get(queue):
+            facts[queue] = DependencyFacts(outbox, oldest, unlinked, orphans.get(queue, []))
+    return facts
+
+
+def _orphans(broker: Reads, waiting: dict[str, list[str]]) -> dict[str, list[tuple[str, str]]]:
+    """Waiting tasks whose remaining dependencies include a task that is gone (two round trips)."""
+    client: Any = broker.client
+    pipe = client.pipeline(transaction=False)
+    order = [(q, i) for q, ids in waiting.items() for i in ids]
+    for queue, task_id in order:
+        pipe.smembers(broker.keys(queue).deps(task_id))
+    pairs = [
+        (queue, task_id, split_ref(str(ref)))
+        for (queue, task_id), refs in zip(order, pipe.execute(), strict=True)
+        for ref in refs
+    ]
+    if not pairs:
+        return {}
+    pipe = client.pipeline(transaction=False)
+    for _, _, (dep_queue, dep_id) in pairs:
+        pipe.hexists(broker.keys(dep_queue).tasks, dep_id)
+        pipe.hexists(broker.keys(dep_queue).outbox, dep_id)  # gone, its dependents not told yet
+    replies = pipe.execute()
+    found: dict[str, list[tuple[str, str]]] = {}
+    for n, (queue, task_id, (_, dep_id)) in enumerate(pairs):
+        if not replies[2 * n] and not replies[2 * n + 1]:
+            found.setdefault(queue, []).append((task_id, dep_id))
+    return found
 
 
 @translated

@@ -14,6 +14,7 @@ from taskq_cli.protocol.keys import NamespaceKeys, QueueKeys
 from taskq_cli.protocol.scripts import execute_with_scripts, load_scripts
 from taskq_cli.protocol.topology import Client, is_cluster
 from taskq_cli.protocol.types import BrokerSettings, QueueLimits, QueueStats, TaskRecord
+from taskq_cli.states import ALL_STATES, TaskState
 
 MIN_PREFIX = 4  # shorter than this, an id is only looked up whole
 
@@ -111,15 +112,15 @@ class Reads:
         first; waiting: enqueued first; active: lease ending first; dead and done: newest first)."""
         k = self.keys(queue)
         end = offset + limit - 1
-        if state == "pending":
+        if state == TaskState.PENDING:
             ids = self.client.lrange(k.pending, -(end + 1), -(offset + 1)) if limit > 0 else []
             return [str(i) for i in reversed(ids)]
-        structures = {
-            "scheduled": (k.scheduled, False),
-            "waiting": (k.blocked, False),
-            "active": (k.active, False),
-            "dead": (k.dead, True),
-            "done": (k.done, True),
+        structures: dict[str, tuple[str, bool]] = {
+            TaskState.SCHEDULED: (k.scheduled, False),
+            TaskState.WAITING: (k.blocked, False),
+            TaskState.ACTIVE: (k.active, False),
+            TaskState.DEAD: (k.dead, True),
+            TaskState.DONE: (k.done, True),
         }
         if state not in structures:
             raise ValueError(state)
@@ -431,12 +432,12 @@ class Reads:
 
 def _count_state(pipe: Any, k: QueueKeys, state: str) -> None:
     """Queue the count of one queue's tasks in one state (what `ids_in_state` can list)."""
-    if state == "pending":
+    if state == TaskState.PENDING:
         pipe.llen(k.pending)
-    elif state in ("scheduled", "active", "dead", "done"):
-        pipe.zcard(k.key(state))
-    elif state == "waiting":
+    elif state == TaskState.WAITING:
         pipe.zcard(k.blocked)
+    elif state in ALL_STATES:
+        pipe.zcard(k.key(state))
     else:
         raise ValueError(state)
 

@@ -11,10 +11,12 @@ from typing import TYPE_CHECKING, Any
 from taskq_cli.errors import NotFound, UsageError
 from taskq_cli.models import Options, Task
 from taskq_cli.protocol import Broker, TaskRecord
+from taskq_cli.protocol.keys import split_ref
 from taskq_cli.protocol.reads import only_queue
 from taskq_cli.services.limits import doc as limit_doc
 from taskq_cli.services.limits import fields as limit_fields
 from taskq_cli.services.shapes import BulkReport, QueueInfoDoc
+from taskq_cli.states import FINISHED_STATES
 
 if TYPE_CHECKING:
     from taskq_cli.config import RetryDefaults
@@ -175,6 +177,9 @@ class Admin:
         if record is None:
             raise NotFound(f"task {task_id} not found")
         out = Task.from_record(record.meta, record.payload_json, record.result_json).to_json()
+        if record.meta.get("deps"):
+            [refs] = self.broker.dependencies.after([(out["queue"], out["id"])])
+            out["after"] = [split_ref(ref)[1] for ref in refs]
         if out.get("state") == "waiting":
             out["blocked_by"] = self.broker.dependencies.blocked_by(out["queue"], out["id"])
         handler = handlers.get(str(record.meta.get("name", "")))
@@ -310,7 +315,7 @@ class Admin:
         state = self.broker.cancel(str(record.meta["queue"]), task_id)
         if state == "":
             raise NotFound(f"task {task_id} not found")
-        if state in ("done", "dead"):
+        if state in FINISHED_STATES:
             raise UsageError(f"task {task_id} is already {state}; nothing to cancel")
         return state
 

@@ -47,6 +47,7 @@ class Slots:
         self._changed = threading.Condition()  # guards _running; notified on every change
         self._running: dict[str, Running] = {}  # task id -> its attempt held here
         self._busy = False  # an attempt held here is running (not finished)
+        self._unfinished = 0  # attempts held and not finished: `_busy` without a scan per change
         # told (under the lock: it must only set a flag) when the worker goes busy or idle
         self.on_busy_change: Callable[[], None] = lambda: None
 
@@ -88,15 +89,21 @@ class Slots:
             for running in reported:
                 self._forget(running.job)
             for running in runs:
+                replaced = self._running.get(running.job.id)
+                if replaced is not None and not replaced.finished:
+                    self._unfinished -= 1
                 self._running[running.job.id] = running
+                self._unfinished += not running.finished
             self._changed.notify_all()
             self._check_busy()
 
     def finish(self, task_id: str, token: str) -> None:
         """The outcome of this attempt is known; it stays held until it is reported."""
         with self._changed:
-            if self._holds(task_id, token):
-                self._running[task_id].finished = True
+            running = self._running.get(task_id)
+            if running is not None and running.job.token == token and not running.finished:
+                running.finished = True
+                self._unfinished -= 1
                 self._check_busy()
 
     def held(self, task_id: str, token: str) -> Running | None:
@@ -109,7 +116,7 @@ class Slots:
             return self._busy
 
     def _check_busy(self) -> None:
-        busy = any(not r.finished for r in self._running.values())
+        busy = self._unfinished > 0
         if busy != self._busy:
             self._busy = busy
             self.on_busy_change()
@@ -159,4 +166,4 @@ class Slots:
     def _forget(self, job: Fetched) -> None:
         """Drop this attempt's entry, never a newer attempt of the same task."""
         if self._holds(job.id, job.token):
-            del self._running[job.id]
+            self._unfinished -= not self._running.pop(job.id).finished

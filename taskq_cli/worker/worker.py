@@ -33,8 +33,6 @@ from taskq_cli.outage import REDIS_ERRORS, Outage, describe
 from taskq_cli.pool import Pool
 from taskq_cli.pools import POOL_KINDS, make_pool
 from taskq_cli.protocol import FailState, Fetched, Postpone, Report
-from taskq_cli.protocol.dependencies import after_refs
-from taskq_cli.protocol.keys import split_ref
 from taskq_cli.protocol.record import TaskMeta
 from taskq_cli.runner import Execution
 from taskq_cli.scheduler import CronRunner, Maintenance
@@ -254,44 +252,44 @@ class Worker:
         )
 
     def _launch(self, runs: list[Running]) -> None:
+        if not runs:
+            return
+        if log.isEnabledFor(logging.INFO):  # skip building the records: a few µs of every short task
+            for running in runs:
+                _log_started(running.job)
+        lease = self.lease
         results = self._dependency_results(runs)
-        for running in runs:
-            job, options = running.job, running.options
-            if log.isEnabledFor(logging.INFO):  # skip building the record: a few µs of every short task
-                _log_started(job)
-            self.pool.submit(
+        self.pool.submit_many(  # one hand-off for the batch (one lock, one message per child)
+            [
                 Execution(
-                    job.id,
-                    job.record.name,
-                    job.queue,
-                    job.record.attempts,
-                    options.max_retries,
-                    job.payload_json,
-                    options.timeout,
-                    job.token,
-                    self.lease,
-                    results.get(job.token, "{}"),
-                    job.record.headers,
+                    r.job.id,
+                    r.job.record.name,
+                    r.job.queue,
+                    r.job.record.attempts,
+                    r.options.max_retries,
+                    r.job.payload_json,
+                    r.options.timeout,
+                    r.job.token,
+                    lease,
+                    results.get(r.job.token, "{}"),
+                    r.job.record.headers,
                 )
-            )
+                for r in runs
+            ]
+        )
 
     def _dependency_results(self, runs: list[Running]) -> dict[str, str | None]:
         """The results of the dependencies of the tasks about to start (by lease token), as JSON
         objects by id: one read for the whole batch; None for each when Redis refused it."""
-        wanted = {r.job.token: refs for r in runs if (refs := after_refs(r.job.meta))}
+        wanted = [r.job for r in runs if r.job.meta.get("deps")]
         if not wanted:
             return {}
         try:
-            found = self.tq.broker.dependencies.results(
-                sorted({ref for refs in wanted.values() for ref in refs})
-            )
+            found = self.tq.broker.dependencies.results([(job.queue, job.id) for job in wanted])
         except REDIS_ERRORS as exc:
             log.warning("could not read dependency results (%s); those attempts fail and are retried", exc)
-            return dict.fromkeys(wanted)
-        return {
-            token: json.dumps({split_ref(ref)[1]: found.get(split_ref(ref)[1]) for ref in refs})
-            for token, refs in wanted.items()
-        }
+            return dict.fromkeys(job.token for job in wanted)
+        return {job.token: json.dumps(values) for job, values in zip(wanted, found, strict=True)}
 
     # -- outcomes -----------------------------------------------------------------------------
 

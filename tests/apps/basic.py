@@ -11,14 +11,20 @@ import redis
 from taskq_cli import Fail, Retry, TaskQueue, current_task
 
 tq = TaskQueue(backoff_base=0.05, backoff_max=0.2)
-_client = redis.Redis.from_url(tq.settings.redis_url, decode_responses=True)
+_clients: list[redis.Redis] = []  # made at the first record: importing the app connects nothing
+
+
+def _client() -> redis.Redis:
+    if not _clients:
+        _clients.append(redis.Redis.from_url(tq.settings.redis_url, decode_responses=True))
+    return _clients[0]
 
 
 def record(tag: str = "") -> None:
     ctx = current_task()
     assert ctx is not None
     entry = f"{ctx.id}:{ctx.attempt}" + (f":{tag}" if tag else "")
-    _client.rpush(f"{tq.settings.namespace}:test:runs", entry)
+    _client().rpush(f"{tq.settings.namespace}:test:runs", entry)
 
 
 @tq.task(name="ok")

@@ -31,7 +31,7 @@ def backoff_probe() -> None:
     attempt started (`started_at - finished_at`), as the tag `delay=D,gap=G`."""
     ctx = current_task()
     assert ctx is not None
-    raw = _client.hget(QueueKeys(tq.settings.namespace, ctx.queue).tasks, ctx.id)
+    raw = _client().hget(QueueKeys(tq.settings.namespace, ctx.queue).tasks, ctx.id)
     meta = json.loads(str(raw))
     if ctx.attempt == 1:
         record()

@@ -120,21 +120,29 @@ def test_a_rate_limit_is_held_across_three_workers(lab: Lab) -> None:
         what="all done",
         logs=lab.fleet.logs,
     )
-    # Then no window of 1 s holds more than 20 starts: on Redis's clock (the records' started_at),
-    # and in the ledger (each process's monotonic clock, a start logged a little after its fetch)
+    # Then no window of 1 s holds more than 20 starts on Redis's clock (the records' started_at, set
+    # by the fetch the limiter admitted), and the ledger agrees: each handler started once, a little
+    # after its fetch. That "little" is measured, not assumed: a handler's start lags its fetch by
+    # `lag` (its ledger time, CLOCK_MONOTONIC, minus its started_at), so ledger starts within a window
+    # of 1 s less the lags' spread were fetched within 1 s (a loaded machine widens the spread).
     records = [lab.client.hget(f"{lab.namespace}:{{default}}:tasks", i) for i in ids]
-    redis_starts = sorted(json.loads(r)["started_at"] / 1000 for r in records if r)
-    ledger = sorted(e.at for e in read_ledger(lab.fleet.ledger) if e.kind == "start")
+    started = {i: json.loads(r)["started_at"] / 1000 for i, r in zip(ids, records, strict=True) if r}
+    redis_starts = sorted(started.values())
+    events = [e for e in read_ledger(lab.fleet.ledger) if e.kind == "start"]
+    ledger = sorted(e.at for e in events)
+    lags = [e.at - started[e.task_id] for e in events]
+    spread = max(lags) - min(lags)
     in_redis = most_in_window(redis_starts, 1.0)
-    in_ledger = most_in_window(ledger, 0.95)  # 50 ms for the time between a fetch and its handler
+    in_ledger = most_in_window(ledger, max(1.0 - spread, 0.0))
     span = ledger[-1] - ledger[0]
-    assert len(ledger) == 100 and in_redis <= 20 and in_ledger <= 20, (in_redis, in_ledger)
+    assert len(ledger) == 100 and {e.task_id for e in events} == set(ids), len(ledger)
+    assert in_redis <= 20 and in_ledger <= 20, (in_redis, in_ledger, f"lag spread {spread:.3f}s")
     assert span >= 4.0, f"100 starts at 20/s took {span:.2f}s"  # 5 windows: at least 4 s apart
     rate = (len(ledger) - 20) / span  # the first window's burst aside
     FIGURES.append(
         f"rate limit 20/s, 3 workers: most starts in any 1 s window {in_redis} (Redis clock), "
-        f"{in_ledger} (ledger, 0.95 s); 100 starts over {span:.2f}s ({rate:.1f}/s after the first "
-        f"window; {time.monotonic() - began:.1f}s in all)"
+        f"{in_ledger} (ledger, {max(1.0 - spread, 0.0):.2f} s); 100 starts over {span:.2f}s "
+        f"({rate:.1f}/s after the first window; {time.monotonic() - began:.1f}s in all)"
     )
 
 

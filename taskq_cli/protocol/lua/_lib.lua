@@ -27,6 +27,9 @@
 --   <ns>:{q}:outcome:<id>  list   one marker, pushed when a waited-for task ends (notify below)
 --   <ns>:{q}:deps:<id>       set  "<queue> <id>" of each dependency of a waiting task not done yet
 --   <ns>:{q}:dependents:<id> set  "<queue> <id>" of each task waiting on this one
+--   <ns>:{q}:after:<id>      list "<queue> <id>" of each dependency, in order (kept with the record:
+--                                 dlq retry, task show, dependency_results; the record holds `deps`,
+--                                 their number, so it stays small however many a chord has)
 
 local K_TASKS, K_PAYLOADS, K_RESULTS, K_PENDING = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local K_ACTIVE, K_LEASES, K_SCHEDULED, K_DEAD = KEYS[5], KEYS[6], KEYS[7], KEYS[8]
@@ -86,7 +89,8 @@ end
 -- Remove every trace of a task (finished records only: never called on a task in a list). A marker
 -- of an earlier task with this id goes too, so it cannot wake waiters of a new one.
 local function forget(id)
-  redis.call('DEL', K_TASK_PREFIX .. 'outcome:' .. id, K_TASK_PREFIX .. 'deps:' .. id)
+  redis.call('DEL', K_TASK_PREFIX .. 'outcome:' .. id, K_TASK_PREFIX .. 'deps:' .. id,
+    K_TASK_PREFIX .. 'after:' .. id)
   redis.call('ZREM', K_BLOCKED, id)
   redis.call('ZREM', K_UNLINKED, id)
   redis.call('HDEL', K_TASKS, id)
@@ -257,13 +261,16 @@ local function release_waiting(id, meta, now)
   return 'pending'
 end
 
--- A task back to waiting for these dependencies ("<queue> <id>" refs), links to be confirmed.
-local function wait_for(id, refs, now)
+-- A task (back) to waiting for these dependencies ("<queue> <id>" refs), links to be confirmed;
+-- `first`: at enqueue, when the list of its dependencies is written too.
+local function wait_for(id, refs, now, first)
   redis.call('ZADD', K_BLOCKED, now, id)
   redis.call('ZADD', K_UNLINKED, now, id)
-  local key = K_TASK_PREFIX .. 'deps:' .. id
+  local key, list = K_TASK_PREFIX .. 'deps:' .. id, K_TASK_PREFIX .. 'after:' .. id
+  if first then redis.call('DEL', list) end
   for i = 1, #refs, 1000 do -- unpack is bounded by Lua's stack: a chord may have thousands
     redis.call('SADD', key, unpack(refs, i, math.min(i + 999, #refs)))
+    if first then redis.call('RPUSH', list, unpack(refs, i, math.min(i + 999, #refs))) end
   end
 end
 
@@ -310,7 +317,8 @@ local function enqueue_one(now, id, meta_json, payload, delay, at, custom, uniqu
     if run_at > now then tail = tail .. string.format(',"run_at":%d', run_at) end
     local refs = {}
     for ref in string.gmatch(deps, '[^\n]+') do refs[#refs + 1] = ref end
-    wait_for(id, refs, now)
+    wait_for(id, refs, now, true)
+    tail = tail .. string.format(',"deps":%d', #refs)
   elseif run_at > now then
     state, tail = 'scheduled', tail .. string.format(',"run_at":%d', run_at)
     schedule(id, run_at)

@@ -27,10 +27,16 @@ local function failed(id, meta, ref, outcome)
   to_dead(id, meta, now, dead_max, dead_ttl)
 end
 
+-- Each task's record is decoded once per call (a chord's callback is named once per dependency).
+local metas = {}
 local function tell(id, ref, outcome)
-  local meta = load(id)
+  local meta = metas[id]
+  if meta == nil then
+    meta = load(id) or false
+    metas[id] = meta
+  end
   if settle then redis.call('ZREM', K_UNLINKED, id) end
-  if meta == nil or meta.state ~= 'waiting' then return 'skip' end
+  if not meta or meta.state ~= 'waiting' then return 'skip' end
   if outcome == 'done' then
     redis.call('SREM', K_TASK_PREFIX .. 'deps:' .. id, ref)
   elseif outcome ~= 'linked' then

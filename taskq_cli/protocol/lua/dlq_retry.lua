@@ -1,5 +1,5 @@
 -- dlq_retry.lua: dead tasks back to pending, attempts reset (their last error stays for reference).
--- A task with dependencies (`after` in its record) waits again for all of them: `waiting`, its links
+-- A task with dependencies (its `after:<id>` list) waits again for all of them: `waiting`, its links
 -- to be confirmed by the caller (protocol/dependencies.py), which releases it at once from those
 -- already done.
 -- KEYS: the queue's keys (_lib.lua).
@@ -24,12 +24,11 @@ for i = 2, #ARGV do
     meta.retried_at = now
     meta.died_at, meta.run_at, meta.finished_at, meta.lease, meta.worker = nil, nil, nil, nil, nil
     redis.call('DEL', K_TASK_PREFIX .. 'outcome:' .. id) -- the marker of its death wakes no one now
-    if type(meta.after) == 'table' and #meta.after > 0 then
+    local refs = redis.call('LRANGE', K_TASK_PREFIX .. 'after:' .. id, 0, -1)
+    if #refs > 0 then
       meta.state = 'waiting'
       save(id, meta)
-      local refs = {}
-      for _, dep in ipairs(meta.after) do refs[#refs + 1] = dep.queue .. ' ' .. dep.id end
-      wait_for(id, refs, now)
+      wait_for(id, refs, now, false)
       out[#out + 1] = 'waiting'
     else
       save(id, meta)
