@@ -136,7 +136,14 @@ def test_the_overview_counts_change_after_an_enqueue_without_a_reload(page, serv
 
     queue.enqueue_many([("send_email", {"to": f"{i}@example.com"}, {"queue": "emails"}) for i in range(4)])
     queue.enqueue("resize", {"size": 64}, queue="images")
+    queue.enqueue("resize", {"size": 128}, queue="images", delay=600)
+    queue.set_queue_limits("emails", concurrency=5, rate="100/s")
+    bury(queue, "thumbnails", "image too large")
+    queue.broker.set_paused("reports-nightly", True)
     playwright.expect(cell(page, "emails", "pending")).to_have_text("5")
+    playwright.expect(cell(page, "images", "scheduled")).to_have_text("1")
+    playwright.expect(page.locator('tr[data-queue="emails"]')).to_contain_text("5 at once, 100 per 1s")
+    playwright.expect(page.locator('tr[data-queue="reports-nightly"]')).to_contain_text("paused")
     playwright.expect(cell(page, "images", "pending")).to_have_text("1")
     assert page.evaluate("window.sameDocument") is True
     playwright.expect(page.locator("#strip")).to_contain_text("pending")
@@ -277,3 +284,14 @@ def test_an_xss_payload_is_shown_as_text(page, servers, queue):
     playwright.expect(page.locator("tr[data-id]")).to_contain_text("<b>bold</b>")
     assert page.evaluate("window.pwned") is None
     assert page.locator("main img, main script, main b").count() == 0
+
+
+def test_a_waiting_task_links_to_the_tasks_it_waits_for(page, servers, queue):
+    first = queue.enqueue("fetch", {"url": "https://example.com"}, queue="chain")
+    second = queue.enqueue("parse", {}, queue="chain", after=[first])
+    page.goto(servers["open"].url + "#/queue/chain?state=waiting")
+    page.get_by_role("link", name=second).click()
+    playwright.expect(page.locator('dd[data-field="state"]')).to_contain_text("waiting")
+    page.locator('dd[data-field="blocked_by"]').get_by_role("link", name=first).click()
+    playwright.expect(page.locator('dd[data-field="id"]')).to_have_text(first)
+    playwright.expect(page.locator('dd[data-field="state"]')).to_contain_text("pending")

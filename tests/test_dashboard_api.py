@@ -19,6 +19,7 @@ from taskq_cli.api.ui_live import MINUTES, History
 from taskq_cli.api.ui_session import MAX_AGE, Sessions
 from taskq_cli.protocol import Fetched
 from taskq_cli.services import dashboard
+from taskq_cli.services import stats as stats_service
 
 with warnings.catch_warnings():  # starlette asks for httpx2; httpx (the api extra) works the same
     from starlette.exceptions import StarletteDeprecationWarning
@@ -363,3 +364,71 @@ def test_mounted_under_a_prefix_the_dashboard_and_its_cookie_follow_the_prefix(t
         signed = client.post("/taskq/ui/api/login", json={"token": TOKEN})
         assert "Path=/taskq/ui;" in signed.headers["set-cookie"] and signed.json()["root"] == "/taskq"
         assert client.get("/taskq/ui/api/overview").status_code == 200
+
+
+def test_a_task_waiting_for_its_dependencies_is_counted_listed_and_names_them(tq, open_ui):
+    first = tq.enqueue("fetch", {}, queue="q")
+    waiting = tq.enqueue("parse", {}, queue="q", after=[first])
+    open_ui.app.state.ui_live.interval = 0.0
+    overview = open_ui.get("/ui/api/overview").json()
+    assert "waiting" in overview["states"] and overview["totals"]["waiting"] == 1
+    listed = open_ui.get("/ui/api/tasks?queue=q&state=waiting").json()
+    assert [t["id"] for t in listed["items"]] == [waiting] and listed["total"] == 1
+    shown = open_ui.get(f"/ui/api/task?id={waiting}").json()
+    assert shown["state"] == "waiting" and shown["after"] == [first] and shown["blocked_by"] == [first]
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_the_merge_of_many_dead_sets_pages_exactly_like_one_sorted_list(tq, seed):
+    # Given dead sets of very different sizes, with many deaths in the same millisecond
+    import random
+
+    chance = random.Random(seed)
+    everything = []
+    for q in [f"q{i}" for i in range(chance.randint(1, 30))]:
+        members = {
+            f"id{j}": chance.choice([1000, 1001, chance.randint(0, 5000)])
+            for j in range(chance.randint(0, 60))
+        }
+        if members:
+            tq.broker.client.zadd(tq.broker.keys(q).dead, members)
+        everything += [(score, q, member) for member, score in members.items()]
+    queues = sorted({q for _, q, _ in everything} | {"empty"})
+    expected = sorted(everything, reverse=True)
+    newest, oldest = (3000, 500) if seed % 2 else (None, None)
+    if newest is not None:
+        expected = [k for k in expected if oldest <= k[0] <= newest]
+    # When it is read page by page, each page after the last key of the one before
+    pages, cursor = [], None
+    while True:
+        page = tq.broker.dead_newest(queues, cursor, newest, oldest, 7)
+        pages += page
+        if len(page) < 7:
+            break
+        cursor = page[-1]
+    # Then the pages are the sorted list, every key once
+    assert pages == expected
+
+
+def test_the_overviews_one_script_per_queue_says_what_stats_says(tq):
+    # Given queues in every shape: pending (a head that came back from the dead-letter queue),
+    # scheduled, waiting, dead, paused, limited, counted
+    first = tq.enqueue("t", {}, queue="a")
+    tq.enqueue("t", {}, queue="a", after=[first])
+    tq.enqueue("t", {}, queue="b", delay=60)
+    retried = bury(tq, "t", "c")
+    tq.broker.clock = lambda: None
+    tq.enqueue("t", {}, queue="c")
+    assert tq.broker.dlq_retry("c", [retried]) == ["ok"]
+    tq.broker.set_paused("b", True)
+    tq.set_queue_limits("a", concurrency=2, rate="5/10s")
+    tq.set_queue_limits("c", concurrency=1)
+    # When the overview and `stats` read them
+    rows = {row.pop("name"): row for row in dashboard.overview(tq)["queues"]}
+    stats = {name: counts.to_json() for name, counts in stats_service.collect(tq).queues.items()}
+    # Then they agree on every field (the oldest pending age is read a moment apart)
+    for name in ("a", "b", "c"):
+        got, want = rows[name], stats[name]
+        assert abs((got.pop("oldest_pending_age") or 0) - (want.pop("oldest_pending_age") or 0)) < 1
+        assert got == want, name
+    assert rows["a"]["waiting"] == 1 and rows["b"]["paused"] and rows["c"]["processed"] == 1

@@ -11,6 +11,7 @@ from typing import Any
 from taskq_cli.errors import AmbiguousId
 from taskq_cli.protocol.failures import translating
 from taskq_cli.protocol.keys import NamespaceKeys, QueueKeys
+from taskq_cli.protocol.scripts import execute_with_scripts, load_scripts
 from taskq_cli.protocol.topology import Client, is_cluster
 from taskq_cli.protocol.types import BrokerSettings, QueueLimits, QueueStats, TaskRecord
 from taskq_cli.states import ALL_STATES, TaskState
@@ -138,30 +139,27 @@ class Reads:
         """Up to `limit` dead tasks across the queues as (died_at ms, queue, id), newest first
         (ties: queue then id, descending), strictly after the cursor `before` in that order, dead
         no later than `newest_ms` and no earlier than `oldest_ms`. Keyset paging: any depth costs
-        what the first page costs. One pipelined read per round; a queue is read again only when
-        the cursor's ties took places in its batch."""
+        what the first page costs. A merge of the queues' dead sets: each round is one pipeline,
+        and only queues that may still hold one of the `limit` newest are read again, with
+        batches that double (a thousand queues cost a few ids each, not `limit` each)."""
         top = newest_ms if before is None else min(before[0], newest_ms or before[0])
-        high: str | int = "+inf" if top is None else top
-        low: str | int = "-inf" if oldest_ms is None else oldest_ms
-        found: list[tuple[int, str, str]] = []
-        wanted = dict.fromkeys(queues, limit)  # still to find in each queue
-        offsets = dict.fromkeys(queues, 0)
-        while offsets:
+        merge = _DeadMerge(queues, before, limit)
+        wanted = dict.fromkeys(queues, min(limit, -(-limit // max(len(queues), 1)) + 1))
+        while wanted:
             pipe = self.client.pipeline(transaction=False)
-            for q, offset in offsets.items():
-                pipe.zrevrangebyscore(self.keys(q).dead, high, low, start=offset, num=limit, withscores=True)
-            again: dict[str, int] = {}
-            for (q, offset), batch in zip(offsets.items(), pipe.execute(), strict=True):
-                kept = [(int(s), q, str(m)) for m, s in batch]
-                if before is not None:
-                    kept = [k for k in kept if k < before]
-                found += kept[: wanted[q]]
-                wanted[q] -= min(len(kept), wanted[q])
-                if len(batch) == limit and wanted[q] > 0:
-                    again[q] = offset + limit
-            offsets = again
-        found.sort(reverse=True)
-        return found[:limit]
+            for q, count in wanted.items():
+                pipe.zrevrangebyscore(
+                    self.keys(q).dead,
+                    "+inf" if top is None else top,
+                    "-inf" if oldest_ms is None else oldest_ms,
+                    start=merge.read[q],
+                    num=count,
+                    withscores=True,
+                )
+            for (q, count), batch in zip(wanted.items(), pipe.execute(), strict=True):
+                merge.add(q, [(int(score), q, str(member)) for member, score in batch], count)
+            wanted = {q: 2 * wanted.get(q, 1) for q in merge.unsettled()}
+        return merge.newest()
 
     def dead_count(self, queues: Sequence[str], newest_ms: int | None, oldest_ms: int | None) -> int:
         """How many dead tasks the queues hold that died between the two times (None: no bound)."""
@@ -378,6 +376,38 @@ class Reads:
                 oldest_ids.append((q, oldest))
         return _with_oldest(stats, self._oldest_ready(oldest_ids))
 
+    def queue_glances(self, queues: Sequence[str]) -> list[tuple[QueueStats, bool, QueueLimits]]:
+        """What `queue_stats`, `paused` and `limits` say of each queue, from one script call per
+        queue (read_glance.lua) in one pipeline: the dashboard's overview of a thousand queues."""
+        if not queues:
+            return []
+        script = load_scripts()["read_glance"]
+        pipe = self.client.pipeline(transaction=False)
+        for q in queues:
+            k = self.keys(q)
+            read = [k.tasks, k.pending, k.active, k.scheduled, k.dead, k.counters, k.paused, k.limits]
+            script.queue(pipe, [*read, k.blocked], [])
+        out = []
+        for q, reply in zip(queues, execute_with_scripts(pipe, self.client), strict=True):
+            counts, (processed, failed, paused) = reply[:5], reply[5:8]
+            conc, rate, window, ready = reply[8:]
+            pending, scheduled, active, dead, waiting = (int(n) for n in counts)
+            stats = QueueStats(
+                q,
+                pending,
+                scheduled,
+                active,
+                dead,
+                int(processed or 0),
+                int(failed or 0),
+                int(ready) if ready else None,
+                waiting=waiting,
+            )
+            seconds = int(window) / 1000 if window else None
+            limits = QueueLimits(_int_or_none(conc), _int_or_none(rate), seconds)
+            out.append((stats, bool(paused), limits))
+        return out
+
     def _oldest_ready(self, heads: list[tuple[str, str]]) -> dict[str, int]:
         if not heads:
             return {}
@@ -427,6 +457,45 @@ def _with_oldest(stats: list[QueueStats], ready: dict[str, int]) -> list[QueueSt
         )
         for s in stats
     ]
+
+
+class _DeadMerge:
+    """The k-way merge behind Reads.dead_newest: what each queue's dead set gave so far."""
+
+    def __init__(self, queues: Sequence[str], before: tuple[int, str, str] | None, limit: int) -> None:
+        self.before = before
+        self.limit = limit
+        self.read = dict.fromkeys(queues, 0)  # ids read from each queue (the next ZREVRANGE offset)
+        self.last: dict[str, tuple[int, str, str]] = {}  # the oldest key read from each queue
+        self.done: set[str] = set()  # queues read to their end
+        self.found: list[tuple[int, str, str]] = []
+
+    def add(self, queue: str, batch: list[tuple[int, str, str]], asked: int) -> None:
+        self.read[queue] += len(batch)
+        if batch:
+            self.last[queue] = batch[-1]
+        if len(batch) < asked:
+            self.done.add(queue)
+        self.found += [k for k in batch if self.before is None or k < self.before]
+
+    def unsettled(self) -> list[str]:
+        """Queues whose unread keys could still be among the `limit` newest: all that have more when
+        fewer than `limit` were found, else those whose oldest read key is newer than the
+        `limit`-th newest found (their unread keys are older than that oldest read key)."""
+        self.found.sort(reverse=True)
+        del self.found[self.limit :]
+        open_queues = [q for q in self.read if q not in self.done]
+        if len(self.found) < self.limit:
+            return open_queues
+        cut = self.found[-1]
+        return [q for q in open_queues if self.last[q] > cut]
+
+    def newest(self) -> list[tuple[int, str, str]]:
+        return self.found[: self.limit]
+
+
+def _int_or_none(value: Any) -> int | None:
+    return int(value) if value else None
 
 
 def only_queue(task_id: str, queues: Sequence[str]) -> str:

@@ -15,7 +15,7 @@ ScriptArg = str | int | float
 
 
 class Script:
-    """One operation: `_lib.lua` followed by the operation's own file."""
+    """One operation: `_lib.lua` followed by the operation's own file (a `read_` file alone)."""
 
     def __init__(self, name: str, source: str) -> None:
         self.name = name
@@ -51,7 +51,9 @@ def load_scripts() -> dict[str, Script]:
     for entry in folder.iterdir():
         if entry.name.endswith(".lua") and not entry.name.startswith("_"):
             name = entry.name.removesuffix(".lua")
-            scripts[name] = Script(name, lib + "\n" + entry.read_text())
+            # a read_ script is standalone: it takes only the keys it reads, and needs no helper
+            source = entry.read_text() if name.startswith("read_") else lib + "\n" + entry.read_text()
+            scripts[name] = Script(name, source)
     return scripts
 
 

@@ -15,7 +15,9 @@ from taskq_cli.services import stats as stats_service
 from taskq_cli.services import tasks as task_service
 from taskq_cli.services.admin import LISTABLE_STATES, Admin, PurgePlan
 from taskq_cli.services.dlq import MAX_LISTED_VALUE, listed
-from taskq_cli.services.shapes import BulkReport, QueueCounts
+from taskq_cli.services.limits import doc as limit_doc
+from taskq_cli.services.limits import fields as limit_fields
+from taskq_cli.services.shapes import BulkReport, Limits, QueueCounts
 from taskq_cli.states import ALL_STATES
 from taskq_cli.timeparse import iso_ms
 
@@ -37,15 +39,24 @@ def states() -> list[str]:
 
 
 def overview(tq: TaskQueue) -> dict[str, Any]:
-    """Every queue's counts by state, processed and failed counters, paused flag and limits; the
-    live workers' count. One pipelined read per kind of fact, whatever the number of queues."""
-    answer = stats_service.collect(tq)
+    """Every queue's counts by state, processed and failed counters, oldest pending age, paused
+    flag and limits (the fields of `stats --json`), and the live workers' count: one script call
+    per queue in one pipeline (Broker.queue_glances), whatever the number of queues."""
+    broker = tq.broker
+    now_ms = broker.redis_time_ms()
+    rows = []
+    for s, paused, limits in broker.queue_glances(broker.known_queues()):
+        age = None if s.oldest_pending_ms is None else max(now_ms - s.oldest_pending_ms, 0) / 1000
+        counts = {f: getattr(s, f) for f in QueueCounts.model_fields if hasattr(s, f)}
+        limited = limit_fields(limit_doc(s.queue, limits))
+        row = QueueCounts(**counts, oldest_pending_age=age, paused=paused, **limited)
+        rows.append({"name": s.queue, **row.to_json()})
     return {
-        "time": iso_ms(tq.broker.redis_time_ms()),
+        "time": iso_ms(now_ms),
         "states": [str(s) for s in ALL_STATES if str(s) in QueueCounts.model_fields],
-        "queues": [{"name": name, **counts.to_json()} for name, counts in answer.queues.items()],
-        "workers": len(answer.workers),
-        "limits": answer.limits.to_json(),
+        "queues": rows,
+        "workers": len(stats_service.workers(tq)),
+        "limits": Limits(dead_max=tq.settings.dead_max, dead_ttl=tq.settings.dead_ttl).to_json(),
     }
 
 
@@ -197,10 +208,12 @@ def _matching(
     found: list[Cursor] = []
     scanned = 0
     position = cursor
+    chunk = SCAN_CHUNK  # doubled at each round: few restarts of the merge over many queues
     while len(found) < wanted:
         if scanned >= cap:  # at the bound: capped only if there is more to read
             return found, scanned, position, _more_after(tq, window, position)
-        step = min(SCAN_CHUNK, cap - scanned)
+        step = min(chunk, cap - scanned)
+        chunk *= 2
         batch = tq.broker.dead_newest(window.queues, position, window.newest_ms, window.oldest_ms, step)
         metas = tq.broker.metas([(q, i) for _, q, i in batch], chosen.may_match)
         for key, meta in zip(batch, metas, strict=True):

@@ -4,7 +4,7 @@
 "use strict";
 
 const REFRESH_MS = 2000;
-const STATE_ICONS = { pending: "●", scheduled: "◷", waiting: "⧗", active: "▶", done: "✓", dead: "✕" };
+const STATE_ICONS = { pending: "●", scheduled: "◷", waiting: "◔", active: "▶", done: "✓", dead: "✕" };
 const session = { auth: false, csrf: null, signedIn: false };
 let current = null; // the view on screen: { refresh() } or null
 let timer = null;
