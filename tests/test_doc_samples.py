@@ -111,10 +111,10 @@ PAGES: dict[str, Page] = {
     "observability.md": Page(
         given="cd examples/tour  # the page's `--app tasks`\n",
         instead={
-            "taskq worker --app tasks --metrics-port 9464": "taskq worker --app tasks --metrics-port PORT "
+            "taskq worker --app tasks --metrics-port 9464": "taskq worker --app tasks --metrics-port $PORT "
             "--burst",
             "taskq worker --app tasks --metrics-port 9464 --metrics-host 0.0.0.0": "taskq worker --app "
-            "tasks --metrics-port PORT --metrics-host 0.0.0.0 --burst",
+            "tasks --metrics-port $PORT --metrics-host 0.0.0.0 --burst",
         },
     ),
     "operating.md": Page(
@@ -363,10 +363,9 @@ def run_page(name: str, tmp: Path, redis_url: str, namespace: str, api: Api | No
     env.update(
         PATH=f"{bin_dir(tmp)}{os.pathsep}{env['PATH']}",
         WORKDIR=str(work),
-        PORT=str(free_port()),
+        PORT=str(free_port()),  # for a sample's fixed port (observability's --metrics-port $PORT)
         PYTHONPATH=f"{work}{os.pathsep}{env['PYTHONPATH']}",  # the copy's examples first
     )
-    script = script.replace("--metrics-port PORT", "--metrics-port $PORT")
     shell = subprocess.Popen(
         ["bash", "-c", script],
         cwd=work,
@@ -417,17 +416,7 @@ def api(suite_redis_url: str, tmp_path_factory: pytest.TempPathFactory) -> Itera
     log = (tmp_path_factory.mktemp("api") / "api.log").open("wb")
     server = popen_taskq(["api", "--port", str(port), "--no-access-log"], env, output=log, merge=True)
     try:
-        until(
-            lambda: (
-                subprocess.run(
-                    ["curl", "-sf", "-o", "/dev/null", f"http://127.0.0.1:{port}/healthz"], check=False
-                ).returncode
-                == 0
-                or server.poll() is not None
-            ),
-            30,
-            interval=0.1,
-        )
+        until(lambda: answers(port) or server.poll() is not None, 30, interval=0.1)
         assert server.poll() is None, Path(log.name).read_text()
         yield Api(f"127.0.0.1:{port}", namespace)
     finally:
@@ -439,6 +428,11 @@ def api(suite_redis_url: str, tmp_path_factory: pytest.TempPathFactory) -> Itera
         if keys:
             client.delete(*keys)
         client.close()
+
+
+def answers(port: int) -> bool:
+    probe = ["curl", "-sf", "-o", "/dev/null", f"http://127.0.0.1:{port}/healthz"]
+    return subprocess.run(probe, check=False).returncode == 0
 
 
 def test_every_page_with_shell_samples_is_listed_here() -> None:
