@@ -164,7 +164,7 @@ PAGES: dict[str, Page] = {
 }
 API_PAGES = {"api.md", "dashboard.md"}  # their curl lines go to the module's `taskq api`
 PARALLEL = 4  # pages run at once
-OPTIONAL_TOOLS = ("jq",)  # a line using one is skipped where it is not installed (CI has no jq)
+OPTIONAL_TOOLS = ("jq",)  # a line using one is skipped where it is not installed (.ci/run installs it)
 
 
 # -- reading the samples --------------------------------------------------------------------------
