@@ -27,6 +27,16 @@ def test_task_show_and_cancel_accept_a_unique_prefix_of_a_generated_id(tq: TaskQ
     assert tq.get_task(task_id) is None
 
 
+def test_task_run_accepts_a_unique_prefix_of_a_scheduled_tasks_id(tq: TaskQueue, run_cli: Cli) -> None:
+    task_id = tq.enqueue("send_email", {}, delay=60)
+
+    ran = run_cli("task", "run", task_id[:8])
+
+    assert ran.returncode == 0, ran.stderr
+    task = tq.get_task(task_id)
+    assert task is not None and task.state == "pending"
+
+
 def test_dlq_show_and_retry_accept_a_unique_prefix(tq: TaskQueue, run_cli: Cli) -> None:
     task_id = bury(tq, "send_email")
 

@@ -322,9 +322,10 @@ class Admin:
     def run_now(self, task_id: str, queue: str | None = None) -> str:
         """Move a scheduled task (delayed or waiting for its retry) to pending now; UsageError for a
         task in any other state."""
-        record = self.broker.find_task(task_id, queue)
+        record = self.broker.find_task(task_id, queue, prefix=True)
         if record is None:
             raise NotFound(f"task {task_id} not found")
+        task_id = str(record.meta["id"])  # a prefix given: the id it stands for
         was = self.broker.run_now(str(record.meta["queue"]), task_id)
         if was == "":
             raise NotFound(f"task {task_id} not found")
