@@ -17,6 +17,7 @@ from typing import Any
 from taskq_cli.errors import TooManyQueues, UsageError
 from taskq_cli.protocol.dependencies import Dependencies, Link
 from taskq_cli.protocol.failures import translating
+from taskq_cli.protocol.fastpipe import hot_pipeline
 from taskq_cli.protocol.reads import Reads
 from taskq_cli.protocol.scripts import ScriptArg, execute_with_scripts, load_scripts
 from taskq_cli.protocol.topology import Client
@@ -97,7 +98,7 @@ class Broker(Reads):
             by_queue.setdefault(task.queue, []).append(index)
         refs = self._dependency_refs(tasks)
         self._check_queue_limit(list(by_queue))
-        pipe = self.client.pipeline(transaction=False)
+        pipe = hot_pipeline(self.client)
         for queue, indexes in by_queue.items():
             args = enqueue_args(self._now(), [tasks[i] for i in indexes], [refs[i] for i in indexes])
             self._scripts["enqueue"].queue(pipe, self.keys(queue).script_keys(), args)
@@ -240,7 +241,7 @@ class Broker(Reads):
     ) -> tuple[list[bool | str], list[Fetched | Malformed | Limited]]:
         """`report(reports)` and, when `queue` is given, `fetch_many(queue, count, ...)`, in one round
         trip: a worker refills the slots its outcomes free without waiting for another."""
-        pipe = self.client.pipeline(transaction=False)
+        pipe = hot_pipeline(self.client)
         calls = self._queue_reports(pipe, reports)
         tokens = random_tokens(count) if queue is not None else []
         if queue is not None and tokens:
@@ -311,7 +312,7 @@ class Broker(Reads):
         """Outcomes of attempts, in one round trip. Per report: an Ack answers True (False when the
         lease was lost; HANDED_OFF when the task's outcome went to the outbox for its dependents:
         drain it), a Failure the new state ('scheduled' or 'dead'; '' when the lease was lost)."""
-        pipe = self.client.pipeline(transaction=False)
+        pipe = hot_pipeline(self.client)
         calls = self._queue_reports(pipe, reports)
         return _decode_reports(reports, calls, execute_with_scripts(pipe, self.client))
 

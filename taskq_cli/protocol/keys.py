@@ -50,6 +50,7 @@ Per namespace:
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 # The order in which every Lua script receives a queue's keys (see lua/_lib.lua).
@@ -191,7 +192,12 @@ class QueueKeys:
         return self.key(f"after:{task_id}")
 
     def script_keys(self) -> list[str]:
-        """All of the queue's keys in the order the scripts expect them."""
+        """All of the queue's keys in the order the scripts expect them (built once: every script
+        call of the hot paths passes them)."""
+        return self._script_keys
+
+    @functools.cached_property
+    def _script_keys(self) -> list[str]:
         return [self.key(part) for part in QUEUE_KEY_ORDER]
 
 
