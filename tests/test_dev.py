@@ -188,7 +188,12 @@ def test_the_readme_quick_start_runs_the_demo_mix_to_the_end_and_exits_0(
     # Then it ends on its own once every task is done or dead, showing stats and the dead letters
     assert dev.proc.wait(timeout=60) == 0, dev.output()
     out = dev.output()
-    assert re.search(r"^default\s+0\s+0\s+0\s+3\s", out, re.MULTILINE), out
+    header = re.search(r"^queue\s+pending\b.*$", out, re.MULTILINE)
+    row = re.search(r"^default\s.*$", out, re.MULTILINE)
+    assert header and row, out
+    counts = dict(zip(header.group().split(), row.group().split(), strict=False))  # by name: columns grow
+    assert counts["dead"] == "3", out
+    assert all(counts[state] == "0" for state in ("pending", "scheduled", "waiting", "active")), out
     for dead in ("down.example.com", "not an e-mail address", "scan.tiff"):
         assert dead in out
     assert "attempt 3: started" in out, "a flaky call was retried"
