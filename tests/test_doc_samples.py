@@ -90,7 +90,9 @@ PAGES: dict[str, Page] = {
             "--app examples.tasks --enqueue examples/demo.jsonl --exit-when-done": "installs into a venv; "
             "tests/test_dev.py runs this `taskq dev` line and tests/test_packaging.py the install",
             "python3 -m venv .venv && . .venv/bin/activate && pip install -e '.[dev]' && ruff check . && "
-            "ruff format --check . && mypy && lint-imports && pytest && pytest -m soak": "the lint and the test suite itself",
+            "ruff format --check . && mypy && lint-imports && pytest && pytest -m soak": (
+                "the lint and the test suite itself"
+            ),
             "python -m pip install build && python -m build": PACKAGING,
             "pip install 'dist/taskq_cli-0.1.0-py3-none-any.whl[api]'": PACKAGING,
             "pipx install dist/taskq_cli-0.1.0-py3-none-any.whl": PACKAGING,
