@@ -121,3 +121,22 @@ def test_stats_json_counts_waiting_tasks_and_dlq_retry_makes_a_dependent_wait_ag
     assert run_cli("dlq", "retry", b).returncode == 0
     shown = json.loads(run_cli("task", "show", b, "--json").stdout)
     assert shown["state"] == "waiting" and shown["blocked_by"] == [a]
+
+
+def test_listings_carry_after_in_the_cli_and_the_api(  # the API lists dead tasks only
+    run_cli, tq: TaskQueue, client: TestClient
+) -> None:
+    a = tq.enqueue("x", {})
+    b = tq.enqueue("x", {}, queue="other")
+    c = tq.enqueue("x", {}, after=[b, a])
+    listed = json.loads(run_cli("task", "list", "--json").stdout)
+    assert {t["id"]: t["after"] for t in listed} == {a: [], b: [], c: [b, a]}
+    job = tq.broker.fetch("other", 30, "w")
+    assert job is not None and job.id == b  # type: ignore[union-attr]
+    error = {"type": "E", "message": "", "traceback": ""}
+    tq.broker.fail(job, error, final=True, delay=None, max_retries=0)  # type: ignore[arg-type]
+    tq.broker.dependencies.drain(["other"])
+    dead = json.loads(run_cli("dlq", "list", "--json").stdout)
+    assert {t["id"]: t["after"] for t in dead} == {b: [], c: [b, a]}
+    api_dead = client.get("/dlq").json()
+    assert {t["id"]: t["after"] for t in api_dead} == {b: [], c: [b, a]}
