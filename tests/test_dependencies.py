@@ -330,3 +330,54 @@ def test_a_done_dependency_whose_record_expired_is_refused(tq: TaskQueue, broker
     broker.report([_ack(job, ttl=0)])  # a result_ttl of 0: the record goes at once
     with pytest.raises(UsageError, match="expired"):
         tq.enqueue("x", {}, after=[a])
+
+
+def _bookkeeping(raw: redis.Redis, namespace: str) -> list[str]:
+    parts = ("deps:", "dependents:", "unlink:", "outbox", "unlinked", "blocked")
+    return sorted(k for k in raw.scan_iter(match=f"{namespace}:*") if any(p in k for p in parts))
+
+
+def test_a_cancelled_waiting_task_leaves_its_dependencies_and_their_hand_off_never_names_it(
+    tq: TaskQueue, broker: Broker, raw: redis.Redis, namespace: str
+) -> None:
+    a = tq.enqueue("x", {}, queue="qa")
+    b = tq.enqueue("x", {})
+    tq.enqueue("x", {}, after=[a, b], task_id="c")
+    assert broker.cancel("default", "c") == "waiting"
+    assert (
+        raw.exists(QueueKeys(namespace, "qa").dependents(a), QueueKeys(namespace, "default").dependents(b))
+        == 0
+    )
+    assert _bookkeeping(raw, namespace) == []  # memory stays bounded: nothing of c is left
+    tq.enqueue("x", {}, after=[b], task_id="c")  # the id again, now after b only
+    fail_final(broker, a, "qa")
+    broker.dependencies.drain(["qa"])
+    assert state(tq, "c") == "waiting"  # a's death is no concern of the new c
+    run_one(broker, b)
+    broker.dependencies.drain(["default"])
+    assert state(tq, "c") == "pending"
+
+
+def test_clearing_a_queue_unlinks_its_waiting_tasks_from_dependencies_in_other_queues(
+    tq: TaskQueue, broker: Broker, raw: redis.Redis, namespace: str
+) -> None:
+    a = tq.enqueue("x", {}, queue="qa")
+    tq.enqueue("x", {}, after=[a], queue="qc")
+    broker.clear("qc")
+    assert raw.exists(QueueKeys(namespace, "qa").dependents(a)) == 0
+    assert _bookkeeping(raw, namespace) == []
+    assert run_one(broker, a, "qa") is True  # no dependents left: a plain ack, nothing to hand off
+
+
+def test_a_stale_link_never_buries_a_task_that_does_not_wait_for_that_dependency(
+    tq: TaskQueue, broker: Broker, raw: redis.Redis, namespace: str
+) -> None:
+    a = tq.enqueue("x", {})
+    b = tq.enqueue("x", {})
+    c = tq.enqueue("x", {}, after=[b])
+    raw.sadd(QueueKeys(namespace, "default").dependents(a), f"default {c}")  # as a lost unlink leaves it
+    fail_final(broker, a)
+    broker.dependencies.drain(["default"])
+    assert state(tq, c) == "waiting"
+    k = QueueKeys(namespace, "default")
+    assert _bookkeeping(raw, namespace) == sorted([k.blocked, k.deps(c), k.dependents(b)])

@@ -27,6 +27,9 @@
 --   <ns>:{q}:outcome:<id>  list   one marker, pushed when a waited-for task ends (notify below)
 --   <ns>:{q}:deps:<id>       set  "<queue> <id>" of each dependency of a waiting task not done yet
 --   <ns>:{q}:dependents:<id> set  "<queue> <id>" of each task waiting on this one
+--   <ns>:{q}:unlink:<id>     set  "<queue> <id>" of each dependency a cancelled (or cleared) waiting
+--                                 task was still linked to: the drain takes it out of their
+--                                 `dependents` (unlink_waiting below), then deletes this set
 --   <ns>:{q}:after:<id>      list "<queue> <id>" of each dependency, in order (kept with the record:
 --                                 dlq retry, task show, dependency_results; the record holds `deps`,
 --                                 their number, so it stays small however many a chord has)
@@ -142,10 +145,27 @@ local function hand_off(id, outcome, now)
   end
 end
 
+-- A waiting task about to be forgotten (cancel, clear) is still in the `dependents` sets of the
+-- dependencies it waits for, maybe in other queues (other slots): keep what it waits for as
+-- `unlink:<id>` and write an outbox entry, so that the drain takes it out of those sets (and tells
+-- its own dependents, if any, that it was cancelled). Bounded memory, and a dependency's later
+-- hand-off never names it.
+local function unlink_waiting(id, now)
+  local deps = K_TASK_PREFIX .. 'deps:' .. id
+  if redis.call('EXISTS', deps) == 1 then
+    local unlink = K_TASK_PREFIX .. 'unlink:' .. id
+    redis.call('SUNIONSTORE', unlink, unlink, deps)
+    redis.call('HSETNX', K_OUTBOX, id, 'cancelled|' .. tostring(now))
+    handed = true
+  end
+end
+
 -- forget() for a task that may hold a unique key or have dependents (cancel, clear, purge).
 local function forget_unlocking(id)
+  local now = now_ms(nil)
   unlock(id, (load(id)))
-  hand_off(id, 'cancelled', now_ms(nil))
+  unlink_waiting(id, now)
+  hand_off(id, 'cancelled', now)
   forget(id)
 end
 
