@@ -381,3 +381,18 @@ def test_a_stale_link_never_buries_a_task_that_does_not_wait_for_that_dependency
     assert state(tq, c) == "waiting"
     k = QueueKeys(namespace, "default")
     assert _bookkeeping(raw, namespace) == sorted([k.blocked, k.deps(c), k.dependents(b)])
+
+
+def test_a_dependency_retried_before_its_death_is_handed_off_keeps_its_dependents_waiting(
+    tq: TaskQueue, broker: Broker, raw: redis.Redis, namespace: str
+) -> None:
+    a = tq.enqueue("x", {}, queue="qa")
+    b = tq.enqueue("x", {}, after=[a])
+    fail_final(broker, a, "qa")  # ...and the worker died before the hand-off
+    assert broker.dlq_retry("qa", [a]) == ["ok"]  # before any drain
+    Maintenance(broker, DEFAULTS).tick(["qa", "default"])
+    assert state(tq, b) == "waiting"  # a is not dead now: b waits for how it ends
+    assert run_one(broker, a, "qa") == HANDED_OFF
+    broker.dependencies.drain(["qa"])
+    assert state(tq, b) == "pending"
+    assert _bookkeeping(raw, namespace) == []
