@@ -396,3 +396,50 @@ def test_a_dependency_retried_before_its_death_is_handed_off_keeps_its_dependent
     broker.dependencies.drain(["qa"])
     assert state(tq, b) == "pending"
     assert _bookkeeping(raw, namespace) == []
+
+
+@pytest.mark.parametrize("outcome", ["done", "dead"])
+def test_a_custom_id_taken_again_before_its_hand_off_keeps_each_outcome_with_its_own_dependents(
+    tq: TaskQueue, broker: Broker, raw: redis.Redis, namespace: str, outcome: str
+) -> None:
+    tq.enqueue("x", {}, queue="qp", task_id="p")
+    c = tq.enqueue("x", {}, after=["p"])
+    if outcome == "done":
+        assert run_one(broker, "p", "qp") == HANDED_OFF  # ...and nobody drained yet
+    else:
+        fail_final(broker, "p", "qp")
+    again = tq.submit([_request("x", queue="qp", task_id="p")])[0]
+    assert not again.duplicate and again.state == "pending"  # a finished id makes a new task
+    d = tq.enqueue("x", {}, after=["p"])  # after the new p
+    Maintenance(broker, DEFAULTS).tick(["qp", "default"])
+    assert state(tq, c) == ("pending" if outcome == "done" else "dead")  # the earlier p's outcome
+    assert state(tq, d) == "waiting"  # the new p has not ended
+    if outcome == "done":
+        fail_final(broker, "p", "qp")
+    else:
+        assert run_one(broker, "p", "qp") == HANDED_OFF
+    Maintenance(broker, DEFAULTS).tick(["qp", "default"])
+    assert state(tq, d) == ("dead" if outcome == "done" else "pending")  # the new p's outcome
+    assert state(tq, c) == ("pending" if outcome == "done" else "dead")  # untouched by it
+    leftovers = [k for k in _bookkeeping(raw, namespace) if "blocked" not in k]
+    assert leftovers == []
+
+
+def test_a_cancelled_waiting_id_taken_again_before_its_unlink_is_drained_keeps_the_new_links(
+    tq: TaskQueue, broker: Broker, raw: redis.Redis, namespace: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    a = tq.enqueue("x", {}, queue="qa")
+    b = tq.enqueue("x", {}, queue="qa")
+    tq.enqueue("x", {}, after=[a], task_id="c")
+    with monkeypatch.context() as patched:  # the canceller dies before its drain
+        patched.setattr(broker.dependencies, "drain", lambda *args, **kwargs: 0)
+        assert broker.cancel("default", "c") == "waiting"
+    tq.enqueue("x", {}, after=[a, b], task_id="c")  # the id again, after a and b
+    Maintenance(broker, DEFAULTS).tick(["qa", "default"])
+    ref = "default c"
+    assert raw.smembers(QueueKeys(namespace, "qa").dependents(a)) == {ref}  # the new c's link stays
+    run_one(broker, a, "qa")
+    run_one(broker, b, "qa")
+    broker.dependencies.drain(["qa"])
+    assert state(tq, "c") == "pending"
+    assert _bookkeeping(raw, namespace) == []

@@ -63,6 +63,12 @@ class Entry:
     def outcome(self) -> str:
         return self.value.partition("|")[0]
 
+    @property
+    def task_id(self) -> str:
+        """The id of the task that ended: `id` is the outbox field, "<id>\n<n>" for an entry set
+        aside when a new task took its custom id (set_aside_hand_off in _lib.lua)."""
+        return self.id.partition("\n")[0]
+
 
 class Dependencies:
     """The dependency steps of one namespace, over the Broker's client (see the module's doc)."""
@@ -205,7 +211,7 @@ class Dependencies:
             for entry in entries:
                 for ref in entry.dependents:
                     queue, task_id = split_ref(ref)
-                    parent = dep_ref(entry.queue, entry.id)
+                    parent = dep_ref(entry.queue, entry.task_id)
                     groups.setdefault(queue, []).extend([task_id, parent, entry.outcome])
             _, fired = self._tell(groups, "drain")
             self._unlink(entries)
@@ -234,7 +240,7 @@ class Dependencies:
         for entry in entries:
             for ref in entry.unlinks:
                 queue, task_id = split_ref(ref)
-                by_queue.setdefault(queue, []).extend([task_id, dep_ref(entry.queue, entry.id)])
+                by_queue.setdefault(queue, []).extend([task_id, dep_ref(entry.queue, entry.task_id)])
         if not by_queue:
             return
         pipe = self._pipe()
