@@ -784,15 +784,22 @@ class DependencyMachine(RuleBasedStateMachine):
         picks=st.lists(st.integers(0, 30), max_size=3),
         delay=st.sampled_from([None, 2.0]),
         crash=st.booleans(),
+        custom=st.sampled_from([None, None, None, "r1", "r2"]),
     )
-    def enqueue(self, queue: str, picks: list[int], delay: float | None, crash: bool) -> None:
+    def enqueue(
+        self, queue: str, picks: list[int], delay: float | None, crash: bool, custom: str | None
+    ) -> None:
+        """`custom`: a custom id, taken again once its task has finished (maybe before the hand-off
+        of its outcome: each outcome must reach only its own dependents)."""
         from taskq_cli.errors import UsageError
 
         after = list(dict.fromkeys(self.ids[p % len(self.ids)] for p in picks)) if self.ids else []
+        custom = custom and f"{custom}-{queue}"  # one queue per custom id: never ambiguous
+        after = [i for i in after if i != custom]
         if crash and after:  # the producer dies after the enqueue, before the links
             self.broker.dependencies.link = lambda links: {}  # type: ignore[method-assign]
         try:
-            self.ids.append(self.tq.enqueue("x", {}, queue=queue, after=after, delay=delay))
+            self.ids.append(self.tq.enqueue("x", {}, queue=queue, after=after, delay=delay, task_id=custom))
         except UsageError:
             pass  # a dependency dead or gone (cancelled, expired): refused, nothing written
         finally:
@@ -883,8 +890,9 @@ class DependencyMachine(RuleBasedStateMachine):
             left = self.raw.zrange(k.blocked, 0, -1)
             assert left == [], f"queue {queue}: stuck waiting: {left}"
             assert self.raw.hlen(k.outbox) == 0 and self.raw.zcard(k.unlinked) == 0
-        stray = [key for key in self.raw.scan_iter(match=f"{self.ns}:*:deps:*", count=1000)]
-        assert stray == [], stray
+        for kind in ("deps", "dependents", "unlink"):  # memory stays bounded: no link outlives its use
+            stray = [key for key in self.raw.scan_iter(match=f"{self.ns}:*:{kind}:*", count=1000)]
+            assert stray == [], stray
 
 
 @LOADED
