@@ -156,11 +156,17 @@ def test_a_dead_dependency_buries_its_dependents_recursively(tq: TaskQueue, brok
 def test_a_cancelled_dependency_buries_its_dependents(tq: TaskQueue, broker: Broker) -> None:
     a = tq.enqueue("x", {})
     b = tq.enqueue("x", {}, after=[a])
-    c = tq.enqueue("x", {}, after=[b])
+    c = tq.enqueue("x", {}, after=[b], queue="other")
+    d = tq.enqueue("x", {}, after=[c])
     assert broker.cancel("default", b) == "waiting"  # a waiting task can be cancelled itself
     broker.dependencies.drain(["default"])
     assert state(tq, b) is None
-    assert state(tq, c) == "dead"
+    for task_id, named in ((c, b), (d, c)):  # and so do its own dependents, recursively
+        task = tq.get_task(task_id)
+        assert task is not None and task.state == "dead"
+        assert task.last_error is not None and task.last_error.type == "DependencyFailed"
+        assert named in task.last_error.message
+    assert "cancelled" in tq.get_task(c).last_error.message  # type: ignore[union-attr]
     assert broker.cancel("default", a) == "pending"  # its link to b is stale: telling b is a no-op
     broker.dependencies.drain(["default"])
     assert broker.dependencies.drain(["default"]) == 0
@@ -443,3 +449,28 @@ def test_a_cancelled_waiting_id_taken_again_before_its_unlink_is_drained_keeps_t
     broker.dependencies.drain(["qa"])
     assert state(tq, "c") == "pending"
     assert _bookkeeping(raw, namespace) == []
+
+
+def test_a_group_is_one_batch_of_independent_tasks_and_a_chain_waits_step_by_step(
+    tq: TaskQueue, broker: Broker
+) -> None:
+    ids = tq.group([("resize", {"size": s}) for s in (64, 128, 256)])
+    assert [state(tq, i) for i in ids] == ["pending"] * 3  # independent: none waits for another
+    chained = tq.chain([("fetch", {"url": "u"}), ("parse", {}), ("store", {}, {"queue": "other"})])
+    assert [state(tq, i) for i in chained] == ["pending", "waiting", "waiting"]
+    lists = broker.dependencies.after([("default", chained[1]), ("other", chained[2])])
+    assert lists == [[f"default {chained[0]}"], [f"default {chained[1]}"]]  # each after the one before
+    done = tq.enqueue("notify", {}, after=ids)  # a chord
+    assert broker.dependencies.blocked_by("default", done) == sorted(ids)
+    with pytest.raises(UsageError):
+        tq.group([])
+
+
+def test_dependency_results_are_the_results_of_its_dependencies_by_id(tq: TaskQueue, broker: Broker) -> None:
+    a = tq.enqueue("x", {}, queue="qa")
+    b = tq.enqueue("x", {})
+    c = tq.enqueue("x", {}, after=[a, b])
+    run_one(broker, a, "qa", result={"v": 1})
+    run_one(broker, b)  # a handler that returned nothing
+    broker.dependencies.drain(["qa", "default"])
+    assert broker.dependencies.results([("default", c)]) == [{a: {"v": 1}, b: None}]

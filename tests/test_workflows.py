@@ -80,9 +80,11 @@ def test_a_chain_across_slots_runs_in_order_and_passes_results_on(tq: TaskQueue,
             ("add", {"n": 100}, {"queue": first}),
         ]
     )
+    seen = tq.enqueue("results", {}, queue=second, after=[ids[0], ids[2]])  # in another slot
     worker(procs, f"{first},{second}")
-    until(lambda: state(tq, ids[-1], first) == "done", timeout=15, what="the chain's end", logs=procs.started)
+    until(lambda: state(tq, seen, second) == "done", timeout=15, what="the chain's end", logs=procs.started)
     assert tq.result(ids[-1], queue=first) == 111
+    assert tq.result(seen, queue=second) == {ids[0]: 1, ids[2]: 111}  # current_task().dependency_results
 
 
 def test_a_worker_killed_between_ack_and_hand_off_delays_the_release_never_loses_it(

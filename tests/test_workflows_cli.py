@@ -140,3 +140,23 @@ def test_listings_carry_after_in_the_cli_and_the_api(  # the API lists dead task
     assert {t["id"]: t["after"] for t in dead} == {b: [], c: [b, a]}
     api_dead = client.get("/dlq").json()
     assert {t["id"]: t["after"] for t in api_dead} == {b: [], c: [b, a]}
+
+
+def test_http_enqueue_after_a_dead_task_or_an_expired_done_one_is_422_and_writes_nothing(
+    client: TestClient, tq: TaskQueue, raw: redis.Redis, namespace: str
+) -> None:
+    dead = tq.enqueue("x", {})
+    job = tq.broker.fetch("default", 30, "w")
+    assert job is not None and job.id == dead  # type: ignore[union-attr]
+    error = {"type": "E", "message": "", "traceback": ""}
+    tq.broker.fail(job, error, final=True, delay=None, max_retries=0)  # type: ignore[arg-type]
+    expired = tq.enqueue("x", {})
+    from taskq_cli.protocol import Ack
+
+    job = tq.broker.fetch("default", 30, "w")
+    assert job is not None and job.id == expired  # type: ignore[union-attr]
+    tq.broker.report([Ack(job, None, 0.0)])  # type: ignore[arg-type]  # a result_ttl of 0: gone at once
+    for after, why in ((dead, "dead"), (expired, "expired")):
+        refused = client.post("/enqueue", json={"name": "parse", "after": [after]})
+        assert refused.status_code == 422 and why in refused.text, refused.text
+    assert raw.hlen(qkeys(namespace).tasks) == 1  # the dead one only
