@@ -14,6 +14,7 @@ import redis
 from starlette.exceptions import StarletteDeprecationWarning
 
 from taskq_cli import TaskQueue
+from taskq_cli.protocol import Ack
 from tests.support import qkeys
 
 with warnings.catch_warnings():  # starlette asks for httpx2; httpx (the api extra) works the same
@@ -52,6 +53,12 @@ def test_enqueue_after_an_unknown_or_dead_task_exits_2_and_writes_nothing(
     tq.broker.fail(job, error, final=True, delay=None, max_retries=0)  # type: ignore[arg-type]
     out = run_cli("enqueue", "parse", "{}", "--after", dead)
     assert out.returncode == 2 and "dead" in out.stderr
+    expired = tq.enqueue("x", {})
+    job = tq.broker.fetch("default", 30, "w")
+    assert job is not None and job.id == expired  # type: ignore[union-attr]
+    tq.broker.report([Ack(job, None, 0.0)])  # type: ignore[arg-type]  # a result_ttl of 0: gone at once
+    out = run_cli("enqueue", "parse", "{}", "--after", expired)
+    assert out.returncode == 2 and "expired" in out.stderr
     assert raw.hlen(qkeys(namespace).tasks) == 1
 
 
@@ -151,8 +158,6 @@ def test_http_enqueue_after_a_dead_task_or_an_expired_done_one_is_422_and_writes
     error = {"type": "E", "message": "", "traceback": ""}
     tq.broker.fail(job, error, final=True, delay=None, max_retries=0)  # type: ignore[arg-type]
     expired = tq.enqueue("x", {})
-    from taskq_cli.protocol import Ack
-
     job = tq.broker.fetch("default", 30, "w")
     assert job is not None and job.id == expired  # type: ignore[union-attr]
     tq.broker.report([Ack(job, None, 0.0)])  # type: ignore[arg-type]  # a result_ttl of 0: gone at once
