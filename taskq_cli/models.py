@@ -42,13 +42,15 @@ class Task(BaseModel):
     died_at: int | None = None
     worker: str | None = None
     unique_key: str | None = None
-    after: list[str] = []  # ids of its dependencies (after=)
+    after: list[str] = []  # ids of its dependencies (after=; filled by the services from their own key)
     blocked_by: list[str] = []  # those it still waits for (filled by `task show` for a waiting task)
     last_error: TaskError | None = None
     result: Any = None
     raw: str | None = None
     # fields too long to be read for a listing (left None; `to_json` says `<field>_truncated`)
     _truncated: frozenset[str] = PrivateAttr(default=frozenset())
+    # how many dependencies the record names (`deps`): their ids are read from their own key
+    _deps: int = PrivateAttr(default=0)
 
     @classmethod
     def from_record(
@@ -68,7 +70,14 @@ class Task(BaseModel):
         data.setdefault("state", TaskState.DEAD if data.get("raw") is not None else "unknown")
         task = cls.model_validate(data)
         task._truncated = truncated
+        deps = meta.get("deps")
+        task._deps = deps if isinstance(deps, int) else 0
         return task
+
+    @property
+    def has_dependencies(self) -> bool:
+        """Whether it was enqueued with `after=` (its `after` ids are read from their own key)."""
+        return self._deps > 0
 
     def to_json(self) -> dict[str, Any]:
         """The SPEC's JSON form: ISO 8601 UTC timestamps with milliseconds."""

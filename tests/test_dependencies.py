@@ -156,11 +156,17 @@ def test_a_dead_dependency_buries_its_dependents_recursively(tq: TaskQueue, brok
 def test_a_cancelled_dependency_buries_its_dependents(tq: TaskQueue, broker: Broker) -> None:
     a = tq.enqueue("x", {})
     b = tq.enqueue("x", {}, after=[a])
-    c = tq.enqueue("x", {}, after=[b])
+    c = tq.enqueue("x", {}, after=[b], queue="other")
+    d = tq.enqueue("x", {}, after=[c])
     assert broker.cancel("default", b) == "waiting"  # a waiting task can be cancelled itself
     broker.dependencies.drain(["default"])
     assert state(tq, b) is None
-    assert state(tq, c) == "dead"
+    for task_id, named in ((c, b), (d, c)):  # and so do its own dependents, recursively
+        task = tq.get_task(task_id)
+        assert task is not None and task.state == "dead"
+        assert task.last_error is not None and task.last_error.type == "DependencyFailed"
+        assert named in task.last_error.message
+    assert "cancelled" in tq.get_task(c).last_error.message  # type: ignore[union-attr]
     assert broker.cancel("default", a) == "pending"  # its link to b is stale: telling b is a no-op
     broker.dependencies.drain(["default"])
     assert broker.dependencies.drain(["default"]) == 0
@@ -330,3 +336,141 @@ def test_a_done_dependency_whose_record_expired_is_refused(tq: TaskQueue, broker
     broker.report([_ack(job, ttl=0)])  # a result_ttl of 0: the record goes at once
     with pytest.raises(UsageError, match="expired"):
         tq.enqueue("x", {}, after=[a])
+
+
+def _bookkeeping(raw: redis.Redis, namespace: str) -> list[str]:
+    parts = ("deps:", "dependents:", "unlink:", "outbox", "unlinked", "blocked")
+    return sorted(k for k in raw.scan_iter(match=f"{namespace}:*") if any(p in k for p in parts))
+
+
+def test_a_cancelled_waiting_task_leaves_its_dependencies_and_their_hand_off_never_names_it(
+    tq: TaskQueue, broker: Broker, raw: redis.Redis, namespace: str
+) -> None:
+    a = tq.enqueue("x", {}, queue="qa")
+    b = tq.enqueue("x", {})
+    tq.enqueue("x", {}, after=[a, b], task_id="c")
+    assert broker.cancel("default", "c") == "waiting"
+    assert (
+        raw.exists(QueueKeys(namespace, "qa").dependents(a), QueueKeys(namespace, "default").dependents(b))
+        == 0
+    )
+    assert _bookkeeping(raw, namespace) == []  # memory stays bounded: nothing of c is left
+    tq.enqueue("x", {}, after=[b], task_id="c")  # the id again, now after b only
+    fail_final(broker, a, "qa")
+    broker.dependencies.drain(["qa"])
+    assert state(tq, "c") == "waiting"  # a's death is no concern of the new c
+    run_one(broker, b)
+    broker.dependencies.drain(["default"])
+    assert state(tq, "c") == "pending"
+
+
+def test_clearing_a_queue_unlinks_its_waiting_tasks_from_dependencies_in_other_queues(
+    tq: TaskQueue, broker: Broker, raw: redis.Redis, namespace: str
+) -> None:
+    a = tq.enqueue("x", {}, queue="qa")
+    tq.enqueue("x", {}, after=[a], queue="qc")
+    broker.clear("qc")
+    assert raw.exists(QueueKeys(namespace, "qa").dependents(a)) == 0
+    assert _bookkeeping(raw, namespace) == []
+    assert run_one(broker, a, "qa") is True  # no dependents left: a plain ack, nothing to hand off
+
+
+def test_a_stale_link_never_buries_a_task_that_does_not_wait_for_that_dependency(
+    tq: TaskQueue, broker: Broker, raw: redis.Redis, namespace: str
+) -> None:
+    a = tq.enqueue("x", {})
+    b = tq.enqueue("x", {})
+    c = tq.enqueue("x", {}, after=[b])
+    raw.sadd(QueueKeys(namespace, "default").dependents(a), f"default {c}")  # as a lost unlink leaves it
+    fail_final(broker, a)
+    broker.dependencies.drain(["default"])
+    assert state(tq, c) == "waiting"
+    k = QueueKeys(namespace, "default")
+    assert _bookkeeping(raw, namespace) == sorted([k.blocked, k.deps(c), k.dependents(b)])
+
+
+def test_a_dependency_retried_before_its_death_is_handed_off_keeps_its_dependents_waiting(
+    tq: TaskQueue, broker: Broker, raw: redis.Redis, namespace: str
+) -> None:
+    a = tq.enqueue("x", {}, queue="qa")
+    b = tq.enqueue("x", {}, after=[a])
+    fail_final(broker, a, "qa")  # ...and the worker died before the hand-off
+    assert broker.dlq_retry("qa", [a]) == ["ok"]  # before any drain
+    Maintenance(broker, DEFAULTS).tick(["qa", "default"])
+    assert state(tq, b) == "waiting"  # a is not dead now: b waits for how it ends
+    assert run_one(broker, a, "qa") == HANDED_OFF
+    broker.dependencies.drain(["qa"])
+    assert state(tq, b) == "pending"
+    assert _bookkeeping(raw, namespace) == []
+
+
+@pytest.mark.parametrize("outcome", ["done", "dead"])
+def test_a_custom_id_taken_again_before_its_hand_off_keeps_each_outcome_with_its_own_dependents(
+    tq: TaskQueue, broker: Broker, raw: redis.Redis, namespace: str, outcome: str
+) -> None:
+    tq.enqueue("x", {}, queue="qp", task_id="p")
+    c = tq.enqueue("x", {}, after=["p"])
+    if outcome == "done":
+        assert run_one(broker, "p", "qp") == HANDED_OFF  # ...and nobody drained yet
+    else:
+        fail_final(broker, "p", "qp")
+    again = tq.submit([_request("x", queue="qp", task_id="p")])[0]
+    assert not again.duplicate and again.state == "pending"  # a finished id makes a new task
+    d = tq.enqueue("x", {}, after=["p"])  # after the new p
+    Maintenance(broker, DEFAULTS).tick(["qp", "default"])
+    assert state(tq, c) == ("pending" if outcome == "done" else "dead")  # the earlier p's outcome
+    assert state(tq, d) == "waiting"  # the new p has not ended
+    if outcome == "done":
+        fail_final(broker, "p", "qp")
+    else:
+        assert run_one(broker, "p", "qp") == HANDED_OFF
+    Maintenance(broker, DEFAULTS).tick(["qp", "default"])
+    assert state(tq, d) == ("dead" if outcome == "done" else "pending")  # the new p's outcome
+    assert state(tq, c) == ("pending" if outcome == "done" else "dead")  # untouched by it
+    leftovers = [k for k in _bookkeeping(raw, namespace) if "blocked" not in k]
+    assert leftovers == []
+
+
+def test_a_cancelled_waiting_id_taken_again_before_its_unlink_is_drained_keeps_the_new_links(
+    tq: TaskQueue, broker: Broker, raw: redis.Redis, namespace: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    a = tq.enqueue("x", {}, queue="qa")
+    b = tq.enqueue("x", {}, queue="qa")
+    tq.enqueue("x", {}, after=[a], task_id="c")
+    with monkeypatch.context() as patched:  # the canceller dies before its drain
+        patched.setattr(broker.dependencies, "drain", lambda *args, **kwargs: 0)
+        assert broker.cancel("default", "c") == "waiting"
+    tq.enqueue("x", {}, after=[a, b], task_id="c")  # the id again, after a and b
+    Maintenance(broker, DEFAULTS).tick(["qa", "default"])
+    ref = "default c"
+    assert raw.smembers(QueueKeys(namespace, "qa").dependents(a)) == {ref}  # the new c's link stays
+    run_one(broker, a, "qa")
+    run_one(broker, b, "qa")
+    broker.dependencies.drain(["qa"])
+    assert state(tq, "c") == "pending"
+    assert _bookkeeping(raw, namespace) == []
+
+
+def test_a_group_is_one_batch_of_independent_tasks_and_a_chain_waits_step_by_step(
+    tq: TaskQueue, broker: Broker
+) -> None:
+    ids = tq.group([("resize", {"size": s}) for s in (64, 128, 256)])
+    assert [state(tq, i) for i in ids] == ["pending"] * 3  # independent: none waits for another
+    chained = tq.chain([("fetch", {"url": "u"}), ("parse", {}), ("store", {}, {"queue": "other"})])
+    assert [state(tq, i) for i in chained] == ["pending", "waiting", "waiting"]
+    lists = broker.dependencies.after([("default", chained[1]), ("other", chained[2])])
+    assert lists == [[f"default {chained[0]}"], [f"default {chained[1]}"]]  # each after the one before
+    done = tq.enqueue("notify", {}, after=ids)  # a chord
+    assert broker.dependencies.blocked_by("default", done) == sorted(ids)
+    with pytest.raises(UsageError):
+        tq.group([])
+
+
+def test_dependency_results_are_the_results_of_its_dependencies_by_id(tq: TaskQueue, broker: Broker) -> None:
+    a = tq.enqueue("x", {}, queue="qa")
+    b = tq.enqueue("x", {})
+    c = tq.enqueue("x", {}, after=[a, b])
+    run_one(broker, a, "qa", result={"v": 1})
+    run_one(broker, b)  # a handler that returned nothing
+    broker.dependencies.drain(["qa", "default"])
+    assert broker.dependencies.results([("default", c)]) == [{a: {"v": 1}, b: None}]

@@ -374,3 +374,38 @@ def test_a_concurrency_limited_queue_is_asked_again_on_a_wake_up_or_shortly() ->
     h.reporter.wake()  # the ack that freed a slot pushed the queue's wake key
     h.reporter.tick(RECHECK / 2 + 0.001)
     assert [r.job.id for r in h.launched] == ["l1"]
+
+
+# -- the hand-off: a worker tells the dependents of what it ended at once ---------------------------
+
+
+def test_the_hand_off_drains_what_this_worker_ended_at_once_and_leaves_a_failure_to_maintenance() -> None:
+    import redis
+
+    from taskq_cli.protocol import HANDED_OFF, FailState
+    from taskq_cli.worker.handoff import IDLE as HANDOFF_IDLE
+    from taskq_cli.worker.handoff import HandOff
+
+    drained: list[tuple[list[str], dict[str, list[str]]]] = []
+    failing = False
+
+    def drain(queues: list[str], ids: dict[str, list[str]]) -> int:
+        if failing:
+            raise redis.ConnectionError("down")
+        drained.append((queues, ids))
+        return 1
+
+    hand_off = HandOff(drain, Outage(logging.getLogger("t")))
+    job = Fetched("q", "a", {"name": "x"}, "{}", "t1")
+    hand_off.after_report(job, True)  # a plain ack: no dependents, nothing to tell
+    hand_off.after_report(job, FailState("scheduled"))  # a retry: nothing to tell
+    assert not hand_off.poked.is_set()
+    assert hand_off.tick(0.0) == HANDOFF_IDLE and drained == []
+    hand_off.after_report(job, HANDED_OFF)  # its outcome went to the outbox
+    hand_off.after_report(Fetched("r", "b", {"name": "x"}, "{}", "t2"), FailState("dead", fired=True))
+    assert hand_off.poked.is_set()  # the hand-off thread wakes at once, not after IDLE
+    hand_off.tick(0.0)
+    assert drained == [(["q", "r"], {"q": ["a"], "r": ["b"]})]
+    failing = True  # Redis lost: the outbox keeps the entries, any maintenance pass drains them
+    hand_off.after_report(job, HANDED_OFF)
+    assert hand_off.tick(1.0) > 0 and len(drained) == 1

@@ -80,9 +80,11 @@ def test_a_chain_across_slots_runs_in_order_and_passes_results_on(tq: TaskQueue,
             ("add", {"n": 100}, {"queue": first}),
         ]
     )
+    seen = tq.enqueue("results", {}, queue=second, after=[ids[0], ids[2]])  # in another slot
     worker(procs, f"{first},{second}")
-    until(lambda: state(tq, ids[-1], first) == "done", timeout=15, what="the chain's end", logs=procs.started)
+    until(lambda: state(tq, seen, second) == "done", timeout=15, what="the chain's end", logs=procs.started)
     assert tq.result(ids[-1], queue=first) == 111
+    assert tq.result(seen, queue=second) == {ids[0]: 1, ids[2]: 111}  # current_task().dependency_results
 
 
 def test_a_worker_killed_between_ack_and_hand_off_delays_the_release_never_loses_it(
@@ -142,3 +144,38 @@ def test_a_chord_of_1000_over_3_workers_runs_its_callback_exactly_once(
         json.loads(str(tq.broker.client.hget(tq.broker.keys(callback_queue).tasks, callback)))["state"]
         == "done"
     )
+
+
+def test_cancel_retry_and_a_reused_id_hand_off_across_slots(tq: TaskQueue) -> None:
+    """The fixes to the hand-off's edges on the deployment at hand (a cluster: parent and child in
+    different slots): a cancelled waiting child leaves its parent's dependents; a parent retried from
+    the dead before its hand-off keeps its child waiting; a parent's custom id taken again before
+    its hand-off keeps each outcome with its own dependents."""
+    from taskq_cli.config import RetryDefaults
+    from taskq_cli.protocol import Ack, Fetched
+    from taskq_cli.scheduler import Maintenance
+
+    parent_queue, child_queue = two_slots(tq.broker)
+    broker = tq.broker
+    maintain = Maintenance(broker, RetryDefaults()).tick
+
+    def take(task_id: str) -> Fetched:
+        job = broker.fetch(parent_queue, 30.0, "w")
+        assert isinstance(job, Fetched) and job.id == task_id, job
+        return job
+
+    a = tq.enqueue("step", {}, queue=parent_queue, task_id="p")
+    c = tq.enqueue("add", {}, queue=child_queue, after=[a])
+    assert broker.cancel(child_queue, c) == "waiting"
+    assert broker.client.exists(broker.keys(parent_queue).dependents(a)) == 0
+    c = tq.enqueue("add", {}, queue=child_queue, after=[a])
+    error = {"type": "E", "message": "", "traceback": ""}
+    broker.fail(take(a), error, final=True, delay=None, max_retries=0)  # and no hand-off yet
+    assert broker.dlq_retry(parent_queue, [a]) == ["ok"]
+    maintain([parent_queue, child_queue])
+    assert state(tq, c, child_queue) == "waiting"
+    broker.report([Ack(take(a), "1", 600.0)])  # done: and again no hand-off yet
+    tq.enqueue("step", {}, queue=parent_queue, task_id="p")  # the id taken again
+    d = tq.enqueue("add", {}, queue=child_queue, after=[a])
+    maintain([parent_queue, child_queue])
+    assert (state(tq, c, child_queue), state(tq, d, child_queue)) == ("pending", "waiting")

@@ -14,6 +14,7 @@ import redis
 from starlette.exceptions import StarletteDeprecationWarning
 
 from taskq_cli import TaskQueue
+from taskq_cli.protocol import Ack
 from tests.support import qkeys
 
 with warnings.catch_warnings():  # starlette asks for httpx2; httpx (the api extra) works the same
@@ -52,6 +53,12 @@ def test_enqueue_after_an_unknown_or_dead_task_exits_2_and_writes_nothing(
     tq.broker.fail(job, error, final=True, delay=None, max_retries=0)  # type: ignore[arg-type]
     out = run_cli("enqueue", "parse", "{}", "--after", dead)
     assert out.returncode == 2 and "dead" in out.stderr
+    expired = tq.enqueue("x", {})
+    job = tq.broker.fetch("default", 30, "w")
+    assert job is not None and job.id == expired  # type: ignore[union-attr]
+    tq.broker.report([Ack(job, None, 0.0)])  # type: ignore[arg-type]  # a result_ttl of 0: gone at once
+    out = run_cli("enqueue", "parse", "{}", "--after", expired)
+    assert out.returncode == 2 and "expired" in out.stderr
     assert raw.hlen(qkeys(namespace).tasks) == 1
 
 
@@ -121,3 +128,40 @@ def test_stats_json_counts_waiting_tasks_and_dlq_retry_makes_a_dependent_wait_ag
     assert run_cli("dlq", "retry", b).returncode == 0
     shown = json.loads(run_cli("task", "show", b, "--json").stdout)
     assert shown["state"] == "waiting" and shown["blocked_by"] == [a]
+
+
+def test_listings_carry_after_in_the_cli_and_the_api(  # the API lists dead tasks only
+    run_cli, tq: TaskQueue, client: TestClient
+) -> None:
+    a = tq.enqueue("x", {})
+    b = tq.enqueue("x", {}, queue="other")
+    c = tq.enqueue("x", {}, after=[b, a])
+    listed = json.loads(run_cli("task", "list", "--json").stdout)
+    assert {t["id"]: t["after"] for t in listed} == {a: [], b: [], c: [b, a]}
+    job = tq.broker.fetch("other", 30, "w")
+    assert job is not None and job.id == b  # type: ignore[union-attr]
+    error = {"type": "E", "message": "", "traceback": ""}
+    tq.broker.fail(job, error, final=True, delay=None, max_retries=0)  # type: ignore[arg-type]
+    tq.broker.dependencies.drain(["other"])
+    dead = json.loads(run_cli("dlq", "list", "--json").stdout)
+    assert {t["id"]: t["after"] for t in dead} == {b: [], c: [b, a]}
+    api_dead = client.get("/dlq").json()
+    assert {t["id"]: t["after"] for t in api_dead} == {b: [], c: [b, a]}
+
+
+def test_http_enqueue_after_a_dead_task_or_an_expired_done_one_is_422_and_writes_nothing(
+    client: TestClient, tq: TaskQueue, raw: redis.Redis, namespace: str
+) -> None:
+    dead = tq.enqueue("x", {})
+    job = tq.broker.fetch("default", 30, "w")
+    assert job is not None and job.id == dead  # type: ignore[union-attr]
+    error = {"type": "E", "message": "", "traceback": ""}
+    tq.broker.fail(job, error, final=True, delay=None, max_retries=0)  # type: ignore[arg-type]
+    expired = tq.enqueue("x", {})
+    job = tq.broker.fetch("default", 30, "w")
+    assert job is not None and job.id == expired  # type: ignore[union-attr]
+    tq.broker.report([Ack(job, None, 0.0)])  # type: ignore[arg-type]  # a result_ttl of 0: gone at once
+    for after, why in ((dead, "dead"), (expired, "expired")):
+        refused = client.post("/enqueue", json={"name": "parse", "after": [after]})
+        assert refused.status_code == 422 and why in refused.text, refused.text
+    assert raw.hlen(qkeys(namespace).tasks) == 1  # the dead one only

@@ -471,7 +471,13 @@ class Broker(Reads):
         return [r == 1 for r in self._run("dlq_purge", queue, *ids)] if ids else []
 
     def cancel(self, queue: str, task_id: str) -> str:
-        return str(self._run("cancel", queue, task_id))
+        """Remove an unfinished task; returns the state it was in ('done' or 'dead': nothing changed;
+        '' no such task). Its dependents, and the dependencies a waiting task was linked to, are
+        told at once (the outbox keeps it for the next maintenance pass if this fails)."""
+        state = str(self._run("cancel", queue, task_id))
+        if state in ("pending", "scheduled", "waiting", "active"):
+            self.dependencies.drain([queue], {queue: [task_id]})
+        return state
 
     def run_now(self, queue: str, task_id: str) -> str:
         """A scheduled task (delayed or waiting for its retry) to pending now (run.lua); returns the
@@ -485,6 +491,7 @@ class Broker(Reads):
             deleted, left = self._run("clear", queue, batch)
             total += int(deleted)
             if int(left) == 0 or int(deleted) == 0:
+                self.dependencies.drain([queue])  # dependents and dependencies of what was cleared
                 return total
 
     def set_paused(self, queue: str, paused: bool) -> None:

@@ -15,8 +15,11 @@ release its dependents. Every step is instead one atomic, idempotent script in o
 When a task with dependents ends (ack, death, cancel, clear), the script that ends it writes its
 outcome to its queue's `outbox` (hand_off in _lib.lua). `drain` reads the outbox (depend_read),
 tells the dependents in their queues (depend_release, mode 'drain'), then removes the entries
-(depend_handed). The worker that ended the task drains at once; every maintenance pass drains every
-queue, so a worker killed between its ack and the hand-off delays the release, never loses it.
+(depend_handed). A waiting task cancelled or cleared writes an entry too, with the dependencies it
+was still linked to (`unlink:<id>`): the drain takes it out of their `dependents` (depend_unlink), so
+those sets stay bounded and a dependency's later hand-off never names it. The worker that ended the
+task drains at once; every maintenance pass drains every queue, so a worker killed between its ack
+and the hand-off delays the release, never loses it.
 """
 
 from __future__ import annotations
@@ -47,16 +50,24 @@ class Link:
 
 @dataclass(frozen=True)
 class Entry:
-    """One outbox entry: a finished task, its outcome value as read, and its dependents' refs."""
+    """One outbox entry: a finished task, its outcome value as read, its dependents' refs, and (a
+    cancelled waiting task) the refs of the dependencies it is to be unlinked from."""
 
     queue: str
     id: str
     value: str
     dependents: tuple[str, ...]
+    unlinks: tuple[str, ...] = ()
 
     @property
     def outcome(self) -> str:
         return self.value.partition("|")[0]
+
+    @property
+    def task_id(self) -> str:
+        """The id of the task that ended: `id` is the outbox field, "<id>\n<n>" for an entry set
+        aside when a new task took its custom id (set_aside_hand_off in _lib.lua)."""
+        return self.id.partition("\n")[0]
 
 
 class Dependencies:
@@ -200,9 +211,10 @@ class Dependencies:
             for entry in entries:
                 for ref in entry.dependents:
                     queue, task_id = split_ref(ref)
-                    parent = dep_ref(entry.queue, entry.id)
+                    parent = dep_ref(entry.queue, entry.task_id)
                     groups.setdefault(queue, []).extend([task_id, parent, entry.outcome])
             _, fired = self._tell(groups, "drain")
+            self._unlink(entries)
             self._handed(entries)
             handled += len(entries)
             work.update({q: [] for q in fired})
@@ -221,12 +233,27 @@ class Dependencies:
                 full.append(queue)
         return entries, full
 
+    def _unlink(self, entries: list[Entry]) -> None:
+        """Take cancelled waiting tasks out of their dependencies' `dependents` (depend_unlink, in
+        each dependency's queue); no round trip when no entry has any."""
+        by_queue: dict[str, list[ScriptArg]] = {}
+        for entry in entries:
+            for ref in entry.unlinks:
+                queue, task_id = split_ref(ref)
+                by_queue.setdefault(queue, []).extend([task_id, dep_ref(entry.queue, entry.task_id)])
+        if not by_queue:
+            return
+        pipe = self._pipe()
+        for queue, args in by_queue.items():
+            self._queue(pipe, "depend_unlink", queue, args)
+        execute_with_scripts(pipe, self.reads.client)
+
     def _handed(self, entries: list[Entry]) -> None:
         by_queue: dict[str, list[ScriptArg]] = {}
         for entry in entries:
-            by_queue.setdefault(entry.queue, []).extend(
-                [entry.id, entry.value, len(entry.dependents), *entry.dependents]
-            )
+            args = by_queue.setdefault(entry.queue, [])
+            args += [entry.id, entry.value, len(entry.dependents), *entry.dependents]
+            args += [len(entry.unlinks), *entry.unlinks]
         pipe = self._pipe()
         for queue, args in by_queue.items():
             self._queue(pipe, "depend_handed", queue, [self._now(), *args])
@@ -305,14 +332,16 @@ class Dependencies:
 
 
 def _entries(queue: str, reply: list[Any]) -> list[Entry]:
-    """depend_read's flat reply: id, value, n, n refs per entry."""
+    """depend_read's flat reply: id, value, n, n dependent refs, m, m refs to unlink from per entry."""
     entries: list[Entry] = []
     at = 0
     while at < len(reply):
         task_id, value, count = str(reply[at]), str(reply[at + 1]), int(reply[at + 2])
         refs = tuple(str(r) for r in reply[at + 3 : at + 3 + count])
-        entries.append(Entry(queue, task_id, value, refs))
         at += 3 + count
+        unlinks = tuple(str(r) for r in reply[at + 1 : at + 1 + int(reply[at])])
+        at += 1 + len(unlinks)
+        entries.append(Entry(queue, task_id, value, refs, unlinks))
     return entries
 
 

@@ -37,6 +37,9 @@ every script touches one slot):
     <ns>:{<q>}:dependents:<id>  set  "<queue> <id>" of each task waiting on this one
     <ns>:{<q>}:after:<id>       list "<queue> <id>" of each of its dependencies, in order (its record
                                      holds only their number, `deps`: it stays small for a chord)
+    <ns>:{<q>}:unlink:<id>      set  "<queue> <id>" of each dependency a cancelled or cleared waiting
+                                     task is still linked to (with its outbox entry: the drain takes
+                                     it out of their `dependents`, then deletes this set)
 
 Per namespace:
 
@@ -190,6 +193,9 @@ class QueueKeys:
 
     def after(self, task_id: str) -> str:
         return self.key(f"after:{task_id}")
+
+    def unlink(self, task_id: str) -> str:
+        return self.key(f"unlink:{task_id}")
 
     def script_keys(self) -> list[str]:
         """All of the queue's keys in the order the scripts expect them (built once: every script

@@ -78,11 +78,21 @@ class Admin:
             raise UsageError(f"invalid state {state!r}: use {', '.join(LISTABLE_STATES)}")
         _check_paging(limit, offset)
         ids = self.broker.ids_in_state(queue, state, offset, limit)
-        return _tasks(self.broker.records(queue, ids))
+        return self.with_after(_tasks(self.broker.records(queue, ids)))
 
     def records(self, queue: str, ids: Sequence[str], max_value: int | None = None) -> list[Task]:
         """The tasks of these ids that are still there (see Broker.records for `max_value`)."""
-        return _tasks(self.broker.records(queue, ids, max_value))
+        return self.with_after(_tasks(self.broker.records(queue, ids, max_value)))
+
+    def with_after(self, tasks: list[Task]) -> list[Task]:
+        """Fill in the `after` ids of the tasks enqueued with dependencies (kept in a key of their
+        own, not in the record): one round trip, none when no task has any."""
+        wanted = [t for t in tasks if t.has_dependencies]
+        for task, refs in zip(
+            wanted, self.broker.dependencies.after([(t.queue, t.id) for t in wanted]), strict=True
+        ):
+            task.after = [split_ref(ref)[1] for ref in refs]
+        return tasks
 
     def count(self, queue: str | None, states: Sequence[str]) -> int:
         """How many tasks a queue (None: every queue) holds in these states, in one round trip."""
@@ -111,8 +121,8 @@ class Admin:
             for q in sorted(self.queues(queue)):
                 skip = self._segment(q, s, name, skip, limit, found)
                 if len(found) >= limit:
-                    return found
-        return found
+                    return self.with_after(found)
+        return self.with_after(found)
 
     def _segment(
         self, queue: str, state: str, name: str | None, skip: int, limit: int, found: list[Task]
@@ -150,7 +160,7 @@ class Admin:
         for q in self.queues(queue):
             found += self._dead_of_queue(q, name, wanted, max_value)
         found.sort(key=lambda t: t.died_at or 0, reverse=True)
-        return found[offset:wanted]
+        return self.with_after(found[offset:wanted])
 
     def _dead_of_queue(self, queue: str, name: str | None, wanted: int, max_value: int | None) -> list[Task]:
         # without a name filter the first `wanted` ids are enough (the live dashboard asks every frame)
@@ -176,10 +186,8 @@ class Admin:
         record = self.broker.find_task(task_id, queue, prefix=True)
         if record is None:
             raise NotFound(f"task {task_id} not found")
-        out = Task.from_record(record.meta, record.payload_json, record.result_json).to_json()
-        if record.meta.get("deps"):
-            [refs] = self.broker.dependencies.after([(out["queue"], out["id"])])
-            out["after"] = [split_ref(ref)[1] for ref in refs]
+        [task] = self.with_after([Task.from_record(record.meta, record.payload_json, record.result_json)])
+        out = task.to_json()
         if out.get("state") == "waiting":
             out["blocked_by"] = self.broker.dependencies.blocked_by(out["queue"], out["id"])
         handler = handlers.get(str(record.meta.get("name", "")))
@@ -204,7 +212,7 @@ class Admin:
         [record] = self.broker.records(holders[task_id], [task_id])
         if record is None:
             raise NotFound(f"dead task {task_id} not found")
-        return Task.from_record(record.meta, record.payload_json, record.result_json)
+        return self.with_after([Task.from_record(record.meta, record.payload_json, record.result_json)])[0]
 
     # -- the dead-letter queue --------------------------------------------------------------
 

@@ -76,7 +76,7 @@ class TaskDoc(JsonShape):
     unique_key: str | None = Field(None, description="The task's unique key (null when none).")
     after: list[str] = Field(
         default_factory=list,
-        description="Ids of the tasks it waits for (after=); one task's view only (empty in listings).",
+        description="Ids of the tasks it was enqueued after (after=), in the order given; in listings too.",
     )
     blocked_by: list[str] = Field(
         default_factory=list,

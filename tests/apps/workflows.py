@@ -31,3 +31,11 @@ def callback() -> dict[str, Any]:
     tq.broker.client.incr(f"{tq.settings.namespace}:test:callback-runs")
     values = list(ctx.dependency_results.values())
     return {"count": len(values), "sum": sum(int(v or 0) for v in values)}
+
+
+@tq.task(name="results")
+def results() -> dict[str, Any]:
+    """Its dependencies' results as the handler reads them: {id: result}."""
+    ctx = current_task()
+    assert ctx is not None
+    return dict(ctx.dependency_results)

@@ -27,6 +27,9 @@
 --   <ns>:{q}:outcome:<id>  list   one marker, pushed when a waited-for task ends (notify below)
 --   <ns>:{q}:deps:<id>       set  "<queue> <id>" of each dependency of a waiting task not done yet
 --   <ns>:{q}:dependents:<id> set  "<queue> <id>" of each task waiting on this one
+--   <ns>:{q}:unlink:<id>     set  "<queue> <id>" of each dependency a cancelled (or cleared) waiting
+--                                 task was still linked to: the drain takes it out of their
+--                                 `dependents` (unlink_waiting below), then deletes this set
 --   <ns>:{q}:after:<id>      list "<queue> <id>" of each dependency, in order (kept with the record:
 --                                 dlq retry, task show, dependency_results; the record holds `deps`,
 --                                 their number, so it stays small however many a chord has)
@@ -142,14 +145,52 @@ local function hand_off(id, outcome, now)
   end
 end
 
+-- A waiting task about to be forgotten (cancel, clear) is still in the `dependents` sets of the
+-- dependencies it waits for, maybe in other queues (other slots): keep what it waits for as
+-- `unlink:<id>` and write an outbox entry, so that the drain takes it out of those sets (and tells
+-- its own dependents, if any, that it was cancelled). Bounded memory, and a dependency's later
+-- hand-off never names it.
+local function unlink_waiting(id, now)
+  local deps = K_TASK_PREFIX .. 'deps:' .. id
+  if redis.call('EXISTS', deps) == 1 then
+    local unlink = K_TASK_PREFIX .. 'unlink:' .. id
+    redis.call('SUNIONSTORE', unlink, unlink, deps)
+    redis.call('HSETNX', K_OUTBOX, id, 'cancelled|' .. tostring(now))
+    handed = true
+  end
+end
+
 -- forget() for a task that may hold a unique key or have dependents (cancel, clear, purge).
 local function forget_unlocking(id)
+  local now = now_ms(nil)
   unlock(id, (load(id)))
-  hand_off(id, 'cancelled', now_ms(nil))
+  unlink_waiting(id, now)
+  hand_off(id, 'cancelled', now)
   forget(id)
 end
 
 local UNFINISHED = {pending = true, scheduled = true, waiting = true, active = true}
+
+-- A custom id taken again (enqueue_one) while the hand-off of its earlier task is still in the
+-- outbox: that entry, with the dependents (and the links to undo) it is about, moves aside to the
+-- field "<id>\n<n>" (ids are printable, so no id has a newline), and the drain hands it off as
+-- before (protocol/dependencies.py reads the id before the newline). The new task's dependents and
+-- outcome start afresh under the plain id: the earlier outcome can neither release nor bury them.
+-- Returns the field it moved to (nil: nothing was pending).
+local function set_aside_hand_off(id)
+  local value = redis.call('HGET', K_OUTBOX, id)
+  if not value then return nil end
+  local n = 1
+  while redis.call('HEXISTS', K_OUTBOX, id .. '\n' .. n) == 1 do n = n + 1 end
+  local field = id .. '\n' .. n
+  for _, kind in ipairs({'dependents:', 'unlink:'}) do
+    local key = K_TASK_PREFIX .. kind .. id
+    if redis.call('EXISTS', key) == 1 then redis.call('RENAME', key, K_TASK_PREFIX .. kind .. field) end
+  end
+  redis.call('HSET', K_OUTBOX, field, value)
+  redis.call('HDEL', K_OUTBOX, id)
+  return field
+end
 
 -- The id and record of the task holding a unique key, or nil when nobody holds it: the entry may be
 -- stale (a task past its unique_for, finished, replaced or gone), so the holder is checked here.
@@ -282,6 +323,7 @@ end
 -- (its run time kept for its release). Pending tasks are pushed without waking anyone: the caller
 -- wakes once for its whole batch.
 local function enqueue_one(now, id, meta_json, payload, delay, at, custom, unique, deps)
+  local aside = nil
   if custom == '1' then
     local old, raw = load(id)
     if old and UNFINISHED[old.state] then
@@ -290,6 +332,7 @@ local function enqueue_one(now, id, meta_json, payload, delay, at, custom, uniqu
       unlock(id, old)
       forget(id) -- a done or dead task (or a corrupt record) with this id is replaced
     end
+    aside = set_aside_hand_off(id)
   end
   local tail = ''
   if unique ~= nil and unique ~= '' then
@@ -319,6 +362,10 @@ local function enqueue_one(now, id, meta_json, payload, delay, at, custom, uniqu
     for ref in string.gmatch(deps, '[^\n]+') do refs[#refs + 1] = ref end
     wait_for(id, refs, now, true)
     tail = tail .. string.format(',"deps":%d', #refs)
+    if aside then -- a link the earlier task by this id left to undo and that the new one makes again stays
+      local unlink = K_TASK_PREFIX .. 'unlink:' .. aside
+      redis.call('SDIFFSTORE', unlink, unlink, K_TASK_PREFIX .. 'deps:' .. id)
+    end
   elseif run_at > now then
     state, tail = 'scheduled', tail .. string.format(',"run_at":%d', run_at)
     schedule(id, run_at)

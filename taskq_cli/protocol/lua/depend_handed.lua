@@ -2,7 +2,8 @@
 -- in their queues): the outbox entries go, and so do the links that were read. A done task's record
 -- and result, kept while its dependents waited, now expire after its result_ttl.
 -- KEYS: the queue's keys (_lib.lua).
--- ARGV[1] now (ms, '' = Redis TIME), then per task: id, the outbox value read, n, n dependent refs
+-- ARGV[1] now (ms, '' = Redis TIME), then per task: id, the outbox value read, n, n dependent refs,
+--   m, m refs it was unlinked from (unlink:<id>, see unlink_waiting in _lib.lua)
 -- Returns the number of outbox entries removed. An entry written again meanwhile (another value) stays.
 local now = now_ms(ARGV[1])
 local removed = 0
@@ -13,7 +14,12 @@ while i <= #ARGV do
   for j = i + 3, i + 2 + n, 1000 do -- unpack is bounded by Lua's stack
     redis.call('SREM', key, unpack(ARGV, j, math.min(j + 999, i + 2 + n)))
   end
-  i = i + 3 + n
+  local m = tonumber(ARGV[i + 3 + n])
+  local unlink = K_TASK_PREFIX .. 'unlink:' .. id
+  for j = i + 4 + n, i + 3 + n + m, 1000 do
+    redis.call('SREM', unlink, unpack(ARGV, j, math.min(j + 999, i + 3 + n + m)))
+  end
+  i = i + 4 + n + m
   if redis.call('HGET', K_OUTBOX, id) == value then
     redis.call('HDEL', K_OUTBOX, id)
     removed = removed + 1

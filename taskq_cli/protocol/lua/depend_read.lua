@@ -2,7 +2,8 @@
 -- are still to be told, with those dependents.
 -- KEYS: the queue's keys (_lib.lua).
 -- ARGV[1] at most this many entries   ARGV[2..] only these ids (none: any entries)
--- Returns a flat array per entry: id, outbox value ("<outcome>|<ms>"), n, then n dependent refs.
+-- Returns a flat array per entry: id, outbox value ("<outcome>|<ms>"), n, then n dependent refs, m,
+-- then m refs of the dependencies a cancelled waiting task is to be unlinked from (unlink:<id>).
 local limit = tonumber(ARGV[1])
 local entries = {}
 if #ARGV > 1 then
@@ -23,5 +24,8 @@ for n, entry in ipairs(entries) do
   out[#out + 1] = entry[2]
   out[#out + 1] = #refs
   for _, ref in ipairs(refs) do out[#out + 1] = ref end
+  local parents = redis.call('SMEMBERS', K_TASK_PREFIX .. 'unlink:' .. entry[1])
+  out[#out + 1] = #parents
+  for _, ref in ipairs(parents) do out[#out + 1] = ref end
 end
 return out

@@ -2,7 +2,8 @@
 -- queue) stands. 'done' removes it from what the task waits for (one SREM: O(1) per dependency, however
 -- many a chord has); when nothing is left the task becomes pending, or scheduled for its own run time.
 -- 'dead', 'cancelled' or 'gone' bury it with DependencyFailed naming the dependency (and its own
--- dependents learn it through this queue's outbox). Idempotent: a task no longer waiting is left alone.
+-- dependents learn it through this queue's outbox). Idempotent: a task no longer waiting is left alone,
+-- and so is a waiting task told of the failure of a task it does not wait for (a stale link).
 -- KEYS: the queue's keys (_lib.lua).
 -- ARGV[1] now (ms, '' = Redis TIME)   ARGV[2] dead_max   ARGV[3] dead_ttl_ms
 -- ARGV[4] mode: 'drain' (from an outbox) | 'settle' (the producer's links are made: each task named
@@ -37,8 +38,11 @@ local function tell(id, ref, outcome)
   end
   if settle then redis.call('ZREM', K_UNLINKED, id) end
   if not meta or meta.state ~= 'waiting' then return 'skip' end
+  local deps = K_TASK_PREFIX .. 'deps:' .. id
   if outcome == 'done' then
-    redis.call('SREM', K_TASK_PREFIX .. 'deps:' .. id, ref)
+    redis.call('SREM', deps, ref)
+  elseif outcome ~= 'linked' and redis.call('SISMEMBER', deps, ref) == 0 then
+    return 'skip' -- not one it waits for (a stale link: another task by that id, or already done)
   elseif outcome ~= 'linked' then
     failed(id, meta, ref, outcome)
     return 'dead'
