@@ -18,7 +18,7 @@ import pytest
 import redis
 
 from taskq_cli.config import RetryDefaults
-from taskq_cli.protocol import Broker, Fetched, Malformed, NewTask
+from taskq_cli.protocol import WAKE_DUE, Broker, Fetched, Malformed, NewTask
 from taskq_cli.protocol.keys import QUEUE_KEY_ORDER, QueueKeys
 
 from .conftest import Clock
@@ -432,11 +432,34 @@ def test_a_task_due_sooner_than_any_other_wakes_an_idle_worker(
 ) -> None:
     wake = QueueKeys(namespace, "default").wake
     broker.enqueue([new("later", delay_ms=10_000)])
-    assert raw.lpop(wake) == "1", "the first scheduled task wakes a worker to re-plan"
+    assert raw.lpop(wake) == "due", "the first scheduled task wakes a worker to re-plan"
     broker.enqueue([new("even-later", delay_ms=20_000)])
     assert raw.llen(wake) == 0, "a task due after the earliest one changes no plan"
     broker.enqueue([new("sooner", delay_ms=1_000)])
     assert raw.llen(wake) == 1
+
+
+def test_the_wake_token_says_whether_a_promote_pass_is_wanted(
+    broker: Broker, raw: redis.Redis, namespace: str, clock: Clock
+) -> None:
+    """A plain enqueue's token ('1') asks the woken worker for a fetch only; a task due sooner than
+    planned leaves 'due' (a promote pass too), which replaces a waiting '1' and is never replaced by
+    one; there is never more than one token."""
+    wake = QueueKeys(namespace, "default").wake
+    one_server = not broker.cluster  # a cluster's Waker cannot tell tokens apart: each counts as due
+    broker.enqueue([new("now")])
+    assert raw.lrange(wake, 0, -1) == ["1"]
+    if one_server:
+        assert broker.wait_for_work(["default"], 5.0) == "1"
+        assert broker.wait_for_work(["default"], 0.01) is None, "the token was taken"
+    else:
+        raw.delete(wake)
+    broker.enqueue([new("now-too")])
+    broker.enqueue([new("sooner", delay_ms=1_000)])
+    assert raw.lrange(wake, 0, -1) == ["due"]
+    broker.enqueue([new("now-again")])
+    assert raw.lrange(wake, 0, -1) == ["due"]
+    assert broker.wait_for_work(["default"], 5.0) == WAKE_DUE
 
 
 def test_an_empty_queue_is_forgotten_by_recover_and_a_new_queue_past_the_bound_is_refused(

@@ -12,7 +12,7 @@
 --   KEYS[8] dead       zset  id -> time of death (ms)
 --   KEYS[9] done       zset  id -> expiry of the done record (ms)
 --   KEYS[10] counters  hash  processed, failed
---   KEYS[11] wake      list  at most one wake-up token for idle workers
+--   KEYS[11] wake      list  at most one wake-up token for idle workers ('1' or 'due': see wake)
 --   KEYS[12] paused    string present while the queue is paused
 --   KEYS[13] cron      hash  schedule name -> "<tick ms>:<task id>" last fired into this queue
 --   KEYS[14] unique    hash  unique key -> id of the task holding it
@@ -47,9 +47,15 @@ local function now_ms(arg)
   return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 end
 
--- Wake one idle worker; the list never holds more than one token.
-local function wake()
-  if redis.call('LLEN', K_WAKE) == 0 then redis.call('LPUSH', K_WAKE, '1') end
+-- Wake one idle worker; the list never holds more than one token. The token is '1' (tasks may be
+-- pending: fetch) or 'due' (also: a scheduled task is due sooner than the workers planned, so the
+-- one woken runs a promote pass too); 'due' replaces a '1' waiting there, never the other way round.
+local function wake(token)
+  if redis.call('LLEN', K_WAKE) == 0 then
+    redis.call('LPUSH', K_WAKE, token or '1')
+  elseif token == 'due' then
+    redis.call('LSET', K_WAKE, 0, token)
+  end
 end
 
 -- Add to the scheduled set; when it is due before everything else there, wake an idle worker so
@@ -57,7 +63,7 @@ end
 local function schedule(id, run_at)
   local first = redis.call('ZRANGE', K_SCHEDULED, 0, 0, 'WITHSCORES')
   redis.call('ZADD', K_SCHEDULED, run_at, id)
-  if #first == 0 or run_at < tonumber(first[2]) then wake() end
+  if #first == 0 or run_at < tonumber(first[2]) then wake('due') end
 end
 
 -- The task's metadata as a table, or nil and the raw text when it is missing or not JSON.
