@@ -13,6 +13,7 @@ from typing import Any
 from taskq_cli.config import DEFAULT_QUEUE, check_name
 from taskq_cli.errors import UsageError
 from taskq_cli.protocol import NewTask, UniqueLock, new_id
+from taskq_cli.protocol.record import compact_json_encoder
 from taskq_cli.registry import TaskDef, UniqueSpec
 from taskq_cli.timeparse import parse_datetime, parse_duration
 
@@ -29,7 +30,7 @@ MAX_NAME_LENGTH = 10_000
 # `at` must fall between the epoch and the year 9999 (seconds)
 AT_RANGE = (0.0, 253_402_300_799.0)
 # One encoder for every payload: json.dumps with options builds a new one per call.
-_encode_payload = json.JSONEncoder(separators=(",", ":"), allow_nan=False).encode
+_encode_payload = compact_json_encoder(allow_nan=False)
 
 
 @dataclass(frozen=True)
@@ -73,10 +74,10 @@ def _prepare(request: EnqueueRequest, registry: Mapping[str, TaskDef]) -> NewTas
         raise UsageError(f"payload must be a JSON object, got {type(payload).__name__}")
     handler = registry.get(request.name)
     if handler is not None:
-        handler.validate(payload)
+        handler.check(payload)
     try:
         payload_json = _encode_payload(payload)
-    except (TypeError, ValueError) as exc:
+    except (TypeError, ValueError, RecursionError) as exc:  # RecursionError: a cyclic payload
         raise UsageError(f"payload is not JSON-serialisable: {exc}") from None
     queue = check_name("queue", request.queue or (handler.queue if handler else DEFAULT_QUEUE))
     meta: dict[str, Any] = {"name": request.name, "queue": queue}
@@ -126,7 +127,17 @@ def unique_lock(
 ) -> UniqueLock | None:
     """The task's unique key and hold: the request's values win over the handler's decorator. None
     when the task has no key; UsageError when a hold or debounce is asked for without one."""
-    spec = (handler.unique if handler else None) or UniqueSpec()
+    spec = handler.unique if handler is not None else None
+    if (  # the usual task: nothing about uniqueness anywhere (no spec built, nothing to check)
+        spec is None
+        and request.unique_key is None
+        and not request.unique
+        and not request.unique_until
+        and request.unique_for is None
+        and request.debounce is None
+    ):
+        return None
+    spec = spec or UniqueSpec()
     key = request.unique_key
     if key is not None:
         if not isinstance(key, str) or not key or len(key) > MAX_KEY_LENGTH or not key.isprintable():

@@ -108,6 +108,37 @@ def test_payload_validation_names_every_problem() -> None:
     assert "to: Field required" in message and "retries" in message and "extra" in message
 
 
+def test_a_producer_check_refuses_what_validate_refuses_with_the_same_message() -> None:
+    handler = _queue().registry["send"]
+    for payload in ({"retries": "many", "extra": 1}, {"to": 1}):
+        with pytest.raises(ValidationFailed) as validated:
+            handler.validate(payload)
+        with pytest.raises(ValidationFailed) as checked:
+            handler.check(payload)
+        assert str(checked.value) == str(validated.value)
+    handler.check({"to": "x", "retries": "2"})  # valid: no error, nothing returned
+
+
+def test_the_compact_encoder_writes_what_json_writes_and_refuses_what_it_refuses() -> None:
+    import json
+    import math
+
+    from taskq_cli.protocol.record import compact_json_encoder
+
+    strict = compact_json_encoder(allow_nan=False)
+    reference = json.JSONEncoder(separators=(",", ":"), allow_nan=False).encode
+    for value in ({}, {"a": [1, 2.5, "é\u2028", None, True, {"b": 1e300}]}, {"x": 10**30, 1: "k", 2.5: 0}):
+        assert strict(value) == reference(value)
+    assert compact_json_encoder(allow_nan=True)({"x": math.inf}) == '{"x":Infinity}'
+    for bad, error in (({"x": math.nan}, ValueError), ({"x": object()}, TypeError), ({(1,): 1}, TypeError)):
+        with pytest.raises(error):
+            strict(bad)
+    cyclic: dict[str, object] = {}
+    cyclic["self"] = cyclic
+    with pytest.raises(UsageError, match="not JSON-serialisable"):
+        prepare(EnqueueRequest("x", cyclic), _queue().registry)
+
+
 def test_validation_coerces_and_allows_extras_only_with_kwargs() -> None:
     tq = _queue()
     assert tq.registry["send"].validate({"to": "x", "retries": "2", "json": True}) == {

@@ -19,6 +19,7 @@ from taskq_cli.protocol.dependencies import Dependencies, Link
 from taskq_cli.protocol.failures import translating
 from taskq_cli.protocol.fastpipe import hot_pipeline
 from taskq_cli.protocol.reads import Reads
+from taskq_cli.protocol.record import compact_json_encoder
 from taskq_cli.protocol.scripts import ScriptArg, execute_with_scripts, load_scripts
 from taskq_cli.protocol.topology import Client
 from taskq_cli.protocol.types import (
@@ -44,7 +45,7 @@ from taskq_cli.protocol.waker import Waker
 
 # Compact, as enqueue.lua joins the task record onto it; one encoder (json.dumps with options builds
 # a new one per call).
-_encode_meta = json.JSONEncoder(separators=(",", ":")).encode
+_encode_meta = compact_json_encoder(allow_nan=True)
 PROMOTE_BATCH = 500
 RECOVER_BATCH = 500
 DURABLE_TIMEOUT = 5.0  # seconds a durable enqueue waits for a replica to acknowledge it
