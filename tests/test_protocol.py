@@ -315,6 +315,27 @@ def test_duplicates_inside_one_batch_are_added_once(broker: Broker, raw: redis.R
     assert raw.llen(QueueKeys(namespace, "default").pending) == 1
 
 
+def test_plain_tasks_written_in_bulk_read_as_if_written_one_by_one(
+    broker: Broker, raw: redis.Redis, namespace: str
+) -> None:
+    """enqueue.lua writes plain tasks in chunks (FLUSH_AT) and flushes them before any other task,
+    which may read them: a custom id repeated across plain ones is still added once, pending keeps
+    the input order across chunks, every record and payload is there."""
+    tasks = [new(f"p{i}") for i in range(2500)]
+    tasks[1200:1200] = [new("c", custom=True), new("later", delay_ms=60_000)]
+    tasks.append(new("c", custom=True))
+    results = broker.enqueue(tasks)
+    assert [r.duplicate for r in results].count(True) == 1 and results[-1].duplicate
+    assert [r.state for r in results[1200:1202]] == ["pending", "scheduled"]
+    k = QueueKeys(namespace, "default")
+    expected = [t.id for t in tasks if t.id != "later"][:-1]
+    assert raw.lrange(k.pending, 0, -1) == expected[::-1]  # LPUSH: the newest first
+    assert raw.hlen(k.tasks) == raw.hlen(k.payloads) == 2502
+    record = meta(raw, namespace, "p2499")
+    assert (record["id"], record["state"], record["attempts"], record["name"]) == ("p2499", "pending", 0, "t")
+    assert json.loads(raw.hget(k.payloads, "p0")) == {"n": "p0"}
+
+
 def test_a_batch_across_queues_keeps_input_order(broker: Broker, raw: redis.Redis, namespace: str) -> None:
     tasks = [new(f"t{i}", "a" if i % 2 else "b") for i in range(1203)]
     results = broker.enqueue(tasks)

@@ -287,6 +287,15 @@ end
 -- empty. `deps` ('' or nil: none): the dependencies' refs joined by newlines; the task is `waiting`
 -- (its run time kept for its release). Pending tasks are pushed without waking anyone: the caller
 -- wakes once for its whole batch.
+-- A new task's record: the producer's compact JSON object joined with the fields set here, as
+-- text: no decode and encode per task (JSON keeps the last of repeated keys, so these always win).
+local function new_record(now, id, meta_json, state, tail)
+  local body = string.sub(meta_json, 2, -2)
+  if body ~= '' then body = body .. ',' end
+  return '{' .. body .. '"id":' .. cjson.encode(id)
+    .. string.format(',"attempts":0,"enqueued_at":%d,"state":"%s"', now, state) .. tail .. '}'
+end
+
 local function enqueue_one(now, id, meta_json, payload, delay, at, custom, unique, deps)
   if custom == '1' then
     local old, raw = load(id)
@@ -331,12 +340,7 @@ local function enqueue_one(now, id, meta_json, payload, delay, at, custom, uniqu
   else
     redis.call('LPUSH', K_PENDING, id)
   end
-  -- The record is the producer's compact JSON object joined with the fields set here, as text: no
-  -- decode and encode per task (JSON keeps the last of repeated keys, so these always win).
-  local body = string.sub(meta_json, 2, -2)
-  if body ~= '' then body = body .. ',' end
-  redis.call('HSET', K_TASKS, id, '{' .. body .. '"id":' .. cjson.encode(id)
-    .. string.format(',"attempts":0,"enqueued_at":%d,"state":"%s"', now, state) .. tail .. '}')
+  redis.call('HSET', K_TASKS, id, new_record(now, id, meta_json, state, tail))
   redis.call('HSET', K_PAYLOADS, id, payload)
   return state, 0, id
 end
