@@ -6,7 +6,7 @@ enqueues --tasks tasks at --rate per second. Each task records (index, enqueue -
 the pid that ran it); the script prints p50/p99/max and the slowest tasks with their pid and index,
 so an outlier can be tied to a child's first task, a maintenance pass or a GC.
 
-    python bench/profile_pickup.py --tasks 300 --rate 100 [--pool threads] [--repeat 3]
+    python bench/profile_pickup.py --tasks 300 --rate 100 [--pool threads] [--repeat 3] [--site /tmp/build]
 """
 
 from __future__ import annotations
@@ -124,6 +124,11 @@ def once(url: str, args: argparse.Namespace) -> list[tuple[int, float, int, floa
     client.flushall()
     env = dict(os.environ, TASKQ_REDIS_URL=url, TASKQ_NAMESPACE="bench")
     root = Path(__file__).resolve().parent.parent
+    if args.site:  # the worker imports that build's taskq_cli (bench.run.variant_site)
+        from bench.run import variant_site
+
+        root = variant_site(f"pickup-{Path(args.site).name}", Path(args.site))
+        env["PYTHONPATH"] = str(root)
     cmd = [sys.executable, "-m", "taskq_cli", "worker", "--app", "bench.profile_pickup"]
     cmd += ["--concurrency", str(args.concurrency), "--pool", args.pool, "--log-level", "warning"]
     proc = subprocess.Popen(cmd, cwd=root, env=env, start_new_session=True)
@@ -175,6 +180,7 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=1)
     parser.add_argument("--show", type=int, default=8, help="how many of the slowest tasks to list")
     parser.add_argument("--trace", action="store_true", help="trace the worker's pickup steps")
+    parser.add_argument("--site", help="a directory holding the taskq_cli the worker runs")
     args = parser.parse_args()
     if args.trace:
         os.environ["PICKUP_TRACE"] = trace_path = f"/tmp/pickup-trace-{os.getpid()}.txt"
