@@ -34,7 +34,7 @@ from taskq_cli.pool import Pool
 from taskq_cli.pools import POOL_KINDS, make_pool
 from taskq_cli.protocol import WAKE_DUE, FailState, Fetched, Postpone, Report
 from taskq_cli.protocol.record import TaskMeta
-from taskq_cli.runner import Execution
+from taskq_cli.runner import Execution, freeze_startup_heap
 from taskq_cli.scheduler import CronRunner, Maintenance
 from taskq_cli.stopsignals import StopSignals
 from taskq_cli.worker.broker import WorkerBroker
@@ -135,6 +135,7 @@ class Worker:
 
     def run(self) -> int:
         StopSignals(self._on_first_signal).install()
+        freeze_startup_heap()  # before forking: children inherit it (and share those pages longer)
         self.pool.start(self._on_done)  # children first, while this process has one thread
         if self.metrics_server is not None:
             try:
