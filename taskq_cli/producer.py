@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import MISSING, dataclass, fields
 from datetime import datetime
 from typing import Any
 
@@ -50,6 +50,19 @@ class EnqueueRequest:
     unique_for: float | str | None = None  # caps how long the key is held
     debounce: float | str | None = None  # run this long after the last enqueue with the key
     after: Sequence[str] | None = None  # ids of tasks it waits for (each must exist, not dead)
+
+    @classmethod
+    def plain(cls, name: str, payload: Any, label: str | None = None) -> EnqueueRequest:
+        """`EnqueueRequest(name, payload, label=label)`, the same object, built without the frozen
+        `__init__`'s fifteen `object.__setattr__` calls (2 of enqueue_many's ~20 µs per item)."""
+        request = object.__new__(cls)
+        state = request.__dict__
+        state.update(_PLAIN_FIELDS)  # every field, in order, at its default
+        state["name"], state["payload"], state["label"] = name, payload, label
+        return request
+
+
+_PLAIN_FIELDS = {f.name: None if f.default is MISSING else f.default for f in fields(EnqueueRequest)}
 
 
 def prepare(request: EnqueueRequest, registry: Mapping[str, TaskDef]) -> NewTask:

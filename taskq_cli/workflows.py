@@ -44,7 +44,7 @@ def items_as_requests(items: Iterable[Sequence[Any]], options: tuple[str, ...]) 
         if isinstance(item, str) or len(item) not in (2, 3):
             raise UsageError(f"item {index}: expected (name, payload) or (name, payload, options)")
         if len(item) == 2:  # the usual item: no options to check
-            requests.append(EnqueueRequest(item[0], item[1], label=f"item {index}"))
+            requests.append(EnqueueRequest.plain(item[0], item[1], f"item {index}"))
             continue
         given = dict(item[2])
         unknown = set(given) - set(options)

@@ -238,3 +238,12 @@ def test_a_worker_process_freezes_its_start_up_heap() -> None:
         "assert gc.get_count()[2] == 0\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_a_plain_request_is_the_request_the_constructor_builds() -> None:
+    plain = EnqueueRequest.plain("send", {"to": "x"}, "item 3")
+    built = EnqueueRequest("send", {"to": "x"}, label="item 3")
+    assert plain == built and vars(plain) == vars(built) and list(vars(plain)) == list(vars(built))
+    assert repr(plain) == repr(built)
+    with pytest.raises(AttributeError):  # still frozen
+        plain.name = "other"  # type: ignore[misc]
