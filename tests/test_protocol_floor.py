@@ -116,6 +116,10 @@ def test_a_client_names_redis_py_and_its_version_without_reading_package_metadat
     info = client.connection_pool.connection_kwargs["driver_info"]
     assert isinstance(info, driver.DriverInfo)
     assert (info.formatted_name, info.lib_version) == ("redis-py", redis.__version__)
+    from taskq_cli.protocol.aio import connect_async
+
+    async_info = connect_async(f"redis://127.0.0.1:{free_port()}/0").connection_pool.connection_kwargs
+    assert async_info["driver_info"].lib_version == redis.__version__
     code = (
         "from unittest import mock\n"
         "import redis.utils\n"
