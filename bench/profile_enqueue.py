@@ -4,6 +4,7 @@ counted and their difference divided by the extra tasks, so start-up and imports
 count hardly moves with the machine's load, unlike a timing.
 
     python bench/profile_enqueue.py --tasks 3000 [--site /tmp/other-build]
+    python bench/profile_enqueue.py --bulk --tasks 20000 --base 2000   # one enqueue_many of N
 """
 
 from __future__ import annotations
@@ -30,14 +31,24 @@ for _ in range(int(sys.argv[2])):
 print(taskq_cli.__file__)
 """
 
+BULK = """
+import sys
+from bench import taskq_app
+import taskq_cli
+taskq_app.tq.configure(redis_url=sys.argv[1])
+taskq_app.noop.enqueue()
+taskq_app.tq.enqueue_many([("noop", {})] * int(sys.argv[2]))
+print(taskq_cli.__file__)
+"""
 
-def count(site: Path, n: int) -> int:
+
+def count(site: Path, n: int, loop: str = LOOP) -> int:
     out = Path(tempfile.mkdtemp(prefix="taskq-callgrind-"))
     with redis_server() as (url, _port):
         env = dict(os.environ, TASKQ_NAMESPACE="prof", PYTHONPATH=str(site))
         valgrind = ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}/cg.%p"]
         subprocess.run(
-            [*valgrind, sys.executable, "-c", LOOP, url, str(n)],
+            [*valgrind, sys.executable, "-c", loop, url, str(n)],
             cwd=site,
             env=env,
             check=True,
@@ -59,10 +70,13 @@ def main() -> None:
     parser.add_argument("--tasks", type=int, default=3000)
     parser.add_argument("--base", type=int, default=300)
     parser.add_argument("--site", help="a directory holding the taskq_cli to profile (default: this repo's)")
+    parser.add_argument("--bulk", action="store_true", help="one enqueue_many of --tasks items instead")
     args = parser.parse_args()
     site = variant_site("profile", Path(args.site)) if args.site else ROOT
-    base, full = count(site, args.base), count(site, args.tasks)
-    print(f"{(full - base) / (args.tasks - args.base):,.0f} instructions per enqueue ({site})")
+    loop = BULK if args.bulk else LOOP
+    base, full = count(site, args.base, loop), count(site, args.tasks, loop)
+    what = "task of enqueue_many" if args.bulk else "enqueue"
+    print(f"{(full - base) / (args.tasks - args.base):,.0f} instructions per {what} ({site})")
 
 
 if __name__ == "__main__":

@@ -6,13 +6,14 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import MISSING, dataclass, fields
 from datetime import datetime
 from typing import Any
 
 from taskq_cli.config import DEFAULT_QUEUE, check_name
 from taskq_cli.errors import UsageError
 from taskq_cli.protocol import NewTask, UniqueLock, new_id
+from taskq_cli.protocol.record import compact_json_encoder
 from taskq_cli.registry import TaskDef, UniqueSpec
 from taskq_cli.timeparse import parse_datetime, parse_duration
 
@@ -29,7 +30,7 @@ MAX_NAME_LENGTH = 10_000
 # `at` must fall between the epoch and the year 9999 (seconds)
 AT_RANGE = (0.0, 253_402_300_799.0)
 # One encoder for every payload: json.dumps with options builds a new one per call.
-_encode_payload = json.JSONEncoder(separators=(",", ":"), allow_nan=False).encode
+_encode_payload = compact_json_encoder(allow_nan=False)
 
 
 @dataclass(frozen=True)
@@ -49,6 +50,19 @@ class EnqueueRequest:
     unique_for: float | str | None = None  # caps how long the key is held
     debounce: float | str | None = None  # run this long after the last enqueue with the key
     after: Sequence[str] | None = None  # ids of tasks it waits for (each must exist, not dead)
+
+    @classmethod
+    def plain(cls, name: str, payload: Any, label: str | None = None) -> EnqueueRequest:
+        """`EnqueueRequest(name, payload, label=label)`, the same object, built without the frozen
+        `__init__`'s fifteen `object.__setattr__` calls (2 of enqueue_many's ~20 µs per item)."""
+        request = object.__new__(cls)
+        state = request.__dict__
+        state.update(_PLAIN_FIELDS)  # every field, in order, at its default
+        state["name"], state["payload"], state["label"] = name, payload, label
+        return request
+
+
+_PLAIN_FIELDS = {f.name: None if f.default is MISSING else f.default for f in fields(EnqueueRequest)}
 
 
 def prepare(request: EnqueueRequest, registry: Mapping[str, TaskDef]) -> NewTask:
@@ -73,10 +87,10 @@ def _prepare(request: EnqueueRequest, registry: Mapping[str, TaskDef]) -> NewTas
         raise UsageError(f"payload must be a JSON object, got {type(payload).__name__}")
     handler = registry.get(request.name)
     if handler is not None:
-        handler.validate(payload)
+        handler.check(payload)
     try:
         payload_json = _encode_payload(payload)
-    except (TypeError, ValueError) as exc:
+    except (TypeError, ValueError, RecursionError) as exc:  # RecursionError: a cyclic payload
         raise UsageError(f"payload is not JSON-serialisable: {exc}") from None
     queue = check_name("queue", request.queue or (handler.queue if handler else DEFAULT_QUEUE))
     meta: dict[str, Any] = {"name": request.name, "queue": queue}
@@ -126,7 +140,17 @@ def unique_lock(
 ) -> UniqueLock | None:
     """The task's unique key and hold: the request's values win over the handler's decorator. None
     when the task has no key; UsageError when a hold or debounce is asked for without one."""
-    spec = (handler.unique if handler else None) or UniqueSpec()
+    spec = handler.unique if handler is not None else None
+    if (  # the usual task: nothing about uniqueness anywhere (no spec built, nothing to check)
+        spec is None
+        and request.unique_key is None
+        and not request.unique
+        and not request.unique_until
+        and request.unique_for is None
+        and request.debounce is None
+    ):
+        return None
+    spec = spec or UniqueSpec()
     key = request.unique_key
     if key is not None:
         if not isinstance(key, str) or not key or len(key) > MAX_KEY_LENGTH or not key.isprintable():

@@ -76,19 +76,41 @@ class TaskDef:
 
     def validate(self, payload: dict[str, Any]) -> dict[str, Any]:
         """The handler's keyword arguments from a payload; ValidationFailed names every problem."""
-        from pydantic import ValidationError
-
         model, names = self._model()
         try:
             parsed = model.model_validate(payload)
-        except ValidationError as exc:
-            problems = "; ".join(
-                f"{'.'.join(str(p) for p in err['loc']) or 'payload'}: {err['msg']}" for err in exc.errors()
-            )
-            raise ValidationFailed(f"invalid payload for task {self.name!r}: {problems}") from None
+        except Exception as exc:
+            failed = self._failed(exc)
+            if failed is None:
+                raise
+            raise failed from None
         kwargs = {param: getattr(parsed, attr) for attr, param in names.items()}
         kwargs.update(parsed.model_extra or {})
         return kwargs
+
+    def check(self, payload: dict[str, Any]) -> None:
+        """`validate` for a producer, which needs no keyword arguments: the same validation and the
+        same ValidationFailed, straight through the model's core validator (no model_validate
+        wrapper, no kwargs built; a few µs of every enqueue)."""
+        model, _ = self._model()
+        try:
+            model.__pydantic_validator__.validate_python(payload)
+        except Exception as exc:
+            failed = self._failed(exc)
+            if failed is None:
+                raise
+            raise failed from None
+
+    def _failed(self, exc: Exception) -> ValidationFailed | None:
+        """ValidationFailed naming every problem of a pydantic ValidationError; None for any other."""
+        from pydantic import ValidationError
+
+        if not isinstance(exc, ValidationError):
+            return None
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc']) or 'payload'}: {err['msg']}" for err in exc.errors()
+        )
+        return ValidationFailed(f"invalid payload for task {self.name!r}: {problems}")
 
     def _model(self) -> tuple[type[BaseModel], dict[str, str]]:
         if self._validator is None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import gc
 import json
 import signal
 import threading
@@ -331,3 +332,14 @@ def result_to_json(value: Any) -> str | None:
 
 def format_traceback(exc: BaseException) -> str:
     return "".join(traceback.format_exception(exc))[-20_000:]
+
+
+def freeze_startup_heap() -> None:
+    """Put every object alive now (modules, classes, the app: made at start-up, kept for the life of
+    the process) out of the cyclic collector's sight (gc.freeze), so that a full collection, which
+    stops every thread of the process, scans only what was made since. In a worker process with the
+    bench app: 53,000 objects, a full collection 15 ms at load 1 and 45-136 ms at load 4-5 (the
+    pickup profile, bench/profile_pickup.py) before; about nothing after. Start-up's garbage is
+    collected first: what is frozen is never collected."""
+    gc.collect()
+    gc.freeze()

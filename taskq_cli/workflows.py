@@ -43,7 +43,10 @@ def items_as_requests(items: Iterable[Sequence[Any]], options: tuple[str, ...]) 
     for index, item in enumerate(items):
         if isinstance(item, str) or len(item) not in (2, 3):
             raise UsageError(f"item {index}: expected (name, payload) or (name, payload, options)")
-        given = dict(item[2]) if len(item) == 3 else {}
+        if len(item) == 2:  # the usual item: no options to check
+            requests.append(EnqueueRequest.plain(item[0], item[1], f"item {index}"))
+            continue
+        given = dict(item[2])
         unknown = set(given) - set(options)
         if unknown:
             raise UsageError(f"item {index}: unknown option(s) {', '.join(sorted(unknown))}")

@@ -18,7 +18,7 @@ import pytest
 import redis
 
 from taskq_cli.config import RetryDefaults
-from taskq_cli.protocol import Broker, Fetched, Malformed, NewTask
+from taskq_cli.protocol import WAKE_DUE, Broker, Fetched, Malformed, NewTask
 from taskq_cli.protocol.keys import QUEUE_KEY_ORDER, QueueKeys
 
 from .conftest import Clock
@@ -315,6 +315,27 @@ def test_duplicates_inside_one_batch_are_added_once(broker: Broker, raw: redis.R
     assert raw.llen(QueueKeys(namespace, "default").pending) == 1
 
 
+def test_plain_tasks_written_in_bulk_read_as_if_written_one_by_one(
+    broker: Broker, raw: redis.Redis, namespace: str
+) -> None:
+    """enqueue.lua writes plain tasks in chunks (FLUSH_AT) and flushes them before any other task,
+    which may read them: a custom id repeated across plain ones is still added once, pending keeps
+    the input order across chunks, every record and payload is there."""
+    tasks = [new(f"p{i}") for i in range(2500)]
+    tasks[1200:1200] = [new("c", custom=True), new("later", delay_ms=60_000)]
+    tasks.append(new("c", custom=True))
+    results = broker.enqueue(tasks)
+    assert [r.duplicate for r in results].count(True) == 1 and results[-1].duplicate
+    assert [r.state for r in results[1200:1202]] == ["pending", "scheduled"]
+    k = QueueKeys(namespace, "default")
+    expected = [t.id for t in tasks if t.id != "later"][:-1]
+    assert raw.lrange(k.pending, 0, -1) == expected[::-1]  # LPUSH: the newest first
+    assert raw.hlen(k.tasks) == raw.hlen(k.payloads) == 2502
+    record = meta(raw, namespace, "p2499")
+    assert (record["id"], record["state"], record["attempts"], record["name"]) == ("p2499", "pending", 0, "t")
+    assert json.loads(raw.hget(k.payloads, "p0")) == {"n": "p0"}
+
+
 def test_a_batch_across_queues_keeps_input_order(broker: Broker, raw: redis.Redis, namespace: str) -> None:
     tasks = [new(f"t{i}", "a" if i % 2 else "b") for i in range(1203)]
     results = broker.enqueue(tasks)
@@ -432,11 +453,34 @@ def test_a_task_due_sooner_than_any_other_wakes_an_idle_worker(
 ) -> None:
     wake = QueueKeys(namespace, "default").wake
     broker.enqueue([new("later", delay_ms=10_000)])
-    assert raw.lpop(wake) == "1", "the first scheduled task wakes a worker to re-plan"
+    assert raw.lpop(wake) == "due", "the first scheduled task wakes a worker to re-plan"
     broker.enqueue([new("even-later", delay_ms=20_000)])
     assert raw.llen(wake) == 0, "a task due after the earliest one changes no plan"
     broker.enqueue([new("sooner", delay_ms=1_000)])
     assert raw.llen(wake) == 1
+
+
+def test_the_wake_token_says_whether_a_promote_pass_is_wanted(
+    broker: Broker, raw: redis.Redis, namespace: str, clock: Clock
+) -> None:
+    """A plain enqueue's token ('1') asks the woken worker for a fetch only; a task due sooner than
+    planned leaves 'due' (a promote pass too), which replaces a waiting '1' and is never replaced by
+    one; there is never more than one token."""
+    wake = QueueKeys(namespace, "default").wake
+    one_server = not broker.cluster  # a cluster's Waker cannot tell tokens apart: each counts as due
+    broker.enqueue([new("now")])
+    assert raw.lrange(wake, 0, -1) == ["1"]
+    if one_server:
+        assert broker.wait_for_work(["default"], 5.0) == "1"
+        assert broker.wait_for_work(["default"], 0.01) is None, "the token was taken"
+    else:
+        raw.delete(wake)
+    broker.enqueue([new("now-too")])
+    broker.enqueue([new("sooner", delay_ms=1_000)])
+    assert raw.lrange(wake, 0, -1) == ["due"]
+    broker.enqueue([new("now-again")])
+    assert raw.lrange(wake, 0, -1) == ["due"]
+    assert broker.wait_for_work(["default"], 5.0) == WAKE_DUE
 
 
 def test_an_empty_queue_is_forgotten_by_recover_and_a_new_queue_past_the_bound_is_refused(

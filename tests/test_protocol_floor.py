@@ -103,3 +103,28 @@ def test_a_command_the_user_may_not_run_raises_broker_error_naming_noperm(
         assert type(caught.value.__cause__).__name__ == "NoPermissionError"
     finally:
         broker.close()
+
+
+def test_a_client_names_redis_py_and_its_version_without_reading_package_metadata() -> None:
+    """CLIENT SETINFO gets redis-py's name and version from redis.__version__: redis-py 8 would
+    otherwise search sys.path for its metadata for every connection object (cold start)."""
+    import redis
+
+    driver = pytest.importorskip("redis.driver_info")
+    client = connect(f"redis://127.0.0.1:{free_port()}/0")
+    assert isinstance(client, redis.Redis)
+    info = client.connection_pool.connection_kwargs["driver_info"]
+    assert isinstance(info, driver.DriverInfo)
+    assert (info.formatted_name, info.lib_version) == ("redis-py", redis.__version__)
+    from taskq_cli.protocol.aio import connect_async
+
+    async_info = connect_async(f"redis://127.0.0.1:{free_port()}/0").connection_pool.connection_kwargs
+    assert async_info["driver_info"].lib_version == redis.__version__
+    code = (
+        "from unittest import mock\n"
+        "import redis.utils\n"
+        "from taskq_cli.protocol.topology import check_url\n"
+        "with mock.patch.object(redis.utils, 'get_lib_version', side_effect=AssertionError('read')):\n"
+        "    check_url('redis://127.0.0.1:1/0')\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)

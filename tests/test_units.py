@@ -108,6 +108,37 @@ def test_payload_validation_names_every_problem() -> None:
     assert "to: Field required" in message and "retries" in message and "extra" in message
 
 
+def test_a_producer_check_refuses_what_validate_refuses_with_the_same_message() -> None:
+    handler = _queue().registry["send"]
+    for payload in ({"retries": "many", "extra": 1}, {"to": 1}):
+        with pytest.raises(ValidationFailed) as validated:
+            handler.validate(payload)
+        with pytest.raises(ValidationFailed) as checked:
+            handler.check(payload)
+        assert str(checked.value) == str(validated.value)
+    handler.check({"to": "x", "retries": "2"})  # valid: no error, nothing returned
+
+
+def test_the_compact_encoder_writes_what_json_writes_and_refuses_what_it_refuses() -> None:
+    import json
+    import math
+
+    from taskq_cli.protocol.record import compact_json_encoder
+
+    strict = compact_json_encoder(allow_nan=False)
+    reference = json.JSONEncoder(separators=(",", ":"), allow_nan=False).encode
+    for value in ({}, {"a": [1, 2.5, "é\u2028", None, True, {"b": 1e300}]}, {"x": 10**30, 1: "k", 2.5: 0}):
+        assert strict(value) == reference(value)
+    assert compact_json_encoder(allow_nan=True)({"x": math.inf}) == '{"x":Infinity}'
+    for bad, error in (({"x": math.nan}, ValueError), ({"x": object()}, TypeError), ({(1,): 1}, TypeError)):
+        with pytest.raises(error):
+            strict(bad)
+    cyclic: dict[str, object] = {}
+    cyclic["self"] = cyclic
+    with pytest.raises(UsageError, match="not JSON-serialisable"):
+        prepare(EnqueueRequest("x", cyclic), _queue().registry)
+
+
 def test_validation_coerces_and_allows_extras_only_with_kwargs() -> None:
     tq = _queue()
     assert tq.registry["send"].validate({"to": "x", "retries": "2", "json": True}) == {
@@ -190,3 +221,29 @@ def test_a_records_options_are_read_the_same_whether_or_not_a_like_record_came_b
     assert GivenOptions.decode({"max_retries": True}) == (GivenOptions(), ("max_retries",))
     assert GivenOptions.decode({"max_retries": [1]}) == (GivenOptions(), ("max_retries",))
     assert GivenOptions.decode({"timeout": "30"}) == (GivenOptions(timeout=30.0), ())
+
+
+def test_a_worker_process_freezes_its_start_up_heap() -> None:
+    """Worker.run and each pool child call this once started: a full collection then leaves the
+    start-up objects alone (run in a child process: a frozen heap is never collected)."""
+    import subprocess
+    import sys
+
+    code = (
+        "import gc\n"
+        "from taskq_cli.runner import freeze_startup_heap\n"
+        "assert gc.get_freeze_count() == 0\n"
+        "freeze_startup_heap()\n"
+        "assert gc.get_freeze_count() > 1000, gc.get_freeze_count()\n"
+        "assert gc.get_count()[2] == 0\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_a_plain_request_is_the_request_the_constructor_builds() -> None:
+    plain = EnqueueRequest.plain("send", {"to": "x"}, "item 3")
+    built = EnqueueRequest("send", {"to": "x"}, label="item 3")
+    assert plain == built and vars(plain) == vars(built) and list(vars(plain)) == list(vars(built))
+    assert repr(plain) == repr(built)
+    with pytest.raises(AttributeError):  # still frozen
+        plain.name = "other"  # type: ignore[misc]

@@ -59,8 +59,8 @@ class FakeBroker:
         results: list[bool | str] = [True if isinstance(r, Ack) else "scheduled" for r in reports]
         return results, self._take(queue, count) if queue else []
 
-    def wait_for_work(self, queues: Sequence[str], timeout: float) -> bool:
-        return False
+    def wait_for_work(self, queues: Sequence[str], timeout: float) -> str | None:
+        return None
 
     def promote(self, queue: str) -> tuple[int, float | None]:
         return 0, None

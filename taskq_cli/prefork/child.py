@@ -26,7 +26,7 @@ from taskq_cli.middleware import Chain
 from taskq_cli.prefork import wire
 from taskq_cli.prefork.wire import BEGAN, CLAIMED, Record
 from taskq_cli.registry import TaskDef
-from taskq_cli.runner import Execution, call_with_alarm, run_task
+from taskq_cli.runner import Execution, call_with_alarm, freeze_startup_heap, run_task
 
 FLUSH_AFTER = 0.002  # seconds a child may hold a finished outcome back while it runs more
 FLUSH_COUNT = 16  # outcomes a child may hold back
@@ -59,6 +59,7 @@ def child_main(
         registry, middleware = app.registry, app.middleware
     loop = ChildLoop(conn, outcomes, progress, registry, max_tasks, max_memory_mb)
     loop.middleware = middleware or Chain()
+    freeze_startup_heap()  # the app is loaded: a full collection no longer scans it
     loop.serve()
 
 

@@ -15,7 +15,7 @@ This module only re-exports.
 
 from __future__ import annotations
 
-from taskq_cli.protocol.broker import Broker, new_id, random_tokens
+from taskq_cli.protocol.broker import WAKE_DUE, Broker, new_id, random_tokens
 from taskq_cli.protocol.reads import only_queue
 from taskq_cli.protocol.topology import connect
 from taskq_cli.protocol.types import (
@@ -41,6 +41,7 @@ from taskq_cli.protocol.types import (
 
 __all__ = [
     "HANDED_OFF",
+    "WAKE_DUE",
     "Ack",
     "Broker",
     "BrokerSettings",

@@ -19,6 +19,7 @@ from taskq_cli.protocol.dependencies import Dependencies, Link
 from taskq_cli.protocol.failures import translating
 from taskq_cli.protocol.fastpipe import hot_pipeline
 from taskq_cli.protocol.reads import Reads
+from taskq_cli.protocol.record import compact_json_encoder
 from taskq_cli.protocol.scripts import ScriptArg, execute_with_scripts, load_scripts
 from taskq_cli.protocol.topology import Client
 from taskq_cli.protocol.types import (
@@ -44,10 +45,12 @@ from taskq_cli.protocol.waker import Waker
 
 # Compact, as enqueue.lua joins the task record onto it; one encoder (json.dumps with options builds
 # a new one per call).
-_encode_meta = json.JSONEncoder(separators=(",", ":")).encode
+_encode_meta = compact_json_encoder(allow_nan=True)
 PROMOTE_BATCH = 500
 RECOVER_BATCH = 500
 DURABLE_TIMEOUT = 5.0  # seconds a durable enqueue waits for a replica to acknowledge it
+# the wake token of a scheduled task due sooner than planned (_lib.lua's schedule): a promote pass
+WAKE_DUE = "due"
 
 
 @translating
@@ -256,18 +259,25 @@ class Broker(Reads):
     def _fetch_args(self, lease: float, worker_id: str, queue: str, tokens: list[str]) -> list[ScriptArg]:
         return [self._now(), int(lease * 1000), worker_id, queue, *self._dead_limits, *tokens]
 
-    def wait_for_work(self, queues: Sequence[str], timeout: float) -> bool:
-        """Block until a producer or a promotion wakes an idle worker, or the timeout passes. One
+    def wait_for_work(self, queues: Sequence[str], timeout: float) -> str | None:
+        """Block until a producer or a promotion wakes an idle worker, or the timeout passes. Returns
+        None on timeout, else the token taken: WAKE_DUE when a scheduled task became due sooner than
+        the workers planned (the one woken should run a promote pass too), else "1" (fetch). One
         server: one BLPOP over the queues' wake keys. A cluster, where one BLPOP cannot span the
-        queues' slots: a Waker, one blocking thread per queue (see waker.py)."""
+        queues' slots: a Waker, one blocking thread per queue (see waker.py), whose wake-ups all
+        count as WAKE_DUE."""
         wake_keys = [self.keys(q).wake for q in queues]
         if not self.cluster:
-            return self.client.blpop(wake_keys, timeout=max(timeout, 0.01)) is not None
+            reply = self.client.blpop(wake_keys, timeout=max(timeout, 0.01))
+            if reply is None:
+                return None
+            token = reply[1]
+            return WAKE_DUE if token in (WAKE_DUE, WAKE_DUE.encode()) else "1"
         if self._waker is None or self._waker.keys != tuple(wake_keys):
             if self._waker is not None:
                 self._waker.close()
             self._waker = Waker(self.client, wake_keys)
-        return self._waker.wait(timeout)
+        return WAKE_DUE if self._waker.wait(timeout) else None
 
     def renew(
         self,

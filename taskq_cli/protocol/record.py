@@ -4,14 +4,38 @@ fetch) into typed fields. The JSON stays what Lua and `task show` read; this is 
 from __future__ import annotations
 
 import functools
+import json
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from taskq_cli.states import ALL_STATES, TaskState
 
 OPTION_NAMES = ("max_retries", "timeout", "backoff_base", "backoff_max", "result_ttl")
+
+
+def compact_json_encoder(*, allow_nan: bool) -> Callable[[Any], str]:
+    """`json.JSONEncoder(separators=(",", ":"), allow_nan=...).encode`, the same text, at a third
+    of the cost for small objects: the C encoder is built once, not at every call. Without circular
+    reference checks (their state cannot be shared between threads): a cyclic object raises
+    RecursionError instead of ValueError."""
+    from json import encoder
+
+    make = getattr(encoder, "c_make_encoder", None)  # not in typeshed
+    if make is None:  # no C accelerator: the plain encoder
+        return json.JSONEncoder(separators=(",", ":"), allow_nan=allow_nan).encode
+
+    def default(value: object) -> Any:
+        raise TypeError(f"Object of type {value.__class__.__name__} is not JSON serializable")
+
+    chunks = make(None, default, encoder.encode_basestring_ascii, None, ":", ",", False, False, allow_nan)
+    join = "".join
+
+    def encode(value: Any) -> str:
+        return join(chunks(value, 0))
+
+    return encode
 
 
 @dataclass(frozen=True)

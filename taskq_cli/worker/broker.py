@@ -22,8 +22,9 @@ class WorkerBroker(Protocol):
     ) -> tuple[list[bool | str], list[Fetched | Malformed | Limited]]:
         """Outcomes and, when `queue` is given, a fetch from it, in one round trip."""
 
-    def wait_for_work(self, queues: Sequence[str], timeout: float) -> bool:
-        """Block until woken (a task became pending) or the timeout passes."""
+    def wait_for_work(self, queues: Sequence[str], timeout: float) -> str | None:
+        """Block until woken (a task became pending) or the timeout passes: None, or the token
+        taken (WAKE_DUE: a scheduled task is due sooner than planned)."""
 
     def promote(self, queue: str) -> tuple[int, float | None]:
         """Due scheduled tasks to pending: (moved, seconds until the next is due)."""

@@ -32,9 +32,9 @@ from taskq_cli.models import Options, Outcome
 from taskq_cli.outage import REDIS_ERRORS, Outage, describe
 from taskq_cli.pool import Pool
 from taskq_cli.pools import POOL_KINDS, make_pool
-from taskq_cli.protocol import FailState, Fetched, Postpone, Report
+from taskq_cli.protocol import WAKE_DUE, FailState, Fetched, Postpone, Report
 from taskq_cli.protocol.record import TaskMeta
-from taskq_cli.runner import Execution
+from taskq_cli.runner import Execution, freeze_startup_heap
 from taskq_cli.scheduler import CronRunner, Maintenance
 from taskq_cli.stopsignals import StopSignals
 from taskq_cli.worker.broker import WorkerBroker
@@ -135,6 +135,7 @@ class Worker:
 
     def run(self) -> int:
         StopSignals(self._on_first_signal).install()
+        freeze_startup_heap()  # before forking: children inherit it (and share those pages longer)
         self.pool.start(self._on_done)  # children first, while this process has one thread
         if self.metrics_server is not None:
             try:
@@ -215,8 +216,9 @@ class Worker:
                 self.stopping.wait(self.outage.failed("dispatcher", exc))
                 continue
             self.reporter.idle.clear()
-            # woken maybe by a task scheduled sooner than the maintainer knew: a pass, after the fetch
-            self.reporter.wake(then=(lambda: self.poke_maintenance(0)) if woken else None)
+            # woken by a task scheduled sooner than the maintainer knew: a pass, after the fetch (a
+            # plain enqueue's token asks for none: a pass per pickup doubled an idle worker's work)
+            self.reporter.wake(then=(lambda: self.poke_maintenance(0)) if woken == WAKE_DUE else None)
         return 1 if self.reporter.failure else 0
 
     def _burst_done(self) -> bool:

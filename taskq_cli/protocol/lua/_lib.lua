@@ -12,7 +12,7 @@
 --   KEYS[8] dead       zset  id -> time of death (ms)
 --   KEYS[9] done       zset  id -> expiry of the done record (ms)
 --   KEYS[10] counters  hash  processed, failed
---   KEYS[11] wake      list  at most one wake-up token for idle workers
+--   KEYS[11] wake      list  at most one wake-up token for idle workers ('1' or 'due': see wake)
 --   KEYS[12] paused    string present while the queue is paused
 --   KEYS[13] cron      hash  schedule name -> "<tick ms>:<task id>" last fired into this queue
 --   KEYS[14] unique    hash  unique key -> id of the task holding it
@@ -50,9 +50,15 @@ local function now_ms(arg)
   return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 end
 
--- Wake one idle worker; the list never holds more than one token.
-local function wake()
-  if redis.call('LLEN', K_WAKE) == 0 then redis.call('LPUSH', K_WAKE, '1') end
+-- Wake one idle worker; the list never holds more than one token. The token is '1' (tasks may be
+-- pending: fetch) or 'due' (also: a scheduled task is due sooner than the workers planned, so the
+-- one woken runs a promote pass too); 'due' replaces a '1' waiting there, never the other way round.
+local function wake(token)
+  if redis.call('LLEN', K_WAKE) == 0 then
+    redis.call('LPUSH', K_WAKE, token or '1')
+  elseif token == 'due' then
+    redis.call('LSET', K_WAKE, 0, token)
+  end
 end
 
 -- Add to the scheduled set; when it is due before everything else there, wake an idle worker so
@@ -60,7 +66,7 @@ end
 local function schedule(id, run_at)
   local first = redis.call('ZRANGE', K_SCHEDULED, 0, 0, 'WITHSCORES')
   redis.call('ZADD', K_SCHEDULED, run_at, id)
-  if #first == 0 or run_at < tonumber(first[2]) then wake() end
+  if #first == 0 or run_at < tonumber(first[2]) then wake('due') end
 end
 
 -- The task's metadata as a table, or nil and the raw text when it is missing or not JSON.
@@ -322,6 +328,15 @@ end
 -- empty. `deps` ('' or nil: none): the dependencies' refs joined by newlines; the task is `waiting`
 -- (its run time kept for its release). Pending tasks are pushed without waking anyone: the caller
 -- wakes once for its whole batch.
+-- A new task's record: the producer's compact JSON object joined with the fields set here, as
+-- text: no decode and encode per task (JSON keeps the last of repeated keys, so these always win).
+local function new_record(now, id, meta_json, state, tail)
+  local body = string.sub(meta_json, 2, -2)
+  if body ~= '' then body = body .. ',' end
+  return '{' .. body .. '"id":' .. cjson.encode(id)
+    .. string.format(',"attempts":0,"enqueued_at":%d,"state":"%s"', now, state) .. tail .. '}'
+end
+
 local function enqueue_one(now, id, meta_json, payload, delay, at, custom, unique, deps)
   local aside = nil
   if custom == '1' then
@@ -372,12 +387,7 @@ local function enqueue_one(now, id, meta_json, payload, delay, at, custom, uniqu
   else
     redis.call('LPUSH', K_PENDING, id)
   end
-  -- The record is the producer's compact JSON object joined with the fields set here, as text: no
-  -- decode and encode per task (JSON keeps the last of repeated keys, so these always win).
-  local body = string.sub(meta_json, 2, -2)
-  if body ~= '' then body = body .. ',' end
-  redis.call('HSET', K_TASKS, id, '{' .. body .. '"id":' .. cjson.encode(id)
-    .. string.format(',"attempts":0,"enqueued_at":%d,"state":"%s"', now, state) .. tail .. '}')
+  redis.call('HSET', K_TASKS, id, new_record(now, id, meta_json, state, tail))
   redis.call('HSET', K_PAYLOADS, id, payload)
   return state, 0, id
 end
