@@ -1,16 +1,36 @@
 """The round-trip limit seen from redis-py: PING one call at a time, and pipelined 100 per round trip.
-Prints one JSON object of ops/s."""
+Prints one JSON object of ops/s.
+
+`raw.py lpush N SIZE`: the bulk ceiling instead: N `LPUSH`es of a SIZE-byte value, pipelined 1,000 per
+round trip (no transaction); prints {"seconds": ...}."""
 
 from __future__ import annotations
 
 import json
 import os
+import sys
 import time
 
 import redis
 
 
+def lpush(n: int, size: int) -> None:
+    client = redis.Redis.from_url(os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/0"))
+    client.ping()
+    value = b"x" * size
+    began = time.perf_counter()
+    for start in range(0, n, 1000):
+        pipe = client.pipeline(transaction=False)
+        for _ in range(min(1000, n - start)):
+            pipe.lpush("bench:ceiling", value)
+        pipe.execute()
+    print(json.dumps({"seconds": time.perf_counter() - began}))
+
+
 def main() -> None:
+    if len(sys.argv) > 1 and sys.argv[1] == "lpush":
+        lpush(int(sys.argv[2]), int(sys.argv[3]))
+        return
     client = redis.Redis.from_url(os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/0"))
     client.ping()
     n = 20000
