@@ -1077,7 +1077,8 @@ def cold_rows(cold, add, rows, columns, taskqs, target) -> None:  # type: ignore
 
 def redis_costs(results: dict[str, Any]) -> dict[str, dict[str, Any]]:
     """Per system: Redis's cost per enqueued task (the one-by-one enqueue) and per fetched + acked task
-    (the drain at c=1 or c=4, taskq's default pool, the cheaper of the two), each the median run."""
+    (the drain at c=1 or c=4, taskq's default pool, the cheaper of the two), each the median run; the
+    memory per 100,000 pending tasks of the enqueue's runs, the smallest."""
 
     def median_run(extras: list[dict[str, Any]]) -> dict[str, Any] | None:
         runs = sorted((e["redis"] for e in extras if e.get("redis")), key=lambda r: r["cpu_us"])
@@ -1087,7 +1088,9 @@ def redis_costs(results: dict[str, Any]) -> dict[str, dict[str, Any]]:
     for v in results.get("enqueue", {}).values():
         got = median_run(v.get("extras", []))
         if got:
-            out.setdefault(v["system"], {})["enqueue"] = got
+            # memory: the smallest run (a server's first measurements carry one-time allocations)
+            memory = min(e["redis"]["memory_per_100k"] for e in v["extras"] if e.get("redis"))
+            out.setdefault(v["system"], {})["enqueue"] = {**got, "memory_per_100k": memory}
     for v in results.get("drain", {}).values():
         if v["pool"] not in ("", "processes"):
             continue
@@ -1252,7 +1255,7 @@ def cost_report(results: dict[str, Any]) -> list[str]:
         "Redis CPU is the main thread's (`INFO cpu`, user + sys) over the one-by-one enqueue of N tasks "
         "and over the drain of N (worker start to all done; the harness's own polls are measured on the "
         "idle server afterwards and subtracted); memory is the `used_memory` delta after the N + 1 "
-        "enqueues, scaled to 100,000 tasks. `INFO commandstats` counts a command a script calls both "
+        "enqueues, scaled to 100,000 tasks (the smallest of the runs). `INFO commandstats` counts a command a script calls both "
         "inside the script's time and under its own name: the µs below are commandstats', per task "
         "(calls per task, µs per task). At-least-once: every build of taskq, "
         + ", ".join(AT_LEAST_ONCE)
