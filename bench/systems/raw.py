@@ -6,6 +6,7 @@ round trip (no transaction); prints {"seconds": ...}."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import sys
@@ -51,11 +52,29 @@ def main() -> None:
             pipe.ping()
         pipe.execute()
     piped = n / (time.perf_counter() - began)
-    print(
-        json.dumps(
-            {"PING one by one": one, "EVALSHA 'return 1' one by one": evalsha, "PING pipelined x100": piped}
-        )
-    )
+    figures = {"PING one by one": one, "EVALSHA 'return 1' one by one": evalsha, "PING pipelined x100": piped}
+    figures["asyncio EVALSHA 'return 1', 64 coroutines"] = asyncio.run(aevalsha(n, 64))
+    print(json.dumps(figures))
+
+
+async def aevalsha(n: int, coroutines: int) -> float:
+    """The floor of taskq's `aenqueue` from 64 coroutines: redis.asyncio EVALSHA of `return 1`, each
+    coroutine one call at a time, over one pool."""
+    from redis.asyncio import Redis
+
+    client = Redis.from_url(os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/0"))
+    sha = await client.script_load("return 1")
+    await asyncio.gather(*(client.evalsha(sha, 0) for _ in range(coroutines)))  # open the pool's connections
+
+    async def one(count: int) -> None:
+        for _ in range(count):
+            await client.evalsha(sha, 0)
+
+    began = time.perf_counter()
+    await asyncio.gather(*(one(n // coroutines) for _ in range(coroutines)))
+    rate = (n // coroutines) * coroutines / (time.perf_counter() - began)
+    await client.aclose()
+    return rate
 
 
 if __name__ == "__main__":
