@@ -495,6 +495,13 @@ def scenario_enqueue(h: Harness) -> None:
     h.results["enqueue"] = interleaved(h, "enqueue", measures)
 
 
+def costed(h: Harness, n: int, run: Callable[[], float]) -> tuple[float, dict[str, Any]]:
+    """`run()` returns the seconds N tasks took: their rate, and Redis's cost per task meanwhile."""
+    before = h.snapshot()
+    seconds = run()
+    return n / seconds, {"redis": per_task(delta(before, h.snapshot()), n)}
+
+
 def scenario_aenqueue(h: Harness) -> None:
     """(a2) taskq's asyncio client: N `aenqueue`s from 64 coroutines at once, tasks/s. Builds without
     `aenqueue` (older ones) are left out."""
@@ -510,7 +517,7 @@ def scenario_aenqueue(h: Harness) -> None:
             print(f"  aenqueue   {s.name}: skipped ({str(exc).strip().splitlines()[-1][:120]})", flush=True)
             continue
         measures[s.name] = (
-            lambda s=s: n / h.driver(s, "aenqueue", n)["seconds"],
+            lambda s=s: costed(h, n, lambda: h.driver(s, "aenqueue", n)["seconds"]),
             {"system": s.name, "coroutines": AENQUEUE_COROUTINES},
         )
     h.results["aenqueue"] = interleaved(h, "aenqueue", measures)
@@ -549,13 +556,13 @@ def scenario_bulk(h: Harness) -> None:
     measures: dict[str, tuple[Measure, dict[str, Any]]] = {}
     size = task_size(h)
     measures["redis-py pipelined LPUSH"] = (
-        lambda: ceiling(size),
+        lambda: costed(h, n, lambda: n / ceiling(size)),
         {"system": None, "kind": "ceiling", "size": size},
     )
     for s in systems_for(h):
         if s.has_bulk:
             measures[s.name] = (
-                lambda s=s: n / h.driver(s, "bulk", n)["seconds"],
+                lambda s=s: costed(h, n, lambda: h.driver(s, "bulk", n)["seconds"]),
                 {"system": s.name, "kind": "library"},
             )
     for s in systems_for(h):
@@ -1026,6 +1033,20 @@ def table(results: dict[str, Any]) -> tuple[list[list[str]], list[list[str]]]:  
     costs = redis_costs(results)
     if costs:
         cost_rows(costs, add, taskqs, target)
+    bulk_cpu = {
+        f"{scenario} {label}": statistics.median(e["redis"]["cpu_us"] for e in v["extras"])
+        for scenario in ("aenqueue", "bulk")
+        for label, v in results.get(scenario, {}).items()
+        if v.get("extras")
+    }
+    if bulk_cpu:
+        rows.append(
+            [
+                "(g) Redis CPU per task in (a2) `aenqueue` and (b) bulk, µs: "
+                + "; ".join(f"{k} {fmt(v)}" for k, v in bulk_cpu.items()),
+                *(["—"] * (len(columns) + 1 + len(taskqs))),
+            ]
+        )
     return rows, targets
 
 
