@@ -661,14 +661,17 @@ def latency_once(h: Harness, system: System, pool: str) -> dict[str, Any]:
         h.client.delete(LATENCY_KEY)
         h.driver(system, "latency", n, rate=100)
         wait_for(lambda: h.client.llen(LATENCY_KEY) >= n, 15, proc)
-        values = sorted(float(v) for v in h.client.lrange(LATENCY_KEY, 0, -1))
+        in_order = [float(v) for v in h.client.lrange(LATENCY_KEY, 0, -1)]  # the order they started in
+        values = sorted(in_order)
     if len(values) < n:
         return {"p50": None, "p99": None, "count": len(values)}
+    slowest = sorted(range(len(in_order)), key=lambda i: -in_order[i])[:3]
     return {
         "p50": percentile(values, 50),
         "p99": percentile(values, 99),
         "count": len(values),
         "max": values[-1],
+        "slowest": [[i, round(in_order[i], 3)] for i in slowest],  # [position, ms]: e.g. the first?
     }
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 
-from bench.systems.common import paced, url
+from bench.systems.common import WARMUP, WARMUP_PAUSE, paced, url
 
 
 def _app():  # type: ignore[no-untyped-def]
@@ -58,6 +58,8 @@ def fill(n: int) -> None:
 
 def latency(n: int, rate: float) -> None:
     app = _app()
+    app.lat.enqueue(sent=WARMUP)
+    time.sleep(WARMUP_PAUSE)
     for _ in paced(n, rate):
         app.lat.enqueue(sent=time.monotonic())
 
