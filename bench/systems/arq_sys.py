@@ -9,7 +9,7 @@ import time
 from arq import create_pool
 from arq.connections import RedisSettings
 
-from bench.systems.common import apaced, record_latency, url
+from bench.systems.common import WARMUP, WARMUP_PAUSE, apaced, record_latency, url
 
 SETTINGS = RedisSettings.from_dsn(url())
 
@@ -45,6 +45,8 @@ async def fill(n: int) -> None:
 
 async def latency(n: int, rate: float) -> None:
     pool = await create_pool(SETTINGS)
+    await pool.enqueue_job("lat", WARMUP)
+    await asyncio.sleep(WARMUP_PAUSE)
     async for _ in apaced(n, rate):
         await pool.enqueue_job("lat", time.monotonic())
 

@@ -6,7 +6,7 @@ import time
 
 from celery import Celery
 
-from bench.systems.common import paced, record_latency, url
+from bench.systems.common import WARMUP, WARMUP_PAUSE, paced, record_latency, url
 
 app = Celery("bench", broker=url())
 app.conf.update(
@@ -38,6 +38,8 @@ def fill(n: int) -> None:
 
 
 def latency(n: int, rate: float) -> None:
+    lat.delay(WARMUP)
+    time.sleep(WARMUP_PAUSE)
     for _ in paced(n, rate):
         lat.delay(time.monotonic())
 

@@ -7,7 +7,7 @@ import time
 import dramatiq
 from dramatiq.brokers.redis import RedisBroker
 
-from bench.systems.common import paced, record_latency, url
+from bench.systems.common import WARMUP, WARMUP_PAUSE, paced, record_latency, url
 
 broker = RedisBroker(url=url())
 dramatiq.set_broker(broker)
@@ -37,6 +37,8 @@ def fill(n: int) -> None:
 
 
 def latency(n: int, rate: float) -> None:
+    lat.send(WARMUP)
+    time.sleep(WARMUP_PAUSE)
     for _ in paced(n, rate):
         lat.send(time.monotonic())
 

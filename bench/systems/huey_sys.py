@@ -6,7 +6,7 @@ import time
 
 from huey import RedisHuey
 
-from bench.systems.common import paced, record_latency, url
+from bench.systems.common import WARMUP, WARMUP_PAUSE, paced, record_latency, url
 
 huey = RedisHuey("bench", url=url(), results=False)
 
@@ -35,6 +35,8 @@ def fill(n: int) -> None:
 
 
 def latency(n: int, rate: float) -> None:
+    lat(WARMUP)
+    time.sleep(WARMUP_PAUSE)
     for _ in paced(n, rate):
         lat(time.monotonic())
 

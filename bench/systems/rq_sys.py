@@ -7,7 +7,7 @@ import time
 from redis import Redis
 from rq import Queue
 
-from bench.systems.common import paced, record_latency, url
+from bench.systems.common import WARMUP, WARMUP_PAUSE, paced, record_latency, url
 
 
 def noop() -> None:
@@ -52,6 +52,8 @@ def fill(n: int) -> None:
 
 def latency(n: int, rate: float) -> None:
     q = _queue()
+    q.enqueue(LAT, WARMUP)
+    time.sleep(WARMUP_PAUSE)
     for _ in paced(n, rate):
         q.enqueue(LAT, time.monotonic())
 

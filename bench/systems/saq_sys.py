@@ -8,7 +8,7 @@ import time
 
 from saq import Queue
 
-from bench.systems.common import apaced, record_latency, url
+from bench.systems.common import WARMUP, WARMUP_PAUSE, apaced, record_latency, url
 
 queue = Queue.from_url(url())
 
@@ -42,6 +42,8 @@ async def fill(n: int) -> None:
 
 
 async def latency(n: int, rate: float) -> None:
+    await queue.enqueue("lat", sent=WARMUP)
+    await asyncio.sleep(WARMUP_PAUSE)
     async for _ in apaced(n, rate):
         await queue.enqueue("lat", sent=time.monotonic())
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 
-from bench.systems.common import paced, url
+from bench.systems.common import WARMUP, WARMUP_PAUSE, paced, url
 
 
 def _app():  # type: ignore[no-untyped-def]
@@ -20,6 +20,24 @@ def enqueue(n: int) -> float:
     began = time.perf_counter()
     for _ in range(n):
         app.noop.enqueue()
+    return time.perf_counter() - began
+
+
+async def aenqueue(n: int, coroutines: int = 64) -> float:
+    """N enqueues by `aenqueue` (redis.asyncio) from 64 coroutines at once, each awaiting its own one
+    by one: what an asyncio web app under load does. Time of the N alone, after a warm-up."""
+    import asyncio
+
+    app = _app()
+    await app.noop.aenqueue()  # connect, load the scripts
+    share = [n // coroutines + (1 if i < n % coroutines else 0) for i in range(coroutines)]
+
+    async def one(count: int) -> None:
+        for _ in range(count):
+            await app.noop.aenqueue()
+
+    began = time.perf_counter()
+    await asyncio.gather(*(one(k) for k in share))
     return time.perf_counter() - began
 
 
@@ -40,8 +58,10 @@ def fill(n: int) -> None:
 
 def latency(n: int, rate: float) -> None:
     app = _app()
+    app.lat.enqueue(sent=WARMUP)
+    time.sleep(WARMUP_PAUSE)
     for _ in paced(n, rate):
         app.lat.enqueue(sent=time.monotonic())
 
 
-ACTIONS = {"enqueue": enqueue, "bulk": bulk, "fill": fill, "latency": latency}
+ACTIONS = {"enqueue": enqueue, "aenqueue": aenqueue, "bulk": bulk, "fill": fill, "latency": latency}
