@@ -1360,8 +1360,8 @@ def report(h: Harness, started: float) -> str:
     lines += [f"- {k}: {v}" for k, v in h.loads.items()]
     lines.append("")
     lines.append(
-        "This machine has 2 cores shared with other sessions (their tests ran during the run): the load "
-        "above is part of every figure, and only ratios measured in the same run count."
+        f"This machine has {os.cpu_count()} cores: whatever else ran on it (the load above) is part of every "
+        "figure, and only ratios measured in the same run count."
     )
     lines.append("")
     lines.append("Raw figures of every run: `bench/results/latest.json`.")
