@@ -20,7 +20,7 @@ from taskq_cli.protocol.topology import Client, connect
 from tests.cluster.servers import Cluster, Unsupported
 from tests.support import ROOT, Procs, taskq_env, until
 
-__all__ = ["ROOT", "Clock", "cli_env", "run_python", "wait_until"]
+__all__ = ["FIGURE", "ROOT", "Clock", "cli_env", "run_python", "wait_until"]
 REDIS_URL = os.environ.get("TASKQ_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 
 
@@ -36,6 +36,23 @@ def _answers(url: str) -> bool:
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "cluster: on a local 3-primary Redis Cluster (CI still runs them)")
+
+
+FIGURE = "taskq_figure"  # a test's `record_property(FIGURE, line)`: a line of the run's figures
+_figures: list[str] = []
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    """Gather the figures tests recorded; an xdist worker's arrive here with its reports."""
+    if report.when == "call":
+        _figures.extend(str(value) for name, value in report.user_properties if name == FIGURE)
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    if _figures:
+        terminalreporter.section("taskq figures")
+        for line in _figures:
+            terminalreporter.write_line(line)
 
 
 @pytest.fixture(scope="session")

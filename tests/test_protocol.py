@@ -13,15 +13,18 @@ from __future__ import annotations
 import importlib.util
 import json
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 import redis
 
+from taskq_cli import TaskQueue
 from taskq_cli.config import RetryDefaults
 from taskq_cli.protocol import WAKE_DUE, Broker, Fetched, Malformed, NewTask
 from taskq_cli.protocol.keys import QUEUE_KEY_ORDER, QueueKeys
 
 from .conftest import Clock
+from .support.servers import RedisServer
 
 DEFAULTS = RetryDefaults(max_retries=3, backoff_base=5.0, backoff_max=3600.0)
 
@@ -401,7 +404,22 @@ def test_the_dead_set_is_trimmed_by_age(
     assert raw.zrange(QueueKeys(namespace, "default").dead, 0, -1) == ["young"]
 
 
-def test_scripts_are_reloaded_after_the_script_cache_is_flushed(broker: Broker, raw: redis.Redis) -> None:
+def test_scripts_are_reloaded_after_the_script_cache_is_flushed(
+    broker: Broker, raw: redis.Redis, redis_url: str, suite_redis_url: str, tmp_path: Path
+) -> None:
+    if redis_url == suite_redis_url:  # SCRIPT FLUSH is server-wide: not on the Redis other tests share
+        server = RedisServer(tmp_path / "redis").start()
+        tq = TaskQueue(redis_url=server.url, namespace="flush")
+        try:
+            _enqueue_flush_and_fetch(tq.broker, server.client())
+        finally:
+            tq.close()
+            server.stop()
+    else:
+        _enqueue_flush_and_fetch(broker, raw)
+
+
+def _enqueue_flush_and_fetch(broker: Broker, raw: redis.Redis) -> None:
     broker.enqueue([new("a")])
     raw.script_flush()
     broker.enqueue([new("b")])

@@ -10,7 +10,7 @@ import os
 import signal
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
@@ -20,8 +20,19 @@ from taskq_cli import ResultTimeout, TaskFailed, TaskNotFound, TaskQueue, UsageE
 from taskq_cli.protocol import Broker
 from taskq_cli.protocol.waits import WAIT_BLOCK_S
 from tests.conftest import wait_until
+from tests.support.servers import RedisServer
 
 CRASHY = "tests.apps.crashy"
+
+
+@pytest.fixture(scope="module")
+def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A redis-server of this module's own: its tests count blocked clients (CLIENT LIST), kill one
+    and count BLMOVE calls (INFO commandstats), all server-wide, which the waits of tests running
+    beside them (`pytest -n`) on the shared Redis would disturb."""
+    server = RedisServer(tmp_path_factory.mktemp("results-redis")).start()
+    yield server.url
+    server.stop()
 
 
 def finish(broker: Broker, result: Any = None, *, fail: bool = False) -> None:

@@ -14,6 +14,7 @@ import pytest
 import redis
 
 from taskq_cli import TaskQueue
+from tests.conftest import FIGURE
 from tests.support import ROOT, RedisServer, until
 
 NS = "soak"
@@ -52,10 +53,7 @@ def test_the_one_minute_soak_loses_no_task_and_every_duplicate_was_in_flight_at_
             check=False,
         )
         took = time.monotonic() - began
-        reporter = request.config.pluginmanager.get_plugin("terminalreporter")
-        if reporter is not None:
-            reporter.ensure_newline()
-            reporter.write_line(f"soak ({took:.0f}s): {done.stdout.strip()}")
+        request.node.user_properties.append((FIGURE, f"soak ({took:.0f}s): {done.stdout.strip()}"))
         # Then its report says nothing was lost and every duplicate was in flight at a kill
         assert done.returncode == 0, f"{done.stdout}\n{done.stderr}"
         summary = json.loads(out.read_text())

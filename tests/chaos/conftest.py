@@ -2,12 +2,13 @@
 never the shared one. Each test gets a fresh redis-server on a free port, a namespace, a ledger
 directory and a fleet of taskq processes; all of them are stopped at the end of the test.
 
-The figures every chaos scenario measures are printed together at the end of the run."""
+The figures every chaos scenario measures (`Lab.figure`) are printed together at the end of the run
+(tests/conftest.py gathers them, from xdist's workers too)."""
 
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,16 +18,8 @@ import redis
 from taskq_cli import TaskQueue
 from tests.apps import chaos as app
 from tests.chaos.harness import Fleet
+from tests.conftest import FIGURE
 from tests.support import RedisServer, qkeys
-
-FIGURES: list[str] = []
-
-
-def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
-    if FIGURES:
-        terminalreporter.section("taskq chaos figures")
-        for line in FIGURES:
-            terminalreporter.write_line(line)
 
 
 @dataclass
@@ -39,6 +32,12 @@ class Lab:
     client: redis.Redis
     producer: TaskQueue
     workdir: Path
+    record_property: Callable[[str, object], None]
+
+    def figure(self, line: str) -> None:
+        """A line for the run's "taskq figures" section (and the test's own output)."""
+        self.record_property(FIGURE, line)
+        print(line)
 
     def key(self, part: str, queue: str = "default") -> str:
         return qkeys(self.namespace, queue).key(part)
@@ -58,14 +57,14 @@ def server(tmp_path: Path) -> Iterator[RedisServer]:
 
 
 @pytest.fixture
-def lab(server: RedisServer, tmp_path: Path) -> Iterator[Lab]:
+def lab(server: RedisServer, tmp_path: Path, record_property: Callable[[str, object], None]) -> Iterator[Lab]:
     namespace = f"chaos-{uuid.uuid4().hex[:8]}"
     fleet = Fleet(tmp_path, server.url, namespace, tmp_path / "ledger")
     client = server.client()
     producer = TaskQueue(redis_url=server.url, namespace=namespace)
     producer.registry = app.tq.registry  # the producer knows the handlers: their retry policy is recorded
     try:
-        yield Lab(server, namespace, fleet, client, producer, tmp_path)
+        yield Lab(server, namespace, fleet, client, producer, tmp_path, record_property)
     finally:
         fleet.close()
         producer.close()

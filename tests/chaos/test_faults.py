@@ -30,7 +30,7 @@ import pytest
 from taskq_cli.errors import BrokerUnavailable
 from taskq_cli.protocol import Broker, connect
 from tests.apps.chaos import Fault, Verdict, judge, read_ledger
-from tests.chaos.conftest import FIGURES, Lab
+from tests.chaos.conftest import Lab
 from tests.chaos.harness import ChaosProxy, LeaseWatch
 from tests.support import ROOT, final_states, queue_counts, until
 
@@ -67,8 +67,7 @@ def check(
     line = f"{name}: {v.line()}; longest expired lease {worst:.1f}s" + (
         f"; attempts cut: {phases}" if phases else ""
     )
-    FIGURES.append(line)
-    print(line)
+    lab.figure(line)
     assert not v.lost, f"lost {v.lost[:10]}\n{lab.fleet.logs()}"
     assert not v.unexplained, f"duplicates not explained by a fault: {v.unexplained}\n{lab.fleet.logs()}"
     assert worst <= bound, f"a lease stayed expired {worst:.1f}s (bound {bound}s)\n{lab.fleet.logs()}"

@@ -11,7 +11,7 @@ import threading
 import time
 
 from tests.apps.chaos import read_ledger
-from tests.chaos.conftest import FIGURES, Lab
+from tests.chaos.conftest import Lab
 from tests.support.keys import final_states, queue_counts
 from tests.support.polling import until
 
@@ -100,7 +100,7 @@ def test_workers_sigkilled_under_a_concurrency_limit_lose_nothing_and_their_slot
     runs = [(starts[(e.task_id, e.attempt, e.pid)], e.at) for e in events if e.kind == "end"]
     overlap = most_at_once(runs)
     assert most <= 2 and overlap <= 2, (most, overlap)
-    FIGURES.append(
+    lab.figure(
         f"concurrency limit 2 under {kills} SIGKILLs: 60/60 done in {took:.1f}s, most active seen "
         f"{most}, most completed executions overlapping {overlap}"
     )
@@ -139,7 +139,7 @@ def test_a_rate_limit_is_held_across_three_workers(lab: Lab) -> None:
     assert in_redis <= 20 and in_ledger <= 20, (in_redis, in_ledger, f"lag spread {spread:.3f}s")
     assert span >= 4.0, f"100 starts at 20/s took {span:.2f}s"  # 5 windows: at least 4 s apart
     rate = (len(ledger) - 20) / span  # the first window's burst aside
-    FIGURES.append(
+    lab.figure(
         f"rate limit 20/s, 3 workers: most starts in any 1 s window {in_redis} (Redis clock), "
         f"{in_ledger} (ledger, {max(1.0 - spread, 0.0):.2f} s); 100 starts over {span:.2f}s "
         f"({rate:.1f}/s after the first window; {time.monotonic() - began:.1f}s in all)"
