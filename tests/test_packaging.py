@@ -25,7 +25,7 @@ import pytest
 
 import taskq_cli
 from tests.conftest import ROOT
-from tests.support import free_port
+from tests.support import free_port, kill_group
 
 APP = """
 from taskq_cli import TaskQueue
@@ -79,14 +79,18 @@ def dists(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     # no download); an older setuptools builds in one, as a release does.
     setuptools_major = int(importlib.metadata.version("setuptools").split(".")[0])
     flags = ["--no-isolation"] if setuptools_major >= 77 else []
-    built = subprocess.run(
+    build = subprocess.Popen(
         [sys.executable, "-m", "build", *flags, "--outdir", str(out), str(source)],
-        capture_output=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
         text=True,
-        timeout=300,
-        check=False,
+        start_new_session=True,
     )
-    assert built.returncode == 0, built.stdout[-2000:] + built.stderr[-2000:]
+    try:
+        stdout, stderr = build.communicate(timeout=100)  # within pytest's 120 s, to say why
+    finally:
+        kill_group(build.pid)  # its backend hook runs in a process of its own: stopped too, however this ends
+    assert build.returncode == 0, stdout[-2000:] + stderr[-2000:]
     version = taskq_cli.__version__
     return {
         "wheel": out / f"taskq_cli-{version}-py3-none-any.whl",
