@@ -409,10 +409,11 @@ def test_scripts_are_reloaded_after_the_script_cache_is_flushed(
 ) -> None:
     if redis_url == suite_redis_url:  # SCRIPT FLUSH is server-wide: not on the Redis other tests share
         server = RedisServer(tmp_path / "redis").start()
-        tq = TaskQueue(redis_url=server.url, namespace="flush")
+        tq, client = TaskQueue(redis_url=server.url, namespace="flush"), server.client()
         try:
-            _enqueue_flush_and_fetch(tq.broker, server.client())
+            _enqueue_flush_and_fetch(tq.broker, client)
         finally:
+            client.close()
             tq.close()
             server.stop()
     else:
