@@ -26,6 +26,9 @@ def node(folder: Path, port: int, directives: list[str], *, sentinel: bool = Fal
     return RedisServer(folder, port=port, config=directives, sentinel=sentinel)
 
 
+PORT_TAKEN = ("Failed listening on port", "Address already in use")  # redis-server's words for it
+
+
 def start(server: RedisServer) -> RedisServer:
     """Start a node; one that exits at once (a directive this build lacks) makes the tests skip,
     except when it exits because its port was taken: that is the tests' doing and fails them."""
@@ -36,9 +39,6 @@ def start(server: RedisServer) -> RedisServer:
         if exc.exited and not any(sign in said for sign in PORT_TAKEN):
             raise Unsupported(f"redis-server exited at start: {said}") from None
         raise AssertionError(f"redis-server on port {server.port} did not start: {said}") from None
-
-
-PORT_TAKEN = ("Failed listening on port", "Address already in use")
 
 
 class Cluster:

@@ -8,14 +8,13 @@ connection takes one, from a slice of that range of each worker's own, in turn, 
 
 from __future__ import annotations
 
+import itertools
 import os
 import random
-import socket
 from collections.abc import Iterator
 from pathlib import Path
 
 from taskq_cli.dev import free_port as _dev_free_port
-from taskq_cli.dev.servers import LOOPBACK
 
 FIRST = 10_000  # above the well-known services of a machine (Redis 6379, PostgreSQL 5432, ...)
 _cursor: Iterator[int] | None = None
@@ -29,7 +28,7 @@ def free_port() -> int:
         _cursor = _turns(worker_slice())
     for _ in range(64):
         port = next(_cursor)
-        if _bindable(port):
+        if _dev_free_port(preferred=port) == port:  # nothing listens on it now
             return port
     return _dev_free_port()  # a slice full of listeners: let the system pick
 
@@ -46,10 +45,7 @@ def worker_slice() -> range:
 def _turns(ports: range) -> Iterator[int]:
     """Every port of the slice in turn, from a random one (a process started later by the same
     worker, such as a helper script, starts elsewhere)."""
-    start = random.randrange(len(ports))
-    while True:
-        for offset in range(len(ports)):
-            yield ports[(start + offset) % len(ports)]
+    return itertools.islice(itertools.cycle(ports), random.randrange(len(ports)), None)
 
 
 def _ephemeral_start() -> int:
@@ -58,13 +54,3 @@ def _ephemeral_start() -> int:
     except (OSError, ValueError, IndexError):
         first = 32_768  # Linux's default; elsewhere a guess the probe backs up
     return max(first, FIRST + 1_000)
-
-
-def _bindable(port: int) -> bool:
-    with socket.socket() as probe:
-        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            probe.bind((LOOPBACK, port))
-        except OSError:
-            return False
-        return True
